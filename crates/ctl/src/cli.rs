@@ -1,0 +1,122 @@
+//! The clap definition of `pushctl`, shared with the completion and man-page
+//! generators so that they document exactly what the binary parses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use pushd_proto::admin::MAX_CLOSE_REASON;
+
+/// `pushctl`: look at and act on a running pushd.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pushctl",
+    version,
+    about = "Control a running pushd: list online uids, kick, send, broadcast, stats",
+    after_help = "Exit status: 0 done, 1 negative answer (offline, nothing kicked), \
+                  2 usage error or pushd unreachable."
+)]
+pub struct Cli {
+    /// Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock].
+    #[arg(long, global = true, env = "PUSHD_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show online uids: connections, idle time, time online, address.
+    List,
+    /// Close every connection of the given uids (close code 4000).
+    ///
+    /// When this returns, the uids are offline: `online`, `send` and the text
+    /// port say so at once, even if a client has not finished closing.
+    #[command(
+        after_help = "Examples:\n  pushctl kick 42 --reason 'account suspended'\n  \
+                            # cron: drop connections idle for over 10 minutes\n  \
+                            */5 * * * * pushctl kick --idle-over 10m"
+    )]
+    Kick(KickArgs),
+    /// Push MESSAGE as one text frame to every connection of UID.
+    Send {
+        /// The addressed uid.
+        uid: String,
+        /// The message; `-` reads it from stdin (one trailing newline is dropped).
+        message: String,
+    },
+    /// Push MESSAGE as one text frame to every bound connection.
+    Broadcast {
+        /// The message; `-` reads it from stdin (one trailing newline is dropped).
+        message: String,
+    },
+    /// Is UID online? Exit status 0 if so, 1 if not.
+    Online {
+        /// The uid asked about.
+        uid: String,
+    },
+    /// Version, uptime, bound addresses, connections, uids and counters.
+    Stats,
+}
+
+/// Arguments of `pushctl kick`.
+#[derive(Debug, Args)]
+pub struct KickArgs {
+    /// The uids to kick.
+    #[arg(
+        value_name = "UID",
+        required_unless_present = "idle_over",
+        conflicts_with = "idle_over"
+    )]
+    pub uids: Vec<String>,
+
+    /// Kick every connection (bound or not) idle for longer than DUR (e.g. 10m).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub idle_over: Option<Duration>,
+
+    /// Reason text sent in the close frame (at most 123 bytes).
+    #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
+    pub reason: Option<String>,
+}
+
+fn parse_reason(reason: &str) -> Result<String, String> {
+    if reason.len() > MAX_CLOSE_REASON {
+        return Err(format!(
+            "a close reason holds at most {MAX_CLOSE_REASON} bytes, this one has {}",
+            reason.len()
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn kick_needs_uids_or_idle_over_but_not_both() {
+        assert!(Cli::try_parse_from(["pushctl", "kick"]).is_err());
+        assert!(Cli::try_parse_from(["pushctl", "kick", "1", "--idle-over", "5m"]).is_err());
+        assert!(Cli::try_parse_from(["pushctl", "kick", "1", "2", "--reason", "bye"]).is_ok());
+        assert!(Cli::try_parse_from(["pushctl", "kick", "--idle-over", "5m"]).is_ok());
+    }
+
+    #[test]
+    fn long_reasons_are_a_usage_error() {
+        let long = "x".repeat(MAX_CLOSE_REASON + 1);
+        assert!(Cli::try_parse_from(["pushctl", "kick", "1", "--reason", &long]).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! `pushctl send UID MESSAGE` and `pushctl broadcast MESSAGE`.
+
+use std::io::Write;
+
+use pushd_proto::admin::{Request, Response};
+use serde_json::json;
+
+use super::{Answer, message_argument, print_json, uid_argument};
+use crate::client::Client;
+use crate::error::CtlError;
+
+/// Pushes to one uid; positive when at least one connection took it.
+pub async fn send(
+    client: &mut Client,
+    uid: &str,
+    message: String,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Answer, CtlError> {
+    let uid = uid_argument(uid)?;
+    let message = message_argument(message)?;
+    let connections = delivered(
+        client
+            .request(Request::Send {
+                uid: uid.clone(),
+                message,
+            })
+            .await?,
+    )?;
+    if json {
+        print_json(
+            out,
+            &json!({ "uid": uid, "delivered": connections > 0, "connections": connections }),
+        )?;
+    } else if connections > 0 {
+        writeln!(
+            out,
+            "delivered to {connections} connection{} of {uid}",
+            if connections == 1 { "" } else { "s" }
+        )?;
+    } else {
+        writeln!(out, "{uid} is offline")?;
+    }
+    Ok(Answer::from_bool(connections > 0))
+}
+
+/// Pushes to every bound connection; always positive.
+pub async fn broadcast(
+    client: &mut Client,
+    message: String,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Answer, CtlError> {
+    let message = message_argument(message)?;
+    let connections = delivered(client.request(Request::Broadcast { message }).await?)?;
+    if json {
+        print_json(out, &json!({ "connections": connections }))?;
+    } else {
+        writeln!(
+            out,
+            "delivered to {connections} connection{}",
+            if connections == 1 { "" } else { "s" }
+        )?;
+    }
+    Ok(Answer::Positive)
+}
+
+fn delivered(response: Response) -> Result<u64, CtlError> {
+    match response {
+        Response::Delivered { connections } => Ok(connections),
+        _ => Err(CtlError::Protocol("expected a delivery count".into())),
+    }
+}

@@ -1,0 +1,76 @@
+//! `pushctl` as a library: the clap definition ([`cli`]), the admin client
+//! ([`client`]), one module per subcommand ([`cmd`]) and text rendering
+//! ([`render`]). The binary's `main` is [`main`]; exit statuses are decided
+//! in exactly one place ([`exit_status`]).
+
+pub mod cli;
+pub mod client;
+pub mod cmd;
+pub mod error;
+pub mod render;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::client::Client;
+use crate::cmd::Answer;
+use crate::error::CtlError;
+
+/// Runs pushctl with the process's arguments and returns its exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pushctl: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let result = runtime.block_on(run(cli, &mut stdout)).and_then(|answer| {
+        stdout.flush()?;
+        Ok(answer)
+    });
+    ExitCode::from(exit_status(result))
+}
+
+/// Maps a command's outcome to its exit status, printing any error.
+pub fn exit_status(result: Result<Answer, CtlError>) -> u8 {
+    match result {
+        Ok(answer) => answer.exit_status(),
+        Err(err) => {
+            let status = err.exit_status();
+            if status != 0 {
+                eprintln!("pushctl: {err}");
+            }
+            status
+        }
+    }
+}
+
+/// Connects to the daemon and runs one subcommand, writing to `out`.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
+    let path = cli
+        .socket
+        .unwrap_or_else(pushd_proto::socket_path::default_socket_path);
+    let mut client = Client::connect(&path).await?;
+    let json = cli.json;
+    match cli.command {
+        Command::List => cmd::list::run(&mut client, json, out).await,
+        Command::Kick(args) => cmd::kick::run(&mut client, args, json, out).await,
+        Command::Send { uid, message } => {
+            cmd::push::send(&mut client, &uid, message, json, out).await
+        }
+        Command::Broadcast { message } => {
+            cmd::push::broadcast(&mut client, message, json, out).await
+        }
+        Command::Online { uid } => cmd::online::run(&mut client, &uid, json, out).await,
+        Command::Stats => cmd::stats::run(&mut client, json, out).await,
+    }
+}

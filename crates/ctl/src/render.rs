@@ -1,0 +1,144 @@
+//! Text output for people: tables and durations. (JSON output is serde's.)
+
+use std::time::Duration;
+
+use pushd_proto::admin::{Stats, UidInfo};
+use tabled::settings::{Padding, Style};
+use tabled::{Table, Tabled};
+
+/// A duration in milliseconds as humantime text, to the second ("1m 5s", "0s").
+pub fn duration_ms(ms: u64) -> String {
+    humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+}
+
+#[derive(Tabled)]
+struct UidRow {
+    #[tabled(rename = "UID")]
+    uid: String,
+    #[tabled(rename = "CONNS")]
+    conns: usize,
+    #[tabled(rename = "IDLE")]
+    idle: String,
+    #[tabled(rename = "ONLINE FOR")]
+    online_for: String,
+    #[tabled(rename = "ADDRESS")]
+    address: String,
+}
+
+/// The `pushctl list` table: one row per uid. IDLE is the least idle of its
+/// connections, ONLINE FOR the oldest, ADDRESS the oldest connection's peer
+/// followed by `+N` when the uid has N more connections.
+pub fn uid_table(uids: &[UidInfo]) -> String {
+    let rows = uids.iter().filter_map(|info| {
+        let oldest = info.connections.iter().max_by_key(|c| c.connected_ms)?;
+        let idle = info.connections.iter().map(|c| c.idle_ms).min()?;
+        let more = info.connections.len() - 1;
+        Some(UidRow {
+            uid: info.uid.clone(),
+            conns: info.connections.len(),
+            idle: duration_ms(idle),
+            online_for: duration_ms(oldest.connected_ms),
+            address: if more == 0 {
+                oldest.peer.clone()
+            } else {
+                format!("{} +{more}", oldest.peer)
+            },
+        })
+    });
+    let mut table = Table::new(rows);
+    table.with(Style::blank()).with(Padding::new(0, 1, 0, 0));
+    // Trailing padding of the last column is noise in a terminal.
+    table
+        .to_string()
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `pushctl stats` as aligned `key: value` lines.
+pub fn stats(stats: &Stats) -> String {
+    let c = &stats.counters;
+    let lines: [(&str, String); 20] = [
+        ("version", stats.version.clone()),
+        ("uptime", duration_ms(stats.uptime_ms)),
+        ("websocket", stats.ws_listen.clone()),
+        ("text port", stats.text_listen.clone()),
+        ("admin socket", stats.socket.clone()),
+        ("connections", stats.connections.to_string()),
+        ("uids", stats.uids.to_string()),
+        ("text connections", stats.text_connections.to_string()),
+        ("connections opened", c.connections_opened.to_string()),
+        ("connections closed", c.connections_closed.to_string()),
+        ("handshakes failed", c.handshakes_failed.to_string()),
+        ("binds", c.binds.to_string()),
+        ("invalid uids", c.invalid_uids.to_string()),
+        ("heartbeat timeouts", c.heartbeat_timeouts.to_string()),
+        ("kicked", c.kicked.to_string()),
+        ("slow consumers", c.slow_consumers.to_string()),
+        ("oversized messages", c.oversized_messages.to_string()),
+        ("messages delivered", c.messages_delivered.to_string()),
+        ("text ok", c.text_ok.to_string()),
+        ("text fail", c.text_fail.to_string()),
+    ];
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    lines
+        .iter()
+        .map(|(key, value)| format!("{:width$} {value}", format!("{key}:")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pushd_proto::admin::ConnInfo;
+
+    fn conn(peer: &str, idle_ms: u64, connected_ms: u64) -> ConnInfo {
+        ConnInfo {
+            id: 1,
+            peer: peer.into(),
+            idle_ms,
+            connected_ms,
+        }
+    }
+
+    #[test]
+    fn durations_are_humantime_to_the_second() {
+        assert_eq!(duration_ms(999), "0s");
+        assert_eq!(duration_ms(65_400), "1m 5s");
+        assert_eq!(duration_ms(3_600_000), "1h");
+    }
+
+    #[test]
+    fn one_row_per_uid() {
+        let uids = vec![
+            UidInfo {
+                uid: "42".into(),
+                connections: vec![
+                    conn("127.0.0.1:5000", 3_000, 90_000),
+                    conn("[::1]:6000", 1_000, 5_000),
+                ],
+            },
+            UidInfo {
+                uid: "7".into(),
+                connections: vec![conn("10.0.0.2:7000", 0, 1_000)],
+            },
+        ];
+        let table = uid_table(&uids);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(
+            lines[0].starts_with("UID  CONNS  IDLE  ONLINE FOR  ADDRESS"),
+            "{table}"
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["42", "2", "1s", "1m", "30s", "127.0.0.1:5000", "+1"]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["7", "1", "0s", "1s", "10.0.0.2:7000"]
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! One function per admin request kind: synchronous, on the shared registry.
+
+use pushd_proto::admin::{Request, Response, Stats, UidCount};
+use pushd_proto::uid::normalize_uid;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::Daemon;
+
+/// Close reason used when `pushctl kick` gives none.
+const DEFAULT_KICK_REASON: &str = "kicked";
+
+/// Carries out one request; `Err` is a message for the operator.
+pub(super) fn handle(daemon: &Daemon, request: Request) -> Result<Response, String> {
+    match request {
+        Request::Ping => Ok(Response::Pong {
+            daemon_version: env!("CARGO_PKG_VERSION").into(),
+        }),
+        Request::List => Ok(Response::List {
+            uids: daemon.registry.list(),
+        }),
+        Request::Kick { uids, reason } => kick(daemon, &uids, reason.as_deref()),
+        Request::KickIdle {
+            idle_over_ms,
+            reason,
+        } => {
+            let reason = reason.as_deref().unwrap_or(DEFAULT_KICK_REASON);
+            let (connections, uids) = daemon.registry.kick_idle(idle_over_ms, reason);
+            Ok(Response::Kicked { connections, uids })
+        }
+        Request::Send { uid, message } => {
+            let uid = valid_uid(&uid)?;
+            let message = pushable(daemon, message)?;
+            Ok(Response::Delivered {
+                connections: daemon.registry.push_to_uid(uid, &message),
+            })
+        }
+        Request::Broadcast { message } => {
+            let message = pushable(daemon, message)?;
+            Ok(Response::Delivered {
+                connections: daemon.registry.broadcast(&message),
+            })
+        }
+        Request::Online { uid } => {
+            let uid = valid_uid(&uid)?;
+            Ok(Response::Online {
+                uid: uid.to_owned(),
+                connections: daemon.registry.online(uid),
+            })
+        }
+        Request::Stats => Ok(Response::Stats(stats(daemon))),
+    }
+}
+
+fn kick(daemon: &Daemon, uids: &[String], reason: Option<&str>) -> Result<Response, String> {
+    let uids = uids
+        .iter()
+        .map(|uid| valid_uid(uid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reason = reason.unwrap_or(DEFAULT_KICK_REASON);
+    let mut kicked = Vec::new();
+    for uid in uids {
+        let connections = daemon.registry.kick(uid, reason);
+        if connections > 0 {
+            kicked.push(UidCount {
+                uid: uid.to_owned(),
+                connections,
+            });
+        }
+    }
+    let connections = kicked.iter().map(|k| k.connections).sum();
+    Ok(Response::Kicked {
+        connections,
+        uids: kicked,
+    })
+}
+
+fn stats(daemon: &Daemon) -> Stats {
+    let (connections, uids) = daemon.registry.sizes();
+    Stats {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_ms: daemon.started.elapsed().as_millis() as u64,
+        ws_listen: daemon.ws_addr.to_string(),
+        text_listen: daemon.text_addr.to_string(),
+        socket: daemon.config.socket.display().to_string(),
+        connections,
+        uids,
+        text_connections: daemon
+            .text_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        counters: daemon.registry.counters.snapshot(),
+    }
+}
+
+fn valid_uid(uid: &str) -> Result<&str, String> {
+    normalize_uid(uid).map_err(|err| format!("invalid uid {uid:?}: {err}"))
+}
+
+fn pushable(daemon: &Daemon, message: String) -> Result<Utf8Bytes, String> {
+    let limit = daemon.config.max_message_size;
+    if message.len() > limit {
+        return Err(format!(
+            "message is {} bytes, over the {limit}-byte limit (--max-message-size)",
+            message.len()
+        ));
+    }
+    Ok(Utf8Bytes::from(message))
+}

@@ -1,0 +1,142 @@
+//! Command-line options and the configuration they produce.
+//!
+//! The clap definition lives in the library (not in `main.rs`) so that the
+//! completion and man-page generators render exactly what the binary parses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Hard upper bound for `--max-message-size`: keeps one text-port line and
+/// one admin `send` comfortably inside the admin protocol's line limit.
+pub const MAX_MESSAGE_SIZE_CEILING: usize = 16 * 1024 * 1024;
+
+/// How long a WebSocket handshake may take before the socket is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection being closed by pushd may take to answer the close
+/// frame before the socket is dropped (kick, heartbeat, shutdown, refusals).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for every connection to finish closing.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Messages that may wait in one connection's outbound queue; a connection
+/// whose queue is full is a slow consumer and is closed (code 4002).
+pub const OUTBOUND_QUEUE: usize = 256;
+
+/// `pushd`: the WebSocket push daemon.
+///
+/// Holds WebSocket connections bound to uids, takes pushes from backends on a
+/// line-based text port, and answers `pushctl` on a local admin socket.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "pushd",
+    version,
+    about = "WebSocket push daemon: uid registry, text port for backends, admin socket for pushctl",
+    long_about = None,
+    after_help = "pushd is also a bash builtin (the directory stack): run this program by path, \
+                  under systemd, or as `command pushd`."
+)]
+pub struct DaemonArgs {
+    /// WebSocket listener for clients (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "PUSHD_WS_LISTEN",
+        default_value = "0.0.0.0:1234",
+        value_name = "ADDR"
+    )]
+    pub ws_listen: SocketAddr,
+
+    /// Text port for backends: one JSON line in, `ok` or `fail` out.
+    #[arg(
+        long,
+        env = "PUSHD_TEXT_LISTEN",
+        default_value = "127.0.0.1:5678",
+        value_name = "ADDR"
+    )]
+    pub text_listen: SocketAddr,
+
+    /// Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock].
+    #[arg(long, env = "PUSHD_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Close a connection that sent nothing for longer than this; 0 disables.
+    #[arg(long, env = "PUSHD_HEARTBEAT", default_value = "55s", value_name = "DUR",
+          value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Send a WebSocket ping this often; 0 disables.
+    #[arg(long, env = "PUSHD_PING_INTERVAL", default_value = "25s", value_name = "DUR",
+          value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// Largest inbound WebSocket message (larger: close 1009) and largest
+    /// text-port line (larger: `fail`), in bytes.
+    #[arg(long, env = "PUSHD_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(256..=MAX_MESSAGE_SIZE_CEILING as u64))]
+    pub max_message_size: u64,
+}
+
+/// The daemon's settings, resolved from [`DaemonArgs`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address for the WebSocket listener.
+    pub ws_listen: SocketAddr,
+    /// Address for the text port.
+    pub text_listen: SocketAddr,
+    /// Admin socket path.
+    pub socket: PathBuf,
+    /// Idle time after which a connection is closed (4001); `None` disables.
+    pub heartbeat: Option<Duration>,
+    /// Interval between server pings; `None` disables.
+    pub ping_interval: Option<Duration>,
+    /// Largest inbound WebSocket message and text-port line, in bytes.
+    pub max_message_size: usize,
+}
+
+impl From<DaemonArgs> for Config {
+    fn from(args: DaemonArgs) -> Self {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        Config {
+            ws_listen: args.ws_listen,
+            text_listen: args.text_listen,
+            socket: args
+                .socket
+                .unwrap_or_else(pushd_proto::socket_path::default_socket_path),
+            heartbeat: nonzero(args.heartbeat),
+            ping_interval: nonzero(args.ping_interval),
+            max_message_size: args.max_message_size as usize,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_durations_disable() {
+        let args = DaemonArgs::parse_from(["pushd", "--heartbeat", "0", "--ping-interval", "0"]);
+        let config = Config::from(args);
+        assert_eq!(config.heartbeat, None);
+        assert_eq!(config.ping_interval, None);
+    }
+
+    #[test]
+    fn humantime_durations() {
+        let args =
+            DaemonArgs::parse_from(["pushd", "--heartbeat", "1m 5s", "--ping-interval", "250ms"]);
+        let config = Config::from(args);
+        assert_eq!(config.heartbeat, Some(Duration::from_secs(65)));
+        assert_eq!(config.ping_interval, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        DaemonArgs::command().debug_assert();
+    }
+}

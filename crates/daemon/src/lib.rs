@@ -1,0 +1,145 @@
+//! The pushd daemon as a library.
+//!
+//! [`Listeners::bind`] binds every socket first (so errors surface before
+//! anything is served and port 0 can be resolved), then [`run`] serves them
+//! until the given shutdown future completes. Tests run the daemon in-process
+//! this way; `main.rs` only adds argument parsing, logging and signals.
+//!
+//! Inside, three thin adapters ([`ws`], [`text`], [`admin`]) turn their bytes
+//! into operations on one [`registry::Registry`], the only place that knows
+//! who is online.
+
+pub mod accept;
+pub mod admin;
+pub mod config;
+pub mod conn;
+pub mod lines;
+pub mod logging;
+pub mod registry;
+pub mod stats;
+pub mod text;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use config::{Config, DaemonArgs};
+
+use crate::config::{OUTBOUND_QUEUE, SHUTDOWN_GRACE};
+use crate::registry::Registry;
+
+/// State shared by every task of a running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Resolved settings.
+    pub config: Config,
+    /// Who is online.
+    pub registry: Registry,
+    /// The bound WebSocket address (port 0 resolved).
+    pub ws_addr: SocketAddr,
+    /// The bound text-port address.
+    pub text_addr: SocketAddr,
+    /// When serving started.
+    pub started: Instant,
+    /// Open text-port connections.
+    pub text_connections: AtomicU64,
+}
+
+/// Every socket the daemon serves, already bound.
+#[derive(Debug)]
+pub struct Listeners {
+    /// WebSocket clients.
+    pub ws: TcpListener,
+    /// Backends.
+    pub text: TcpListener,
+    /// pushctl.
+    pub admin: interprocess::local_socket::tokio::Listener,
+}
+
+impl Listeners {
+    /// Binds the WebSocket listener, the text port and the admin socket.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let ws = TcpListener::bind(config.ws_listen).await.with_context(|| {
+            format!(
+                "cannot listen for WebSocket clients on {}",
+                config.ws_listen
+            )
+        })?;
+        let text = TcpListener::bind(config.text_listen)
+            .await
+            .with_context(|| format!("cannot listen on the text port {}", config.text_listen))?;
+        let admin = admin::bind(&config.socket).await?;
+        Ok(Listeners { ws, text, admin })
+    }
+}
+
+/// Serves `listeners` until `shutdown` completes, then closes every client
+/// with 1001, waits (bounded) for them, and removes the admin socket.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let daemon = Arc::new(Daemon {
+        ws_addr: listeners.ws.local_addr()?,
+        text_addr: listeners.text.local_addr()?,
+        registry: Registry::new(OUTBOUND_QUEUE),
+        started: Instant::now(),
+        text_connections: AtomicU64::new(0),
+        config,
+    });
+    info!(
+        ws = %daemon.ws_addr,
+        text = %daemon.text_addr,
+        socket = %daemon.config.socket.display(),
+        heartbeat = ?daemon.config.heartbeat,
+        ping_interval = ?daemon.config.ping_interval,
+        "pushd {} listening",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(ws::serve(
+        listeners.ws,
+        daemon.clone(),
+        token.clone(),
+        tracker.clone(),
+    ));
+    tracker.spawn(text::serve(
+        listeners.text,
+        daemon.clone(),
+        token.clone(),
+        tracker.clone(),
+    ));
+    tracker.spawn(admin::serve(
+        listeners.admin,
+        daemon.clone(),
+        token.clone(),
+        tracker.clone(),
+    ));
+
+    shutdown.await;
+    let (connections, _) = daemon.registry.sizes();
+    info!(connections, "shutting down");
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some connections did not close within {SHUTDOWN_GRACE:?}; dropping them");
+    }
+    // The admin accept loop has returned (it only waits on accept or the
+    // token), so its listener is dropped and the socket file removed.
+    Ok(())
+}

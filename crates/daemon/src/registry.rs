@@ -1,0 +1,413 @@
+//! The one place that knows who is online.
+//!
+//! Every adapter (WebSocket, text port, admin socket) turns its input into one
+//! of the operations below. The state sits behind a `std::sync::Mutex`: every
+//! critical section is short and synchronous (map updates, `try_send`), so an
+//! async mutex would only add cost, and no lock is ever held across `.await`
+//! (the workspace denies `clippy::await_holding_lock`). Work proportional to
+//! the number of connections (broadcast, list) copies the handles out and runs
+//! after the lock is released.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use pushd_proto::admin::{ConnInfo, UidCount, UidInfo};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::conn::{CloseRequest, ConnHandle, ConnId};
+use crate::stats::{self, Counters};
+
+/// The uid registry and the daemon's counters.
+#[derive(Debug)]
+pub struct Registry {
+    /// Origin of the millisecond clock used for idle times.
+    epoch: Instant,
+    next_id: AtomicU64,
+    queue: usize,
+    state: Mutex<State>,
+    /// Event counters, bumped by the registry and by the adapters.
+    pub counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Every open connection, bound or not.
+    conns: HashMap<ConnId, Slot>,
+    /// Bound connections by uid; a uid with no connection has no key.
+    uids: HashMap<Arc<str>, Vec<Arc<ConnHandle>>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    handle: Arc<ConnHandle>,
+    uid: Option<Arc<str>>,
+}
+
+impl State {
+    /// Removes a connection from its uid's list, if it is bound.
+    fn unbind(&mut self, id: ConnId) -> Option<Arc<str>> {
+        let uid = self.conns.get_mut(&id)?.uid.take()?;
+        if let Entry::Occupied(mut list) = self.uids.entry(uid.clone()) {
+            list.get_mut().retain(|h| h.id != id);
+            if list.get().is_empty() {
+                list.remove();
+            }
+        }
+        Some(uid)
+    }
+}
+
+impl Registry {
+    /// An empty registry whose connections get outbound queues of `queue` messages.
+    pub fn new(queue: usize) -> Self {
+        Registry {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(1),
+            queue,
+            state: Mutex::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in
+        // a way that matters more than stopping the daemon would.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Milliseconds since the registry was created.
+    pub fn now_ms(&self) -> u64 {
+        self.ms_at(Instant::now())
+    }
+
+    /// `at` on the registry's millisecond clock.
+    pub fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Registers a new, unbound connection.
+    pub fn open(&self, peer: SocketAddr) -> (Arc<ConnHandle>, mpsc::Receiver<Utf8Bytes>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let (handle, rx) = ConnHandle::new(id, peer, now, self.ms_at(now), self.queue);
+        let handle = Arc::new(handle);
+        let slot = Slot {
+            handle: handle.clone(),
+            uid: None,
+        };
+        self.lock().conns.insert(id, slot);
+        stats::bump(&self.counters.connections_opened);
+        (handle, rx)
+    }
+
+    /// Binds an open, unbound connection to `uid` (already normalised).
+    /// Returns false if the connection is closing or already bound.
+    pub fn bind(&self, id: ConnId, uid: &str) -> bool {
+        let mut state = self.lock();
+        let Some(slot) = state.conns.get_mut(&id) else {
+            return false;
+        };
+        if slot.uid.is_some() || slot.handle.close_requested_now() {
+            return false;
+        }
+        let handle = slot.handle.clone();
+        let key: Arc<str> = match state.uids.get_key_value(uid) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(uid),
+        };
+        state.conns.get_mut(&id).expect("checked above").uid = Some(key.clone());
+        state.uids.entry(key).or_default().push(handle);
+        drop(state);
+        stats::bump(&self.counters.binds);
+        true
+    }
+
+    /// Forgets a connection whose task is ending.
+    pub fn close(&self, id: ConnId) {
+        let mut state = self.lock();
+        state.unbind(id);
+        if state.conns.remove(&id).is_some() {
+            drop(state);
+            stats::bump(&self.counters.connections_closed);
+        }
+    }
+
+    /// Queues `message` for every connection of `uid`; returns how many took it.
+    pub fn push_to_uid(&self, uid: &str, message: &Utf8Bytes) -> u64 {
+        let mut delivered = 0;
+        let mut slow = Vec::new();
+        {
+            let state = self.lock();
+            for handle in state.uids.get(uid).into_iter().flatten() {
+                match handle.try_push(message) {
+                    Ok(()) => delivered += 1,
+                    Err(()) => slow.push(handle.id),
+                }
+            }
+        }
+        self.finish_push(delivered, &slow)
+    }
+
+    /// Queues `message` for every bound connection; returns how many took it.
+    pub fn broadcast(&self, message: &Utf8Bytes) -> u64 {
+        let handles: Vec<Arc<ConnHandle>> = self.lock().uids.values().flatten().cloned().collect();
+        let mut delivered = 0;
+        let mut slow = Vec::new();
+        for handle in &handles {
+            match handle.try_push(message) {
+                Ok(()) => delivered += 1,
+                Err(()) => slow.push(handle.id),
+            }
+        }
+        self.finish_push(delivered, &slow)
+    }
+
+    /// Counts a push and disconnects the connections that could not take it.
+    fn finish_push(&self, delivered: u64, slow: &[ConnId]) -> u64 {
+        stats::add(&self.counters.messages_delivered, delivered);
+        if !slow.is_empty() {
+            let mut state = self.lock();
+            for &id in slow {
+                state.unbind(id);
+                if let Some(slot) = state.conns.get(&id) {
+                    slot.handle.request_close(CloseRequest::SlowConsumer);
+                }
+            }
+            drop(state);
+            stats::add(&self.counters.slow_consumers, slow.len() as u64);
+        }
+        delivered
+    }
+
+    /// Unbinds every connection of `uid` at once and asks each to close with
+    /// 4000; from the moment this returns, the uid is offline. Returns the
+    /// number of connections kicked.
+    pub fn kick(&self, uid: &str, reason: &str) -> u64 {
+        let mut state = self.lock();
+        let Some(handles) = state.uids.remove(uid) else {
+            return 0;
+        };
+        for handle in &handles {
+            if let Some(slot) = state.conns.get_mut(&handle.id) {
+                slot.uid = None;
+            }
+            handle.request_close(CloseRequest::Kicked {
+                reason: reason.to_owned(),
+            });
+        }
+        drop(state);
+        stats::add(&self.counters.kicked, handles.len() as u64);
+        handles.len() as u64
+    }
+
+    /// Kicks every connection, bound or not, idle for longer than
+    /// `idle_over_ms`. Returns the total and the affected uids.
+    pub fn kick_idle(&self, idle_over_ms: u64, reason: &str) -> (u64, Vec<UidCount>) {
+        let now = self.now_ms();
+        let mut state = self.lock();
+        let idle: Vec<ConnId> = state
+            .conns
+            .values()
+            .filter(|slot| now.saturating_sub(slot.handle.last_activity_ms()) > idle_over_ms)
+            .map(|slot| slot.handle.id)
+            .collect();
+        let mut per_uid: HashMap<Arc<str>, u64> = HashMap::new();
+        for &id in &idle {
+            if let Some(uid) = state.unbind(id) {
+                *per_uid.entry(uid).or_default() += 1;
+            }
+            let request = CloseRequest::Kicked {
+                reason: reason.to_owned(),
+            };
+            state.conns[&id].handle.request_close(request);
+        }
+        drop(state);
+        stats::add(&self.counters.kicked, idle.len() as u64);
+        let mut uids: Vec<UidCount> = per_uid
+            .into_iter()
+            .map(|(uid, connections)| UidCount {
+                uid: uid.to_string(),
+                connections,
+            })
+            .collect();
+        uids.sort_by(|a, b| a.uid.cmp(&b.uid));
+        (idle.len() as u64, uids)
+    }
+
+    /// Number of connections bound to `uid`.
+    pub fn online(&self, uid: &str) -> u64 {
+        self.lock()
+            .uids
+            .get(uid)
+            .map_or(0, |list| list.len() as u64)
+    }
+
+    /// Every bound uid with its connections, sorted by uid, oldest connection first.
+    pub fn list(&self) -> Vec<UidInfo> {
+        let snapshot: Vec<(Arc<str>, Vec<Arc<ConnHandle>>)> = self
+            .lock()
+            .uids
+            .iter()
+            .map(|(uid, list)| (uid.clone(), list.clone()))
+            .collect();
+        let now = Instant::now();
+        let now_ms = self.ms_at(now);
+        let mut uids: Vec<UidInfo> = snapshot
+            .into_iter()
+            .map(|(uid, handles)| UidInfo {
+                uid: uid.to_string(),
+                connections: handles
+                    .iter()
+                    .map(|h| ConnInfo {
+                        id: h.id,
+                        peer: h.peer.to_string(),
+                        idle_ms: now_ms.saturating_sub(h.last_activity_ms()),
+                        connected_ms: now.saturating_duration_since(h.connected_at).as_millis()
+                            as u64,
+                    })
+                    .collect(),
+            })
+            .collect();
+        uids.sort_unstable_by(|a, b| a.uid.cmp(&b.uid));
+        uids
+    }
+
+    /// Open connections (bound or not) and distinct bound uids.
+    pub fn sizes(&self) -> (u64, u64) {
+        let state = self.lock();
+        (state.conns.len() as u64, state.uids.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    #[test]
+    fn push_reaches_every_connection_of_the_uid_only() {
+        let registry = Registry::new(8);
+        let (a, mut rx_a) = registry.open(peer());
+        let (b, mut rx_b) = registry.open(peer());
+        let (c, mut rx_c) = registry.open(peer());
+        assert!(registry.bind(a.id, "42"));
+        assert!(registry.bind(b.id, "42"));
+        assert!(registry.bind(c.id, "7"));
+        assert_eq!(registry.push_to_uid("42", &"hi".into()), 2);
+        assert_eq!(rx_a.try_recv().unwrap(), "hi");
+        assert_eq!(rx_b.try_recv().unwrap(), "hi");
+        assert!(rx_c.try_recv().is_err());
+        assert_eq!(registry.push_to_uid("nobody", &"hi".into()), 0);
+    }
+
+    #[test]
+    fn a_connection_binds_once() {
+        let registry = Registry::new(8);
+        let (a, _rx) = registry.open(peer());
+        assert!(registry.bind(a.id, "42"));
+        assert!(!registry.bind(a.id, "43"));
+        assert_eq!(registry.online("43"), 0);
+    }
+
+    #[test]
+    fn kick_takes_the_uid_offline_before_the_tasks_close() {
+        let registry = Registry::new(8);
+        let (a, _rx_a) = registry.open(peer());
+        let (b, _rx_b) = registry.open(peer());
+        registry.bind(a.id, "42");
+        registry.bind(b.id, "42");
+        assert_eq!(registry.kick("42", "bye"), 2);
+        assert_eq!(registry.online("42"), 0);
+        assert_eq!(registry.push_to_uid("42", &"x".into()), 0);
+        assert_eq!(
+            a.close_request_now(),
+            Some(CloseRequest::Kicked {
+                reason: "bye".into()
+            })
+        );
+        // Still open until the task closes it, but no longer bindable.
+        assert_eq!(registry.sizes(), (2, 0));
+        assert!(!registry.bind(a.id, "42"));
+        registry.close(a.id);
+        registry.close(b.id);
+        assert_eq!(registry.sizes(), (0, 0));
+        assert_eq!(registry.kick("42", "bye"), 0);
+    }
+
+    #[test]
+    fn close_unbinds_and_keeps_the_other_connections() {
+        let registry = Registry::new(8);
+        let (a, _rx_a) = registry.open(peer());
+        let (b, _rx_b) = registry.open(peer());
+        registry.bind(a.id, "42");
+        registry.bind(b.id, "42");
+        registry.close(a.id);
+        assert_eq!(registry.online("42"), 1);
+        registry.close(b.id);
+        assert_eq!(registry.online("42"), 0);
+        assert!(registry.list().is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_disconnects_the_slow_consumer_only() {
+        let registry = Registry::new(2);
+        let (slow, _rx_slow) = registry.open(peer());
+        let (fast, mut rx_fast) = registry.open(peer());
+        registry.bind(slow.id, "s");
+        registry.bind(fast.id, "f");
+        for _ in 0..2 {
+            assert_eq!(registry.broadcast(&"m".into()), 2);
+            rx_fast.try_recv().unwrap();
+        }
+        assert_eq!(registry.broadcast(&"m".into()), 1);
+        assert_eq!(slow.close_request_now(), Some(CloseRequest::SlowConsumer));
+        assert_eq!(registry.online("s"), 0);
+        assert_eq!(registry.online("f"), 1);
+    }
+
+    #[test]
+    fn kick_idle_uses_last_activity() {
+        let registry = Registry::new(8);
+        let (a, _rx_a) = registry.open(peer());
+        let (b, _rx_b) = registry.open(peer());
+        registry.bind(a.id, "old");
+        registry.bind(b.id, "new");
+        a.touch(0);
+        b.touch(registry.now_ms() + 10_000);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let (n, uids) = registry.kick_idle(1, "idle");
+        assert_eq!(n, 1);
+        assert_eq!(
+            uids,
+            vec![UidCount {
+                uid: "old".into(),
+                connections: 1
+            }]
+        );
+        assert_eq!(registry.online("new"), 1);
+    }
+
+    #[test]
+    fn list_is_sorted_and_reports_peers() {
+        let registry = Registry::new(8);
+        for uid in ["b", "a", "c"] {
+            let (h, rx) = registry.open(peer());
+            std::mem::forget(rx);
+            registry.bind(h.id, uid);
+        }
+        let list = registry.list();
+        let uids: Vec<_> = list.iter().map(|u| u.uid.as_str()).collect();
+        assert_eq!(uids, ["a", "b", "c"]);
+        assert_eq!(list[0].connections[0].peer, "127.0.0.1:9");
+    }
+}

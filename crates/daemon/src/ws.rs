@@ -1,0 +1,389 @@
+//! WebSocket adapter: accepts clients and runs one task per connection.
+//!
+//! Each connection is a single task with one `select!` over: shutdown, a close
+//! request from the registry (kick, slow consumer), one timer (the earlier of
+//! the heartbeat deadline and the next ping), and socket I/O. Socket I/O is a
+//! hand-written poll ([`poll_io`]) that moves queued pushes into the socket and
+//! reads the next frame in the same poll, and never waits on a write: a peer
+//! that stops reading leaves its bytes in tungstenite's bounded buffer while
+//! the task keeps watching its deadline and close requests (awaiting a
+//! `flush()` inside the loop would park it there, the tokio pitfall DESIGN.md
+//! warns about).
+//!
+//! The heartbeat timer is re-armed lazily: inbound frames only record an
+//! instant, and when the timer fires it compares that instant with the
+//! deadline and either closes the connection or sleeps again. Idle
+//! connections therefore cost no work per second, and busy ones no timer
+//! operation per frame.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use pushd_proto::admin::MAX_CLOSE_REASON;
+use pushd_proto::uid::normalize_uid;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes, error::CapacityError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use crate::Daemon;
+use crate::config::{CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT};
+use crate::conn::{CloseRequest, ConnHandle};
+use crate::stats;
+
+/// Close codes pushd sends; documented for client authors in the README.
+pub mod close_code {
+    /// Kicked by an operator; do not reconnect.
+    pub const KICKED: u16 = 4000;
+    /// No activity for longer than the heartbeat; reconnect.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4001;
+    /// The connection did not read its pushes fast enough; reconnect.
+    pub const SLOW_CONSUMER: u16 = 4002;
+    /// The server is shutting down; reconnect with backoff.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Invalid uid; do not reconnect.
+    pub const POLICY: u16 = 1008;
+    /// Inbound message over the size limit; do not resend it.
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// Pushes written to the socket in one go before reads get a turn.
+const WRITE_BATCH: usize = 64;
+
+/// Bytes of tungstenite's read buffer per connection. Clients send a uid and
+/// small heartbeats, so a small buffer is enough; tungstenite's default
+/// (128 KiB) would cost 2.5 GiB at 19,000 connections. Larger messages still
+/// arrive whole: the buffer grows for them, up to `--max-message-size`.
+const READ_BUFFER: usize = 1024;
+
+/// Bytes of pushes collected before tungstenite writes to the socket; a flush
+/// follows every batch anyway, so this only merges small frames.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Accepts WebSocket clients until shutdown.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    daemon: Arc<Daemon>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut accept_errors = crate::accept::ErrorLog::new("WebSocket");
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let daemon = daemon.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(connection(stream, peer, daemon, shutdown));
+            }
+            Err(err) => accept_errors.record(err).await,
+        }
+    }
+}
+
+/// tungstenite settings, each chosen for many mostly idle connections.
+fn ws_config(max_message_size: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        // A full batch of maximal pushes may sit in the buffer of a peer that
+        // stopped reading; beyond that tungstenite refuses, which closes it.
+        .max_write_buffer_size(WRITE_BUFFER + WRITE_BATCH * (max_message_size + 16))
+        .max_message_size(Some(max_message_size))
+        .max_frame_size(Some(max_message_size))
+}
+
+/// One client, from handshake to the end of its close.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    daemon: Arc<Daemon>,
+    shutdown: CancellationToken,
+) {
+    // Pushes are small and latency-bound; Nagle would hold them back.
+    let _ = stream.set_nodelay(true);
+    let config = ws_config(daemon.config.max_message_size);
+    let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let ws = match timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(err)) => {
+            stats::bump(&daemon.registry.counters.handshakes_failed);
+            debug!(%peer, %err, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            stats::bump(&daemon.registry.counters.handshakes_failed);
+            debug!(%peer, "handshake timed out");
+            return;
+        }
+    };
+    let (handle, rx) = daemon.registry.open(peer);
+    let mut session = Session {
+        ws,
+        rx,
+        handle,
+        daemon,
+        uid: None,
+        write: WriteState::default(),
+    };
+    let end = session.run(&shutdown).await;
+    debug!(%peer, uid = session.uid.as_deref().unwrap_or(""), ?end, "connection closed");
+    // Unbind first, so pushes stop targeting a connection that is closing.
+    session.daemon.registry.close(session.handle.id);
+    session.finish(end).await;
+}
+
+/// How a connection's main loop ended.
+#[derive(Debug)]
+enum End {
+    /// pushd closes it with this code and reason.
+    Close(u16, String),
+    /// The peer sent a close frame; tungstenite has queued the reply.
+    ClosedByPeer,
+    /// The socket is gone or broken; nothing more can be sent.
+    Lost,
+}
+
+struct Session {
+    ws: WebSocketStream<TcpStream>,
+    rx: mpsc::Receiver<Utf8Bytes>,
+    handle: Arc<ConnHandle>,
+    daemon: Arc<Daemon>,
+    uid: Option<String>,
+    write: WriteState,
+}
+
+impl Session {
+    async fn run(&mut self, shutdown: &CancellationToken) -> End {
+        let config = &self.daemon.config;
+        let (heartbeat, ping_interval) = (config.heartbeat, config.ping_interval);
+        let mut last_activity = self.handle.connected_at;
+        let mut next_ping = ping_interval.map(|p| last_activity + p);
+        let next_wake = |last_activity: Instant, next_ping: Option<Instant>| {
+            let deadline = heartbeat.map(|h| last_activity + h);
+            match (deadline, next_ping) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        let first_wake = next_wake(last_activity, next_ping);
+        let mut timer = pin!(sleep_until(first_wake.unwrap_or(last_activity).into()));
+        let timer_armed = first_wake.is_some();
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    return End::Close(close_code::GOING_AWAY, "server shutting down".into());
+                }
+                request = self.handle.close_requested() => {
+                    return match request {
+                        CloseRequest::Kicked { reason } => End::Close(close_code::KICKED, reason.clone()),
+                        CloseRequest::SlowConsumer => {
+                            End::Close(close_code::SLOW_CONSUMER, "slow consumer: outbound queue full".into())
+                        }
+                    };
+                }
+                () = &mut timer, if timer_armed => {
+                    let now = Instant::now();
+                    if heartbeat.is_some_and(|h| now >= last_activity + h) {
+                        stats::bump(&self.daemon.registry.counters.heartbeat_timeouts);
+                        return End::Close(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout".into());
+                    }
+                    if let (Some(interval), Some(at)) = (ping_interval, next_ping) {
+                        if now >= at {
+                            self.write.ping_due = true;
+                            next_ping = Some(now + interval);
+                        }
+                    }
+                    if let Some(wake) = next_wake(last_activity, next_ping) {
+                        timer.as_mut().reset(wake.into());
+                    }
+                }
+                io = poll_fn(|cx| poll_io(cx, &mut self.ws, &mut self.rx, &mut self.write)) => {
+                    let frame = match io {
+                        Io::Frame(frame) => frame,
+                        Io::Closed => return End::Lost,
+                        Io::Failed(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+                            stats::bump(&self.daemon.registry.counters.oversized_messages);
+                            return End::Close(close_code::TOO_BIG, "message too big".into());
+                        }
+                        Io::Failed(err) => {
+                            debug!(peer = %self.handle.peer, %err, "websocket error");
+                            return End::Lost;
+                        }
+                    };
+                    last_activity = Instant::now();
+                    self.handle.touch(self.daemon.registry.ms_at(last_activity));
+                    match frame {
+                        Message::Text(text) if self.uid.is_none() => {
+                            if let Err(end) = self.bind(&text) {
+                                return end;
+                            }
+                        }
+                        // tungstenite queued the pong; make sure it is flushed.
+                        Message::Ping(_) => self.write.dirty = true,
+                        Message::Close(_) => return End::ClosedByPeer,
+                        // Later text, binary and pong frames only count as activity.
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Binds the connection to the uid in its first text message.
+    fn bind(&mut self, text: &str) -> Result<(), End> {
+        let registry = &self.daemon.registry;
+        match normalize_uid(text) {
+            Ok(uid) => {
+                // A refusal means a close request is already on its way.
+                if registry.bind(self.handle.id, uid) {
+                    self.uid = Some(uid.to_owned());
+                }
+                Ok(())
+            }
+            Err(err) => {
+                stats::bump(&registry.counters.invalid_uids);
+                Err(End::Close(
+                    close_code::POLICY,
+                    format!("invalid uid: {err}"),
+                ))
+            }
+        }
+    }
+
+    /// Sends the close frame (if any) and waits, bounded, for the peer to
+    /// finish the closing handshake, then drops the socket.
+    async fn finish(mut self, end: End) {
+        let ws = &mut self.ws;
+        let closing = async {
+            match end {
+                End::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: close_reason(&reason),
+                    };
+                    if ws.close(Some(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                End::ClosedByPeer => {
+                    if ws.flush().await.is_err() {
+                        return;
+                    }
+                }
+                End::Lost => return,
+            }
+            // Read until the peer's close frame or EOF; tungstenite answers for us.
+            while let Some(Ok(_)) = ws.next().await {}
+        };
+        let _ = timeout(CLOSE_TIMEOUT, closing).await;
+    }
+}
+
+/// Cuts a close reason to the 123 bytes a close frame allows, on a character boundary.
+fn close_reason(reason: &str) -> Utf8Bytes {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Utf8Bytes::from(&reason[..end])
+}
+
+/// Outcome of one [`poll_io`].
+enum Io {
+    /// A frame arrived.
+    Frame(Message),
+    /// The peer closed the TCP stream.
+    Closed,
+    /// Reading or writing failed.
+    Failed(WsError),
+}
+
+/// Write-side state that must survive between polls (the future built from
+/// [`poll_io`] is dropped whenever another `select!` branch wins).
+#[derive(Debug, Default)]
+struct WriteState {
+    /// A ping should go out before the next push.
+    ping_due: bool,
+    /// Frames were handed to tungstenite but not flushed yet.
+    dirty: bool,
+}
+
+/// Moves queued frames into the socket as far as it accepts them, then
+/// polls for the next inbound frame. Returns `Pending` with wakers registered
+/// for whatever it is waiting on; never waits for one side before the other.
+fn poll_io(
+    cx: &mut Context<'_>,
+    ws: &mut WebSocketStream<TcpStream>,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    write: &mut WriteState,
+) -> Poll<Io> {
+    if let Err(err) = pump_writes(cx, ws, rx, write) {
+        return Poll::Ready(Io::Failed(err));
+    }
+    match ws.poll_next_unpin(cx) {
+        Poll::Ready(Some(Ok(frame))) => Poll::Ready(Io::Frame(frame)),
+        Poll::Ready(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)))
+        | Poll::Ready(None) => Poll::Ready(Io::Closed),
+        Poll::Ready(Some(Err(err))) => Poll::Ready(Io::Failed(err)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// The write half of [`poll_io`]: queue → tungstenite → socket, without blocking.
+fn pump_writes(
+    cx: &mut Context<'_>,
+    ws: &mut WebSocketStream<TcpStream>,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    write: &mut WriteState,
+) -> Result<(), WsError> {
+    for sent in 0.. {
+        if sent == WRITE_BATCH {
+            // Let reads and other tasks in; come straight back for the rest.
+            cx.waker().wake_by_ref();
+            break;
+        }
+        // Pending: the socket is full and tungstenite is waiting to flush.
+        // The write waker is registered; keep queued pushes in the channel.
+        match ws.poll_ready_unpin(cx) {
+            Poll::Pending => return Ok(()),
+            Poll::Ready(result) => result?,
+        }
+        let frame = if std::mem::take(&mut write.ping_due) {
+            Message::Ping(Bytes::new())
+        } else {
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(text)) => Message::Text(text),
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        };
+        ws.start_send_unpin(frame)?;
+        write.dirty = true;
+    }
+    if write.dirty {
+        match ws.poll_flush_unpin(cx) {
+            Poll::Ready(Ok(())) => write.dirty = false,
+            Poll::Ready(Err(err)) => return Err(err),
+            Poll::Pending => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! The admin protocol spoken over pushd's local socket.
+//!
+//! One JSON object per line in each direction; a client may send several
+//! requests on one connection and gets the replies in order. Every request
+//! and reply carries [`PROTOCOL_VERSION`], so a `pushctl` and a `pushd` from
+//! different releases fail with a readable message instead of a parse error.
+//! The format is documented for people in `docs/admin-protocol.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest admin line accepted in either direction, in bytes.
+///
+/// Large enough for a `send` of the largest pushable message with JSON
+/// escaping, and for a `list` reply with tens of thousands of connections.
+pub const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// Longest close-frame reason, in bytes (RFC 6455: 125 minus the 2-byte code).
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// A request as written on the wire: the version next to the command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestLine {
+    /// The client's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// What the client asks for.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// One thing a client can ask the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the daemon there? Answered with [`Response::Pong`].
+    Ping,
+    /// Every bound uid with its connections ([`Response::List`]).
+    List,
+    /// Close every connection of each uid ([`Response::Kicked`]).
+    Kick {
+        /// The uids to kick; each is normalised like a WebSocket uid.
+        uids: Vec<String>,
+        /// Reason text for the close frame (at most [`MAX_CLOSE_REASON`] bytes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Close every connection, bound or not, idle for longer than the given time.
+    KickIdle {
+        /// Idle threshold in milliseconds.
+        idle_over_ms: u64,
+        /// Reason text for the close frame.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Push one text message to every connection of a uid ([`Response::Delivered`]).
+    Send {
+        /// The addressed uid.
+        uid: String,
+        /// The text frame's payload, sent as is.
+        message: String,
+    },
+    /// Push one text message to every bound connection ([`Response::Delivered`]).
+    Broadcast {
+        /// The text frame's payload, sent as is.
+        message: String,
+    },
+    /// How many connections does a uid have? ([`Response::Online`])
+    Online {
+        /// The uid asked about.
+        uid: String,
+    },
+    /// Daemon-wide figures ([`Response::Stats`]).
+    Stats,
+}
+
+/// A reply as written on the wire: the daemon's version and either a result
+/// or an error message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyLine {
+    /// The daemon's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Present when the request was carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Response>,
+    /// Present when it was not: a sentence for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ReplyLine {
+    /// A successful reply.
+    pub fn ok(result: Response) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// A refusal with a message for a person.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            result: None,
+            error: Some(message.into()),
+        }
+    }
+}
+
+/// What the daemon answers to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong {
+        /// The daemon's release, e.g. `0.1.0`.
+        daemon_version: String,
+    },
+    /// Answer to [`Request::List`], uids sorted.
+    List {
+        /// One entry per bound uid.
+        uids: Vec<UidInfo>,
+    },
+    /// Answer to [`Request::Kick`] and [`Request::KickIdle`].
+    Kicked {
+        /// Connections closed in all.
+        connections: u64,
+        /// The uids that lost connections, with how many each.
+        uids: Vec<UidCount>,
+    },
+    /// Answer to [`Request::Send`] and [`Request::Broadcast`].
+    Delivered {
+        /// Connections whose queue took the message.
+        connections: u64,
+    },
+    /// Answer to [`Request::Online`].
+    Online {
+        /// The normalised uid.
+        uid: String,
+        /// Its open connections; 0 means offline.
+        connections: u64,
+    },
+    /// Answer to [`Request::Stats`].
+    Stats(Stats),
+}
+
+/// A bound uid and its connections, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UidInfo {
+    /// The uid.
+    pub uid: String,
+    /// Its connections, oldest first.
+    pub connections: Vec<ConnInfo>,
+}
+
+/// One WebSocket connection, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// Daemon-unique connection number.
+    pub id: u64,
+    /// The client's address, `IP:PORT` or `[IPv6]:PORT`.
+    pub peer: String,
+    /// Milliseconds since the last inbound frame.
+    pub idle_ms: u64,
+    /// Milliseconds since the connection was accepted.
+    pub connected_ms: u64,
+}
+
+/// A uid and a number of its connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UidCount {
+    /// The uid.
+    pub uid: String,
+    /// How many of its connections.
+    pub connections: u64,
+}
+
+/// Daemon-wide figures, as reported by `pushctl stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// The daemon's release.
+    pub version: String,
+    /// Milliseconds since the daemon started.
+    pub uptime_ms: u64,
+    /// Bound WebSocket listener address.
+    pub ws_listen: String,
+    /// Bound text-port address.
+    pub text_listen: String,
+    /// Path of the admin socket.
+    pub socket: String,
+    /// Open WebSocket connections, bound or not.
+    pub connections: u64,
+    /// Distinct bound uids.
+    pub uids: u64,
+    /// Open text-port connections.
+    pub text_connections: u64,
+    /// Monotonic counters since start.
+    pub counters: Counters,
+}
+
+/// Monotonic event counters since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// WebSocket connections accepted (handshake completed).
+    pub connections_opened: u64,
+    /// WebSocket connections closed, for any reason.
+    pub connections_closed: u64,
+    /// WebSocket handshakes that failed.
+    pub handshakes_failed: u64,
+    /// Connections bound to a uid.
+    pub binds: u64,
+    /// Connections refused for an invalid uid (close 1008).
+    pub invalid_uids: u64,
+    /// Connections closed by the heartbeat (close 4001).
+    pub heartbeat_timeouts: u64,
+    /// Connections closed by an operator (close 4000).
+    pub kicked: u64,
+    /// Connections closed because their outbound queue was full.
+    pub slow_consumers: u64,
+    /// Inbound messages over the size limit (close 1009).
+    pub oversized_messages: u64,
+    /// Messages queued to a connection (one per recipient).
+    pub messages_delivered: u64,
+    /// Text-port requests answered `ok`.
+    pub text_ok: u64,
+    /// Text-port requests answered `fail`.
+    pub text_fail: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format_is_flat() {
+        let line = RequestLine {
+            version: PROTOCOL_VERSION,
+            request: Request::Kick {
+                uids: vec!["42".into()],
+                reason: None,
+            },
+        };
+        let json = serde_json::to_string(&line).unwrap();
+        assert_eq!(json, r#"{"version":1,"cmd":"kick","uids":["42"]}"#);
+        assert_eq!(serde_json::from_str::<RequestLine>(&json).unwrap(), line);
+    }
+
+    #[test]
+    fn unit_requests_round_trip() {
+        let line: RequestLine = serde_json::from_str(r#"{"version":1,"cmd":"list"}"#).unwrap();
+        assert_eq!(line.request, Request::List);
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let reply = ReplyLine::ok(Response::Delivered { connections: 3 });
+        let json = serde_json::to_string(&reply).unwrap();
+        assert_eq!(
+            json,
+            r#"{"version":1,"result":{"type":"delivered","connections":3}}"#
+        );
+        assert_eq!(serde_json::from_str::<ReplyLine>(&json).unwrap(), reply);
+        let err = serde_json::to_string(&ReplyLine::error("nope")).unwrap();
+        assert_eq!(err, r#"{"version":1,"error":"nope"}"#);
+    }
+}

@@ -1,0 +1,12 @@
+//! Wire formats shared by `pushd` and `pushctl`.
+//!
+//! Everything both programs must agree on lives here, and only that: the admin
+//! protocol ([`admin`]), the text-port line format ([`text`]), what a uid is
+//! ([`uid`]) and where the admin socket is by default ([`socket_path`]).
+//! The crate has no async runtime in it, so the parsers can be unit-tested,
+//! fuzzed and reused without pulling in tokio.
+
+pub mod admin;
+pub mod socket_path;
+pub mod text;
+pub mod uid;
