@@ -24,8 +24,10 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Messages that may wait in one connection's outbound queue; a connection
-/// whose queue is full is a slow consumer and is closed (code 4002).
-pub const OUTBOUND_QUEUE: usize = 256;
+/// whose queue is full is a slow consumer and is closed (code 4002). Queue
+/// slots are allocated in blocks of 32 as they fill, so the bound costs an
+/// idle connection nothing.
+pub const OUTBOUND_QUEUE: usize = 1024;
 
 /// `pushd`: the WebSocket push daemon.
 ///

@@ -21,6 +21,11 @@ use crate::Daemon;
 use crate::lines::{Line, LineSplitter};
 use crate::stats;
 
+/// Lines handled before the task yields, so the connection tasks that just
+/// got messages can drain their queues before a long pipelined burst fills
+/// them (a full queue would count a healthy client as a slow consumer).
+const LINES_PER_TURN: usize = 64;
+
 /// Initial read buffer of one text connection; it grows for long lines.
 const READ_BUFFER: usize = 8 * 1024;
 
@@ -72,7 +77,12 @@ async fn session(
         if read == 0 {
             return Ok(());
         }
+        let mut handled = 0;
         while let Some(line) = splitter.next_line(&mut input) {
+            handled += 1;
+            if handled % LINES_PER_TURN == 0 {
+                tokio::task::yield_now().await;
+            }
             let delivered = match line {
                 Line::Complete(line) => push_line(daemon, &line),
                 Line::TooLong => false,

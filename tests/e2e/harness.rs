@@ -1,0 +1,404 @@
+//! A tiny harness around the real binaries: start `pushd` on free ports with
+//! a socket in a temp dir, run `pushctl` against it, and connect real
+//! WebSocket and text-port clients. Every wait is bounded.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single step of a test may wait.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// Awaits `future`, failing the test if it takes longer than `limit`.
+pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(limit, what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// A running `pushd` child process, killed when dropped.
+pub struct Pushd {
+    child: Child,
+    /// Where WebSocket clients connect.
+    pub ws: SocketAddr,
+    /// Where backends connect.
+    pub text: SocketAddr,
+    /// The admin socket.
+    pub socket: PathBuf,
+    /// Everything pushd wrote to stderr so far.
+    pub log: Arc<Mutex<String>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// What one `pushctl` run produced.
+#[derive(Debug)]
+pub struct Ctl {
+    /// Exit status.
+    pub status: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Ctl {
+    /// Parses stdout as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+impl Pushd {
+    /// Starts pushd on loopback port 0 with a fresh socket path and `extra` options.
+    pub async fn start(extra: &[&str]) -> Pushd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("pushd.sock");
+        let mut pushd = Self::start_at(&socket, extra).await;
+        pushd._dir = Some(dir);
+        pushd
+    }
+
+    /// Starts pushd with the admin socket at `socket` (the caller owns its directory).
+    pub async fn start_at(socket: &Path, extra: &[&str]) -> Pushd {
+        Self::try_start_at(socket, extra)
+            .await
+            .unwrap_or_else(|log| panic!("pushd did not start:\n{log}"))
+    }
+
+    /// Like [`Pushd::start_at`], but returns pushd's stderr if it exits instead of starting.
+    pub async fn try_start_at(socket: &Path, extra: &[&str]) -> Result<Pushd, String> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));
+        for option in ["--ws-listen", "--text-listen"] {
+            if !extra.contains(&option) {
+                command.args([option, "127.0.0.1:0"]);
+            }
+        }
+        command.arg("--socket").arg(socket).args(extra);
+        Self::spawn(command, socket).await
+    }
+
+    /// Spawns a prepared pushd command and waits for its "listening" line.
+    pub async fn spawn(mut command: Command, socket: &Path) -> Result<Pushd, String> {
+        command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn pushd");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let log = Arc::new(Mutex::new(String::new()));
+        let ready = within(STEP, "pushd's listening line", async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+                if line.contains(" listening ") {
+                    return Some((field(&line, "ws="), field(&line, "text=")));
+                }
+            }
+            None
+        })
+        .await;
+        let Some((ws, text)) = ready else {
+            return Err(log.lock().unwrap().clone());
+        };
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        Ok(Pushd {
+            child,
+            ws,
+            text,
+            socket: socket.to_owned(),
+            log,
+            _dir: None,
+        })
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// Sends a signal to pushd.
+    #[allow(unsafe_code)]
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child pid has no memory-safety preconditions.
+        assert_eq!(
+            unsafe { libc::kill(self.pid(), signal) },
+            0,
+            "kill({signal})"
+        );
+    }
+
+    /// Waits (bounded) for pushd to exit and returns its exit code.
+    pub async fn wait(&mut self, limit: Duration) -> Option<i32> {
+        within(limit, "pushd to exit", self.child.wait())
+            .await
+            .expect("wait")
+            .code()
+    }
+
+    /// Runs `pushctl --socket <ours> ARGS`.
+    pub async fn ctl(&self, args: &[&str]) -> Ctl {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+        command.arg("--socket").arg(&self.socket).args(args);
+        run_ctl(command, None).await
+    }
+
+    /// Runs pushctl with `input` on its stdin.
+    pub async fn ctl_stdin(&self, args: &[&str], input: &str) -> Ctl {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+        command.arg("--socket").arg(&self.socket).args(args);
+        run_ctl(command, Some(input)).await
+    }
+
+    /// `pushctl online UID` as a bool.
+    pub async fn is_online(&self, uid: &str) -> bool {
+        let out = self.ctl(&["online", uid]).await;
+        assert!(out.status == 0 || out.status == 1, "{out:?}");
+        out.status == 0
+    }
+
+    /// Waits until `uid` has exactly `n` connections.
+    pub async fn wait_connections(&self, uid: &str, n: u64) {
+        eventually(STEP, &format!("{uid} to have {n} connections"), || async {
+            let out = self.ctl(&["--json", "online", uid]).await;
+            out.json()["connections"] == n
+        })
+        .await;
+    }
+
+    /// Opens a WebSocket and binds it to `uid`, waiting until pushd shows it online.
+    pub async fn bound_client(&self, uid: &str) -> WsClient {
+        let before = self.ctl(&["--json", "online", uid]).await.json()["connections"]
+            .as_u64()
+            .unwrap();
+        let mut client = WsClient::connect(self.ws).await;
+        client.send_text(uid).await;
+        self.wait_connections(uid.trim(), before + 1).await;
+        client
+    }
+
+    /// `pushctl --json stats`.
+    pub async fn stats(&self) -> serde_json::Value {
+        let out = self.ctl(&["--json", "stats"]).await;
+        assert_eq!(out.status, 0, "{out:?}");
+        out.json()
+    }
+
+    /// Opens a text-port connection.
+    pub async fn text_client(&self) -> TextClient {
+        let stream = within(STEP, "text port connect", TcpStream::connect(self.text))
+            .await
+            .expect("connect");
+        let (read, write) = stream.into_split();
+        TextClient {
+            read: BufReader::new(read),
+            write,
+        }
+    }
+}
+
+fn field(line: &str, key: &str) -> SocketAddr {
+    let rest = &line[line
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + key.len()..];
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Runs a prepared pushctl command with a bounded wait.
+pub async fn run_ctl(mut command: Command, input: Option<&str>) -> Ctl {
+    command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("spawn pushctl");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+    }
+    let output = within(STEP, "pushctl", child.wait_with_output())
+        .await
+        .expect("pushctl output");
+    Ctl {
+        status: output.status.code().expect("pushctl exited by signal"),
+        stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
+    }
+}
+
+/// A WebSocket client (a real tungstenite client, as a browser would be).
+pub struct WsClient {
+    /// The underlying stream, for tests that need raw access.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a client observed when its connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// The close code, if a close frame came.
+    pub code: Option<u16>,
+    /// The close reason.
+    pub reason: String,
+}
+
+impl WsClient {
+    /// Connects to `ws://addr/`.
+    pub async fn connect(addr: SocketAddr) -> WsClient {
+        let url = format!("ws://{addr}/any/path");
+        let (ws, _) = within(
+            STEP,
+            "WebSocket connect",
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .expect("handshake");
+        WsClient { ws }
+    }
+
+    /// Sends one text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        within(STEP, "WebSocket send", self.ws.send(Message::text(text)))
+            .await
+            .expect("send");
+    }
+
+    /// The next data frame (text), skipping pings and pongs.
+    pub async fn recv_text(&mut self) -> String {
+        within(STEP, "a text frame", async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Text(text))) => return text.to_string(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    other => panic!("expected a text frame, got {other:?}"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Asserts that no data frame arrives within `quiet` (pings are allowed).
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        let got = tokio::time::timeout(quiet, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await;
+        assert!(got.is_err(), "expected silence, got {got:?}");
+    }
+
+    /// Reads until the server closes; returns the close frame's code and reason.
+    pub async fn closed(&mut self, limit: Duration) -> Closed {
+        within(limit, "the server to close the connection", async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(frame))) => {
+                        let frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                        // Drain until the stream ends (tungstenite answers the close).
+                        while let Some(Ok(_)) = self.ws.next().await {}
+                        return match frame {
+                            Some((code, reason)) => Closed {
+                                code: Some(code),
+                                reason,
+                            },
+                            None => Closed {
+                                code: None,
+                                reason: String::new(),
+                            },
+                        };
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => {
+                        return Closed {
+                            code: None,
+                            reason: String::new(),
+                        };
+                    }
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// A backend's text-port connection.
+pub struct TextClient {
+    read: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    /// The write half, for raw writes.
+    pub write: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl TextClient {
+    /// Writes raw bytes.
+    pub async fn write(&mut self, bytes: &[u8]) {
+        within(STEP, "text port write", self.write.write_all(bytes))
+            .await
+            .expect("write");
+    }
+
+    /// Reads one reply line (without its newline).
+    pub async fn reply(&mut self) -> String {
+        let mut line = String::new();
+        within(STEP, "a text-port reply", self.read.read_line(&mut line))
+            .await
+            .expect("read");
+        assert!(line.ends_with('\n'), "reply cut short: {line:?}");
+        line.pop();
+        line
+    }
+
+    /// Sends one line and returns its reply.
+    pub async fn request(&mut self, line: &str) -> String {
+        self.write(format!("{line}\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// Reads whatever arrives until EOF (bounded).
+    pub async fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        within(STEP, "text port EOF", self.read.read_to_end(&mut rest))
+            .await
+            .expect("read");
+        rest
+    }
+}

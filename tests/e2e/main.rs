@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `pushd` and `pushctl` binaries, real sockets on
+//! loopback, a real WebSocket client. One module per part of SPEC.md.
+
+mod harness;
+
+mod lifecycle;
+mod pushctl;
+mod text_port;
+mod websocket;

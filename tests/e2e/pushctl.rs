@@ -1,0 +1,266 @@
+//! SPEC "pushctl": every subcommand, its output and its exit status.
+
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::harness::{Pushd, STEP, WsClient, run_ctl};
+
+#[tokio::test]
+async fn list_shows_uids_with_connections_idle_time_and_address() {
+    let pushd = Pushd::start(&[]).await;
+    let empty = pushd.ctl(&["--json", "list"]).await;
+    assert_eq!((empty.status, empty.json()), (0, serde_json::json!([])));
+
+    let _a = pushd.bound_client("alice").await;
+    let _b1 = pushd.bound_client("bob").await;
+    let mut b2 = pushd.bound_client("bob").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    b2.send_text("activity").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let out = pushd.ctl(&["list"]).await;
+    assert_eq!(out.status, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let header: Vec<&str> = lines[0]
+        .split("  ")
+        .filter(|s| !s.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        ["UID", "CONNS", "IDLE", "ONLINE FOR", "ADDRESS"],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    let alice: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&alice[..3], ["alice", "1", "1s"], "{}", out.stdout);
+    assert!(alice[4].starts_with("127.0.0.1:"), "{}", out.stdout);
+    let bob: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        &bob[..3],
+        ["bob", "2", "0s"],
+        "the least idle connection counts: {}",
+        out.stdout
+    );
+    assert_eq!(bob[5], "+1", "{}", out.stdout);
+    assert!(!out.stdout.contains('\x1b'), "no terminal codes on a pipe");
+
+    let json = pushd.ctl(&["--json", "list"]).await.json();
+    let uids = json.as_array().unwrap();
+    assert_eq!(uids.len(), 2);
+    assert_eq!(uids[1]["uid"], "bob");
+    let conns = uids[1]["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2);
+    for conn in conns {
+        assert!(
+            conn["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{conn}"
+        );
+        assert!(
+            conn["idle_ms"].is_u64() && conn["connected_ms"].as_u64().unwrap() >= 1000,
+            "{conn}"
+        );
+    }
+    assert!(uids[0]["connections"][0]["idle_ms"].as_u64().unwrap() >= 1000);
+}
+
+#[tokio::test]
+async fn kick_exit_status_says_whether_anything_was_kicked() {
+    let pushd = Pushd::start(&[]).await;
+    let _a = pushd.bound_client("a").await;
+    let none = pushd.ctl(&["kick", "nobody", "ghost"]).await;
+    assert_eq!(none.status, 1, "{none:?}");
+    let some = pushd.ctl(&["--json", "kick", "a", "nobody"]).await;
+    assert_eq!(some.status, 0, "{some:?}");
+    assert_eq!(
+        some.json(),
+        serde_json::json!({"connections": 1, "uids": [{"uid": "a", "connections": 1}]})
+    );
+    let usage = pushd.ctl(&["kick"]).await;
+    assert_eq!(usage.status, 2, "{usage:?}");
+}
+
+#[tokio::test]
+async fn after_kick_returns_the_uid_is_offline_even_if_the_client_never_answers() {
+    let pushd = Pushd::start(&[]).await;
+    // This client never reads again, so it never completes the close handshake.
+    let _frozen = pushd.bound_client("42").await;
+    let kick = pushd.ctl(&["kick", "42"]).await;
+    assert_eq!(kick.status, 0, "{kick:?}");
+    assert_eq!(pushd.ctl(&["online", "42"]).await.status, 1);
+    assert_eq!(pushd.ctl(&["send", "42", "x"]).await.status, 1);
+    let mut backend = pushd.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":42}"#).await, "fail");
+    // And the socket is dropped after the close timeout.
+    crate::harness::eventually(STEP, "the frozen connection to be dropped", || async {
+        pushd.stats().await["connections"] == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kick_idle_over_kicks_only_idle_connections() {
+    let pushd = Pushd::start(&[]).await;
+    let mut idle = pushd.bound_client("idle").await;
+    let mut busy = pushd.bound_client("busy").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    busy.send_text("still here").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let out = pushd
+        .ctl(&["kick", "--idle-over", "500ms", "--reason", "idle"])
+        .await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "kicked idle (1 connection)\n1 idle connection kicked\n"
+    );
+    let closed = idle.closed(STEP).await;
+    assert_eq!((closed.code, closed.reason.as_str()), (Some(4000), "idle"));
+    assert!(pushd.is_online("busy").await);
+    let nothing = pushd.ctl(&["kick", "--idle-over", "1h"]).await;
+    assert_eq!(
+        nothing.status, 0,
+        "cron-friendly: nothing to kick is not an error"
+    );
+    busy.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn send_reports_delivery_and_reads_stdin() {
+    let pushd = Pushd::start(&[]).await;
+    let mut client = pushd.bound_client("42").await;
+    let offline = pushd.ctl(&["send", "7", "hello"]).await;
+    assert_eq!(
+        (offline.status, offline.stdout.as_str()),
+        (1, "7 is offline\n")
+    );
+    let out = pushd.ctl(&["--json", "send", "42", "hello"]).await;
+    assert_eq!(out.status, 0);
+    assert_eq!(
+        out.json(),
+        serde_json::json!({"uid": "42", "delivered": true, "connections": 1})
+    );
+    assert_eq!(client.recv_text().await, "hello");
+    let piped = pushd
+        .ctl_stdin(&["send", "42", "-"], "{\"from\":\"stdin\"}\n")
+        .await;
+    assert_eq!(piped.status, 0, "{piped:?}");
+    assert_eq!(client.recv_text().await, r#"{"from":"stdin"}"#);
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_bound_connection() {
+    let pushd = Pushd::start(&[]).await;
+    let mut a = pushd.bound_client("a").await;
+    let mut b = pushd.bound_client("b").await;
+    let mut unbound = WsClient::connect(pushd.ws).await;
+    let out = pushd.ctl(&["broadcast", "to all"]).await;
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (0, "delivered to 2 connections\n")
+    );
+    assert_eq!(a.recv_text().await, "to all");
+    assert_eq!(b.recv_text().await, "to all");
+    unbound.expect_silence(Duration::from_millis(200)).await;
+    let nobody = Pushd::start(&[]).await.ctl(&["broadcast", "x"]).await;
+    assert_eq!(nobody.status, 0);
+}
+
+#[tokio::test]
+async fn online_answers_with_its_exit_status() {
+    let pushd = Pushd::start(&[]).await;
+    let _c = pushd.bound_client("42").await;
+    let yes = pushd.ctl(&["online", "42"]).await;
+    assert_eq!(
+        (yes.status, yes.stdout.as_str()),
+        (0, "42 is online (1 connection)\n")
+    );
+    let no = pushd.ctl(&["--json", "online", "43"]).await;
+    assert_eq!(no.status, 1);
+    assert_eq!(
+        no.json(),
+        serde_json::json!({"uid": "43", "online": false, "connections": 0})
+    );
+}
+
+#[tokio::test]
+async fn stats_reports_version_uptime_addresses_and_counters() {
+    let pushd = Pushd::start(&[]).await;
+    let _c = pushd.bound_client("42").await;
+    pushd.ctl(&["send", "42", "x"]).await;
+    let stats = pushd.stats().await;
+    assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(stats["ws_listen"], pushd.ws.to_string());
+    assert_eq!(stats["text_listen"], pushd.text.to_string());
+    assert_eq!(stats["socket"], pushd.socket.display().to_string());
+    assert_eq!(
+        (stats["connections"].as_u64(), stats["uids"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(stats["uptime_ms"].is_u64());
+    assert_eq!(stats["counters"]["binds"], 1);
+    assert_eq!(stats["counters"]["messages_delivered"], 1);
+    let text = pushd.ctl(&["stats"]).await;
+    assert_eq!(text.status, 0);
+    assert!(
+        text.stdout
+            .contains(&format!("websocket:          {}", pushd.ws)),
+        "{}",
+        text.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_daemon_is_exit_2_naming_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nobody-home.sock");
+    for args in [
+        &["list"][..],
+        &["kick", "42"],
+        &["send", "42", "x"],
+        &["online", "42"],
+        &["stats"],
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+        command.arg("--socket").arg(&socket).args(args);
+        let out = run_ctl(command, None).await;
+        assert_eq!(out.status, 2, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains(&socket.display().to_string()),
+            "{out:?}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // The socket can also come from the environment.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+    command.env("PUSHD_SOCKET", &socket).arg("list");
+    let out = run_ctl(command, None).await;
+    assert!(
+        out.status == 2 && out.stderr.contains("nobody-home.sock"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn usage_errors_are_exit_2() {
+    let pushd = Pushd::start(&[]).await;
+    for args in [
+        &["frobnicate"][..],
+        &["send", "42"],
+        &["kick", "--idle-over", "soon"],
+        &["online", ""],
+    ] {
+        let out = pushd.ctl(args).await;
+        assert_eq!(out.status, 2, "{args:?}: {out:?}");
+    }
+}
+
+#[tokio::test]
+async fn daemon_errors_name_the_problem() {
+    let pushd = Pushd::start(&["--max-message-size", "256"]).await;
+    let out = pushd.ctl(&["send", "42", &"x".repeat(300)]).await;
+    assert_eq!(out.status, 2, "{out:?}");
+    assert!(out.stderr.contains("over the 256-byte limit"), "{out:?}");
+}

@@ -1,0 +1,163 @@
+//! SPEC "Text port": byte-exact forwarding, ok/fail, pipelining, bad input.
+
+use std::time::Duration;
+
+use crate::harness::{Pushd, STEP, WsClient, within};
+
+#[tokio::test]
+async fn the_line_is_pushed_byte_for_byte_without_its_line_ending() {
+    let pushd = Pushd::start(&[]).await;
+    let mut client = pushd.bound_client("42").await;
+    let mut backend = pushd.text_client().await;
+    let lines = [
+        r#"{"uid":42,"msg":"hi"}"#,
+        r#"{ "zeta": [1, 2.50, {"nested": null}],   "uid" : "42" , "text":"caf\u00e9 ☕" }"#,
+        r#"{"msg":"key order kept","uid":"42","extra":true}"#,
+    ];
+    for line in lines {
+        assert_eq!(backend.request(line).await, "ok");
+        assert_eq!(client.recv_text().await, line);
+    }
+    // \r\n is accepted and stripped too.
+    backend.write(b"{\"uid\":\"42\",\"crlf\":1}\r\n").await;
+    assert_eq!(backend.reply().await, "ok");
+    assert_eq!(client.recv_text().await, r#"{"uid":"42","crlf":1}"#);
+}
+
+#[tokio::test]
+async fn integer_and_string_uids_are_the_same_uid() {
+    let pushd = Pushd::start(&[]).await;
+    let mut by_string = pushd.bound_client("42").await;
+    let mut backend = pushd.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":42}"#).await, "ok");
+    assert_eq!(backend.request(r#"{"uid":" 42 "}"#).await, "ok");
+    assert_eq!(by_string.recv_text().await, r#"{"uid":42}"#);
+    assert_eq!(by_string.recv_text().await, r#"{"uid":" 42 "}"#);
+}
+
+#[tokio::test]
+async fn fail_for_offline_uid_bad_json_missing_uid_bad_type_and_long_lines() {
+    let pushd = Pushd::start(&["--max-message-size", "1024"]).await;
+    let mut client = pushd.bound_client("42").await;
+    let mut backend = pushd.text_client().await;
+    let long = format!("{{\"uid\":42,\"pad\":\"{}\"}}", "x".repeat(2000));
+    for bad in [
+        r#"{"uid":"nobody"}"#,
+        "not json",
+        r#"{"msg":"no uid"}"#,
+        r#"{"uid":null}"#,
+        r#"{"uid":4.2}"#,
+        r#"{"uid":["42"]}"#,
+        r#"{"uid":""}"#,
+        "",
+        long.as_str(),
+    ] {
+        assert_eq!(backend.request(bad).await, "fail", "{bad:?}");
+    }
+    // The same connection still works, and the client got none of the above.
+    assert_eq!(backend.request(r#"{"uid":42,"n":1}"#).await, "ok");
+    assert_eq!(client.recv_text().await, r#"{"uid":42,"n":1}"#);
+    let counters = &pushd.stats().await["counters"];
+    assert_eq!(
+        (counters["text_ok"].as_u64(), counters["text_fail"].as_u64()),
+        (Some(1), Some(9))
+    );
+}
+
+#[tokio::test]
+async fn non_utf8_and_binary_garbage_fail_that_line_only() {
+    let pushd = Pushd::start(&[]).await;
+    let mut client = pushd.bound_client("42").await;
+    let mut bystander = pushd.text_client().await;
+    let mut backend = pushd.text_client().await;
+    backend
+        .write(b"{\"uid\":\"4\xff2\"}\n\x00\x01\x02\xfe\n")
+        .await;
+    assert_eq!(backend.reply().await, "fail");
+    assert_eq!(backend.reply().await, "fail");
+    assert_eq!(backend.request(r#"{"uid":42}"#).await, "ok");
+    assert_eq!(bystander.request(r#"{"uid":42,"b":1}"#).await, "ok");
+    assert_eq!(client.recv_text().await, r#"{"uid":42}"#);
+    assert_eq!(client.recv_text().await, r#"{"uid":42,"b":1}"#);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_and_delivered_in_order() {
+    let pushd = Pushd::start(&[]).await;
+    let mut client = pushd.bound_client("42").await;
+    let mut backend = pushd.text_client().await;
+    // 1,000 requests in one write: every third one addresses an offline uid.
+    let mut batch = String::new();
+    let mut expected = Vec::new();
+    for i in 0..1000 {
+        let uid = if i % 3 == 2 { "offline" } else { "42" };
+        batch.push_str(&format!("{{\"uid\":\"{uid}\",\"seq\":{i}}}\n"));
+        expected.push(if uid == "42" { "ok" } else { "fail" });
+    }
+    backend.write(batch.as_bytes()).await;
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(backend.reply().await, *want, "reply {i}");
+    }
+    for i in (0..1000).filter(|i| i % 3 != 2) {
+        assert_eq!(
+            client.recv_text().await,
+            format!("{{\"uid\":\"42\",\"seq\":{i}}}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn many_text_connections_at_once() {
+    let pushd = Pushd::start(&[]).await;
+    let mut client = pushd.bound_client("42").await;
+    let mut backends = Vec::new();
+    for _ in 0..50 {
+        backends.push(pushd.text_client().await);
+    }
+    assert_eq!(pushd.stats().await["text_connections"], 50);
+    let replies = futures_util::future::join_all(
+        backends
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| async move { b.request(&format!("{{\"uid\":42,\"from\":{i}}}")).await }),
+    )
+    .await;
+    assert!(replies.iter().all(|r| r == "ok"), "{replies:?}");
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        seen.push(client.recv_text().await);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 50);
+}
+
+#[tokio::test]
+async fn bad_input_never_closes_other_connections_or_stops_the_daemon() {
+    let pushd = Pushd::start(&["--max-message-size", "1024"]).await;
+    let mut client = pushd.bound_client("42").await;
+    // A backend that sends garbage and hangs up mid-line.
+    let mut rude = pushd.text_client().await;
+    rude.write(&[0xff; 5000]).await;
+    rude.write(b"{\"uid\":42").await;
+    drop(rude);
+    // A WebSocket peer that sends garbage instead of a handshake.
+    let mut raw = tokio::net::TcpStream::connect(pushd.ws).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut raw, b"GET / HTTP/1.1\r\n\r\n\x00\xff")
+        .await
+        .unwrap();
+    drop(raw);
+    // Everything else still works.
+    let mut backend = pushd.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":42}"#).await, "ok");
+    assert_eq!(client.recv_text().await, r#"{"uid":42}"#);
+    let mut late = WsClient::connect(pushd.ws).await;
+    late.send_text("43").await;
+    pushd.wait_connections("43", 1).await;
+    within(
+        STEP,
+        "quiet",
+        client.expect_silence(Duration::from_millis(100)),
+    )
+    .await;
+}
