@@ -1,0 +1,64 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_pushctl_global_optspecs
+    string join \n socket= json h/help V/version
+end
+
+function __fish_pushctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_pushctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_pushctl_using_subcommand
+    set -l cmd (__fish_pushctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c pushctl -n "__fish_pushctl_needs_command" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_needs_command" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_needs_command" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_needs_command" -s V -l version -d 'Print version'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "list" -d 'Show online uids: connections, idle time, time online, address'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "kick" -d 'Close every connection of the given uids (close code 4000)'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "send" -d 'Push MESSAGE as one text frame to every connection of UID'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "broadcast" -d 'Push MESSAGE as one text frame to every bound connection'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand list" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l idle-over -d 'Kick every connection (bound or not) idle for longer than DUR (e.g. 10m)' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l reason -d 'Reason text sent in the close frame (at most 123 bytes)' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand send" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand online" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand online" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand online" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "list" -d 'Show online uids: connections, idle time, time online, address'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "kick" -d 'Close every connection of the given uids (close code 4000)'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "send" -d 'Push MESSAGE as one text frame to every connection of UID'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "broadcast" -d 'Push MESSAGE as one text frame to every bound connection'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
