@@ -24,7 +24,7 @@ function __fish_pushctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c pushctl -n "__fish_pushctl_needs_command" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_needs_command" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_needs_command" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_needs_command" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_needs_command" -s V -l version -d 'Print version'
@@ -35,24 +35,24 @@ complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "broadcast" -d 'Push
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l idle-over -d 'Kick every connection (bound or not) idle for longer than DUR (e.g. 10m)' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l reason -d 'Reason text sent in the close frame (at most 123 bytes)' -r
-complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand online" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand online" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand online" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand online" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "list" -d 'Show online uids: connections, idle time, time online, address'

@@ -17,7 +17,7 @@ use pushd_proto::admin::MAX_CLOSE_REASON;
                   2 usage error or pushd unreachable."
 )]
 pub struct Cli {
-    /// Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock].
+    /// Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock].
     #[arg(long, global = true, env = "PUSHD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 

@@ -61,7 +61,7 @@ pub struct DaemonArgs {
     )]
     pub text_listen: SocketAddr,
 
-    /// Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-<euid>.sock].
+    /// Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock].
     #[arg(long, env = "PUSHD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
@@ -113,6 +113,11 @@ impl From<DaemonArgs> for Config {
             max_message_size: args.max_message_size as usize,
         }
     }
+}
+
+/// An optional interval for people: humantime text, or `off`.
+pub fn describe(interval: Option<Duration>) -> String {
+    interval.map_or_else(|| "off".to_owned(), |d| humantime::format_duration(d).to_string())
 }
 
 #[cfg(test)]

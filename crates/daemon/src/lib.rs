@@ -101,8 +101,8 @@ pub async fn run(
         ws = %daemon.ws_addr,
         text = %daemon.text_addr,
         socket = %daemon.config.socket.display(),
-        heartbeat = ?daemon.config.heartbeat,
-        ping_interval = ?daemon.config.ping_interval,
+        heartbeat = %config::describe(daemon.config.heartbeat),
+        ping_interval = %config::describe(daemon.config.ping_interval),
         "pushd {} listening",
         env!("CARGO_PKG_VERSION")
     );

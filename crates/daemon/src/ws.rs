@@ -3,7 +3,7 @@
 //! Each connection is a single task with one `select!` over: shutdown, a close
 //! request from the registry (kick, slow consumer), one timer (the earlier of
 //! the heartbeat deadline and the next ping), and socket I/O. Socket I/O is a
-//! hand-written poll ([`poll_io`]) that moves queued pushes into the socket and
+//! hand-written poll (`poll_io`) that moves queued pushes into the socket and
 //! reads the next frame in the same poll, and never waits on a write: a peer
 //! that stops reading leaves its bytes in tungstenite's bounded buffer while
 //! the task keeps watching its deadline and close requests (awaiting a

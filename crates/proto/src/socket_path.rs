@@ -2,7 +2,7 @@
 //!
 //! 1. `$PUSHD_SOCKET` when set (read by the command-line parsers, not here);
 //! 2. else `$XDG_RUNTIME_DIR/pushd.sock` when `XDG_RUNTIME_DIR` is set and not empty;
-//! 3. else `/tmp/pushd-<euid>.sock`.
+//! 3. else `/tmp/pushd-EUID.sock`.
 //!
 //! The uid in the last form keeps two users of one machine from colliding,
 //! and the socket is created with mode 0600 wherever it lives.
