@@ -16,7 +16,10 @@ use clap_complete::Shell;
 /// Every generated file, by path relative to the workspace root.
 fn render_all() -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
-    let programs = [(pushd_daemon::DaemonArgs::command(), "8"), (pushd_ctl::cli::Cli::command(), "1")];
+    let programs = [
+        (pushd_daemon::DaemonArgs::command(), "8"),
+        (pushd_ctl::cli::Cli::command(), "1"),
+    ];
     for (mut command, section) in programs {
         command.build();
         let name = command.get_name().to_owned();
@@ -29,11 +32,20 @@ fn render_all() -> BTreeMap<PathBuf, Vec<u8>> {
             clap_complete::generate(shell, &mut command.clone(), &name, &mut out);
             files.insert(Path::new("completions").join(file), out);
         }
-        files.insert(Path::new("man").join(format!("{name}.{section}")), man_page(command.clone(), section));
+        files.insert(
+            Path::new("man").join(format!("{name}.{section}")),
+            man_page(command.clone(), section),
+        );
         for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
             let page_name = format!("{name}-{}", sub.get_name());
-            let page = sub.clone().name(page_name.clone()).bin_name(format!("{name} {}", sub.get_name()));
-            files.insert(Path::new("man").join(format!("{page_name}.{section}")), man_page(page, section));
+            let page = sub
+                .clone()
+                .name(page_name.clone())
+                .bin_name(format!("{name} {}", sub.get_name()));
+            files.insert(
+                Path::new("man").join(format!("{page_name}.{section}")),
+                man_page(page, section),
+            );
         }
     }
     files
@@ -41,7 +53,10 @@ fn render_all() -> BTreeMap<PathBuf, Vec<u8>> {
 
 fn man_page(command: clap::Command, section: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    clap_mangen::Man::new(command).section(section).render(&mut out).expect("render man page");
+    clap_mangen::Man::new(command)
+        .section(section)
+        .render(&mut out)
+        .expect("render man page");
     out
 }
 
@@ -65,7 +80,11 @@ fn completions_and_man_pages_are_fresh() {
     }
     // Files nobody generates any more must go too.
     for dir in ["completions", "man"] {
-        for entry in std::fs::read_dir(root.join(dir)).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(root.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let path = Path::new(dir).join(entry.file_name());
             if !files.contains_key(&path) {
                 if regenerate {

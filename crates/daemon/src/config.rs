@@ -117,7 +117,10 @@ impl From<DaemonArgs> for Config {
 
 /// An optional interval for people: humantime text, or `off`.
 pub fn describe(interval: Option<Duration>) -> String {
-    interval.map_or_else(|| "off".to_owned(), |d| humantime::format_duration(d).to_string())
+    interval.map_or_else(
+        || "off".to_owned(),
+        |d| humantime::format_duration(d).to_string(),
+    )
 }
 
 #[cfg(test)]
