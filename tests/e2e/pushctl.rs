@@ -264,3 +264,31 @@ async fn daemon_errors_name_the_problem() {
     assert_eq!(out.status, 2, "{out:?}");
     assert!(out.stderr.contains("over the 256-byte limit"), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_closed_stdout_pipe_is_not_an_error() {
+    let pushd = Pushd::start(&[]).await;
+    let _c = pushd.bound_client("42").await;
+    for _ in 0..3 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pushctl"))
+            .arg("--socket")
+            .arg(&pushd.socket)
+            .arg("list")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Like `pushctl list | head -0`: the reader is gone before pushctl writes.
+        drop(child.stdout.take());
+        let out = crate::harness::within(STEP, "pushctl", child.wait_with_output())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -253,3 +253,43 @@ async fn a_client_on_ipv6_is_listed_as_bracketed_address() {
         "{stats}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_as_a_slow_consumer_without_slowing_others() {
+    let pushd = Pushd::start(&["--ping-interval", "0"]).await;
+    let stalled = pushd.bound_client("stalled").await;
+    let mut healthy = pushd.bound_client("healthy").await;
+    let mut backend = pushd.text_client().await;
+    // 1,300 pushes of 60 KB: more than the socket buffers plus the 1,024-message queue.
+    let line = format!(
+        "{{\"uid\":\"stalled\",\"pad\":\"{}\"}}\n",
+        "x".repeat(60_000)
+    );
+    let mut replies = Vec::new();
+    for round in 0..13 {
+        backend.write(line.repeat(100).as_bytes()).await;
+        for _ in 0..100 {
+            replies.push(backend.reply().await);
+        }
+        // The healthy client is served between the stalled client's pushes.
+        assert_eq!(
+            backend
+                .request(&format!("{{\"uid\":\"healthy\",\"round\":{round}}}"))
+                .await,
+            "ok"
+        );
+        assert_eq!(
+            healthy.recv_text().await,
+            format!("{{\"uid\":\"healthy\",\"round\":{round}}}")
+        );
+    }
+    assert_eq!(
+        replies.last().unwrap(),
+        "fail",
+        "the stalled uid went offline"
+    );
+    assert!(!pushd.is_online("stalled").await);
+    let counters = &pushd.stats().await["counters"];
+    assert_eq!(counters["slow_consumers"], 1, "{counters}");
+    drop(stalled);
+}

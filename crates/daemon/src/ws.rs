@@ -102,9 +102,9 @@ fn ws_config(max_message_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        // A full batch of maximal pushes may sit in the buffer of a peer that
-        // stopped reading; beyond that tungstenite refuses, which closes it.
-        .max_write_buffer_size(WRITE_BUFFER + WRITE_BATCH * (max_message_size + 16))
+        // Every frame waits for `poll_ready`, so the buffer never holds more
+        // than WRITE_BUFFER plus one frame; this is only a safety net.
+        .max_write_buffer_size(WRITE_BUFFER + max_message_size + 1024)
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
 }
