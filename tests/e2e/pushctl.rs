@@ -114,7 +114,7 @@ async fn kick_idle_over_kicks_only_idle_connections() {
     assert_eq!(out.status, 0, "{out:?}");
     assert_eq!(
         out.stdout,
-        "kicked idle (1 connection)\n1 idle connection kicked\n"
+        "kicked idle (1 connection)\n1 connection kicked for being idle\n"
     );
     let closed = idle.closed(STEP).await;
     assert_eq!((closed.code, closed.reason.as_str()), (Some(4000), "idle"));

@@ -11,6 +11,11 @@ pub fn duration_ms(ms: u64) -> String {
     humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
 }
 
+/// "1 connection", "2 connections".
+pub fn connections(n: u64) -> String {
+    format!("{n} connection{}", if n == 1 { "" } else { "s" })
+}
+
 #[derive(Tabled)]
 struct UidRow {
     #[tabled(rename = "UID")]

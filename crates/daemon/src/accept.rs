@@ -1,8 +1,40 @@
-//! Shared handling of `accept` failures for the TCP listeners.
+//! The accept loop shared by the TCP listeners, and its error handling.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::warn;
+
+/// Accepts connections until shutdown and runs `handle` for each in its own
+/// tracked task. `listener` names the listener in log messages.
+pub async fn serve_tcp<F, Fut>(
+    listener: TcpListener,
+    name: &'static str,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+    mut handle: F,
+) where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut errors = ErrorLog::new(name);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tracker.spawn(handle(stream, peer));
+            }
+            Err(err) => errors.record(err).await,
+        }
+    }
+}
 
 /// How long to pause accepting after a failure (e.g. out of file descriptors),
 /// so the loop does not spin while nothing can be accepted.

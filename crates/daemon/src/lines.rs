@@ -6,6 +6,21 @@
 //! exactly one answer per line and the connection stays usable.
 
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+
+/// Reads more bytes into `input`. Returns false at end of stream or when
+/// shutdown begins, so a session loop reads `while read_more(..).await? {}`.
+pub async fn read_more(
+    stream: &mut (impl AsyncRead + Unpin),
+    input: &mut BytesMut,
+    shutdown: &CancellationToken,
+) -> std::io::Result<bool> {
+    tokio::select! {
+        _ = shutdown.cancelled() => Ok(false),
+        read = stream.read_buf(input) => Ok(read? > 0),
+    }
+}
 
 /// One complete line, or the news that one was too long.
 #[derive(Debug, PartialEq, Eq)]

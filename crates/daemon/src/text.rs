@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use pushd_proto::text::parse_push_line;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::Daemon;
-use crate::lines::{Line, LineSplitter};
+use crate::lines::{Line, LineSplitter, read_more};
 use crate::stats;
 
 /// Lines handled before the task yields, so the connection tasks that just
@@ -36,27 +36,18 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut accept_errors = crate::accept::ErrorLog::new("text");
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let daemon = daemon.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(async move {
-                    daemon.text_connections.fetch_add(1, Ordering::Relaxed);
-                    if let Err(err) = session(stream, &daemon, &shutdown).await {
-                        debug!(%peer, %err, "text connection ended with an error");
-                    }
-                    daemon.text_connections.fetch_sub(1, Ordering::Relaxed);
-                });
+    crate::accept::serve_tcp(listener, "text", &shutdown, &tracker, |stream, peer| {
+        let daemon = daemon.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            daemon.text_connections.fetch_add(1, Ordering::Relaxed);
+            if let Err(err) = session(stream, &daemon, &shutdown).await {
+                debug!(%peer, %err, "text connection ended with an error");
             }
-            Err(err) => accept_errors.record(err).await,
+            daemon.text_connections.fetch_sub(1, Ordering::Relaxed);
         }
-    }
+    })
+    .await;
 }
 
 /// Serves one backend connection until it closes or pushd shuts down.
@@ -69,14 +60,7 @@ async fn session(
     let mut splitter = LineSplitter::new(daemon.config.max_message_size);
     let mut input = BytesMut::with_capacity(READ_BUFFER);
     let mut replies = Vec::new();
-    loop {
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            read = stream.read_buf(&mut input) => read?,
-        };
-        if read == 0 {
-            return Ok(());
-        }
+    while read_more(&mut stream, &mut input, shutdown).await? {
         let mut handled = 0;
         while let Some(line) = splitter.next_line(&mut input) {
             handled += 1;
@@ -103,6 +87,7 @@ async fn session(
             input.reserve(READ_BUFFER);
         }
     }
+    Ok(())
 }
 
 /// Pushes one request line to its uid; true when at least one connection took it.

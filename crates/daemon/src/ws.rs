@@ -80,21 +80,14 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut accept_errors = crate::accept::ErrorLog::new("WebSocket");
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let daemon = daemon.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(connection(stream, peer, daemon, shutdown));
-            }
-            Err(err) => accept_errors.record(err).await,
-        }
-    }
+    crate::accept::serve_tcp(
+        listener,
+        "WebSocket",
+        &shutdown,
+        &tracker,
+        |stream, peer| connection(stream, peer, daemon.clone(), shutdown.clone()),
+    )
+    .await;
 }
 
 /// tungstenite settings, each chosen for many mostly idle connections.

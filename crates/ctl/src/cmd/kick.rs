@@ -9,6 +9,7 @@ use super::{Answer, print_json, uid_argument};
 use crate::cli::KickArgs;
 use crate::client::Client;
 use crate::error::CtlError;
+use crate::render::connections;
 
 /// Kicks; positive when something was kicked (always, for `--idle-over`).
 pub async fn run(
@@ -35,34 +36,29 @@ pub async fn run(
             }
         }
     };
-    let Response::Kicked { connections, uids } = client.request(request).await? else {
+    let Response::Kicked {
+        connections: total,
+        uids,
+    } = client.request(request).await?
+    else {
         return Err(CtlError::Protocol("expected a kick result".into()));
     };
     if json {
-        print_json(out, &json!({ "connections": connections, "uids": uids }))?;
+        print_json(out, &json!({ "connections": total, "uids": uids }))?;
     } else {
         for kicked in &uids {
             writeln!(
                 out,
-                "kicked {} ({} connection{})",
+                "kicked {} ({})",
                 kicked.uid,
-                kicked.connections,
-                plural(kicked.connections)
+                connections(kicked.connections)
             )?;
         }
         if by_idle {
-            writeln!(
-                out,
-                "{connections} idle connection{} kicked",
-                plural(connections)
-            )?;
-        } else if connections == 0 {
+            writeln!(out, "{} kicked for being idle", connections(total))?;
+        } else if total == 0 {
             writeln!(out, "none of the uids was online")?;
         }
     }
-    Ok(Answer::from_bool(by_idle || connections > 0))
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
+    Ok(Answer::from_bool(by_idle || total > 0))
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{Answer, print_json, uid_argument};
 use crate::client::Client;
 use crate::error::CtlError;
+use crate::render;
 
 /// Positive when the uid has at least one connection.
 pub async fn run(
@@ -29,8 +30,8 @@ pub async fn run(
     } else if connections > 0 {
         writeln!(
             out,
-            "{uid} is online ({connections} connection{})",
-            if connections == 1 { "" } else { "s" }
+            "{uid} is online ({})",
+            render::connections(connections)
         )?;
     } else {
         writeln!(out, "{uid} is offline")?;

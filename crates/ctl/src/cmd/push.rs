@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{Answer, message_argument, print_json, uid_argument};
 use crate::client::Client;
 use crate::error::CtlError;
+use crate::render;
 
 /// Pushes to one uid; positive when at least one connection took it.
 pub async fn send(
@@ -35,8 +36,8 @@ pub async fn send(
     } else if connections > 0 {
         writeln!(
             out,
-            "delivered to {connections} connection{} of {uid}",
-            if connections == 1 { "" } else { "s" }
+            "delivered to {} of {uid}",
+            render::connections(connections)
         )?;
     } else {
         writeln!(out, "{uid} is offline")?;
@@ -56,11 +57,7 @@ pub async fn broadcast(
     if json {
         print_json(out, &json!({ "connections": connections }))?;
     } else {
-        writeln!(
-            out,
-            "delivered to {connections} connection{}",
-            if connections == 1 { "" } else { "s" }
-        )?;
+        writeln!(out, "delivered to {}", render::connections(connections))?;
     }
     Ok(Answer::Positive)
 }

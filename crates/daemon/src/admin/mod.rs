@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
 use pushd_proto::admin::{MAX_LINE, PROTOCOL_VERSION, ReplyLine, RequestLine};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -21,7 +21,7 @@ use tracing::debug;
 pub use socket::bind;
 
 use crate::Daemon;
-use crate::lines::{Line, LineSplitter};
+use crate::lines::{Line, LineSplitter, read_more};
 
 /// Accepts admin clients until shutdown. Dropping the listener on return
 /// removes the socket file.
@@ -62,14 +62,7 @@ async fn session(
 ) -> std::io::Result<()> {
     let mut splitter = LineSplitter::new(MAX_LINE);
     let mut input = BytesMut::with_capacity(4096);
-    loop {
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            read = stream.read_buf(&mut input) => read?,
-        };
-        if read == 0 {
-            return Ok(());
-        }
+    while read_more(&mut stream, &mut input, shutdown).await? {
         while let Some(line) = splitter.next_line(&mut input) {
             let reply = match line {
                 Line::Complete(line) => answer(daemon, &line),
@@ -80,6 +73,7 @@ async fn session(
             stream.write_all(&out).await?;
         }
     }
+    Ok(())
 }
 
 /// Parses one request line and carries it out.
