@@ -3,13 +3,22 @@
 //! A [`ConnHandle`] is shared between the connection's own task and the
 //! registry. The registry uses it to queue pushes, read idle times and ask
 //! the task to close; the task owns the socket and everything else.
+//!
+//! The outbound queue is a `VecDeque` behind the handle's own mutex rather
+//! than a tokio channel: an empty `VecDeque` allocates nothing, where a
+//! bounded `mpsc` channel costs about 1.6 KiB per connection up front (its
+//! shared state plus a first block of 32 slots), and most connections are
+//! idle most of the time. One `AtomicWaker` wakes the task for both pushes
+//! and close requests. Critical sections are a push or a pop.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::sync::{Notify, mpsc};
+use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Daemon-unique connection number, assigned at accept.
@@ -27,6 +36,10 @@ pub enum CloseRequest {
     SlowConsumer,
 }
 
+/// A queue that grew past this capacity is released once drained, so a
+/// burst does not pin memory on a connection that goes back to idle.
+const RETAINED_QUEUE_CAPACITY: usize = 16;
+
 /// Registry-side view of one WebSocket connection.
 #[derive(Debug)]
 pub struct ConnHandle {
@@ -38,34 +51,34 @@ pub struct ConnHandle {
     pub connected_at: Instant,
     /// Last inbound frame, in milliseconds since the registry's epoch.
     last_activity_ms: AtomicU64,
-    /// Pushes on their way to the socket; bounded.
-    outbound: mpsc::Sender<Utf8Bytes>,
+    /// Pushes on their way to the socket, at most `queue_limit`.
+    outbound: Mutex<VecDeque<Utf8Bytes>>,
+    queue_limit: u32,
     /// Set once when something outside the task asks it to close.
     close_request: OnceLock<CloseRequest>,
-    /// Wakes the task after `close_request` is set.
-    close_signal: Notify,
+    /// Wakes the task after a push or a close request.
+    waker: AtomicWaker,
 }
 
 impl ConnHandle {
-    /// Creates the handle and the receiving end of its outbound queue.
+    /// A handle whose queue holds at most `queue_limit` messages.
     pub(crate) fn new(
         id: ConnId,
         peer: SocketAddr,
         connected_at: Instant,
         now_ms: u64,
-        queue: usize,
-    ) -> (Self, mpsc::Receiver<Utf8Bytes>) {
-        let (outbound, rx) = mpsc::channel(queue);
-        let handle = ConnHandle {
+        queue_limit: usize,
+    ) -> Self {
+        ConnHandle {
             id,
             peer,
             connected_at,
             last_activity_ms: AtomicU64::new(now_ms),
-            outbound,
+            outbound: Mutex::new(VecDeque::new()),
+            queue_limit: u32::try_from(queue_limit).unwrap_or(u32::MAX),
             close_request: OnceLock::new(),
-            close_signal: Notify::new(),
-        };
-        (handle, rx)
+            waker: AtomicWaker::new(),
+        }
     }
 
     /// Records inbound activity at `now_ms` (registry epoch).
@@ -78,32 +91,68 @@ impl ConnHandle {
         self.last_activity_ms.load(Ordering::Relaxed)
     }
 
-    /// Queues a push without waiting. `Err` means the queue is full (or the
-    /// task is gone) and the caller should treat the connection as lost.
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
+        // The queue holds plain data; a panic elsewhere cannot corrupt it.
+        self.outbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a push without waiting. `Err` means the queue is full: the
+    /// caller treats the connection as a slow consumer.
     pub(crate) fn try_push(&self, message: &Utf8Bytes) -> Result<(), ()> {
-        self.outbound.try_send(message.clone()).map_err(drop)
+        {
+            let mut queue = self.queue();
+            if queue.len() >= self.queue_limit as usize {
+                return Err(());
+            }
+            queue.push_back(message.clone());
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Takes the next queued push, registering the task's waker when there
+    /// is none (so a later push wakes it).
+    pub(crate) fn poll_next_push(&self, cx: &mut Context<'_>) -> Poll<Utf8Bytes> {
+        if let Some(message) = self.pop() {
+            return Poll::Ready(message);
+        }
+        self.waker.register(cx.waker());
+        // A push between the first check and `register` would not have woken us.
+        match self.pop() {
+            Some(message) => Poll::Ready(message),
+            None => Poll::Pending,
+        }
+    }
+
+    pub(crate) fn pop(&self) -> Option<Utf8Bytes> {
+        let mut queue = self.queue();
+        let message = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > RETAINED_QUEUE_CAPACITY {
+            *queue = VecDeque::new();
+        }
+        message
     }
 
     /// Asks the task to close; the first request wins.
     pub(crate) fn request_close(&self, request: CloseRequest) {
         if self.close_request.set(request).is_ok() {
-            // notify_one stores a permit if the task is not waiting right now.
-            self.close_signal.notify_one();
+            self.waker.wake();
         }
     }
 
-    /// Resolves once a close was requested, with that request.
-    pub async fn close_requested(&self) -> &CloseRequest {
-        loop {
-            if let Some(request) = self.close_request.get() {
-                return request;
-            }
-            self.close_signal.notified().await;
+    /// The close request, if one was made; registers the task's waker when
+    /// there is none yet.
+    pub(crate) fn poll_close_request(&self, cx: &mut Context<'_>) -> Poll<&CloseRequest> {
+        if let Some(request) = self.close_request.get() {
+            return Poll::Ready(request);
+        }
+        self.waker.register(cx.waker());
+        match self.close_request.get() {
+            Some(request) => Poll::Ready(request),
+            None => Poll::Pending,
         }
     }
-}
 
-impl ConnHandle {
     /// The close request, if one was made.
     pub fn close_request_now(&self) -> Option<CloseRequest> {
         self.close_request.get().cloned()
@@ -112,5 +161,10 @@ impl ConnHandle {
     /// Whether a close was requested.
     pub(crate) fn close_requested_now(&self) -> bool {
         self.close_request.get().is_some()
+    }
+
+    /// Messages waiting in the queue (for tests).
+    pub fn queued(&self) -> usize {
+        self.queue().len()
     }
 }

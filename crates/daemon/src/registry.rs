@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use pushd_proto::admin::{ConnInfo, UidCount, UidInfo};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::conn::{CloseRequest, ConnHandle, ConnId};
@@ -93,18 +92,17 @@ impl Registry {
     }
 
     /// Registers a new, unbound connection.
-    pub fn open(&self, peer: SocketAddr) -> (Arc<ConnHandle>, mpsc::Receiver<Utf8Bytes>) {
+    pub fn open(&self, peer: SocketAddr) -> Arc<ConnHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let (handle, rx) = ConnHandle::new(id, peer, now, self.ms_at(now), self.queue);
-        let handle = Arc::new(handle);
+        let handle = Arc::new(ConnHandle::new(id, peer, now, self.ms_at(now), self.queue));
         let slot = Slot {
             handle: handle.clone(),
             uid: None,
         };
         self.lock().conns.insert(id, slot);
         stats::bump(&self.counters.connections_opened);
-        (handle, rx)
+        handle
     }
 
     /// Binds an open, unbound connection to `uid` (already normalised).
@@ -297,23 +295,23 @@ mod tests {
     #[test]
     fn push_reaches_every_connection_of_the_uid_only() {
         let registry = Registry::new(8);
-        let (a, mut rx_a) = registry.open(peer());
-        let (b, mut rx_b) = registry.open(peer());
-        let (c, mut rx_c) = registry.open(peer());
+        let a = registry.open(peer());
+        let b = registry.open(peer());
+        let c = registry.open(peer());
         assert!(registry.bind(a.id, "42"));
         assert!(registry.bind(b.id, "42"));
         assert!(registry.bind(c.id, "7"));
         assert_eq!(registry.push_to_uid("42", &"hi".into()), 2);
-        assert_eq!(rx_a.try_recv().unwrap(), "hi");
-        assert_eq!(rx_b.try_recv().unwrap(), "hi");
-        assert!(rx_c.try_recv().is_err());
+        assert_eq!(a.pop().unwrap(), "hi");
+        assert_eq!(b.pop().unwrap(), "hi");
+        assert!(c.pop().is_none());
         assert_eq!(registry.push_to_uid("nobody", &"hi".into()), 0);
     }
 
     #[test]
     fn a_connection_binds_once() {
         let registry = Registry::new(8);
-        let (a, _rx) = registry.open(peer());
+        let a = registry.open(peer());
         assert!(registry.bind(a.id, "42"));
         assert!(!registry.bind(a.id, "43"));
         assert_eq!(registry.online("43"), 0);
@@ -322,8 +320,8 @@ mod tests {
     #[test]
     fn kick_takes_the_uid_offline_before_the_tasks_close() {
         let registry = Registry::new(8);
-        let (a, _rx_a) = registry.open(peer());
-        let (b, _rx_b) = registry.open(peer());
+        let a = registry.open(peer());
+        let b = registry.open(peer());
         registry.bind(a.id, "42");
         registry.bind(b.id, "42");
         assert_eq!(registry.kick("42", "bye"), 2);
@@ -347,8 +345,8 @@ mod tests {
     #[test]
     fn close_unbinds_and_keeps_the_other_connections() {
         let registry = Registry::new(8);
-        let (a, _rx_a) = registry.open(peer());
-        let (b, _rx_b) = registry.open(peer());
+        let a = registry.open(peer());
+        let b = registry.open(peer());
         registry.bind(a.id, "42");
         registry.bind(b.id, "42");
         registry.close(a.id);
@@ -361,13 +359,13 @@ mod tests {
     #[test]
     fn a_full_queue_disconnects_the_slow_consumer_only() {
         let registry = Registry::new(2);
-        let (slow, _rx_slow) = registry.open(peer());
-        let (fast, mut rx_fast) = registry.open(peer());
+        let slow = registry.open(peer());
+        let fast = registry.open(peer());
         registry.bind(slow.id, "s");
         registry.bind(fast.id, "f");
         for _ in 0..2 {
             assert_eq!(registry.broadcast(&"m".into()), 2);
-            rx_fast.try_recv().unwrap();
+            fast.pop().unwrap();
         }
         assert_eq!(registry.broadcast(&"m".into()), 1);
         assert_eq!(slow.close_request_now(), Some(CloseRequest::SlowConsumer));
@@ -378,8 +376,8 @@ mod tests {
     #[test]
     fn kick_idle_uses_last_activity() {
         let registry = Registry::new(8);
-        let (a, _rx_a) = registry.open(peer());
-        let (b, _rx_b) = registry.open(peer());
+        let a = registry.open(peer());
+        let b = registry.open(peer());
         registry.bind(a.id, "old");
         registry.bind(b.id, "new");
         a.touch(0);
@@ -401,8 +399,7 @@ mod tests {
     fn list_is_sorted_and_reports_peers() {
         let registry = Registry::new(8);
         for uid in ["b", "a", "c"] {
-            let (h, rx) = registry.open(peer());
-            std::mem::forget(rx);
+            let h = registry.open(peer());
             registry.bind(h.id, uid);
         }
         let list = registry.list();

@@ -28,7 +28,6 @@ use futures_util::{SinkExt, StreamExt};
 use pushd_proto::admin::MAX_CLOSE_REASON;
 use pushd_proto::uid::normalize_uid;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -113,7 +112,9 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let config = ws_config(daemon.config.max_message_size);
     let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(config));
-    let ws = match timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    // Boxed: the handshake's state is large and short-lived; inline, it would
+    // size this task's future (and so every idle connection) for its whole life.
+    let ws = match Box::pin(timeout(HANDSHAKE_TIMEOUT, handshake)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {
             stats::bump(&daemon.registry.counters.handshakes_failed);
@@ -126,10 +127,9 @@ async fn connection(
             return;
         }
     };
-    let (handle, rx) = daemon.registry.open(peer);
+    let handle = daemon.registry.open(peer);
     let mut session = Session {
         ws,
-        rx,
         handle,
         daemon,
         uid: None,
@@ -139,7 +139,8 @@ async fn connection(
     debug!(%peer, uid = session.uid.as_deref().unwrap_or(""), ?end, "connection closed");
     // Unbind first, so pushes stop targeting a connection that is closing.
     session.daemon.registry.close(session.handle.id);
-    session.finish(end).await;
+    // Boxed for the same reason as the handshake.
+    Box::pin(session.finish(end)).await;
 }
 
 /// How a connection's main loop ended.
@@ -155,7 +156,6 @@ enum End {
 
 struct Session {
     ws: WebSocketStream<TcpStream>,
-    rx: mpsc::Receiver<Utf8Bytes>,
     handle: Arc<ConnHandle>,
     daemon: Arc<Daemon>,
     uid: Option<String>,
@@ -185,7 +185,7 @@ impl Session {
                 _ = shutdown.cancelled() => {
                     return End::Close(close_code::GOING_AWAY, "server shutting down".into());
                 }
-                request = self.handle.close_requested() => {
+                request = poll_fn(|cx| self.handle.poll_close_request(cx)) => {
                     return match request {
                         CloseRequest::Kicked { reason } => End::Close(close_code::KICKED, reason.clone()),
                         CloseRequest::SlowConsumer => {
@@ -209,7 +209,7 @@ impl Session {
                         timer.as_mut().reset(wake.into());
                     }
                 }
-                io = poll_fn(|cx| poll_io(cx, &mut self.ws, &mut self.rx, &mut self.write)) => {
+                io = poll_fn(|cx| poll_io(cx, &mut self.ws, &self.handle, &mut self.write)) => {
                     let frame = match io {
                         Io::Frame(frame) => frame,
                         Io::Closed => return End::Lost,
@@ -326,10 +326,10 @@ struct WriteState {
 fn poll_io(
     cx: &mut Context<'_>,
     ws: &mut WebSocketStream<TcpStream>,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    handle: &ConnHandle,
     write: &mut WriteState,
 ) -> Poll<Io> {
-    if let Err(err) = pump_writes(cx, ws, rx, write) {
+    if let Err(err) = pump_writes(cx, ws, handle, write) {
         return Poll::Ready(Io::Failed(err));
     }
     match ws.poll_next_unpin(cx) {
@@ -345,7 +345,7 @@ fn poll_io(
 fn pump_writes(
     cx: &mut Context<'_>,
     ws: &mut WebSocketStream<TcpStream>,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    handle: &ConnHandle,
     write: &mut WriteState,
 ) -> Result<(), WsError> {
     for sent in 0.. {
@@ -363,9 +363,9 @@ fn pump_writes(
         let frame = if std::mem::take(&mut write.ping_due) {
             Message::Ping(Bytes::new())
         } else {
-            match rx.poll_recv(cx) {
-                Poll::Ready(Some(text)) => Message::Text(text),
-                Poll::Ready(None) | Poll::Pending => break,
+            match handle.poll_next_push(cx) {
+                Poll::Ready(text) => Message::Text(text),
+                Poll::Pending => break,
             }
         };
         ws.start_send_unpin(frame)?;

@@ -1,0 +1,173 @@
+//! `pushbench`: a load generator for pushd that speaks only its public
+//! protocols (WebSocket, the text port, the admin socket), so it can target
+//! any server that speaks them. Method and figures: `docs/PERFORMANCE.md`.
+
+mod admin;
+mod clients;
+mod receipts;
+mod report;
+mod scenarios;
+mod sys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Load generator for pushd.
+#[derive(Debug, Parser)]
+#[command(name = "pushbench", version, about = "Load generator for pushd (see docs/PERFORMANCE.md)")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    /// Print the report as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+/// Options shared by every scenario.
+#[derive(Debug, Clone, clap::Args)]
+struct Common {
+    /// pushd's WebSocket address.
+    #[arg(long, global = true, default_value = "127.0.0.1:1234")]
+    ws: SocketAddr,
+    /// pushd's text-port address.
+    #[arg(long, global = true, default_value = "127.0.0.1:5678")]
+    text: SocketAddr,
+    /// pushd's admin socket [default: the pushd/pushctl rule].
+    #[arg(long, global = true, env = "PUSHD_SOCKET", default_value_os_t = pushd_proto::socket_path::default_socket_path())]
+    socket: PathBuf,
+    /// pushd's process id, for RSS and CPU figures.
+    #[arg(long, global = true)]
+    pid: Option<u32>,
+    /// Client i binds uid PREFIX + i.
+    #[arg(long, global = true, default_value = "b")]
+    uid_prefix: String,
+    /// Handshakes in flight while connecting.
+    #[arg(long, global = true, default_value_t = 256)]
+    concurrency: usize,
+    /// Upper bound for each phase (connecting, sending).
+    #[arg(long, global = true, default_value = "120s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Open and bind N connections; report connect rate, server RSS per
+    /// connection, and server CPU while they sit idle.
+    Idle {
+        /// Connections to open.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        connections: usize,
+        /// How long to hold them idle while measuring CPU.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        hold: Duration,
+    },
+    /// Push M messages through K text connections to N clients; report rate,
+    /// ok/fail, lost messages and latency from write to receipt.
+    Push {
+        /// Bound clients.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        clients: usize,
+        /// Messages in all.
+        #[arg(long, short = 'm', default_value_t = 100_000)]
+        messages: u64,
+        /// Text-port connections.
+        #[arg(long, short = 'k', default_value_t = 4)]
+        text_connections: usize,
+        /// Requests in flight per text connection.
+        #[arg(long, short = 'p', default_value_t = 64)]
+        in_flight: usize,
+        /// Total send rate in messages/s (default: as fast as replies allow).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Extra payload bytes per message.
+        #[arg(long, default_value_t = 0)]
+        padding: usize,
+    },
+    /// Send B broadcasts to N clients; report the time until the last client has each.
+    Broadcast {
+        /// Bound clients.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        clients: usize,
+        /// Broadcasts, one after another.
+        #[arg(long, short = 'b', default_value_t = 20)]
+        broadcasts: usize,
+    },
+    /// `list` and `kick` latency with N clients online.
+    Admin {
+        /// Bound clients.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        clients: usize,
+        /// Repetitions of each request.
+        #[arg(long, short = 'r', default_value_t = 20)]
+        repeat: usize,
+        /// The pushctl binary [default: next to pushbench].
+        #[arg(long)]
+        pushctl: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let limit = sys::raise_nofile_limit();
+    let needed = match &cli.scenario {
+        Scenario::Idle { connections: n, .. }
+        | Scenario::Push { clients: n, .. }
+        | Scenario::Broadcast { clients: n, .. }
+        | Scenario::Admin { clients: n, .. } => *n as u64 + 64,
+    };
+    if needed > limit {
+        eprintln!(
+            "pushbench: {needed} file descriptors needed but the limit is {limit}; \
+             run several pushbench processes with different --uid-prefix"
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(run(&cli));
+    match result {
+        Ok(report) => {
+            if cli.json {
+                println!("{}", serde_json::to_string(&report).expect("serializable"));
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("pushbench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
+    let common = &cli.common;
+    match &cli.scenario {
+        Scenario::Idle { connections, hold } => scenarios::idle(common, *connections, *hold).await,
+        Scenario::Push { clients, messages, text_connections, in_flight, rate, padding } => {
+            let params = scenarios::PushParams {
+                clients: *clients,
+                messages: *messages,
+                text_connections: *text_connections,
+                in_flight: *in_flight,
+                rate: *rate,
+                padding: *padding,
+            };
+            scenarios::push(common, params).await
+        }
+        Scenario::Broadcast { clients, broadcasts } => scenarios::broadcast(common, *clients, *broadcasts).await,
+        Scenario::Admin { clients, repeat, pushctl } => {
+            let pushctl = match pushctl {
+                Some(path) => path.clone(),
+                None => std::env::current_exe()?.with_file_name("pushctl"),
+            };
+            scenarios::admin(common, *clients, *repeat, &pushctl).await
+        }
+    }
+}

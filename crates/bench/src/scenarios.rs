@@ -1,0 +1,296 @@
+//! The four scenarios. Each opens its clients, measures, and returns a report;
+//! every loop is bounded in count and every wait in time.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use pushd_proto::admin::Request;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use crate::receipts::{Receipts, histogram};
+use crate::report::Report;
+use crate::{Common, admin, clients, sys};
+
+/// Clients plus the receipt book they write into.
+struct Crowd {
+    readers: Vec<JoinHandle<()>>,
+    receipts: Arc<Receipts>,
+    connect_time: Duration,
+}
+
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
+/// Opens `n` bound clients and waits until pushd has bound them all.
+async fn crowd(common: &Common, n: usize, messages: u64, broadcasts: usize) -> anyhow::Result<Crowd> {
+    let receipts = Arc::new(Receipts::new(Instant::now(), messages, broadcasts));
+    let (readers, connect_time) =
+        clients::open(common.ws, &common.uid_prefix, n, common.concurrency, receipts.clone(), common.timeout)
+            .await?;
+    let mut admin = admin::connect(&common.socket).await?;
+    admin::wait_for_uids(&mut admin, n as u64, common.timeout).await?;
+    Ok(Crowd { readers, receipts, connect_time })
+}
+
+fn server_pid(common: &Common) -> anyhow::Result<u32> {
+    common.pid.context("--pid (the pushd process id) is required for this scenario")
+}
+
+/// `idle`: memory per bound connection and CPU while connections sit idle.
+pub async fn idle(common: &Common, connections: usize, hold: Duration) -> anyhow::Result<Report> {
+    let pid = server_pid(common)?;
+    let mut report = Report::new("idle", json!({ "connections": connections, "hold_s": hold.as_secs_f64() }));
+    let before = sys::sample(pid)?;
+    let crowd = crowd(common, connections, 0, 0).await?;
+    // Let allocator and kernel settle before reading RSS.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = sys::sample(pid)?;
+    tokio::time::sleep(hold).await;
+    let held = sys::sample(pid)?;
+    let cpu_percent = (held.cpu - after.cpu).as_secs_f64() / hold.as_secs_f64() * 100.0;
+    report.add("connections", connections as f64, "");
+    report.add("connect time", crowd.connect_time.as_secs_f64(), "s");
+    report.add("connect rate", connections as f64 / crowd.connect_time.as_secs_f64(), "conn/s");
+    report.add("server RSS before", before.rss_bytes as f64 / 1048576.0, "MiB");
+    report.add("server RSS after", after.rss_bytes as f64 / 1048576.0, "MiB");
+    report.add(
+        "RSS per connection",
+        (after.rss_bytes.saturating_sub(before.rss_bytes)) as f64 / connections as f64,
+        "bytes",
+    );
+    report.add("server CPU while idle", cpu_percent, "% of a core");
+    Ok(report)
+}
+
+/// Parameters of `push`.
+#[derive(Debug, Clone, Copy)]
+pub struct PushParams {
+    /// Bound clients.
+    pub clients: usize,
+    /// Messages in all.
+    pub messages: u64,
+    /// Text-port connections.
+    pub text_connections: usize,
+    /// Requests in flight per text connection.
+    pub in_flight: usize,
+    /// Total send rate in messages/s; `None` sends as fast as replies allow.
+    pub rate: Option<f64>,
+    /// Extra payload bytes per message.
+    pub padding: usize,
+}
+
+/// `push`: text-port pushes to bound clients: rate, latency, loss.
+pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
+    let mut report = Report::new(
+        "push",
+        json!({
+            "clients": p.clients, "messages": p.messages, "text_connections": p.text_connections,
+            "in_flight": p.in_flight, "rate": p.rate, "padding": p.padding,
+        }),
+    );
+    let crowd = crowd(common, p.clients, p.messages, 0).await?;
+    let receipts = crowd.receipts.clone();
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..p.messages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
+    let started_ns = receipts.now_ns();
+    let writers: Vec<_> = (0..p.text_connections)
+        .map(|conn| {
+            let (common, receipts, acked) = (common.clone(), receipts.clone(), acked.clone());
+            tokio::spawn(async move { text_writer(&common, conn, p, &receipts, &acked).await })
+        })
+        .collect();
+    let (mut ok, mut fail) = (0u64, 0u64);
+    for writer in writers {
+        let (o, f) = tokio::time::timeout(common.timeout, writer).await.context("text writers timed out")???;
+        ok += o;
+        fail += f;
+    }
+    // Drain: wait for every acknowledged message to arrive, bounded.
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    while receipts.received.load(Ordering::Relaxed) < ok && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lost = (0..p.messages)
+        .filter(|&s| acked[(s / 64) as usize].load(Ordering::Relaxed) & (1 << (s % 64)) != 0 && !receipts.seen(s))
+        .count();
+    let received = receipts.received.load(Ordering::Relaxed);
+    let span = (receipts.last_receipt_ns.load(Ordering::Relaxed).saturating_sub(started_ns)) as f64 / 1e9;
+    report.add("ok", ok as f64, "");
+    report.add("fail", fail as f64, "");
+    report.add("received", received as f64, "");
+    report.add("lost (ok but never received)", lost as f64, "");
+    report.add("duplicates", receipts.duplicates.load(Ordering::Relaxed) as f64, "");
+    report.add("elapsed", span, "s");
+    report.add("delivered rate", received as f64 / span.max(1e-9), "msg/s");
+    report.add_latencies("latency", &receipts.latencies());
+    drop(crowd);
+    Ok(report)
+}
+
+/// One text-port connection: sends its share of the messages (sequence
+/// numbers `conn`, `conn + K`, ...) with at most `in_flight` unanswered.
+async fn text_writer(
+    common: &Common,
+    conn: usize,
+    p: PushParams,
+    receipts: &Receipts,
+    acked: &[AtomicU64],
+) -> anyhow::Result<(u64, u64)> {
+    let stream = TcpStream::connect(common.text).await.context("text port")?;
+    stream.set_nodelay(true)?;
+    let (mut read, mut write) = stream.into_split();
+    let step = p.text_connections as u64;
+    let mut next_seq = conn as u64;
+    let mut in_flight = std::collections::VecDeque::with_capacity(p.in_flight);
+    let (mut ok, mut fail) = (0u64, 0u64);
+    let mut out = Vec::new();
+    let mut input = Vec::with_capacity(64 * 1024);
+    let padding = "x".repeat(p.padding);
+    let rate_per_conn = p.rate.map(|r| r / p.text_connections as f64);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    loop {
+        // How many may go now: window, remaining messages, and the pace.
+        let mut room = p.in_flight - in_flight.len();
+        if let Some(rate) = rate_per_conn {
+            let due = (start.elapsed().as_secs_f64() * rate) as u64 + 1;
+            room = room.min(due.saturating_sub(sent) as usize);
+        }
+        if room > 0 && next_seq < p.messages {
+            let t = receipts.now_ns();
+            while room > 0 && next_seq < p.messages {
+                let uid = clients::uid(&common.uid_prefix, (next_seq % p.clients as u64) as usize);
+                if padding.is_empty() {
+                    out.extend_from_slice(format!("{{\"uid\":\"{uid}\",\"s\":{next_seq},\"t\":{t}}}\n").as_bytes());
+                } else {
+                    out.extend_from_slice(
+                        format!("{{\"uid\":\"{uid}\",\"s\":{next_seq},\"t\":{t},\"p\":\"{padding}\"}}\n").as_bytes(),
+                    );
+                }
+                in_flight.push_back(next_seq);
+                next_seq += step;
+                sent += 1;
+                room -= 1;
+            }
+            write.write_all(&out).await?;
+            out.clear();
+        }
+        if in_flight.is_empty() {
+            if next_seq >= p.messages {
+                return Ok((ok, fail));
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            continue;
+        }
+        let read_once = read.read_buf(&mut input);
+        let n = match rate_per_conn {
+            // When pacing, wake up for the next message even without replies.
+            Some(_) => match tokio::time::timeout(Duration::from_micros(500), read_once).await {
+                Ok(n) => n?,
+                Err(_) => continue,
+            },
+            None => read_once.await?,
+        };
+        if n == 0 {
+            bail!("text port closed with {} requests unanswered", in_flight.len());
+        }
+        let mut consumed = 0;
+        while let Some(end) = input[consumed..].iter().position(|&b| b == b'\n') {
+            let reply = &input[consumed..consumed + end];
+            let seq = in_flight.pop_front().context("reply without request")?;
+            if reply == b"ok" {
+                ok += 1;
+                acked[(seq / 64) as usize].fetch_or(1 << (seq % 64), Ordering::Relaxed);
+            } else {
+                fail += 1;
+            }
+            consumed += end + 1;
+        }
+        input.drain(..consumed);
+    }
+}
+
+/// `broadcast`: time until the last client has each broadcast.
+pub async fn broadcast(common: &Common, clients: usize, broadcasts: usize) -> anyhow::Result<Report> {
+    let mut report = Report::new("broadcast", json!({ "clients": clients, "broadcasts": broadcasts }));
+    let crowd = crowd(common, clients, 0, broadcasts).await?;
+    let receipts = crowd.receipts.clone();
+    let mut admin = admin::connect(&common.socket).await?;
+    let mut last_delivery = histogram();
+    let started = Instant::now();
+    for b in 0..broadcasts {
+        let message = format!("{{\"b\":{b},\"t\":{}}}", receipts.now_ns());
+        admin.request(Request::Broadcast { message }).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let slowest = loop {
+            let (count, slowest) = receipts.broadcast(b);
+            if count >= clients as u64 {
+                break slowest;
+            }
+            if Instant::now() > deadline {
+                bail!("broadcast {b} reached {count} of {clients} clients in 10 s");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        let _ = last_delivery.record(slowest);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report.add("delivered rate", (clients * broadcasts) as f64 / elapsed, "msg/s");
+    report.add_latencies("last delivery", &last_delivery);
+    drop(crowd);
+    Ok(report)
+}
+
+/// `admin`: `list` and `kick` latency with `clients` online, in-process
+/// (the daemon's cost) and through the real pushctl binary (what users see).
+pub async fn admin(common: &Common, clients: usize, repeat: usize, pushctl: &Path) -> anyhow::Result<Report> {
+    let mut report = Report::new("admin", json!({ "clients": clients, "repeat": repeat }));
+    let _crowd = crowd(common, clients, 0, 0).await?;
+    let mut admin = admin::connect(&common.socket).await?;
+    let (mut list, mut list_ctl, mut kick, mut kick_ctl) = (histogram(), histogram(), histogram(), histogram());
+    let mut next_uid = 0;
+    for _ in 0..repeat {
+        let started = Instant::now();
+        admin.request(Request::List).await?;
+        let _ = list.record(started.elapsed().as_nanos() as u64);
+        let _ = list_ctl.record(run_pushctl(common, pushctl, &["--json", "list"]).await?.as_nanos() as u64);
+        let uid = clients::uid(&common.uid_prefix, next_uid);
+        let started = Instant::now();
+        admin.request(Request::Kick { uids: vec![uid], reason: None }).await?;
+        let _ = kick.record(started.elapsed().as_nanos() as u64);
+        let uid = clients::uid(&common.uid_prefix, next_uid + 1);
+        let _ = kick_ctl.record(run_pushctl(common, pushctl, &["kick", &uid]).await?.as_nanos() as u64);
+        next_uid += 2;
+    }
+    report.add_latencies("list (admin round trip)", &list);
+    report.add_latencies("pushctl --json list (process)", &list_ctl);
+    report.add_latencies("kick (admin round trip)", &kick);
+    report.add_latencies("pushctl kick (process)", &kick_ctl);
+    Ok(report)
+}
+
+/// Runs pushctl with stdout discarded and returns its wall time.
+async fn run_pushctl(common: &Common, pushctl: &Path, args: &[&str]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let status = tokio::process::Command::new(pushctl)
+        .arg("--socket")
+        .arg(&common.socket)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(30), status).await.context("pushctl hung")??;
+    if !status.success() {
+        bail!("pushctl {args:?} failed: {status}");
+    }
+    Ok(started.elapsed())
+}
