@@ -22,7 +22,9 @@ const SOURCE_ADDRESSES: u8 = 8;
 /// Client-side tungstenite settings: small buffers, since one process holds
 /// up to 19,000 of these.
 fn client_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0)
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
 }
 
 /// Opens a TCP connection to `target`, from 127.0.0.(2 + i % 8) when the
@@ -62,17 +64,22 @@ pub async fn open(
             let url = url.clone();
             let uid = uid(prefix, i);
             async move {
-                let tcp = tcp_connect(target, i).await.with_context(|| format!("client {i}: connect"))?;
-                let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(client_config()))
+                let tcp = tcp_connect(target, i)
                     .await
-                    .with_context(|| format!("client {i}: handshake"))?;
+                    .with_context(|| format!("client {i}: connect"))?;
+                let (mut ws, _) =
+                    tokio_tungstenite::client_async_with_config(url, tcp, Some(client_config()))
+                        .await
+                        .with_context(|| format!("client {i}: handshake"))?;
                 ws.send(Message::text(uid)).await?;
                 anyhow::Ok((i, ws))
             }
         })
         .buffer_unordered(concurrency.max(1));
     let collected = tokio::time::timeout(limit, opened.collect::<Vec<_>>()).await;
-    let Ok(results) = collected else { bail!("opening {count} clients took longer than {limit:?}") };
+    let Ok(results) = collected else {
+        bail!("opening {count} clients took longer than {limit:?}")
+    };
     let elapsed = started.elapsed();
     let mut readers = Vec::with_capacity(count);
     for result in results {

@@ -18,7 +18,11 @@ use clap::{Parser, Subcommand};
 
 /// Load generator for pushd.
 #[derive(Debug, Parser)]
-#[command(name = "pushbench", version, about = "Load generator for pushd (see docs/PERFORMANCE.md)")]
+#[command(
+    name = "pushbench",
+    version,
+    about = "Load generator for pushd (see docs/PERFORMANCE.md)"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -150,7 +154,14 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
     let common = &cli.common;
     match &cli.scenario {
         Scenario::Idle { connections, hold } => scenarios::idle(common, *connections, *hold).await,
-        Scenario::Push { clients, messages, text_connections, in_flight, rate, padding } => {
+        Scenario::Push {
+            clients,
+            messages,
+            text_connections,
+            in_flight,
+            rate,
+            padding,
+        } => {
             let params = scenarios::PushParams {
                 clients: *clients,
                 messages: *messages,
@@ -161,8 +172,15 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
             };
             scenarios::push(common, params).await
         }
-        Scenario::Broadcast { clients, broadcasts } => scenarios::broadcast(common, *clients, *broadcasts).await,
-        Scenario::Admin { clients, repeat, pushctl } => {
+        Scenario::Broadcast {
+            clients,
+            broadcasts,
+        } => scenarios::broadcast(common, *clients, *broadcasts).await,
+        Scenario::Admin {
+            clients,
+            repeat,
+            pushctl,
+        } => {
             let pushctl = match pushctl {
                 Some(path) => path.clone(),
                 None => std::env::current_exe()?.with_file_name("pushctl"),

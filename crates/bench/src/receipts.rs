@@ -42,8 +42,12 @@ impl Receipts {
             received: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             last_receipt_ns: AtomicU64::new(0),
-            seen: (0..messages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
-            broadcasts: (0..broadcasts).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
+            seen: (0..messages.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            broadcasts: (0..broadcasts)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
         }
     }
 
@@ -55,7 +59,9 @@ impl Receipts {
     /// Records one received text frame from client number `client`.
     pub fn record(&self, text: &str, client: usize) {
         let now = self.now_ns();
-        let Some(sent) = field(text, "\"t\":") else { return };
+        let Some(sent) = field(text, "\"t\":") else {
+            return;
+        };
         let latency = now.saturating_sub(sent).max(1_000);
         self.received.fetch_add(1, Ordering::Relaxed);
         self.last_receipt_ns.fetch_max(now, Ordering::Relaxed);
@@ -84,7 +90,10 @@ impl Receipts {
     /// Receipts so far of broadcast `b`, and its slowest latency in ns.
     pub fn broadcast(&self, b: usize) -> (u64, u64) {
         let (count, slowest) = &self.broadcasts[b];
-        (count.load(Ordering::Relaxed), slowest.load(Ordering::Relaxed))
+        (
+            count.load(Ordering::Relaxed),
+            slowest.load(Ordering::Relaxed),
+        )
     }
 
     /// All push latencies merged.
@@ -111,7 +120,10 @@ mod tests {
     #[test]
     fn fields_are_found() {
         assert_eq!(field(r#"{"uid":"b1","s":42,"t":1234}"#, "\"s\":"), Some(42));
-        assert_eq!(field(r#"{"uid":"b1","s":42,"t":1234}"#, "\"t\":"), Some(1234));
+        assert_eq!(
+            field(r#"{"uid":"b1","s":42,"t":1234}"#, "\"t\":"),
+            Some(1234)
+        );
         assert_eq!(field(r#"{"b":3}"#, "\"t\":"), None);
     }
 

@@ -27,12 +27,20 @@ pub struct Report {
 impl Report {
     /// An empty report for `scenario` run with `params`.
     pub fn new(scenario: &'static str, params: serde_json::Value) -> Self {
-        Report { scenario, params, figures: Vec::new() }
+        Report {
+            scenario,
+            params,
+            figures: Vec::new(),
+        }
     }
 
     /// Adds a figure.
     pub fn add(&mut self, name: impl Into<String>, value: f64, unit: &'static str) {
-        self.figures.push(Figure { name: name.into(), value, unit });
+        self.figures.push(Figure {
+            name: name.into(),
+            value,
+            unit,
+        });
     }
 
     /// Adds p50, p99, p99.9 and max of a nanosecond histogram, in milliseconds.
@@ -41,9 +49,21 @@ impl Report {
             return;
         }
         let ms = |ns: u64| ns as f64 / 1e6;
-        self.add(format!("{prefix} p50"), ms(histogram.value_at_quantile(0.50)), "ms");
-        self.add(format!("{prefix} p99"), ms(histogram.value_at_quantile(0.99)), "ms");
-        self.add(format!("{prefix} p99.9"), ms(histogram.value_at_quantile(0.999)), "ms");
+        self.add(
+            format!("{prefix} p50"),
+            ms(histogram.value_at_quantile(0.50)),
+            "ms",
+        );
+        self.add(
+            format!("{prefix} p99"),
+            ms(histogram.value_at_quantile(0.99)),
+            "ms",
+        );
+        self.add(
+            format!("{prefix} p99.9"),
+            ms(histogram.value_at_quantile(0.999)),
+            "ms",
+        );
         self.add(format!("{prefix} max"), ms(histogram.max()), "ms");
     }
 
@@ -57,7 +77,10 @@ impl Report {
             } else {
                 format!("{:.3}", figure.value)
             };
-            out.push_str(&format!("  {:width$}  {value:>14} {}\n", figure.name, figure.unit));
+            out.push_str(&format!(
+                "  {:width$}  {value:>14} {}\n",
+                figure.name, figure.unit
+            ));
         }
         out
     }

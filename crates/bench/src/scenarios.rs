@@ -33,24 +33,44 @@ impl Drop for Crowd {
 }
 
 /// Opens `n` bound clients and waits until pushd has bound them all.
-async fn crowd(common: &Common, n: usize, messages: u64, broadcasts: usize) -> anyhow::Result<Crowd> {
+async fn crowd(
+    common: &Common,
+    n: usize,
+    messages: u64,
+    broadcasts: usize,
+) -> anyhow::Result<Crowd> {
     let receipts = Arc::new(Receipts::new(Instant::now(), messages, broadcasts));
-    let (readers, connect_time) =
-        clients::open(common.ws, &common.uid_prefix, n, common.concurrency, receipts.clone(), common.timeout)
-            .await?;
+    let (readers, connect_time) = clients::open(
+        common.ws,
+        &common.uid_prefix,
+        n,
+        common.concurrency,
+        receipts.clone(),
+        common.timeout,
+    )
+    .await?;
     let mut admin = admin::connect(&common.socket).await?;
     admin::wait_for_uids(&mut admin, n as u64, common.timeout).await?;
-    Ok(Crowd { readers, receipts, connect_time })
+    Ok(Crowd {
+        readers,
+        receipts,
+        connect_time,
+    })
 }
 
 fn server_pid(common: &Common) -> anyhow::Result<u32> {
-    common.pid.context("--pid (the pushd process id) is required for this scenario")
+    common
+        .pid
+        .context("--pid (the pushd process id) is required for this scenario")
 }
 
 /// `idle`: memory per bound connection and CPU while connections sit idle.
 pub async fn idle(common: &Common, connections: usize, hold: Duration) -> anyhow::Result<Report> {
     let pid = server_pid(common)?;
-    let mut report = Report::new("idle", json!({ "connections": connections, "hold_s": hold.as_secs_f64() }));
+    let mut report = Report::new(
+        "idle",
+        json!({ "connections": connections, "hold_s": hold.as_secs_f64() }),
+    );
     let before = sys::sample(pid)?;
     let crowd = crowd(common, connections, 0, 0).await?;
     // Let allocator and kernel settle before reading RSS.
@@ -61,9 +81,21 @@ pub async fn idle(common: &Common, connections: usize, hold: Duration) -> anyhow
     let cpu_percent = (held.cpu - after.cpu).as_secs_f64() / hold.as_secs_f64() * 100.0;
     report.add("connections", connections as f64, "");
     report.add("connect time", crowd.connect_time.as_secs_f64(), "s");
-    report.add("connect rate", connections as f64 / crowd.connect_time.as_secs_f64(), "conn/s");
-    report.add("server RSS before", before.rss_bytes as f64 / 1048576.0, "MiB");
-    report.add("server RSS after", after.rss_bytes as f64 / 1048576.0, "MiB");
+    report.add(
+        "connect rate",
+        connections as f64 / crowd.connect_time.as_secs_f64(),
+        "conn/s",
+    );
+    report.add(
+        "server RSS before",
+        before.rss_bytes as f64 / 1048576.0,
+        "MiB",
+    );
+    report.add(
+        "server RSS after",
+        after.rss_bytes as f64 / 1048576.0,
+        "MiB",
+    );
     report.add(
         "RSS per connection",
         (after.rss_bytes.saturating_sub(before.rss_bytes)) as f64 / connections as f64,
@@ -101,7 +133,11 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
     );
     let crowd = crowd(common, p.clients, p.messages, 0).await?;
     let receipts = crowd.receipts.clone();
-    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..p.messages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
+    let acked: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..p.messages.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
     let started_ns = receipts.now_ns();
     let writers: Vec<_> = (0..p.text_connections)
         .map(|conn| {
@@ -111,7 +147,9 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
         .collect();
     let (mut ok, mut fail) = (0u64, 0u64);
     for writer in writers {
-        let (o, f) = tokio::time::timeout(common.timeout, writer).await.context("text writers timed out")???;
+        let (o, f) = tokio::time::timeout(common.timeout, writer)
+            .await
+            .context("text writers timed out")???;
         ok += o;
         fail += f;
     }
@@ -121,15 +159,26 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let lost = (0..p.messages)
-        .filter(|&s| acked[(s / 64) as usize].load(Ordering::Relaxed) & (1 << (s % 64)) != 0 && !receipts.seen(s))
+        .filter(|&s| {
+            acked[(s / 64) as usize].load(Ordering::Relaxed) & (1 << (s % 64)) != 0
+                && !receipts.seen(s)
+        })
         .count();
     let received = receipts.received.load(Ordering::Relaxed);
-    let span = (receipts.last_receipt_ns.load(Ordering::Relaxed).saturating_sub(started_ns)) as f64 / 1e9;
+    let span = (receipts
+        .last_receipt_ns
+        .load(Ordering::Relaxed)
+        .saturating_sub(started_ns)) as f64
+        / 1e9;
     report.add("ok", ok as f64, "");
     report.add("fail", fail as f64, "");
     report.add("received", received as f64, "");
     report.add("lost (ok but never received)", lost as f64, "");
-    report.add("duplicates", receipts.duplicates.load(Ordering::Relaxed) as f64, "");
+    report.add(
+        "duplicates",
+        receipts.duplicates.load(Ordering::Relaxed) as f64,
+        "",
+    );
     report.add("elapsed", span, "s");
     report.add("delivered rate", received as f64 / span.max(1e-9), "msg/s");
     report.add_latencies("latency", &receipts.latencies());
@@ -171,10 +220,15 @@ async fn text_writer(
             while room > 0 && next_seq < p.messages {
                 let uid = clients::uid(&common.uid_prefix, (next_seq % p.clients as u64) as usize);
                 if padding.is_empty() {
-                    out.extend_from_slice(format!("{{\"uid\":\"{uid}\",\"s\":{next_seq},\"t\":{t}}}\n").as_bytes());
+                    out.extend_from_slice(
+                        format!("{{\"uid\":\"{uid}\",\"s\":{next_seq},\"t\":{t}}}\n").as_bytes(),
+                    );
                 } else {
                     out.extend_from_slice(
-                        format!("{{\"uid\":\"{uid}\",\"s\":{next_seq},\"t\":{t},\"p\":\"{padding}\"}}\n").as_bytes(),
+                        format!(
+                            "{{\"uid\":\"{uid}\",\"s\":{next_seq},\"t\":{t},\"p\":\"{padding}\"}}\n"
+                        )
+                        .as_bytes(),
                     );
                 }
                 in_flight.push_back(next_seq);
@@ -202,7 +256,10 @@ async fn text_writer(
             None => read_once.await?,
         };
         if n == 0 {
-            bail!("text port closed with {} requests unanswered", in_flight.len());
+            bail!(
+                "text port closed with {} requests unanswered",
+                in_flight.len()
+            );
         }
         let mut consumed = 0;
         while let Some(end) = input[consumed..].iter().position(|&b| b == b'\n') {
@@ -221,8 +278,15 @@ async fn text_writer(
 }
 
 /// `broadcast`: time until the last client has each broadcast.
-pub async fn broadcast(common: &Common, clients: usize, broadcasts: usize) -> anyhow::Result<Report> {
-    let mut report = Report::new("broadcast", json!({ "clients": clients, "broadcasts": broadcasts }));
+pub async fn broadcast(
+    common: &Common,
+    clients: usize,
+    broadcasts: usize,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new(
+        "broadcast",
+        json!({ "clients": clients, "broadcasts": broadcasts }),
+    );
     let crowd = crowd(common, clients, 0, broadcasts).await?;
     let receipts = crowd.receipts.clone();
     let mut admin = admin::connect(&common.socket).await?;
@@ -245,7 +309,11 @@ pub async fn broadcast(common: &Common, clients: usize, broadcasts: usize) -> an
         let _ = last_delivery.record(slowest);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    report.add("delivered rate", (clients * broadcasts) as f64 / elapsed, "msg/s");
+    report.add(
+        "delivered rate",
+        (clients * broadcasts) as f64 / elapsed,
+        "msg/s",
+    );
     report.add_latencies("last delivery", &last_delivery);
     drop(crowd);
     Ok(report)
@@ -253,23 +321,42 @@ pub async fn broadcast(common: &Common, clients: usize, broadcasts: usize) -> an
 
 /// `admin`: `list` and `kick` latency with `clients` online, in-process
 /// (the daemon's cost) and through the real pushctl binary (what users see).
-pub async fn admin(common: &Common, clients: usize, repeat: usize, pushctl: &Path) -> anyhow::Result<Report> {
+pub async fn admin(
+    common: &Common,
+    clients: usize,
+    repeat: usize,
+    pushctl: &Path,
+) -> anyhow::Result<Report> {
     let mut report = Report::new("admin", json!({ "clients": clients, "repeat": repeat }));
     let _crowd = crowd(common, clients, 0, 0).await?;
     let mut admin = admin::connect(&common.socket).await?;
-    let (mut list, mut list_ctl, mut kick, mut kick_ctl) = (histogram(), histogram(), histogram(), histogram());
+    let (mut list, mut list_ctl, mut kick, mut kick_ctl) =
+        (histogram(), histogram(), histogram(), histogram());
     let mut next_uid = 0;
     for _ in 0..repeat {
         let started = Instant::now();
         admin.request(Request::List).await?;
         let _ = list.record(started.elapsed().as_nanos() as u64);
-        let _ = list_ctl.record(run_pushctl(common, pushctl, &["--json", "list"]).await?.as_nanos() as u64);
+        let _ = list_ctl.record(
+            run_pushctl(common, pushctl, &["--json", "list"])
+                .await?
+                .as_nanos() as u64,
+        );
         let uid = clients::uid(&common.uid_prefix, next_uid);
         let started = Instant::now();
-        admin.request(Request::Kick { uids: vec![uid], reason: None }).await?;
+        admin
+            .request(Request::Kick {
+                uids: vec![uid],
+                reason: None,
+            })
+            .await?;
         let _ = kick.record(started.elapsed().as_nanos() as u64);
         let uid = clients::uid(&common.uid_prefix, next_uid + 1);
-        let _ = kick_ctl.record(run_pushctl(common, pushctl, &["kick", &uid]).await?.as_nanos() as u64);
+        let _ = kick_ctl.record(
+            run_pushctl(common, pushctl, &["kick", &uid])
+                .await?
+                .as_nanos() as u64,
+        );
         next_uid += 2;
     }
     report.add_latencies("list (admin round trip)", &list);
@@ -288,7 +375,9 @@ async fn run_pushctl(common: &Common, pushctl: &Path, args: &[&str]) -> anyhow::
         .args(args)
         .stdout(std::process::Stdio::null())
         .status();
-    let status = tokio::time::timeout(Duration::from_secs(30), status).await.context("pushctl hung")??;
+    let status = tokio::time::timeout(Duration::from_secs(30), status)
+        .await
+        .context("pushctl hung")??;
     if !status.success() {
         bail!("pushctl {args:?} failed: {status}");
     }

@@ -93,7 +93,9 @@ impl ConnHandle {
 
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
         // The queue holds plain data; a panic elsewhere cannot corrupt it.
-        self.outbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.outbound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues a push without waiting. `Err` means the queue is full: the

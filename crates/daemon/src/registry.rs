@@ -105,15 +105,14 @@ impl Registry {
         handle
     }
 
-    /// Binds an open, unbound connection to `uid` (already normalised).
-    /// Returns false if the connection is closing or already bound.
-    pub fn bind(&self, id: ConnId, uid: &str) -> bool {
+    /// Binds an open, unbound connection to `uid` (already normalised) and
+    /// returns the registry's shared copy of the uid. `None` if the
+    /// connection is closing or already bound.
+    pub fn bind(&self, id: ConnId, uid: &str) -> Option<Arc<str>> {
         let mut state = self.lock();
-        let Some(slot) = state.conns.get_mut(&id) else {
-            return false;
-        };
+        let slot = state.conns.get_mut(&id)?;
         if slot.uid.is_some() || slot.handle.close_requested_now() {
-            return false;
+            return None;
         }
         let handle = slot.handle.clone();
         let key: Arc<str> = match state.uids.get_key_value(uid) {
@@ -121,10 +120,10 @@ impl Registry {
             None => Arc::from(uid),
         };
         state.conns.get_mut(&id).expect("checked above").uid = Some(key.clone());
-        state.uids.entry(key).or_default().push(handle);
+        state.uids.entry(key.clone()).or_default().push(handle);
         drop(state);
         stats::bump(&self.counters.binds);
-        true
+        Some(key)
     }
 
     /// Forgets a connection whose task is ending.
@@ -298,9 +297,9 @@ mod tests {
         let a = registry.open(peer());
         let b = registry.open(peer());
         let c = registry.open(peer());
-        assert!(registry.bind(a.id, "42"));
-        assert!(registry.bind(b.id, "42"));
-        assert!(registry.bind(c.id, "7"));
+        assert!(registry.bind(a.id, "42").is_some());
+        assert!(registry.bind(b.id, "42").is_some());
+        assert!(registry.bind(c.id, "7").is_some());
         assert_eq!(registry.push_to_uid("42", &"hi".into()), 2);
         assert_eq!(a.pop().unwrap(), "hi");
         assert_eq!(b.pop().unwrap(), "hi");
@@ -312,8 +311,8 @@ mod tests {
     fn a_connection_binds_once() {
         let registry = Registry::new(8);
         let a = registry.open(peer());
-        assert!(registry.bind(a.id, "42"));
-        assert!(!registry.bind(a.id, "43"));
+        assert!(registry.bind(a.id, "42").is_some());
+        assert!(registry.bind(a.id, "43").is_none());
         assert_eq!(registry.online("43"), 0);
     }
 
@@ -335,7 +334,7 @@ mod tests {
         );
         // Still open until the task closes it, but no longer bindable.
         assert_eq!(registry.sizes(), (2, 0));
-        assert!(!registry.bind(a.id, "42"));
+        assert!(registry.bind(a.id, "42").is_none());
         registry.close(a.id);
         registry.close(b.id);
         assert_eq!(registry.sizes(), (0, 0));
