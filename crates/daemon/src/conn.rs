@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
@@ -34,6 +34,8 @@ pub enum CloseRequest {
     },
     /// Its outbound queue overflowed (close code 4002).
     SlowConsumer,
+    /// The daemon is shutting down (close code 1001).
+    Shutdown,
 }
 
 /// A queue that grew past this capacity is released once drained, so a
@@ -112,20 +114,14 @@ impl ConnHandle {
         Ok(())
     }
 
-    /// Takes the next queued push, registering the task's waker when there
-    /// is none (so a later push wakes it).
-    pub(crate) fn poll_next_push(&self, cx: &mut Context<'_>) -> Poll<Utf8Bytes> {
-        if let Some(message) = self.pop() {
-            return Poll::Ready(message);
-        }
+    /// Registers the task's waker: a later push or close request wakes it.
+    /// Call before checking [`ConnHandle::close_request`] and [`ConnHandle::pop`],
+    /// so that nothing arriving in between is missed.
+    pub(crate) fn register(&self, cx: &Context<'_>) {
         self.waker.register(cx.waker());
-        // A push between the first check and `register` would not have woken us.
-        match self.pop() {
-            Some(message) => Poll::Ready(message),
-            None => Poll::Pending,
-        }
     }
 
+    /// Takes the next queued push.
     pub(crate) fn pop(&self) -> Option<Utf8Bytes> {
         let mut queue = self.queue();
         let message = queue.pop_front();
@@ -142,17 +138,9 @@ impl ConnHandle {
         }
     }
 
-    /// The close request, if one was made; registers the task's waker when
-    /// there is none yet.
-    pub(crate) fn poll_close_request(&self, cx: &mut Context<'_>) -> Poll<&CloseRequest> {
-        if let Some(request) = self.close_request.get() {
-            return Poll::Ready(request);
-        }
-        self.waker.register(cx.waker());
-        match self.close_request.get() {
-            Some(request) => Poll::Ready(request),
-            None => Poll::Pending,
-        }
+    /// The close request, if one was made.
+    pub(crate) fn close_request(&self) -> Option<&CloseRequest> {
+        self.close_request.get()
     }
 
     /// The close request, if one was made.

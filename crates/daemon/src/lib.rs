@@ -131,7 +131,10 @@ pub async fn run(
     shutdown.await;
     let (connections, _) = daemon.registry.sizes();
     info!(connections, "shutting down");
+    // Cancel first: a connection that registers after the walk below sees
+    // the token cancelled (see `ws::connection`).
     token.cancel();
+    daemon.registry.close_all_for_shutdown();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await

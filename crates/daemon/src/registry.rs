@@ -238,6 +238,15 @@ impl Registry {
         (idle.len() as u64, uids)
     }
 
+    /// Asks every open connection to close for shutdown.
+    pub fn close_all_for_shutdown(&self) {
+        let handles: Vec<Arc<ConnHandle>> =
+            self.lock().conns.values().map(|slot| slot.handle.clone()).collect();
+        for handle in handles {
+            handle.request_close(CloseRequest::Shutdown);
+        }
+    }
+
     /// Number of connections bound to `uid`.
     pub fn online(&self, uid: &str) -> u64 {
         self.lock()

@@ -117,20 +117,32 @@ async fn connection(
     let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(config));
     // Boxed: the handshake's state is large and short-lived; inline, it would
     // size this task's future (and so every idle connection) for its whole life.
-    let ws = match Box::pin(timeout(HANDSHAKE_TIMEOUT, handshake)).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(err)) => {
+    let handshake = Box::pin(async {
+        tokio::select! {
+            _ = shutdown.cancelled() => None,
+            ws = timeout(HANDSHAKE_TIMEOUT, handshake) => Some(ws),
+        }
+    });
+    let ws = match handshake.await {
+        None => return,
+        Some(Ok(Ok(ws))) => ws,
+        Some(Ok(Err(err))) => {
             stats::bump(&daemon.registry.counters.handshakes_failed);
             debug!(%peer, %err, "handshake failed");
             return;
         }
-        Err(_) => {
+        Some(Err(_)) => {
             stats::bump(&daemon.registry.counters.handshakes_failed);
             debug!(%peer, "handshake timed out");
             return;
         }
     };
     let handle = daemon.registry.open(peer);
+    // Shutdown asks every registered connection to close; one that registered
+    // after that walk finds the token already cancelled here.
+    if shutdown.is_cancelled() {
+        handle.request_close(CloseRequest::Shutdown);
+    }
     let mut session = Session {
         ws,
         handle,
@@ -138,12 +150,25 @@ async fn connection(
         uid: None,
         write: WriteState::default(),
     };
-    let end = session.run(&shutdown).await;
+    let end = session.run().await;
     debug!(%peer, uid = session.uid.as_deref().unwrap_or(""), ?end, "connection closed");
     // Unbind first, so pushes stop targeting a connection that is closing.
     session.daemon.registry.close(session.handle.id);
     // Boxed for the same reason as the handshake.
     Box::pin(session.finish(end)).await;
+}
+
+impl End {
+    /// The close that answers a registry's request.
+    fn requested(request: CloseRequest) -> End {
+        match request {
+            CloseRequest::Kicked { reason } => End::Close(close_code::KICKED, reason),
+            CloseRequest::SlowConsumer => {
+                End::Close(close_code::SLOW_CONSUMER, "slow consumer: outbound queue full".into())
+            }
+            CloseRequest::Shutdown => End::Close(close_code::GOING_AWAY, "server shutting down".into()),
+        }
+    }
 }
 
 /// How a connection's main loop ended.
@@ -167,7 +192,7 @@ struct Session {
 }
 
 impl Session {
-    async fn run(&mut self, shutdown: &CancellationToken) -> End {
+    async fn run(&mut self) -> End {
         let config = &self.daemon.config;
         let (heartbeat, ping_interval) = (config.heartbeat, config.ping_interval);
         let mut last_activity = self.handle.connected_at;
@@ -186,17 +211,6 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    return End::Close(close_code::GOING_AWAY, "server shutting down".into());
-                }
-                request = poll_fn(|cx| self.handle.poll_close_request(cx)) => {
-                    return match request {
-                        CloseRequest::Kicked { reason } => End::Close(close_code::KICKED, reason.clone()),
-                        CloseRequest::SlowConsumer => {
-                            End::Close(close_code::SLOW_CONSUMER, "slow consumer: outbound queue full".into())
-                        }
-                    };
-                }
                 () = &mut timer, if timer_armed => {
                     let now = Instant::now();
                     if heartbeat.is_some_and(|h| now >= last_activity + h) {
@@ -216,6 +230,7 @@ impl Session {
                 io = poll_fn(|cx| poll_io(cx, &mut self.ws, &self.handle, &mut self.write)) => {
                     let frame = match io {
                         Io::Frame(frame) => frame,
+                        Io::CloseRequested(request) => return End::requested(request),
                         Io::Closed => return End::Lost,
                         Io::Failed(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
                             stats::bump(&self.daemon.registry.counters.oversized_messages);
@@ -304,6 +319,8 @@ fn close_reason(reason: &str) -> Utf8Bytes {
 
 /// Outcome of one [`poll_io`].
 enum Io {
+    /// The registry asked the connection to close.
+    CloseRequested(CloseRequest),
     /// A frame arrived.
     Frame(Message),
     /// The peer closed the TCP stream.
@@ -331,6 +348,11 @@ fn poll_io(
     handle: &ConnHandle,
     write: &mut WriteState,
 ) -> Poll<Io> {
+    // One registration covers both checks below and the queue in pump_writes.
+    handle.register(cx);
+    if let Some(request) = handle.close_request() {
+        return Poll::Ready(Io::CloseRequested(request.clone()));
+    }
     if let Err(err) = pump_writes(cx, ws, handle, write) {
         return Poll::Ready(Io::Failed(err));
     }
@@ -365,9 +387,9 @@ fn pump_writes(
         let frame = if std::mem::take(&mut write.ping_due) {
             Message::Ping(Bytes::new())
         } else {
-            match handle.poll_next_push(cx) {
-                Poll::Ready(text) => Message::Text(text),
-                Poll::Pending => break,
+            match handle.pop() {
+                Some(text) => Message::Text(text),
+                None => break,
             }
         };
         ws.start_send_unpin(frame)?;
