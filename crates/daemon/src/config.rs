@@ -115,6 +115,23 @@ impl From<DaemonArgs> for Config {
     }
 }
 
+impl Config {
+    /// Granularity of connection timers: deadlines are rounded up to a
+    /// multiple of this, so that connections whose pings fall due at about the
+    /// same time are served in one timer tick and one worker wake-up instead
+    /// of one each. A twentieth of the shortest interval, at most 1 s: a
+    /// heartbeat may fire up to that much late, never early.
+    pub fn timer_grain(&self) -> Duration {
+        let shortest = [self.heartbeat, self.ping_interval]
+            .into_iter()
+            .flatten()
+            .min();
+        shortest.map_or(Duration::from_secs(1), |d| {
+            (d / 20).clamp(Duration::from_millis(1), Duration::from_secs(1))
+        })
+    }
+}
+
 /// An optional interval for people: humantime text, or `off`.
 pub fn describe(interval: Option<Duration>) -> String {
     interval.map_or_else(
@@ -142,6 +159,25 @@ mod tests {
         let config = Config::from(args);
         assert_eq!(config.heartbeat, Some(Duration::from_secs(65)));
         assert_eq!(config.ping_interval, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn timer_grain_follows_the_shortest_interval() {
+        let config = |hb: &str, ping: &str| {
+            Config::from(DaemonArgs::parse_from([
+                "pushd",
+                "--heartbeat",
+                hb,
+                "--ping-interval",
+                ping,
+            ]))
+        };
+        assert_eq!(config("55s", "25s").timer_grain(), Duration::from_secs(1));
+        assert_eq!(
+            config("1s", "200ms").timer_grain(),
+            Duration::from_millis(10)
+        );
+        assert_eq!(config("0", "0").timer_grain(), Duration::from_secs(1));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pushd_proto::admin::{ConnInfo, UidCount, UidInfo};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -89,6 +89,15 @@ impl Registry {
     /// `at` on the registry's millisecond clock.
     pub fn ms_at(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Rounds `at` up to the next multiple of `grain` since the registry's
+    /// epoch, so that timers of different connections coincide.
+    pub fn round_up(&self, at: Instant, grain: Duration) -> Instant {
+        let since = at.saturating_duration_since(self.epoch).as_nanos();
+        let grain_ns = grain.as_nanos().max(1);
+        let rounded = since.div_ceil(grain_ns) * grain_ns;
+        self.epoch + Duration::from_nanos(rounded as u64)
     }
 
     /// Registers a new, unbound connection.
@@ -240,8 +249,12 @@ impl Registry {
 
     /// Asks every open connection to close for shutdown.
     pub fn close_all_for_shutdown(&self) {
-        let handles: Vec<Arc<ConnHandle>> =
-            self.lock().conns.values().map(|slot| slot.handle.clone()).collect();
+        let handles: Vec<Arc<ConnHandle>> = self
+            .lock()
+            .conns
+            .values()
+            .map(|slot| slot.handle.clone())
+            .collect();
         for handle in handles {
             handle.request_close(CloseRequest::Shutdown);
         }
@@ -401,6 +414,19 @@ mod tests {
             }]
         );
         assert_eq!(registry.online("new"), 1);
+    }
+
+    #[test]
+    fn round_up_aligns_to_the_grain_and_never_goes_early() {
+        let registry = Registry::new(8);
+        let grain = Duration::from_millis(250);
+        let at = registry.epoch + Duration::from_millis(1001);
+        assert_eq!(
+            registry.round_up(at, grain),
+            registry.epoch + Duration::from_millis(1250)
+        );
+        let exact = registry.epoch + Duration::from_millis(500);
+        assert_eq!(registry.round_up(exact, grain), exact);
     }
 
     #[test]

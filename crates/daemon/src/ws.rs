@@ -163,10 +163,13 @@ impl End {
     fn requested(request: CloseRequest) -> End {
         match request {
             CloseRequest::Kicked { reason } => End::Close(close_code::KICKED, reason),
-            CloseRequest::SlowConsumer => {
-                End::Close(close_code::SLOW_CONSUMER, "slow consumer: outbound queue full".into())
+            CloseRequest::SlowConsumer => End::Close(
+                close_code::SLOW_CONSUMER,
+                "slow consumer: outbound queue full".into(),
+            ),
+            CloseRequest::Shutdown => {
+                End::Close(close_code::GOING_AWAY, "server shutting down".into())
             }
-            CloseRequest::Shutdown => End::Close(close_code::GOING_AWAY, "server shutting down".into()),
         }
     }
 }
@@ -197,12 +200,15 @@ impl Session {
         let (heartbeat, ping_interval) = (config.heartbeat, config.ping_interval);
         let mut last_activity = self.handle.connected_at;
         let mut next_ping = ping_interval.map(|p| last_activity + p);
+        let grain = config.timer_grain();
+        let daemon = self.daemon.clone();
         let next_wake = |last_activity: Instant, next_ping: Option<Instant>| {
             let deadline = heartbeat.map(|h| last_activity + h);
-            match (deadline, next_ping) {
+            let wake = match (deadline, next_ping) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
-            }
+            };
+            wake.map(|at| daemon.registry.round_up(at, grain))
         };
         let first_wake = next_wake(last_activity, next_ping);
         let mut timer = pin!(sleep_until(first_wake.unwrap_or(last_activity).into()));
