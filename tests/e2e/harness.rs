@@ -393,6 +393,11 @@ impl TextClient {
         self.reply().await
     }
 
+    /// The read half, for raw reads.
+    pub fn read_half(&mut self) -> &mut BufReader<tokio::net::tcp::OwnedReadHalf> {
+        &mut self.read
+    }
+
     /// Reads whatever arrives until EOF (bounded).
     pub async fn read_to_end(&mut self) -> Vec<u8> {
         let mut rest = Vec::new();

@@ -4,6 +4,7 @@
 mod harness;
 
 mod lifecycle;
+mod limits;
 mod pushctl;
 mod text_port;
 mod websocket;

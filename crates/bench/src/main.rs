@@ -118,7 +118,7 @@ enum Scenario {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let limit = sys::raise_nofile_limit();
+    let limit = pushd_daemon::sys::raise_nofile_limit();
     let needed = match &cli.scenario {
         Scenario::Idle { connections: n, .. }
         | Scenario::Push { clients: n, .. }

@@ -1,33 +1,6 @@
-//! The few OS facts pushbench needs: its own file limit, and another
-//! process's memory and CPU time from `/proc`.
+//! Another process's memory and CPU time, from `/proc`.
 
 use std::time::Duration;
-
-/// Raises this process's soft open-file limit to the hard limit and returns
-/// the new soft limit.
-#[allow(unsafe_code)]
-pub fn raise_nofile_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit.rlim_cur = limit.rlim_max;
-            }
-        }
-    }
-    limit.rlim_cur
-}
 
 /// Kernel clock ticks per second, the unit of CPU times in `/proc/PID/stat`.
 #[allow(unsafe_code)]

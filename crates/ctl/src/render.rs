@@ -64,7 +64,7 @@ pub fn uid_table(uids: &[UidInfo]) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    let lines: [(&str, String); 20] = [
+    let lines: [(&str, String); 21] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -76,6 +76,7 @@ pub fn stats(stats: &Stats) -> String {
         ("connections opened", c.connections_opened.to_string()),
         ("connections closed", c.connections_closed.to_string()),
         ("handshakes failed", c.handshakes_failed.to_string()),
+        ("refused (no fds)", c.connections_refused.to_string()),
         ("binds", c.binds.to_string()),
         ("invalid uids", c.invalid_uids.to_string()),
         ("heartbeat timeouts", c.heartbeat_timeouts.to_string()),

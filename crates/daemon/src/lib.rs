@@ -17,17 +17,19 @@ pub mod lines;
 pub mod logging;
 pub mod registry;
 pub mod stats;
+pub mod sys;
 pub mod text;
 pub mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -52,6 +54,13 @@ pub struct Daemon {
     pub started: Instant,
     /// Open text-port connections.
     pub text_connections: AtomicU64,
+    /// One permit per WebSocket connection pushd may hold: the open-file
+    /// limit minus a headroom for the text port and the admin socket.
+    pub ws_slots: Arc<Semaphore>,
+    /// The number of permits `ws_slots` started with.
+    pub max_connections: usize,
+    /// "At the connection limit" warning, throttled.
+    pub at_capacity: Mutex<accept::Throttled>,
 }
 
 /// Every socket the daemon serves, already bound.
@@ -89,12 +98,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let fd_limit = sys::raise_nofile_limit();
+    let max_connections = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
     let daemon = Arc::new(Daemon {
         ws_addr: listeners.ws.local_addr()?,
         text_addr: listeners.text.local_addr()?,
         registry: Registry::new(OUTBOUND_QUEUE),
         started: Instant::now(),
         text_connections: AtomicU64::new(0),
+        ws_slots: Arc::new(Semaphore::new(max_connections)),
+        max_connections,
+        at_capacity: Mutex::new(accept::Throttled::new("WebSocket")),
         config,
     });
     info!(
@@ -103,6 +117,7 @@ pub async fn run(
         socket = %daemon.config.socket.display(),
         heartbeat = %config::describe(daemon.config.heartbeat),
         ping_interval = %config::describe(daemon.config.ping_interval),
+        max_connections,
         "pushd {} listening",
         env!("CARGO_PKG_VERSION")
     );

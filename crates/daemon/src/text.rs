@@ -36,17 +36,25 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    crate::accept::serve_tcp(listener, "text", &shutdown, &tracker, |stream, peer| {
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            daemon.text_connections.fetch_add(1, Ordering::Relaxed);
-            if let Err(err) = session(stream, &daemon, &shutdown).await {
-                debug!(%peer, %err, "text connection ended with an error");
+    let refused = &daemon.registry.counters.connections_refused;
+    crate::accept::serve_tcp(
+        listener,
+        "text",
+        &shutdown,
+        &tracker,
+        refused,
+        |stream, peer| {
+            let daemon = daemon.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                daemon.text_connections.fetch_add(1, Ordering::Relaxed);
+                if let Err(err) = session(stream, &daemon, &shutdown).await {
+                    debug!(%peer, %err, "text connection ended with an error");
+                }
+                daemon.text_connections.fetch_sub(1, Ordering::Relaxed);
             }
-            daemon.text_connections.fetch_sub(1, Ordering::Relaxed);
-        }
-    })
+        },
+    )
     .await;
 }
 

@@ -87,6 +87,7 @@ pub(crate) async fn serve(
         "WebSocket",
         &shutdown,
         &tracker,
+        &daemon.registry.counters.connections_refused,
         |stream, peer| connection(stream, peer, daemon.clone(), shutdown.clone()),
     )
     .await;
@@ -111,6 +112,17 @@ async fn connection(
     daemon: Arc<Daemon>,
     shutdown: CancellationToken,
 ) {
+    let Ok(_slot) = daemon.ws_slots.clone().try_acquire_owned() else {
+        // Dropping the stream closes it: the client is refused at once
+        // instead of waiting in the backlog.
+        stats::bump(&daemon.registry.counters.connections_refused);
+        let limit = daemon.max_connections;
+        let mut warning = daemon.at_capacity.lock().unwrap_or_else(|p| p.into_inner());
+        warning.warn(&format_args!(
+            "at the limit of {limit} WebSocket connections (open files)"
+        ));
+        return;
+    };
     // Pushes are small and latency-bound; Nagle would hold them back.
     let _ = stream.set_nodelay(true);
     let config = ws_config(daemon.config.max_message_size);

@@ -200,8 +200,10 @@ pub struct Stats {
     pub counters: Counters,
 }
 
-/// Monotonic event counters since the daemon started.
+/// Monotonic event counters since the daemon started. Counters added in
+/// later releases default to 0 when an older daemon leaves them out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// WebSocket connections accepted (handshake completed).
     pub connections_opened: u64,
@@ -209,6 +211,9 @@ pub struct Counters {
     pub connections_closed: u64,
     /// WebSocket handshakes that failed.
     pub handshakes_failed: u64,
+    /// Connections (WebSocket or text port) closed unserved because pushd
+    /// was out of file descriptors.
+    pub connections_refused: u64,
     /// Connections bound to a uid.
     pub binds: u64,
     /// Connections refused for an invalid uid (close 1008).
