@@ -4,5 +4,13 @@ complete -c pushd -l socket -d 'Admin socket for pushctl [default: $XDG_RUNTIME_
 complete -c pushd -l heartbeat -d 'Close a connection that sent nothing for longer than this; 0 disables' -r
 complete -c pushd -l ping-interval -d 'Send a WebSocket ping this often; 0 disables' -r
 complete -c pushd -l max-message-size -d 'Largest inbound WebSocket message (larger: close 1009) and largest text-port line (larger: `fail`), in bytes' -r
-complete -c pushd -s h -l help -d 'Print help'
+complete -c pushd -l max-connections -d 'Most WebSocket connections in all; over it the handshake is answered HTTP 503. 0: only the open-file limit (minus 64 descriptors) applies' -r
+complete -c pushd -l max-connections-per-ip -d 'Most WebSocket connections from one IP address; over it the handshake is answered HTTP 429. 0: no limit' -r
+complete -c pushd -l max-connections-per-uid -d 'Most connections bound to one uid; what happens to one more is --per-uid-policy. 0: no limit' -r
+complete -c pushd -l per-uid-policy -d 'Over --max-connections-per-uid: close the uid\'s oldest connection (code 4004), or refuse the new one (code 1008)' -r -f -a "refuse-new\t'Refuse the new connection ("several tabs, but not more than N")'
+close-oldest\t'Close the oldest one ("one session per user": the newest page wins)'"
+complete -c pushd -l allow-origin -d 'Only browsers from these origins may connect (exact `scheme://host[:port]`, repeatable or comma-separated); others get HTTP 403. Default: any origin' -r
+complete -c pushd -l handshake-timeout -d 'Longest a WebSocket handshake may take before the socket is dropped' -r
+complete -c pushd -l bind-timeout -d 'Close a connection that has not sent its uid this long after the handshake (code 1008); 0 disables' -r
+complete -c pushd -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pushd -s V -l version -d 'Print version'

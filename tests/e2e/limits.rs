@@ -6,7 +6,30 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
 use crate::harness::{Pushd, STEP, WsClient, eventually, within};
+
+/// Opens a WebSocket (with an `Origin` header if given) that pushd must
+/// refuse, and returns the HTTP status of the refusal.
+async fn refused_status(pushd: &Pushd, origin: Option<&str>) -> u16 {
+    let mut request = format!("ws://{}/", pushd.ws).into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+    }
+    match within(
+        STEP,
+        "a refused handshake",
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {:?}", other.map(|_| ())),
+    }
+}
 
 /// Starts pushd under `ulimit -n 200`: 64.min(200 / 4) = 50 descriptors of
 /// headroom leave 150 WebSocket slots.
@@ -62,7 +85,7 @@ async fn at_the_file_limit_new_clients_are_refused_and_the_rest_keeps_working() 
         assert!(refused.is_err(), "the 151st connection must be refused");
     }
     let stats = pushd.stats().await;
-    assert_eq!(stats["counters"]["connections_refused"], 3, "{stats}");
+    assert_eq!(stats["counters"]["capacity_refused"], 3, "{stats}");
     let log = pushd.log.lock().unwrap().clone();
     assert_eq!(
         log.matches("at the limit of 150 WebSocket connections")
@@ -139,4 +162,127 @@ async fn out_of_descriptors_on_the_text_port_closes_the_new_connection_and_recov
     );
     let mut backend = pushd.text_client().await;
     assert_eq!(backend.request(r#"{"uid":"42"}"#).await, "ok");
+}
+
+#[tokio::test]
+async fn max_connections_answers_503_and_frees_slots_on_close() {
+    let pushd = Pushd::start(&["--max-connections", "2"]).await;
+    let a = pushd.bound_client("a").await;
+    let _b = pushd.bound_client("b").await;
+    assert_eq!(refused_status(&pushd, None).await, 503);
+    drop(a);
+    eventually(STEP, "a slot to come back", || async {
+        pushd.stats().await["connections"] == 1
+    })
+    .await;
+    let _c = pushd.bound_client("c").await;
+    assert_eq!(pushd.stats().await["counters"]["capacity_refused"], 1);
+}
+
+#[tokio::test]
+async fn max_connections_per_ip_answers_429() {
+    let pushd = Pushd::start(&["--max-connections-per-ip", "2"]).await;
+    let _a = pushd.bound_client("a").await;
+    let _b = pushd.bound_client("b").await;
+    assert_eq!(refused_status(&pushd, None).await, 429);
+    assert_eq!(pushd.stats().await["counters"]["per_ip_refused"], 1);
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_connect() {
+    let pushd = Pushd::start(&[
+        "--allow-origin",
+        "https://app.example.com,http://localhost:8080",
+    ])
+    .await;
+    assert_eq!(
+        refused_status(&pushd, Some("https://evil.example")).await,
+        403
+    );
+    assert_eq!(
+        refused_status(&pushd, None).await,
+        403,
+        "no Origin is not an allowed origin"
+    );
+    let mut request = format!("ws://{}/", pushd.ws).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", "http://localhost:8080".parse().unwrap());
+    let (mut ws, _) = within(
+        STEP,
+        "allowed handshake",
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .unwrap();
+    futures_util::SinkExt::send(&mut ws, tokio_tungstenite::tungstenite::Message::text("42"))
+        .await
+        .unwrap();
+    pushd.wait_connections("42", 1).await;
+    assert_eq!(pushd.stats().await["counters"]["origin_refused"], 2);
+}
+
+#[tokio::test]
+async fn per_uid_limit_closes_the_oldest_by_default() {
+    let pushd = Pushd::start(&["--max-connections-per-uid", "1"]).await;
+    let mut old = pushd.bound_client("42").await;
+    let mut new = WsClient::connect(pushd.ws).await;
+    new.send_text("42").await;
+    let closed = old.closed(STEP).await;
+    assert_eq!(closed.code, Some(4004), "{closed:?}");
+    assert_eq!(pushd.ctl(&["send", "42", "to the newest"]).await.status, 0);
+    assert_eq!(new.recv_text().await, "to the newest");
+    assert_eq!(pushd.stats().await["counters"]["per_uid_replaced"], 1);
+}
+
+#[tokio::test]
+async fn per_uid_limit_can_refuse_the_new_connection() {
+    let pushd = Pushd::start(&[
+        "--max-connections-per-uid",
+        "2",
+        "--per-uid-policy",
+        "refuse-new",
+    ])
+    .await;
+    let _a = pushd.bound_client("42").await;
+    let _b = pushd.bound_client("42").await;
+    let mut third = WsClient::connect(pushd.ws).await;
+    third.send_text("42").await;
+    let closed = third.closed(STEP).await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (Some(1008), "too many connections for this uid")
+    );
+    assert_eq!(pushd.stats().await["counters"]["per_uid_refused"], 1);
+    pushd.wait_connections("42", 2).await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_its_uid_is_closed_by_the_bind_timeout() {
+    let pushd = Pushd::start(&["--bind-timeout", "500ms"]).await;
+    let mut lurker = WsClient::connect(pushd.ws).await;
+    let closed = lurker.closed(STEP).await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (Some(1008), "no uid within the bind timeout")
+    );
+    assert_eq!(pushd.stats().await["counters"]["bind_timeouts"], 1);
+    // A bound connection is not affected by the bind timeout.
+    let mut bound = pushd.bound_client("42").await;
+    bound.expect_silence(Duration::from_millis(800)).await;
+    assert!(pushd.is_online("42").await);
+}
+
+#[tokio::test]
+async fn a_half_open_handshake_is_dropped_after_the_handshake_timeout() {
+    let pushd = Pushd::start(&["--handshake-timeout", "300ms"]).await;
+    // Slowloris: a request line, then nothing.
+    let mut raw = tokio::net::TcpStream::connect(pushd.ws).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut raw, b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = within(STEP, "pushd to drop the socket", raw.read_to_end(&mut rest)).await;
+    assert!(read.is_ok() && rest.is_empty(), "{read:?} {rest:?}");
+    assert_eq!(pushd.stats().await["counters"]["handshakes_failed"], 1);
 }

@@ -15,7 +15,7 @@ pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
 /// The daemon's stats.
 pub async fn stats(client: &mut Client) -> anyhow::Result<Stats> {
     match client.request(Request::Stats).await? {
-        Response::Stats(stats) => Ok(stats),
+        Response::Stats(stats) => Ok(*stats),
         other => bail!("unexpected reply {other:?}"),
     }
 }

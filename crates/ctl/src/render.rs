@@ -64,7 +64,7 @@ pub fn uid_table(uids: &[UidInfo]) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    let lines: [(&str, String); 21] = [
+    let lines: [(&str, String); 27] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -77,6 +77,12 @@ pub fn stats(stats: &Stats) -> String {
         ("connections closed", c.connections_closed.to_string()),
         ("handshakes failed", c.handshakes_failed.to_string()),
         ("refused (no fds)", c.connections_refused.to_string()),
+        ("refused (capacity)", c.capacity_refused.to_string()),
+        ("refused (per ip)", c.per_ip_refused.to_string()),
+        ("refused (origin)", c.origin_refused.to_string()),
+        ("refused (per uid)", c.per_uid_refused.to_string()),
+        ("replaced (per uid)", c.per_uid_replaced.to_string()),
+        ("bind timeouts", c.bind_timeouts.to_string()),
         ("binds", c.binds.to_string()),
         ("invalid uids", c.invalid_uids.to_string()),
         ("heartbeat timeouts", c.heartbeat_timeouts.to_string()),

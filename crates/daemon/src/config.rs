@@ -13,9 +13,6 @@ use clap::Parser;
 /// one admin `send` comfortably inside the admin protocol's line limit.
 pub const MAX_MESSAGE_SIZE_CEILING: usize = 16 * 1024 * 1024;
 
-/// How long a WebSocket handshake may take before the socket is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long a connection being closed by pushd may take to answer the close
 /// frame before the socket is dropped (kick, heartbeat, shutdown, refusals).
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,6 +77,71 @@ pub struct DaemonArgs {
     #[arg(long, env = "PUSHD_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(256..=MAX_MESSAGE_SIZE_CEILING as u64))]
     pub max_message_size: u64,
+
+    /// Most WebSocket connections in all; over it the handshake is answered
+    /// HTTP 503. 0: only the open-file limit (minus 64 descriptors) applies.
+    #[arg(
+        long,
+        env = "PUSHD_MAX_CONNECTIONS",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+
+    /// Most WebSocket connections from one IP address; over it the
+    /// handshake is answered HTTP 429. 0: no limit.
+    #[arg(
+        long,
+        env = "PUSHD_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// Most connections bound to one uid; what happens to one more is
+    /// --per-uid-policy. 0: no limit.
+    #[arg(
+        long,
+        env = "PUSHD_MAX_CONNECTIONS_PER_UID",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub max_connections_per_uid: usize,
+
+    /// Over --max-connections-per-uid: close the uid's oldest connection
+    /// (code 4004), or refuse the new one (code 1008).
+    #[arg(long, env = "PUSHD_PER_UID_POLICY", value_enum, default_value_t = PerUidPolicy::CloseOldest)]
+    pub per_uid_policy: PerUidPolicy,
+
+    /// Only browsers from these origins may connect (exact `scheme://host[:port]`,
+    /// repeatable or comma-separated); others get HTTP 403. Default: any origin.
+    #[arg(
+        long,
+        env = "PUSHD_ALLOW_ORIGIN",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub allow_origin: Vec<String>,
+
+    /// Longest a WebSocket handshake may take before the socket is dropped.
+    #[arg(long, env = "PUSHD_HANDSHAKE_TIMEOUT", default_value = "10s", value_name = "DUR",
+          value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Close a connection that has not sent its uid this long after the
+    /// handshake (code 1008); 0 disables.
+    #[arg(long, env = "PUSHD_BIND_TIMEOUT", default_value = "30s", value_name = "DUR",
+          value_parser = humantime::parse_duration)]
+    pub bind_timeout: Duration,
+}
+
+/// What to do with one connection too many for a uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PerUidPolicy {
+    /// Refuse the new connection ("several tabs, but not more than N").
+    RefuseNew,
+    /// Close the oldest one ("one session per user": the newest page wins).
+    CloseOldest,
 }
 
 /// The daemon's settings, resolved from [`DaemonArgs`].
@@ -97,6 +159,18 @@ pub struct Config {
     pub ping_interval: Option<Duration>,
     /// Largest inbound WebSocket message and text-port line, in bytes.
     pub max_message_size: usize,
+    /// Most WebSocket connections in all (`None`: the open-file limit decides).
+    pub max_connections: Option<usize>,
+    /// Most WebSocket connections per IP address.
+    pub max_connections_per_ip: Option<usize>,
+    /// Most connections per uid, and what to do with one more.
+    pub max_connections_per_uid: Option<(usize, PerUidPolicy)>,
+    /// Allowed `Origin` values, lowercased; empty allows every origin.
+    pub allow_origin: Vec<String>,
+    /// Longest a WebSocket handshake may take.
+    pub handshake_timeout: Duration,
+    /// Longest a connection may stay unbound; `None` disables.
+    pub bind_timeout: Option<Duration>,
 }
 
 impl From<DaemonArgs> for Config {
@@ -111,6 +185,18 @@ impl From<DaemonArgs> for Config {
             heartbeat: nonzero(args.heartbeat),
             ping_interval: nonzero(args.ping_interval),
             max_message_size: args.max_message_size as usize,
+            max_connections: (args.max_connections > 0).then_some(args.max_connections),
+            max_connections_per_ip: (args.max_connections_per_ip > 0)
+                .then_some(args.max_connections_per_ip),
+            max_connections_per_uid: (args.max_connections_per_uid > 0)
+                .then_some((args.max_connections_per_uid, args.per_uid_policy)),
+            allow_origin: args
+                .allow_origin
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            handshake_timeout: args.handshake_timeout,
+            bind_timeout: nonzero(args.bind_timeout),
         }
     }
 }

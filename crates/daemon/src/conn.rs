@@ -36,6 +36,8 @@ pub enum CloseRequest {
     SlowConsumer,
     /// The daemon is shutting down (close code 1001).
     Shutdown,
+    /// A newer connection of the same uid took its place (close code 4004).
+    Replaced,
 }
 
 /// A queue that grew past this capacity is released once drained, so a

@@ -11,6 +11,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod conn;
 pub mod lines;
@@ -29,7 +30,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -54,11 +54,8 @@ pub struct Daemon {
     pub started: Instant,
     /// Open text-port connections.
     pub text_connections: AtomicU64,
-    /// One permit per WebSocket connection pushd may hold: the open-file
-    /// limit minus a headroom for the text port and the admin socket.
-    pub ws_slots: Arc<Semaphore>,
-    /// The number of permits `ws_slots` started with.
-    pub max_connections: usize,
+    /// Connection slots, per-IP counts and allowed origins.
+    pub admission: admission::Admission,
     /// "At the connection limit" warning, throttled.
     pub at_capacity: Mutex<accept::Throttled>,
 }
@@ -99,15 +96,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let fd_limit = sys::raise_nofile_limit();
-    let max_connections = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
+    let fd_cap = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
+    let max_connections = config.max_connections.map_or(fd_cap, |max| max.min(fd_cap));
     let daemon = Arc::new(Daemon {
         ws_addr: listeners.ws.local_addr()?,
         text_addr: listeners.text.local_addr()?,
-        registry: Registry::new(OUTBOUND_QUEUE),
+        registry: Registry::new(OUTBOUND_QUEUE, config.max_connections_per_uid),
         started: Instant::now(),
         text_connections: AtomicU64::new(0),
-        ws_slots: Arc::new(Semaphore::new(max_connections)),
-        max_connections,
+        admission: admission::Admission::new(
+            max_connections,
+            config.max_connections_per_ip,
+            config.allow_origin.clone(),
+        ),
         at_capacity: Mutex::new(accept::Throttled::new("WebSocket")),
         config,
     });

@@ -18,8 +18,19 @@ use std::time::{Duration, Instant};
 use pushd_proto::admin::{ConnInfo, UidCount, UidInfo};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::config::PerUidPolicy;
 use crate::conn::{CloseRequest, ConnHandle, ConnId};
 use crate::stats::{self, Counters};
+
+/// Why a bind did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindError {
+    /// The connection is closing (kicked, shutting down) or already bound.
+    Closing,
+    /// The uid has `--max-connections-per-uid` connections and the policy
+    /// is to refuse new ones.
+    TooMany,
+}
 
 /// The uid registry and the daemon's counters.
 #[derive(Debug)]
@@ -28,6 +39,7 @@ pub struct Registry {
     epoch: Instant,
     next_id: AtomicU64,
     queue: usize,
+    per_uid: Option<(usize, PerUidPolicy)>,
     state: Mutex<State>,
     /// Event counters, bumped by the registry and by the adapters.
     pub counters: Counters,
@@ -62,12 +74,14 @@ impl State {
 }
 
 impl Registry {
-    /// An empty registry whose connections get outbound queues of `queue` messages.
-    pub fn new(queue: usize) -> Self {
+    /// An empty registry whose connections get outbound queues of `queue`
+    /// messages, with an optional limit of connections per uid.
+    pub fn new(queue: usize, per_uid: Option<(usize, PerUidPolicy)>) -> Self {
         Registry {
             epoch: Instant::now(),
             next_id: AtomicU64::new(1),
             queue,
+            per_uid,
             state: Mutex::default(),
             counters: Counters::default(),
         }
@@ -115,15 +129,43 @@ impl Registry {
     }
 
     /// Binds an open, unbound connection to `uid` (already normalised) and
-    /// returns the registry's shared copy of the uid. `None` if the
-    /// connection is closing or already bound.
-    pub fn bind(&self, id: ConnId, uid: &str) -> Option<Arc<str>> {
+    /// returns the registry's shared copy of the uid. Over the per-uid
+    /// limit, either refuses or asks the uid's oldest connection to close
+    /// (4004), as the policy says.
+    pub fn bind(&self, id: ConnId, uid: &str) -> Result<Arc<str>, BindError> {
         let mut state = self.lock();
-        let slot = state.conns.get_mut(&id)?;
+        let slot = state.conns.get_mut(&id).ok_or(BindError::Closing)?;
         if slot.uid.is_some() || slot.handle.close_requested_now() {
-            return None;
+            return Err(BindError::Closing);
         }
         let handle = slot.handle.clone();
+        if let Some((limit, policy)) = self.per_uid {
+            let bound = state.uids.get(uid).map_or(0, Vec::len);
+            if bound >= limit {
+                match policy {
+                    PerUidPolicy::RefuseNew => {
+                        drop(state);
+                        stats::bump(&self.counters.per_uid_refused);
+                        return Err(BindError::TooMany);
+                    }
+                    PerUidPolicy::CloseOldest => {
+                        // Oldest first: connections are pushed in bind order.
+                        let oldest: Vec<ConnId> = state.uids[uid]
+                            .iter()
+                            .take(bound + 1 - limit)
+                            .map(|h| h.id)
+                            .collect();
+                        for old in oldest {
+                            state.unbind(old);
+                            if let Some(slot) = state.conns.get(&old) {
+                                slot.handle.request_close(CloseRequest::Replaced);
+                            }
+                            stats::bump(&self.counters.per_uid_replaced);
+                        }
+                    }
+                }
+            }
+        }
         let key: Arc<str> = match state.uids.get_key_value(uid) {
             Some((key, _)) => key.clone(),
             None => Arc::from(uid),
@@ -132,7 +174,7 @@ impl Registry {
         state.uids.entry(key.clone()).or_default().push(handle);
         drop(state);
         stats::bump(&self.counters.binds);
-        Some(key)
+        Ok(key)
     }
 
     /// Forgets a connection whose task is ending.
@@ -315,13 +357,13 @@ mod tests {
 
     #[test]
     fn push_reaches_every_connection_of_the_uid_only() {
-        let registry = Registry::new(8);
+        let registry = Registry::new(8, None);
         let a = registry.open(peer());
         let b = registry.open(peer());
         let c = registry.open(peer());
-        assert!(registry.bind(a.id, "42").is_some());
-        assert!(registry.bind(b.id, "42").is_some());
-        assert!(registry.bind(c.id, "7").is_some());
+        assert!(registry.bind(a.id, "42").is_ok());
+        assert!(registry.bind(b.id, "42").is_ok());
+        assert!(registry.bind(c.id, "7").is_ok());
         assert_eq!(registry.push_to_uid("42", &"hi".into()), 2);
         assert_eq!(a.pop().unwrap(), "hi");
         assert_eq!(b.pop().unwrap(), "hi");
@@ -330,21 +372,46 @@ mod tests {
     }
 
     #[test]
+    fn per_uid_limit_refuses_or_replaces_the_oldest() {
+        let refuse = Registry::new(8, Some((2, PerUidPolicy::RefuseNew)));
+        let (a, b, c) = (
+            refuse.open(peer()),
+            refuse.open(peer()),
+            refuse.open(peer()),
+        );
+        assert!(refuse.bind(a.id, "42").is_ok() && refuse.bind(b.id, "42").is_ok());
+        assert_eq!(refuse.bind(c.id, "42"), Err(BindError::TooMany));
+        assert!(
+            refuse.bind(c.id, "43").is_ok(),
+            "other uids are not affected"
+        );
+
+        let replace = Registry::new(8, Some((1, PerUidPolicy::CloseOldest)));
+        let (old, new) = (replace.open(peer()), replace.open(peer()));
+        assert!(replace.bind(old.id, "42").is_ok());
+        assert!(replace.bind(new.id, "42").is_ok());
+        assert_eq!(old.close_request_now(), Some(CloseRequest::Replaced));
+        assert_eq!(replace.online("42"), 1);
+        assert_eq!(replace.push_to_uid("42", &"m".into()), 1);
+        assert_eq!(new.pop().unwrap(), "m");
+    }
+
+    #[test]
     fn a_connection_binds_once() {
-        let registry = Registry::new(8);
+        let registry = Registry::new(8, None);
         let a = registry.open(peer());
-        assert!(registry.bind(a.id, "42").is_some());
-        assert!(registry.bind(a.id, "43").is_none());
+        assert!(registry.bind(a.id, "42").is_ok());
+        assert!(registry.bind(a.id, "43").is_err());
         assert_eq!(registry.online("43"), 0);
     }
 
     #[test]
     fn kick_takes_the_uid_offline_before_the_tasks_close() {
-        let registry = Registry::new(8);
+        let registry = Registry::new(8, None);
         let a = registry.open(peer());
         let b = registry.open(peer());
-        registry.bind(a.id, "42");
-        registry.bind(b.id, "42");
+        registry.bind(a.id, "42").unwrap();
+        registry.bind(b.id, "42").unwrap();
         assert_eq!(registry.kick("42", "bye"), 2);
         assert_eq!(registry.online("42"), 0);
         assert_eq!(registry.push_to_uid("42", &"x".into()), 0);
@@ -356,7 +423,7 @@ mod tests {
         );
         // Still open until the task closes it, but no longer bindable.
         assert_eq!(registry.sizes(), (2, 0));
-        assert!(registry.bind(a.id, "42").is_none());
+        assert!(registry.bind(a.id, "42").is_err());
         registry.close(a.id);
         registry.close(b.id);
         assert_eq!(registry.sizes(), (0, 0));
@@ -365,11 +432,11 @@ mod tests {
 
     #[test]
     fn close_unbinds_and_keeps_the_other_connections() {
-        let registry = Registry::new(8);
+        let registry = Registry::new(8, None);
         let a = registry.open(peer());
         let b = registry.open(peer());
-        registry.bind(a.id, "42");
-        registry.bind(b.id, "42");
+        registry.bind(a.id, "42").unwrap();
+        registry.bind(b.id, "42").unwrap();
         registry.close(a.id);
         assert_eq!(registry.online("42"), 1);
         registry.close(b.id);
@@ -379,11 +446,11 @@ mod tests {
 
     #[test]
     fn a_full_queue_disconnects_the_slow_consumer_only() {
-        let registry = Registry::new(2);
+        let registry = Registry::new(2, None);
         let slow = registry.open(peer());
         let fast = registry.open(peer());
-        registry.bind(slow.id, "s");
-        registry.bind(fast.id, "f");
+        registry.bind(slow.id, "s").unwrap();
+        registry.bind(fast.id, "f").unwrap();
         for _ in 0..2 {
             assert_eq!(registry.broadcast(&"m".into()), 2);
             fast.pop().unwrap();
@@ -396,11 +463,11 @@ mod tests {
 
     #[test]
     fn kick_idle_uses_last_activity() {
-        let registry = Registry::new(8);
+        let registry = Registry::new(8, None);
         let a = registry.open(peer());
         let b = registry.open(peer());
-        registry.bind(a.id, "old");
-        registry.bind(b.id, "new");
+        registry.bind(a.id, "old").unwrap();
+        registry.bind(b.id, "new").unwrap();
         a.touch(0);
         b.touch(registry.now_ms() + 10_000);
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -418,7 +485,7 @@ mod tests {
 
     #[test]
     fn round_up_aligns_to_the_grain_and_never_goes_early() {
-        let registry = Registry::new(8);
+        let registry = Registry::new(8, None);
         let grain = Duration::from_millis(250);
         let at = registry.epoch + Duration::from_millis(1001);
         assert_eq!(
@@ -431,10 +498,10 @@ mod tests {
 
     #[test]
     fn list_is_sorted_and_reports_peers() {
-        let registry = Registry::new(8);
+        let registry = Registry::new(8, None);
         for uid in ["b", "a", "c"] {
             let h = registry.open(peer());
-            registry.bind(h.id, uid);
+            registry.bind(h.id, uid).unwrap();
         }
         let list = registry.list();
         let uids: Vec<_> = list.iter().map(|u| u.uid.as_str()).collect();

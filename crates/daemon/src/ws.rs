@@ -30,6 +30,7 @@ use pushd_proto::uid::normalize_uid;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -39,8 +40,10 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::Daemon;
-use crate::config::{CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT};
+use crate::admission::Refusal;
+use crate::config::CLOSE_TIMEOUT;
 use crate::conn::{CloseRequest, ConnHandle};
+use crate::registry::BindError;
 use crate::stats;
 
 /// Close codes pushd sends; documented for client authors in the README.
@@ -51,6 +54,9 @@ pub mod close_code {
     pub const HEARTBEAT_TIMEOUT: u16 = 4001;
     /// The connection did not read its pushes fast enough; reconnect.
     pub const SLOW_CONSUMER: u16 = 4002;
+    /// A newer connection of the same uid took this one's place
+    /// (`--max-connections-per-uid` with `close-oldest`); do not reconnect.
+    pub const REPLACED: u16 = 4004;
     /// The server is shutting down; reconnect with backoff.
     pub const GOING_AWAY: u16 = 1001;
     /// Invalid uid; do not reconnect.
@@ -112,43 +118,53 @@ async fn connection(
     daemon: Arc<Daemon>,
     shutdown: CancellationToken,
 ) {
-    let Ok(_slot) = daemon.ws_slots.clone().try_acquire_owned() else {
-        // Dropping the stream closes it: the client is refused at once
-        // instead of waiting in the backlog.
-        stats::bump(&daemon.registry.counters.connections_refused);
-        let limit = daemon.max_connections;
+    let admitted = daemon.admission.admit(peer.ip());
+    if let Err(Refusal::Capacity) = admitted {
+        let limit = daemon.admission.max_connections;
         let mut warning = daemon.at_capacity.lock().unwrap_or_else(|p| p.into_inner());
         warning.warn(&format_args!(
-            "at the limit of {limit} WebSocket connections (open files)"
+            "at the limit of {limit} WebSocket connections"
         ));
-        return;
-    };
+    }
     // Pushes are small and latency-bound; Nagle would hold them back.
     let _ = stream.set_nodelay(true);
     let config = ws_config(daemon.config.max_message_size);
-    let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let counters = &daemon.registry.counters;
+    // A refused connection still gets its handshake, answered with an HTTP
+    // status (see `admission`), so the client learns why.
+    #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
+    let verdict = |request: &Request, response: Response| {
+        let verdict = daemon.admission.verdict(&admitted, request, counters);
+        verdict.map(|()| response).map_err(Refusal::response)
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, verdict, Some(config));
     // Boxed: the handshake's state is large and short-lived; inline, it would
     // size this task's future (and so every idle connection) for its whole life.
     let handshake = Box::pin(async {
         tokio::select! {
             _ = shutdown.cancelled() => None,
-            ws = timeout(HANDSHAKE_TIMEOUT, handshake) => Some(ws),
+            ws = timeout(daemon.config.handshake_timeout, handshake) => Some(ws),
         }
     });
     let ws = match handshake.await {
         None => return,
         Some(Ok(Ok(ws))) => ws,
+        // Refused by `verdict`, already counted.
+        Some(Ok(Err(WsError::Http(_)))) => return,
         Some(Ok(Err(err))) => {
-            stats::bump(&daemon.registry.counters.handshakes_failed);
+            stats::bump(&counters.handshakes_failed);
             debug!(%peer, %err, "handshake failed");
             return;
         }
         Some(Err(_)) => {
-            stats::bump(&daemon.registry.counters.handshakes_failed);
+            stats::bump(&counters.handshakes_failed);
             debug!(%peer, "handshake timed out");
             return;
         }
     };
+    // The verdict passed, so admission did too; the ticket lives as long as
+    // the connection.
+    let Ok(_ticket) = admitted else { return };
     let handle = daemon.registry.open(peer);
     // Shutdown asks every registered connection to close; one that registered
     // after that walk finds the token already cancelled here.
@@ -182,6 +198,10 @@ impl End {
             CloseRequest::Shutdown => {
                 End::Close(close_code::GOING_AWAY, "server shutting down".into())
             }
+            CloseRequest::Replaced => End::Close(
+                close_code::REPLACED,
+                "replaced by a newer connection of this uid".into(),
+            ),
         }
     }
 }
@@ -214,26 +234,30 @@ impl Session {
         let mut next_ping = ping_interval.map(|p| last_activity + p);
         let grain = config.timer_grain();
         let daemon = self.daemon.clone();
-        let next_wake = |last_activity: Instant, next_ping: Option<Instant>| {
+        let bind_deadline = config.bind_timeout.map(|t| last_activity + t);
+        // The earliest of: heartbeat deadline, next ping, and (while
+        // unbound) the bind deadline.
+        let next_wake = |last_activity: Instant, next_ping: Option<Instant>, bound: bool| {
             let deadline = heartbeat.map(|h| last_activity + h);
-            let wake = match (deadline, next_ping) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let bind = bind_deadline.filter(|_| !bound);
+            let wake = [deadline, next_ping, bind].into_iter().flatten().min();
             wake.map(|at| daemon.registry.round_up(at, grain))
         };
-        let first_wake = next_wake(last_activity, next_ping);
-        let mut timer = pin!(sleep_until(first_wake.unwrap_or(last_activity).into()));
-        let timer_armed = first_wake.is_some();
+        let mut wake = next_wake(last_activity, next_ping, false);
+        let mut timer = pin!(sleep_until(wake.unwrap_or(last_activity).into()));
 
         loop {
             tokio::select! {
                 biased;
-                () = &mut timer, if timer_armed => {
+                () = &mut timer, if wake.is_some() => {
                     let now = Instant::now();
                     if heartbeat.is_some_and(|h| now >= last_activity + h) {
                         stats::bump(&self.daemon.registry.counters.heartbeat_timeouts);
                         return End::Close(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout".into());
+                    }
+                    if self.uid.is_none() && bind_deadline.is_some_and(|at| now >= at) {
+                        stats::bump(&self.daemon.registry.counters.bind_timeouts);
+                        return End::Close(close_code::POLICY, "no uid within the bind timeout".into());
                     }
                     if let (Some(interval), Some(at)) = (ping_interval, next_ping) {
                         if now >= at {
@@ -241,8 +265,9 @@ impl Session {
                             next_ping = Some(now + interval);
                         }
                     }
-                    if let Some(wake) = next_wake(last_activity, next_ping) {
-                        timer.as_mut().reset(wake.into());
+                    wake = next_wake(last_activity, next_ping, self.uid.is_some());
+                    if let Some(at) = wake {
+                        timer.as_mut().reset(at.into());
                     }
                 }
                 io = poll_fn(|cx| poll_io(cx, &mut self.ws, &self.handle, &mut self.write)) => {
@@ -284,7 +309,17 @@ impl Session {
         match normalize_uid(text) {
             Ok(uid) => {
                 // A refusal means a close request is already on its way.
-                self.uid = registry.bind(self.handle.id, uid);
+                match registry.bind(self.handle.id, uid) {
+                    Ok(shared) => self.uid = Some(shared),
+                    // A close request is already on its way.
+                    Err(BindError::Closing) => {}
+                    Err(BindError::TooMany) => {
+                        return Err(End::Close(
+                            close_code::POLICY,
+                            "too many connections for this uid".into(),
+                        ));
+                    }
+                }
                 Ok(())
             }
             Err(err) => {

@@ -143,7 +143,7 @@ pub enum Response {
         connections: u64,
     },
     /// Answer to [`Request::Stats`].
-    Stats(Stats),
+    Stats(Box<Stats>),
 }
 
 /// A bound uid and its connections, as listed.
@@ -214,6 +214,18 @@ pub struct Counters {
     /// Connections (WebSocket or text port) closed unserved because pushd
     /// was out of file descriptors.
     pub connections_refused: u64,
+    /// Handshakes answered HTTP 503: over `--max-connections` or the open-file cap.
+    pub capacity_refused: u64,
+    /// Handshakes answered HTTP 429: over `--max-connections-per-ip`.
+    pub per_ip_refused: u64,
+    /// Handshakes answered HTTP 403: `Origin` not in `--allow-origin`.
+    pub origin_refused: u64,
+    /// Binds refused over `--max-connections-per-uid` (policy refuse-new, close 1008).
+    pub per_uid_refused: u64,
+    /// Connections closed to make room for a newer one of the same uid (close 4004).
+    pub per_uid_replaced: u64,
+    /// Connections closed for not sending a uid within `--bind-timeout` (close 1008).
+    pub bind_timeouts: u64,
     /// Connections bound to a uid.
     pub binds: u64,
     /// Connections refused for an invalid uid (close 1008).

@@ -47,7 +47,7 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Result<Response, Stri
                 connections: daemon.registry.online(uid),
             })
         }
-        Request::Stats => Ok(Response::Stats(stats(daemon))),
+        Request::Stats => Ok(Response::Stats(Box::new(stats(daemon)))),
     }
 }
 
