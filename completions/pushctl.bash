@@ -16,6 +16,9 @@ _pushctl() {
             ",$1")
                 cmd="pushctl"
                 ;;
+            pushctl,bans)
+                cmd="pushctl__subcmd__bans"
+                ;;
             pushctl,broadcast)
                 cmd="pushctl__subcmd__broadcast"
                 ;;
@@ -36,6 +39,12 @@ _pushctl() {
                 ;;
             pushctl,stats)
                 cmd="pushctl__subcmd__stats"
+                ;;
+            pushctl,unban)
+                cmd="pushctl__subcmd__unban"
+                ;;
+            pushctl__subcmd__help,bans)
+                cmd="pushctl__subcmd__help__subcmd__bans"
                 ;;
             pushctl__subcmd__help,broadcast)
                 cmd="pushctl__subcmd__help__subcmd__broadcast"
@@ -58,6 +67,9 @@ _pushctl() {
             pushctl__subcmd__help,stats)
                 cmd="pushctl__subcmd__help__subcmd__stats"
                 ;;
+            pushctl__subcmd__help,unban)
+                cmd="pushctl__subcmd__help__subcmd__unban"
+                ;;
             *)
                 ;;
         esac
@@ -65,8 +77,26 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats help"
+            opts="-h -V --socket --json --help --version list kick send broadcast online stats unban bans help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__bans)
+            opts="-h --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -101,8 +131,22 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats help"
+            opts="list kick send broadcast online stats unban bans help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__bans)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -212,14 +256,32 @@ _pushctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pushctl__subcmd__help__subcmd__unban)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pushctl__subcmd__kick)
-            opts="-h --idle-over --reason --socket --json --help"
+            opts="-h --idle-over --ban --reason --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --idle-over)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ban)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -293,6 +355,24 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__stats)
+            opts="-h --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__unban)
             opts="-h --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

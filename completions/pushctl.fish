@@ -34,11 +34,14 @@ complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "send" -d 'Push MESS
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "broadcast" -d 'Push MESSAGE as one text frame to every bound connection'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "unban" -d 'Lift the ban on each UID. Exit status 0 if one was banned, 1 if none'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "bans" -d 'Show active bans and the time left on each'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l idle-over -d 'Kick every connection (bound or not) idle for longer than DUR (e.g. 10m)' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l ban -d 'Also ban the uids for DUR (e.g. 1h): they cannot bind again until it ends (close code 4003), even if they were not online' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l reason -d 'Reason text sent in the close frame (at most 123 bytes)' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l json -d 'Print machine-readable JSON on stdout instead of text'
@@ -55,10 +58,18 @@ complete -c pushctl -n "__fish_pushctl_using_subcommand online" -s h -l help -d 
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "list" -d 'Show online uids: connections, idle time, time online, address'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "kick" -d 'Close every connection of the given uids (close code 4000)'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "send" -d 'Push MESSAGE as one text frame to every connection of UID'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "broadcast" -d 'Push MESSAGE as one text frame to every bound connection'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "list" -d 'Show online uids: connections, idle time, time online, address'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "kick" -d 'Close every connection of the given uids (close code 4000)'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "send" -d 'Push MESSAGE as one text frame to every connection of UID'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "broadcast" -d 'Push MESSAGE as one text frame to every bound connection'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "unban" -d 'Lift the ban on each UID. Exit status 0 if one was banned, 1 if none'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "bans" -d 'Show active bans and the time left on each'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

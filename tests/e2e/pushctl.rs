@@ -292,3 +292,55 @@ async fn a_closed_stdout_pipe_is_not_an_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn kick_with_a_ban_refuses_the_uid_until_unbanned() {
+    let pushd = Pushd::start(&[]).await;
+    let mut client = pushd.bound_client("42").await;
+    let kick = pushd
+        .ctl(&["kick", "42", "--ban", "1h", "--reason", "cool down"])
+        .await;
+    assert_eq!(kick.status, 0, "{kick:?}");
+    assert_eq!(client.closed(STEP).await.code, Some(4000));
+
+    let mut again = WsClient::connect(pushd.ws).await;
+    again.send_text("42").await;
+    let closed = again.closed(STEP).await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (Some(4003), "banned")
+    );
+
+    let bans = pushd.ctl(&["--json", "bans"]).await.json();
+    assert_eq!(bans[0]["uid"], "42");
+    let remaining = bans[0]["remaining_ms"].as_u64().unwrap();
+    assert!(
+        remaining > 3_500_000 && remaining <= 3_600_000,
+        "{remaining}"
+    );
+    let table = pushd.ctl(&["bans"]).await.stdout;
+    assert!(table.starts_with("UID  REMAINING\n42   59m"), "{table}");
+    let stats = pushd.stats().await;
+    assert_eq!(
+        (
+            stats["bans"].as_u64(),
+            stats["counters"]["banned_refused"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+
+    let unban = pushd.ctl(&["unban", "42"]).await;
+    assert_eq!((unban.status, unban.stdout.as_str()), (0, "unbanned 42\n"));
+    assert_eq!(
+        pushd.ctl(&["unban", "42"]).await.status,
+        1,
+        "nothing left to unban"
+    );
+    let _back = pushd.bound_client("42").await;
+
+    // A ban also applies to a uid that is not online (kick still exits 1).
+    assert_eq!(pushd.ctl(&["kick", "7", "--ban", "10m"]).await.status, 1);
+    let mut seven = WsClient::connect(pushd.ws).await;
+    seven.send_text("7").await;
+    assert_eq!(seven.closed(STEP).await.code, Some(4003));
+}

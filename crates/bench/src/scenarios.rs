@@ -348,6 +348,7 @@ pub async fn admin(
             .request(Request::Kick {
                 uids: vec![uid],
                 reason: None,
+                ban_ms: None,
             })
             .await?;
         let _ = kick.record(started.elapsed().as_nanos() as u64);

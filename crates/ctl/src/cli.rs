@@ -41,6 +41,7 @@ pub enum Command {
     /// port say so at once, even if a client has not finished closing.
     #[command(
         after_help = "Examples:\n  pushctl kick 42 --reason 'account suspended'\n  \
+                            pushctl kick 42 --ban 1h\n  \
                             # cron: drop connections idle for over 10 minutes\n  \
                             */5 * * * * pushctl kick --idle-over 10m"
     )]
@@ -64,6 +65,14 @@ pub enum Command {
     },
     /// Version, uptime, bound addresses, connections, uids and counters.
     Stats,
+    /// Lift the ban on each UID. Exit status 0 if one was banned, 1 if none.
+    Unban {
+        /// The uids to unban.
+        #[arg(required = true, value_name = "UID")]
+        uids: Vec<String>,
+    },
+    /// Show active bans and the time left on each.
+    Bans,
 }
 
 /// Arguments of `pushctl kick`.
@@ -80,6 +89,11 @@ pub struct KickArgs {
     /// Kick every connection (bound or not) idle for longer than DUR (e.g. 10m).
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
     pub idle_over: Option<Duration>,
+
+    /// Also ban the uids for DUR (e.g. 1h): they cannot bind again until it
+    /// ends (close code 4003), even if they were not online.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, conflicts_with = "idle_over")]
+    pub ban: Option<Duration>,
 
     /// Reason text sent in the close frame (at most 123 bytes).
     #[arg(long, value_name = "TEXT", value_parser = parse_reason)]

@@ -72,5 +72,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         }
         Command::Online { uid } => cmd::online::run(&mut client, &uid, json, out).await,
         Command::Stats => cmd::stats::run(&mut client, json, out).await,
+        Command::Unban { uids } => cmd::ban::unban(&mut client, &uids, json, out).await,
+        Command::Bans => cmd::ban::list(&mut client, json, out).await,
     }
 }

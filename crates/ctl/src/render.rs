@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pushd_proto::admin::{Stats, UidInfo};
+use pushd_proto::admin::{BanInfo, Stats, UidInfo};
 use tabled::settings::{Padding, Style};
 use tabled::{Table, Tabled};
 
@@ -50,9 +50,29 @@ pub fn uid_table(uids: &[UidInfo]) -> String {
             },
         })
     });
-    let mut table = Table::new(rows);
+    plain_table(Table::new(rows))
+}
+
+#[derive(Tabled)]
+struct BanRow {
+    #[tabled(rename = "UID")]
+    uid: String,
+    #[tabled(rename = "REMAINING")]
+    remaining: String,
+}
+
+/// The `pushctl bans` table.
+pub fn ban_table(bans: &[BanInfo]) -> String {
+    let rows = bans.iter().map(|ban| BanRow {
+        uid: ban.uid.clone(),
+        remaining: duration_ms(ban.remaining_ms),
+    });
+    plain_table(Table::new(rows))
+}
+
+/// A table without borders, two spaces between columns, no trailing blanks.
+fn plain_table(mut table: Table) -> String {
     table.with(Style::blank()).with(Padding::new(0, 1, 0, 0));
-    // Trailing padding of the last column is noise in a terminal.
     table
         .to_string()
         .lines()
@@ -64,7 +84,7 @@ pub fn uid_table(uids: &[UidInfo]) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    let lines: [(&str, String); 27] = [
+    let lines: [(&str, String); 29] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -73,6 +93,7 @@ pub fn stats(stats: &Stats) -> String {
         ("connections", stats.connections.to_string()),
         ("uids", stats.uids.to_string()),
         ("text connections", stats.text_connections.to_string()),
+        ("bans", stats.bans.to_string()),
         ("connections opened", c.connections_opened.to_string()),
         ("connections closed", c.connections_closed.to_string()),
         ("handshakes failed", c.handshakes_failed.to_string()),
@@ -83,6 +104,7 @@ pub fn stats(stats: &Stats) -> String {
         ("refused (per uid)", c.per_uid_refused.to_string()),
         ("replaced (per uid)", c.per_uid_replaced.to_string()),
         ("bind timeouts", c.bind_timeouts.to_string()),
+        ("refused (banned)", c.banned_refused.to_string()),
         ("binds", c.binds.to_string()),
         ("invalid uids", c.invalid_uids.to_string()),
         ("heartbeat timeouts", c.heartbeat_timeouts.to_string()),

@@ -30,6 +30,8 @@ pub enum BindError {
     /// The uid has `--max-connections-per-uid` connections and the policy
     /// is to refuse new ones.
     TooMany,
+    /// The uid is banned (`pushctl kick --ban`).
+    Banned,
 }
 
 /// The uid registry and the daemon's counters.
@@ -51,6 +53,9 @@ struct State {
     conns: HashMap<ConnId, Slot>,
     /// Bound connections by uid; a uid with no connection has no key.
     uids: HashMap<Arc<str>, Vec<Arc<ConnHandle>>>,
+    /// Banned uids and when their ban ends; expired entries are removed
+    /// when next looked at.
+    bans: HashMap<String, Instant>,
 }
 
 #[derive(Debug)]
@@ -70,6 +75,20 @@ impl State {
             }
         }
         Some(uid)
+    }
+}
+
+impl State {
+    /// Whether `uid` is banned at `now`; forgets an expired ban.
+    fn is_banned(&mut self, uid: &str, now: Instant) -> bool {
+        match self.bans.get(uid) {
+            Some(&until) if until > now => true,
+            Some(_) => {
+                self.bans.remove(uid);
+                false
+            }
+            None => false,
+        }
     }
 }
 
@@ -139,6 +158,11 @@ impl Registry {
             return Err(BindError::Closing);
         }
         let handle = slot.handle.clone();
+        if state.is_banned(uid, Instant::now()) {
+            drop(state);
+            stats::bump(&self.counters.banned_refused);
+            return Err(BindError::Banned);
+        }
         if let Some((limit, policy)) = self.per_uid {
             let bound = state.uids.get(uid).map_or(0, Vec::len);
             if bound >= limit {
@@ -237,8 +261,14 @@ impl Registry {
     /// Unbinds every connection of `uid` at once and asks each to close with
     /// 4000; from the moment this returns, the uid is offline. Returns the
     /// number of connections kicked.
-    pub fn kick(&self, uid: &str, reason: &str) -> u64 {
+    ///
+    /// With `ban`, the uid also cannot bind again for that long (close
+    /// 4003), whether or not it was online.
+    pub fn kick(&self, uid: &str, reason: &str, ban: Option<Duration>) -> u64 {
         let mut state = self.lock();
+        if let Some(ban) = ban {
+            state.bans.insert(uid.to_owned(), Instant::now() + ban);
+        }
         let Some(handles) = state.uids.remove(uid) else {
             return 0;
         };
@@ -287,6 +317,29 @@ impl Registry {
             .collect();
         uids.sort_by(|a, b| a.uid.cmp(&b.uid));
         (idle.len() as u64, uids)
+    }
+
+    /// Lifts the ban on `uid`; false if it was not banned.
+    pub fn unban(&self, uid: &str) -> bool {
+        let mut state = self.lock();
+        let banned = state.is_banned(uid, Instant::now());
+        state.bans.remove(uid);
+        banned
+    }
+
+    /// Active bans with their remaining time in milliseconds, sorted by uid.
+    pub fn bans(&self) -> Vec<(String, u64)> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.bans.retain(|_, until| *until > now);
+        let mut bans: Vec<(String, u64)> = state
+            .bans
+            .iter()
+            .map(|(uid, until)| (uid.clone(), until.duration_since(now).as_millis() as u64))
+            .collect();
+        drop(state);
+        bans.sort_unstable();
+        bans
     }
 
     /// Asks every open connection to close for shutdown.
@@ -412,7 +465,7 @@ mod tests {
         let b = registry.open(peer());
         registry.bind(a.id, "42").unwrap();
         registry.bind(b.id, "42").unwrap();
-        assert_eq!(registry.kick("42", "bye"), 2);
+        assert_eq!(registry.kick("42", "bye", None), 2);
         assert_eq!(registry.online("42"), 0);
         assert_eq!(registry.push_to_uid("42", &"x".into()), 0);
         assert_eq!(
@@ -427,7 +480,27 @@ mod tests {
         registry.close(a.id);
         registry.close(b.id);
         assert_eq!(registry.sizes(), (0, 0));
-        assert_eq!(registry.kick("42", "bye"), 0);
+        assert_eq!(registry.kick("42", "bye", None), 0);
+    }
+
+    #[test]
+    fn a_ban_refuses_binds_until_it_ends_or_is_lifted() {
+        let registry = Registry::new(8, None);
+        let a = registry.open(peer());
+        registry.bind(a.id, "42").unwrap();
+        assert_eq!(registry.kick("42", "out", Some(Duration::from_secs(60))), 1);
+        let b = registry.open(peer());
+        assert_eq!(registry.bind(b.id, "42"), Err(BindError::Banned));
+        assert_eq!(registry.bans().len(), 1);
+        assert!(registry.unban("42"));
+        assert!(!registry.unban("42"));
+        assert!(registry.bind(b.id, "42").is_ok());
+        // A ban on an offline uid still applies, and expires by itself.
+        assert_eq!(registry.kick("7", "x", Some(Duration::from_millis(1))), 0);
+        std::thread::sleep(Duration::from_millis(5));
+        let c = registry.open(peer());
+        assert!(registry.bind(c.id, "7").is_ok());
+        assert!(registry.bans().is_empty());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub mod close_code {
     pub const HEARTBEAT_TIMEOUT: u16 = 4001;
     /// The connection did not read its pushes fast enough; reconnect.
     pub const SLOW_CONSUMER: u16 = 4002;
+    /// The uid is banned (`pushctl kick --ban`); do not reconnect.
+    pub const BANNED: u16 = 4003;
     /// A newer connection of the same uid took this one's place
     /// (`--max-connections-per-uid` with `close-oldest`); do not reconnect.
     pub const REPLACED: u16 = 4004;
@@ -313,6 +315,9 @@ impl Session {
                     Ok(shared) => self.uid = Some(shared),
                     // A close request is already on its way.
                     Err(BindError::Closing) => {}
+                    Err(BindError::Banned) => {
+                        return Err(End::Close(close_code::BANNED, "banned".into()));
+                    }
                     Err(BindError::TooMany) => {
                         return Err(End::Close(
                             close_code::POLICY,

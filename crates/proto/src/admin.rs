@@ -45,7 +45,17 @@ pub enum Request {
         /// Reason text for the close frame (at most [`MAX_CLOSE_REASON`] bytes).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Also refuse binds of these uids for this many milliseconds (close 4003).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ban_ms: Option<u64>,
     },
+    /// Lift the bans on these uids ([`Response::Unbanned`]).
+    Unban {
+        /// The uids to unban.
+        uids: Vec<String>,
+    },
+    /// Active bans ([`Response::Bans`]).
+    Bans,
     /// Close every connection, bound or not, idle for longer than the given time.
     KickIdle {
         /// Idle threshold in milliseconds.
@@ -144,6 +154,25 @@ pub enum Response {
     },
     /// Answer to [`Request::Stats`].
     Stats(Box<Stats>),
+    /// Answer to [`Request::Unban`].
+    Unbanned {
+        /// The uids that were banned and no longer are.
+        uids: Vec<String>,
+    },
+    /// Answer to [`Request::Bans`].
+    Bans {
+        /// Active bans, sorted by uid.
+        bans: Vec<BanInfo>,
+    },
+}
+
+/// One active ban.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanInfo {
+    /// The banned uid.
+    pub uid: String,
+    /// Milliseconds until the ban ends.
+    pub remaining_ms: u64,
 }
 
 /// A bound uid and its connections, as listed.
@@ -196,6 +225,9 @@ pub struct Stats {
     pub uids: u64,
     /// Open text-port connections.
     pub text_connections: u64,
+    /// Active bans.
+    #[serde(default)]
+    pub bans: u64,
     /// Monotonic counters since start.
     pub counters: Counters,
 }
@@ -226,6 +258,8 @@ pub struct Counters {
     pub per_uid_replaced: u64,
     /// Connections closed for not sending a uid within `--bind-timeout` (close 1008).
     pub bind_timeouts: u64,
+    /// Binds refused because the uid is banned (close 4003).
+    pub banned_refused: u64,
     /// Connections bound to a uid.
     pub binds: u64,
     /// Connections refused for an invalid uid (close 1008).
@@ -257,6 +291,7 @@ mod tests {
             request: Request::Kick {
                 uids: vec!["42".into()],
                 reason: None,
+                ban_ms: None,
             },
         };
         let json = serde_json::to_string(&line).unwrap();

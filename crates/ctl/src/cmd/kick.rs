@@ -33,6 +33,7 @@ pub async fn run(
             Request::Kick {
                 uids,
                 reason: args.reason,
+                ban_ms: args.ban.map(|ban| ban.as_millis() as u64),
             }
         }
     };

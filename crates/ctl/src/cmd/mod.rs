@@ -1,6 +1,7 @@
 //! One module per subcommand. Each asks the daemon, prints the answer (text
 //! or `--json`) and says whether the answer was positive.
 
+pub mod ban;
 pub mod kick;
 pub mod list;
 pub mod online;

@@ -1,6 +1,8 @@
 //! One function per admin request kind: synchronous, on the shared registry.
 
-use pushd_proto::admin::{Request, Response, Stats, UidCount};
+use std::time::Duration;
+
+use pushd_proto::admin::{BanInfo, Request, Response, Stats, UidCount};
 use pushd_proto::uid::normalize_uid;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -18,7 +20,31 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Result<Response, Stri
         Request::List => Ok(Response::List {
             uids: daemon.registry.list(),
         }),
-        Request::Kick { uids, reason } => kick(daemon, &uids, reason.as_deref()),
+        Request::Kick {
+            uids,
+            reason,
+            ban_ms,
+        } => kick(
+            daemon,
+            &uids,
+            reason.as_deref(),
+            ban_ms.map(Duration::from_millis),
+        ),
+        Request::Unban { uids } => {
+            let uids = uids
+                .iter()
+                .map(|uid| valid_uid(uid))
+                .collect::<Result<Vec<_>, _>>()?;
+            let unbanned = uids.into_iter().filter(|uid| daemon.registry.unban(uid));
+            Ok(Response::Unbanned {
+                uids: unbanned.map(str::to_owned).collect(),
+            })
+        }
+        Request::Bans => Ok(Response::Bans {
+            bans: (daemon.registry.bans().into_iter())
+                .map(|(uid, remaining_ms)| BanInfo { uid, remaining_ms })
+                .collect(),
+        }),
         Request::KickIdle {
             idle_over_ms,
             reason,
@@ -51,7 +77,12 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Result<Response, Stri
     }
 }
 
-fn kick(daemon: &Daemon, uids: &[String], reason: Option<&str>) -> Result<Response, String> {
+fn kick(
+    daemon: &Daemon,
+    uids: &[String],
+    reason: Option<&str>,
+    ban: Option<Duration>,
+) -> Result<Response, String> {
     let uids = uids
         .iter()
         .map(|uid| valid_uid(uid))
@@ -59,7 +90,7 @@ fn kick(daemon: &Daemon, uids: &[String], reason: Option<&str>) -> Result<Respon
     let reason = reason.unwrap_or(DEFAULT_KICK_REASON);
     let mut kicked = Vec::new();
     for uid in uids {
-        let connections = daemon.registry.kick(uid, reason);
+        let connections = daemon.registry.kick(uid, reason, ban);
         if connections > 0 {
             kicked.push(UidCount {
                 uid: uid.to_owned(),
@@ -84,6 +115,7 @@ fn stats(daemon: &Daemon) -> Stats {
         socket: daemon.config.socket.display().to_string(),
         connections,
         uids,
+        bans: daemon.registry.bans().len() as u64,
         text_connections: daemon
             .text_connections
             .load(std::sync::atomic::Ordering::Relaxed),
