@@ -4,6 +4,8 @@ complete -c pushd -l socket -d 'Admin socket for pushctl [default: $XDG_RUNTIME_
 complete -c pushd -l heartbeat -d 'Close a connection that sent nothing for longer than this; 0 disables' -r
 complete -c pushd -l ping-interval -d 'Send a WebSocket ping this often; 0 disables' -r
 complete -c pushd -l max-message-size -d 'Largest inbound WebSocket message (larger: close 1009) and largest text-port line (larger: `fail`), in bytes' -r
+complete -c pushd -l max-queue -d 'Most messages waiting for one connection; one more and the connection is a slow consumer: closed with 4002 and counted' -r
+complete -c pushd -l max-queue-bytes -d 'Most payload bytes waiting for one connection (at least --max-message-size); over it, as for --max-queue' -r
 complete -c pushd -l max-connections -d 'Most WebSocket connections in all; over it the handshake is answered HTTP 503. 0: only the open-file limit (minus 64 descriptors) applies' -r
 complete -c pushd -l max-connections-per-ip -d 'Most WebSocket connections from one IP address; over it the handshake is answered HTTP 429. 0: no limit' -r
 complete -c pushd -l max-connections-per-uid -d 'Most connections bound to one uid; what happens to one more is --per-uid-policy. 0: no limit' -r

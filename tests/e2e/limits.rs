@@ -286,3 +286,56 @@ async fn a_half_open_handshake_is_dropped_after_the_handshake_timeout() {
     assert!(read.is_ok() && rest.is_empty(), "{read:?} {rest:?}");
     assert_eq!(pushd.stats().await["counters"]["handshakes_failed"], 1);
 }
+
+#[tokio::test]
+async fn a_stalled_client_never_delays_the_1000_others_and_is_dropped_as_slow() {
+    let pushd = Pushd::start(&["--max-queue-bytes", "1048576", "--ping-interval", "0"]).await;
+    let stalled = pushd.bound_client("stalled").await;
+    // 1,000 healthy clients, each collecting what it receives.
+    let readers = futures_util::future::join_all((0..1000).map(|i| {
+        let ws = pushd.ws;
+        async move {
+            let mut client = WsClient::connect(ws).await;
+            client.send_text(&format!("n{i}")).await;
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while got.len() < 20 {
+                    got.push(client.recv_text().await);
+                }
+                got
+            })
+        }
+    }))
+    .await;
+    eventually(STEP, "1,001 bound uids", || async {
+        pushd.stats().await["uids"] == 1001
+    })
+    .await;
+
+    // 20 broadcasts to everyone; between them, 10 large pushes each to the
+    // stalled client, 12 MB in all: more than its socket buffers and its
+    // 1 MiB queue can hold.
+    let mut backend = pushd.text_client().await;
+    let big = format!(
+        "{{\"uid\":\"stalled\",\"pad\":\"{}\"}}\n",
+        "x".repeat(60_000)
+    );
+    for k in 0..20 {
+        assert_eq!(pushd.ctl(&["broadcast", &format!("b{k}")]).await.status, 0);
+        backend.write(big.repeat(10).as_bytes()).await;
+        for _ in 0..10 {
+            backend.reply().await;
+        }
+    }
+    let expected: Vec<String> = (0..20).map(|k| format!("b{k}")).collect();
+    for reader in readers {
+        let got = within(STEP, "a healthy client's 20 broadcasts", reader)
+            .await
+            .unwrap();
+        assert_eq!(got, expected);
+    }
+    assert!(!pushd.is_online("stalled").await);
+    let counters = &pushd.stats().await["counters"];
+    assert_eq!(counters["slow_consumers"], 1, "{counters}");
+    drop(stalled);
+}

@@ -260,7 +260,7 @@ async fn a_client_that_stops_reading_is_dropped_as_a_slow_consumer_without_slowi
     let stalled = pushd.bound_client("stalled").await;
     let mut healthy = pushd.bound_client("healthy").await;
     let mut backend = pushd.text_client().await;
-    // 1,300 pushes of 60 KB: more than the socket buffers plus the 1,024-message queue.
+    // 1,300 pushes of 60 KB: more than the socket buffers plus the 4 MiB queue.
     let line = format!(
         "{{\"uid\":\"stalled\",\"pad\":\"{}\"}}\n",
         "x".repeat(60_000)

@@ -20,12 +20,6 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for every connection to finish closing.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Messages that may wait in one connection's outbound queue; a connection
-/// whose queue is full is a slow consumer and is closed (code 4002). Queue
-/// slots are allocated in blocks of 32 as they fill, so the bound costs an
-/// idle connection nothing.
-pub const OUTBOUND_QUEUE: usize = 1024;
-
 /// `pushd`: the WebSocket push daemon.
 ///
 /// Holds WebSocket connections bound to uids, takes pushes from backends on a
@@ -77,6 +71,17 @@ pub struct DaemonArgs {
     #[arg(long, env = "PUSHD_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(256..=MAX_MESSAGE_SIZE_CEILING as u64))]
     pub max_message_size: u64,
+
+    /// Most messages waiting for one connection; one more and the connection
+    /// is a slow consumer: closed with 4002 and counted.
+    #[arg(long, env = "PUSHD_MAX_QUEUE", default_value_t = 1024, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queue: u64,
+
+    /// Most payload bytes waiting for one connection (at least
+    /// --max-message-size); over it, as for --max-queue.
+    #[arg(long, env = "PUSHD_MAX_QUEUE_BYTES", default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
+    pub max_queue_bytes: u64,
 
     /// Most WebSocket connections in all; over it the handshake is answered
     /// HTTP 503. 0: only the open-file limit (minus 64 descriptors) applies.
@@ -159,6 +164,10 @@ pub struct Config {
     pub ping_interval: Option<Duration>,
     /// Largest inbound WebSocket message and text-port line, in bytes.
     pub max_message_size: usize,
+    /// Bounds of each connection's outbound queue.
+    pub max_queue: usize,
+    /// Payload bytes bound of each connection's outbound queue.
+    pub max_queue_bytes: usize,
     /// Most WebSocket connections in all (`None`: the open-file limit decides).
     pub max_connections: Option<usize>,
     /// Most WebSocket connections per IP address.
@@ -185,6 +194,9 @@ impl From<DaemonArgs> for Config {
             heartbeat: nonzero(args.heartbeat),
             ping_interval: nonzero(args.ping_interval),
             max_message_size: args.max_message_size as usize,
+            max_queue: args.max_queue as usize,
+            // A queue must hold at least one message of the largest size.
+            max_queue_bytes: (args.max_queue_bytes as usize).max(args.max_message_size as usize),
             max_connections: (args.max_connections > 0).then_some(args.max_connections),
             max_connections_per_ip: (args.max_connections_per_ip > 0)
                 .then_some(args.max_connections_per_ip),
@@ -202,6 +214,14 @@ impl From<DaemonArgs> for Config {
 }
 
 impl Config {
+    /// The outbound queue bounds, as the registry takes them.
+    pub fn queue_limits(&self) -> crate::conn::QueueLimits {
+        crate::conn::QueueLimits {
+            messages: self.max_queue,
+            bytes: self.max_queue_bytes,
+        }
+    }
+
     /// Granularity of connection timers: deadlines are rounded up to a
     /// multiple of this, so that connections whose pings fall due at about the
     /// same time are served in one timer tick and one worker wake-up instead

@@ -40,6 +40,23 @@ pub enum CloseRequest {
     Replaced,
 }
 
+/// Bounds of one connection's outbound queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most messages waiting.
+    pub messages: usize,
+    /// Most bytes of payload waiting (a shared message counts in full for
+    /// every connection that holds it: that is the memory it pins).
+    pub bytes: usize,
+}
+
+/// The queue and the payload bytes in it.
+#[derive(Debug, Default)]
+struct Outbound {
+    messages: VecDeque<Utf8Bytes>,
+    bytes: usize,
+}
+
 /// A queue that grew past this capacity is released once drained, so a
 /// burst does not pin memory on a connection that goes back to idle.
 const RETAINED_QUEUE_CAPACITY: usize = 16;
@@ -55,9 +72,8 @@ pub struct ConnHandle {
     pub connected_at: Instant,
     /// Last inbound frame, in milliseconds since the registry's epoch.
     last_activity_ms: AtomicU64,
-    /// Pushes on their way to the socket, at most `queue_limit`.
-    outbound: Mutex<VecDeque<Utf8Bytes>>,
-    queue_limit: u32,
+    /// Pushes on their way to the socket, bounded by the registry's [`QueueLimits`].
+    outbound: Mutex<Outbound>,
     /// Set once when something outside the task asks it to close.
     close_request: OnceLock<CloseRequest>,
     /// Wakes the task after a push or a close request.
@@ -65,21 +81,14 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    /// A handle whose queue holds at most `queue_limit` messages.
-    pub(crate) fn new(
-        id: ConnId,
-        peer: SocketAddr,
-        connected_at: Instant,
-        now_ms: u64,
-        queue_limit: usize,
-    ) -> Self {
+    /// A handle with an empty queue.
+    pub(crate) fn new(id: ConnId, peer: SocketAddr, connected_at: Instant, now_ms: u64) -> Self {
         ConnHandle {
             id,
             peer,
             connected_at,
             last_activity_ms: AtomicU64::new(now_ms),
-            outbound: Mutex::new(VecDeque::new()),
-            queue_limit: u32::try_from(queue_limit).unwrap_or(u32::MAX),
+            outbound: Mutex::default(),
             close_request: OnceLock::new(),
             waker: AtomicWaker::new(),
         }
@@ -95,7 +104,7 @@ impl ConnHandle {
         self.last_activity_ms.load(Ordering::Relaxed)
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Outbound> {
         // The queue holds plain data; a panic elsewhere cannot corrupt it.
         self.outbound
             .lock()
@@ -104,13 +113,15 @@ impl ConnHandle {
 
     /// Queues a push without waiting. `Err` means the queue is full: the
     /// caller treats the connection as a slow consumer.
-    pub(crate) fn try_push(&self, message: &Utf8Bytes) -> Result<(), ()> {
+    pub(crate) fn try_push(&self, message: &Utf8Bytes, limits: QueueLimits) -> Result<(), ()> {
         {
             let mut queue = self.queue();
-            if queue.len() >= self.queue_limit as usize {
+            let bytes = queue.bytes + message.len();
+            if queue.messages.len() >= limits.messages || bytes > limits.bytes {
                 return Err(());
             }
-            queue.push_back(message.clone());
+            queue.messages.push_back(message.clone());
+            queue.bytes = bytes;
         }
         self.waker.wake();
         Ok(())
@@ -126,11 +137,12 @@ impl ConnHandle {
     /// Takes the next queued push.
     pub(crate) fn pop(&self) -> Option<Utf8Bytes> {
         let mut queue = self.queue();
-        let message = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > RETAINED_QUEUE_CAPACITY {
-            *queue = VecDeque::new();
+        let message = queue.messages.pop_front()?;
+        queue.bytes -= message.len();
+        if queue.messages.is_empty() && queue.messages.capacity() > RETAINED_QUEUE_CAPACITY {
+            queue.messages = VecDeque::new();
         }
-        message
+        Some(message)
     }
 
     /// Asks the task to close; the first request wins.
@@ -157,6 +169,6 @@ impl ConnHandle {
 
     /// Messages waiting in the queue (for tests).
     pub fn queued(&self) -> usize {
-        self.queue().len()
+        self.queue().messages.len()
     }
 }

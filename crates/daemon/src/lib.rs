@@ -36,7 +36,7 @@ use tracing::{info, warn};
 
 pub use config::{Config, DaemonArgs};
 
-use crate::config::{OUTBOUND_QUEUE, SHUTDOWN_GRACE};
+use crate::config::SHUTDOWN_GRACE;
 use crate::registry::Registry;
 
 /// State shared by every task of a running daemon.
@@ -101,7 +101,7 @@ pub async fn run(
     let daemon = Arc::new(Daemon {
         ws_addr: listeners.ws.local_addr()?,
         text_addr: listeners.text.local_addr()?,
-        registry: Registry::new(OUTBOUND_QUEUE, config.max_connections_per_uid),
+        registry: Registry::new(config.queue_limits(), config.max_connections_per_uid),
         started: Instant::now(),
         text_connections: AtomicU64::new(0),
         admission: admission::Admission::new(

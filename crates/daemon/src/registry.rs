@@ -19,7 +19,7 @@ use pushd_proto::admin::{ConnInfo, UidCount, UidInfo};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::PerUidPolicy;
-use crate::conn::{CloseRequest, ConnHandle, ConnId};
+use crate::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
 use crate::stats::{self, Counters};
 
 /// Why a bind did not happen.
@@ -40,7 +40,7 @@ pub struct Registry {
     /// Origin of the millisecond clock used for idle times.
     epoch: Instant,
     next_id: AtomicU64,
-    queue: usize,
+    queue: QueueLimits,
     per_uid: Option<(usize, PerUidPolicy)>,
     state: Mutex<State>,
     /// Event counters, bumped by the registry and by the adapters.
@@ -93,9 +93,9 @@ impl State {
 }
 
 impl Registry {
-    /// An empty registry whose connections get outbound queues of `queue`
-    /// messages, with an optional limit of connections per uid.
-    pub fn new(queue: usize, per_uid: Option<(usize, PerUidPolicy)>) -> Self {
+    /// An empty registry whose connections' outbound queues are bounded by
+    /// `queue`, with an optional limit of connections per uid.
+    pub fn new(queue: QueueLimits, per_uid: Option<(usize, PerUidPolicy)>) -> Self {
         Registry {
             epoch: Instant::now(),
             next_id: AtomicU64::new(1),
@@ -137,7 +137,7 @@ impl Registry {
     pub fn open(&self, peer: SocketAddr) -> Arc<ConnHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let handle = Arc::new(ConnHandle::new(id, peer, now, self.ms_at(now), self.queue));
+        let handle = Arc::new(ConnHandle::new(id, peer, now, self.ms_at(now)));
         let slot = Slot {
             handle: handle.clone(),
             uid: None,
@@ -218,7 +218,7 @@ impl Registry {
         {
             let state = self.lock();
             for handle in state.uids.get(uid).into_iter().flatten() {
-                match handle.try_push(message) {
+                match handle.try_push(message, self.queue) {
                     Ok(()) => delivered += 1,
                     Err(()) => slow.push(handle.id),
                 }
@@ -233,7 +233,7 @@ impl Registry {
         let mut delivered = 0;
         let mut slow = Vec::new();
         for handle in &handles {
-            match handle.try_push(message) {
+            match handle.try_push(message, self.queue) {
                 Ok(()) => delivered += 1,
                 Err(()) => slow.push(handle.id),
             }
@@ -404,13 +404,37 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn limits(messages: usize) -> QueueLimits {
+        QueueLimits {
+            messages,
+            bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let registry = Registry::new(
+            QueueLimits {
+                messages: 100,
+                bytes: 10,
+            },
+            None,
+        );
+        let a = registry.open(peer());
+        registry.bind(a.id, "a").unwrap();
+        assert_eq!(registry.push_to_uid("a", &"123456".into()), 1);
+        assert_eq!(registry.push_to_uid("a", &"1234".into()), 1);
+        assert_eq!(registry.push_to_uid("a", &"1".into()), 0, "11 bytes > 10");
+        assert_eq!(a.close_request_now(), Some(CloseRequest::SlowConsumer));
+    }
+
     fn peer() -> SocketAddr {
         "127.0.0.1:9".parse().unwrap()
     }
 
     #[test]
     fn push_reaches_every_connection_of_the_uid_only() {
-        let registry = Registry::new(8, None);
+        let registry = Registry::new(limits(8), None);
         let a = registry.open(peer());
         let b = registry.open(peer());
         let c = registry.open(peer());
@@ -426,7 +450,7 @@ mod tests {
 
     #[test]
     fn per_uid_limit_refuses_or_replaces_the_oldest() {
-        let refuse = Registry::new(8, Some((2, PerUidPolicy::RefuseNew)));
+        let refuse = Registry::new(limits(8), Some((2, PerUidPolicy::RefuseNew)));
         let (a, b, c) = (
             refuse.open(peer()),
             refuse.open(peer()),
@@ -439,7 +463,7 @@ mod tests {
             "other uids are not affected"
         );
 
-        let replace = Registry::new(8, Some((1, PerUidPolicy::CloseOldest)));
+        let replace = Registry::new(limits(8), Some((1, PerUidPolicy::CloseOldest)));
         let (old, new) = (replace.open(peer()), replace.open(peer()));
         assert!(replace.bind(old.id, "42").is_ok());
         assert!(replace.bind(new.id, "42").is_ok());
@@ -451,7 +475,7 @@ mod tests {
 
     #[test]
     fn a_connection_binds_once() {
-        let registry = Registry::new(8, None);
+        let registry = Registry::new(limits(8), None);
         let a = registry.open(peer());
         assert!(registry.bind(a.id, "42").is_ok());
         assert!(registry.bind(a.id, "43").is_err());
@@ -460,7 +484,7 @@ mod tests {
 
     #[test]
     fn kick_takes_the_uid_offline_before_the_tasks_close() {
-        let registry = Registry::new(8, None);
+        let registry = Registry::new(limits(8), None);
         let a = registry.open(peer());
         let b = registry.open(peer());
         registry.bind(a.id, "42").unwrap();
@@ -485,7 +509,7 @@ mod tests {
 
     #[test]
     fn a_ban_refuses_binds_until_it_ends_or_is_lifted() {
-        let registry = Registry::new(8, None);
+        let registry = Registry::new(limits(8), None);
         let a = registry.open(peer());
         registry.bind(a.id, "42").unwrap();
         assert_eq!(registry.kick("42", "out", Some(Duration::from_secs(60))), 1);
@@ -505,7 +529,7 @@ mod tests {
 
     #[test]
     fn close_unbinds_and_keeps_the_other_connections() {
-        let registry = Registry::new(8, None);
+        let registry = Registry::new(limits(8), None);
         let a = registry.open(peer());
         let b = registry.open(peer());
         registry.bind(a.id, "42").unwrap();
@@ -519,7 +543,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_disconnects_the_slow_consumer_only() {
-        let registry = Registry::new(2, None);
+        let registry = Registry::new(limits(2), None);
         let slow = registry.open(peer());
         let fast = registry.open(peer());
         registry.bind(slow.id, "s").unwrap();
@@ -536,7 +560,7 @@ mod tests {
 
     #[test]
     fn kick_idle_uses_last_activity() {
-        let registry = Registry::new(8, None);
+        let registry = Registry::new(limits(8), None);
         let a = registry.open(peer());
         let b = registry.open(peer());
         registry.bind(a.id, "old").unwrap();
@@ -558,7 +582,7 @@ mod tests {
 
     #[test]
     fn round_up_aligns_to_the_grain_and_never_goes_early() {
-        let registry = Registry::new(8, None);
+        let registry = Registry::new(limits(8), None);
         let grain = Duration::from_millis(250);
         let at = registry.epoch + Duration::from_millis(1001);
         assert_eq!(
@@ -571,7 +595,7 @@ mod tests {
 
     #[test]
     fn list_is_sorted_and_reports_peers() {
-        let registry = Registry::new(8, None);
+        let registry = Registry::new(limits(8), None);
         for uid in ["b", "a", "c"] {
             let h = registry.open(peer());
             registry.bind(h.id, uid).unwrap();
