@@ -292,11 +292,15 @@ async fn a_stalled_client_never_delays_the_1000_others_and_is_dropped_as_slow() 
     let pushd = Pushd::start(&["--max-queue-bytes", "1048576", "--ping-interval", "0"]).await;
     let stalled = pushd.bound_client("stalled").await;
     // 1,000 healthy clients, each collecting what it receives.
-    let readers = futures_util::future::join_all((0..1000).map(|i| {
-        let ws = pushd.ws;
-        async move {
-            let mut client = WsClient::connect(ws).await;
-            client.send_text(&format!("n{i}")).await;
+    let clients = futures_util::future::join_all((0..1000).map(|i| async move {
+        let mut client = WsClient::connect(pushd.ws).await;
+        client.send_text(&format!("n{i}")).await;
+        client
+    }))
+    .await;
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 while got.len() < 20 {
@@ -304,9 +308,8 @@ async fn a_stalled_client_never_delays_the_1000_others_and_is_dropped_as_slow() 
                 }
                 got
             })
-        }
-    }))
-    .await;
+        })
+        .collect();
     eventually(STEP, "1,001 bound uids", || async {
         pushd.stats().await["uids"] == 1001
     })

@@ -172,6 +172,8 @@ async fn the_heartbeat_does_not_wait_behind_a_blocked_write() {
         "0",
         "--max-message-size",
         "1048576",
+        "--max-queue-bytes",
+        "67108864",
     ])
     .await;
     let stalled = pushd.bound_client("stalled").await;
@@ -180,8 +182,9 @@ async fn the_heartbeat_does_not_wait_behind_a_blocked_write() {
         "x".repeat(1_000_000)
     );
     let mut backend = pushd.text_client().await;
-    // 40 MB: far more than loopback socket buffers hold, fewer messages than
-    // the outbound queue, so this is the heartbeat, not the slow-consumer rule.
+    // 40 MB: far more than loopback socket buffers hold, less than the
+    // 64 MiB queue allowed here, so this is the heartbeat, not the
+    // slow-consumer rule.
     for _ in 0..40 {
         backend.write(big.as_bytes()).await;
         assert_eq!(backend.reply().await, "ok");
