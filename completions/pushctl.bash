@@ -40,6 +40,9 @@ _pushctl() {
             pushctl,stats)
                 cmd="pushctl__subcmd__stats"
                 ;;
+            pushctl,token)
+                cmd="pushctl__subcmd__token"
+                ;;
             pushctl,unban)
                 cmd="pushctl__subcmd__unban"
                 ;;
@@ -67,6 +70,9 @@ _pushctl() {
             pushctl__subcmd__help,stats)
                 cmd="pushctl__subcmd__help__subcmd__stats"
                 ;;
+            pushctl__subcmd__help,token)
+                cmd="pushctl__subcmd__help__subcmd__token"
+                ;;
             pushctl__subcmd__help,unban)
                 cmd="pushctl__subcmd__help__subcmd__unban"
                 ;;
@@ -77,7 +83,7 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats unban bans help"
+            opts="-h -V --socket --json --help --version list kick send broadcast online stats unban bans token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,7 +137,7 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats unban bans help"
+            opts="list kick send broadcast online stats unban bans token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -256,6 +262,20 @@ _pushctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pushctl__subcmd__help__subcmd__token)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pushctl__subcmd__help__subcmd__unban)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -361,6 +381,32 @@ _pushctl() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__token)
+            opts="-h --ttl --secret-file --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

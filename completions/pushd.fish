@@ -12,6 +12,9 @@ complete -c pushd -l max-connections-per-uid -d 'Most connections bound to one u
 complete -c pushd -l per-uid-policy -d 'Over --max-connections-per-uid: close the uid\'s oldest connection (code 4004), or refuse the new one (code 1008)' -r -f -a "refuse-new\t'Refuse the new connection ("several tabs, but not more than N")'
 close-oldest\t'Close the oldest one ("one session per user": the newest page wins)'"
 complete -c pushd -l allow-origin -d 'Only browsers from these origins may connect (exact `scheme://host[:port]`, repeatable or comma-separated); others get HTTP 403. Default: any origin' -r
+complete -c pushd -l auth -d 'How clients prove their uid: `none` trusts the first message (the original recipe\'s behaviour); `token` requires a signed token (JWT HS256, uid in `sub`, `exp` required) as the first message or as `?token=` in the URL' -r -f -a "none\t'The first text message is the uid, unverified'
+token\t'The client presents a signed token carrying the uid'"
+complete -c pushd -l auth-secret-file -d 'File holding the token secret (at least 32 bytes); required with `--auth token`. The secret never goes on the command line' -r -F
 complete -c pushd -l handshake-timeout -d 'Longest a WebSocket handshake may take before the socket is dropped' -r
 complete -c pushd -l bind-timeout -d 'Close a connection that has not sent its uid this long after the handshake (code 1008); 0 disables' -r
 complete -c pushd -s h -l help -d 'Print help (see more with \'--help\')'

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod auth;
 mod lifecycle;
 mod limits;
 mod pushctl;

@@ -67,18 +67,18 @@ impl Receipts {
         self.last_receipt_ns.fetch_max(now, Ordering::Relaxed);
         if let Some(seq) = field(text, "\"s\":") {
             let bit = 1u64 << (seq % 64);
-            if let Some(word) = self.seen.get((seq / 64) as usize) {
-                if word.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
-                    self.duplicates.fetch_add(1, Ordering::Relaxed);
-                }
+            if let Some(word) = self.seen.get((seq / 64) as usize)
+                && word.fetch_or(bit, Ordering::Relaxed) & bit != 0
+            {
+                self.duplicates.fetch_add(1, Ordering::Relaxed);
             }
             let mut shard = self.shards[client % SHARDS].lock().unwrap();
             let _ = shard.record(latency);
-        } else if let Some(b) = field(text, "\"b\":") {
-            if let Some((count, slowest)) = self.broadcasts.get(b as usize) {
-                slowest.fetch_max(latency, Ordering::Relaxed);
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+        } else if let Some(b) = field(text, "\"b\":")
+            && let Some((count, slowest)) = self.broadcasts.get(b as usize)
+        {
+            slowest.fetch_max(latency, Ordering::Relaxed);
+            count.fetch_add(1, Ordering::Relaxed);
         }
     }
 

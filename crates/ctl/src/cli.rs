@@ -73,6 +73,21 @@ pub enum Command {
     },
     /// Show active bans and the time left on each.
     Bans,
+    /// Mint a token for UID (for `pushd --auth token`), signed with the
+    /// secret in --secret-file. Needs no running daemon.
+    #[command(
+        after_help = "Example:\n  PUSHD_AUTH_SECRET_FILE=/etc/pushd/secret pushctl token 42 --ttl 10m"
+    )]
+    Token {
+        /// The uid the token carries.
+        uid: String,
+        /// How long the token is valid.
+        #[arg(long, value_name = "DUR", default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// File holding the shared secret (the same as pushd's --auth-secret-file).
+        #[arg(long, env = "PUSHD_AUTH_SECRET_FILE", value_name = "PATH")]
+        secret_file: PathBuf,
+    },
 }
 
 /// Arguments of `pushctl kick`.

@@ -56,6 +56,15 @@ pub fn exit_status(result: Result<Answer, CtlError>) -> u8 {
 
 /// Connects to the daemon and runs one subcommand, writing to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
+    // The only command that needs no daemon.
+    if let Command::Token {
+        uid,
+        ttl,
+        secret_file,
+    } = &cli.command
+    {
+        return cmd::token::run(uid, *ttl, secret_file, cli.json, out);
+    }
     let path = cli
         .socket
         .unwrap_or_else(pushd_proto::socket_path::default_socket_path);
@@ -74,5 +83,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         Command::Stats => cmd::stats::run(&mut client, json, out).await,
         Command::Unban { uids } => cmd::ban::unban(&mut client, &uids, json, out).await,
         Command::Bans => cmd::ban::list(&mut client, json, out).await,
+        Command::Token { .. } => unreachable!("handled before connecting"),
     }
 }

@@ -84,7 +84,7 @@ fn plain_table(mut table: Table) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    let lines: [(&str, String); 29] = [
+    let lines: [(&str, String); 30] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -105,6 +105,7 @@ pub fn stats(stats: &Stats) -> String {
         ("replaced (per uid)", c.per_uid_replaced.to_string()),
         ("bind timeouts", c.bind_timeouts.to_string()),
         ("refused (banned)", c.banned_refused.to_string()),
+        ("invalid tokens", c.invalid_tokens.to_string()),
         ("binds", c.binds.to_string()),
         ("invalid uids", c.invalid_uids.to_string()),
         ("heartbeat timeouts", c.heartbeat_timeouts.to_string()),

@@ -128,6 +128,23 @@ pub struct DaemonArgs {
     )]
     pub allow_origin: Vec<String>,
 
+    /// How clients prove their uid: `none` trusts the first message (the
+    /// original recipe's behaviour); `token` requires a signed token (JWT
+    /// HS256, uid in `sub`, `exp` required) as the first message or as
+    /// `?token=` in the URL.
+    #[arg(long, env = "PUSHD_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+
+    /// File holding the token secret (at least 32 bytes); required with
+    /// `--auth token`. The secret never goes on the command line.
+    #[arg(
+        long,
+        env = "PUSHD_AUTH_SECRET_FILE",
+        value_name = "PATH",
+        required_if_eq("auth", "token")
+    )]
+    pub auth_secret_file: Option<PathBuf>,
+
     /// Longest a WebSocket handshake may take before the socket is dropped.
     #[arg(long, env = "PUSHD_HANDSHAKE_TIMEOUT", default_value = "10s", value_name = "DUR",
           value_parser = humantime::parse_duration)]
@@ -138,6 +155,15 @@ pub struct DaemonArgs {
     #[arg(long, env = "PUSHD_BIND_TIMEOUT", default_value = "30s", value_name = "DUR",
           value_parser = humantime::parse_duration)]
     pub bind_timeout: Duration,
+}
+
+/// How clients prove their uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// The first text message is the uid, unverified.
+    None,
+    /// The client presents a signed token carrying the uid.
+    Token,
 }
 
 /// What to do with one connection too many for a uid.
@@ -176,6 +202,8 @@ pub struct Config {
     pub max_connections_per_uid: Option<(usize, PerUidPolicy)>,
     /// Allowed `Origin` values, lowercased; empty allows every origin.
     pub allow_origin: Vec<String>,
+    /// With `--auth token`, the file holding the secret.
+    pub auth_secret_file: Option<PathBuf>,
     /// Longest a WebSocket handshake may take.
     pub handshake_timeout: Duration,
     /// Longest a connection may stay unbound; `None` disables.
@@ -207,6 +235,10 @@ impl From<DaemonArgs> for Config {
                 .iter()
                 .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
+            auth_secret_file: match args.auth {
+                AuthMode::Token => args.auth_secret_file,
+                AuthMode::None => None,
+            },
             handshake_timeout: args.handshake_timeout,
             bind_timeout: nonzero(args.bind_timeout),
         }

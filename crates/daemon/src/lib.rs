@@ -56,6 +56,8 @@ pub struct Daemon {
     pub text_connections: AtomicU64,
     /// Connection slots, per-IP counts and allowed origins.
     pub admission: admission::Admission,
+    /// With `--auth token`, checks the tokens clients present.
+    pub auth: Option<pushd_proto::token::Verifier>,
     /// "At the connection limit" warning, throttled.
     pub at_capacity: Mutex<accept::Throttled>,
 }
@@ -95,6 +97,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let auth = match &config.auth_secret_file {
+        Some(path) => Some(pushd_proto::token::Verifier::new(
+            &pushd_proto::token::read_secret_file(path)?,
+        )),
+        None => {
+            warn!(
+                "--auth none: uids are not authenticated, any client can claim any uid (see --auth token)"
+            );
+            None
+        }
+    };
     let fd_limit = sys::raise_nofile_limit();
     let fd_cap = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
     let max_connections = config.max_connections.map_or(fd_cap, |max| max.min(fd_cap));
@@ -110,6 +123,7 @@ pub async fn run(
             config.allow_origin.clone(),
         ),
         at_capacity: Mutex::new(accept::Throttled::new("WebSocket")),
+        auth,
         config,
     });
     info!(

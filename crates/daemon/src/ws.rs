@@ -134,8 +134,11 @@ async fn connection(
     let counters = &daemon.registry.counters;
     // A refused connection still gets its handshake, answered with an HTTP
     // status (see `admission`), so the client learns why.
+    // With --auth token, a token may come in the URL instead of the first message.
+    let mut url_token = None;
     #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
     let verdict = |request: &Request, response: Response| {
+        url_token = token_in_query(request.uri().query());
         let verdict = daemon.admission.verdict(&admitted, request, counters);
         verdict.map(|()| response).map_err(Refusal::response)
     };
@@ -180,7 +183,14 @@ async fn connection(
         uid: None,
         write: WriteState::default(),
     };
-    let end = session.run().await;
+    let bound_by_url = match url_token.filter(|_| session.daemon.auth.is_some()) {
+        Some(token) => session.bind(&token),
+        None => Ok(()),
+    };
+    let end = match bound_by_url {
+        Ok(()) => session.run().await,
+        Err(end) => end,
+    };
     debug!(%peer, uid = session.uid.as_deref().unwrap_or(""), ?end, "connection closed");
     // Unbind first, so pushes stop targeting a connection that is closing.
     session.daemon.registry.close(session.handle.id);
@@ -261,11 +271,11 @@ impl Session {
                         stats::bump(&self.daemon.registry.counters.bind_timeouts);
                         return End::Close(close_code::POLICY, "no uid within the bind timeout".into());
                     }
-                    if let (Some(interval), Some(at)) = (ping_interval, next_ping) {
-                        if now >= at {
-                            self.write.ping_due = true;
-                            next_ping = Some(now + interval);
-                        }
+                    if let (Some(interval), Some(at)) = (ping_interval, next_ping)
+                        && now >= at
+                    {
+                        self.write.ping_due = true;
+                        next_ping = Some(now + interval);
                     }
                     wake = next_wake(last_activity, next_ping, self.uid.is_some());
                     if let Some(at) = wake {
@@ -305,36 +315,35 @@ impl Session {
         }
     }
 
-    /// Binds the connection to the uid in its first text message.
+    /// Binds the connection to the uid in its first text message: the uid
+    /// itself, or with `--auth token` a token that carries it.
     fn bind(&mut self, text: &str) -> Result<(), End> {
-        let registry = &self.daemon.registry;
-        match normalize_uid(text) {
-            Ok(uid) => {
-                // A refusal means a close request is already on its way.
-                match registry.bind(self.handle.id, uid) {
-                    Ok(shared) => self.uid = Some(shared),
-                    // A close request is already on its way.
-                    Err(BindError::Closing) => {}
-                    Err(BindError::Banned) => {
-                        return Err(End::Close(close_code::BANNED, "banned".into()));
-                    }
-                    Err(BindError::TooMany) => {
-                        return Err(End::Close(
-                            close_code::POLICY,
-                            "too many connections for this uid".into(),
-                        ));
-                    }
-                }
-                Ok(())
-            }
-            Err(err) => {
-                stats::bump(&registry.counters.invalid_uids);
-                Err(End::Close(
+        let counters = &self.daemon.registry.counters;
+        let uid = match &self.daemon.auth {
+            Some(verifier) => verifier.verify(text).map_err(|err| {
+                stats::bump(&counters.invalid_tokens);
+                End::Close(close_code::POLICY, err.to_string())
+            })?,
+            None => normalize_uid(text)
+                .map_err(|err| {
+                    stats::bump(&counters.invalid_uids);
+                    End::Close(close_code::POLICY, format!("invalid uid: {err}"))
+                })?
+                .to_owned(),
+        };
+        match self.daemon.registry.bind(self.handle.id, &uid) {
+            Ok(shared) => self.uid = Some(shared),
+            // A close request is already on its way.
+            Err(BindError::Closing) => {}
+            Err(BindError::Banned) => return Err(End::Close(close_code::BANNED, "banned".into())),
+            Err(BindError::TooMany) => {
+                return Err(End::Close(
                     close_code::POLICY,
-                    format!("invalid uid: {err}"),
-                ))
+                    "too many connections for this uid".into(),
+                ));
             }
         }
+        Ok(())
     }
 
     /// Sends the close frame (if any) and waits, bounded, for the peer to
@@ -364,6 +373,15 @@ impl Session {
         };
         let _ = timeout(CLOSE_TIMEOUT, closing).await;
     }
+}
+
+/// The `token` parameter of a URL query, if any (JWTs need no decoding:
+/// they are made of URL-safe characters).
+fn token_in_query(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(str::to_owned)
 }
 
 /// Cuts a close reason to the 123 bytes a close frame allows, on a character boundary.

@@ -260,6 +260,8 @@ pub struct Counters {
     pub bind_timeouts: u64,
     /// Binds refused because the uid is banned (close 4003).
     pub banned_refused: u64,
+    /// Connections closed for an invalid, expired or missing token (close 1008).
+    pub invalid_tokens: u64,
     /// Connections bound to a uid.
     pub binds: u64,
     /// Connections refused for an invalid uid (close 1008).

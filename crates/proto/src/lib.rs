@@ -9,4 +9,5 @@
 pub mod admin;
 pub mod socket_path;
 pub mod text;
+pub mod token;
 pub mod uid;

@@ -7,6 +7,7 @@ pub mod list;
 pub mod online;
 pub mod push;
 pub mod stats;
+pub mod token;
 
 use std::io::{Read, Write};
 
