@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod pushctl;

@@ -123,3 +123,42 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However the input is cut into reads, the same lines come out,
+        /// and every over-long line becomes exactly one `TooLong`.
+        #[test]
+        fn chunking_does_not_change_the_lines(
+            lines in proptest::collection::vec("[a-z\r]{0,12}", 0..20),
+            cuts in proptest::collection::vec(1usize..16, 1..40),
+        ) {
+            let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            let expected: Vec<Line> = lines
+                .iter()
+                .map(|l| {
+                    let content = pushd_proto::text::trim_line_ending(l.as_bytes());
+                    if content.len() > 8 { Line::TooLong } else { Line::Complete(BytesMut::from(content)) }
+                })
+                .collect();
+            let mut splitter = LineSplitter::new(8);
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut rest = input.as_bytes();
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, tail) = rest.split_at((*cut).min(rest.len()));
+                buf.extend_from_slice(chunk);
+                rest = tail;
+                got.extend(std::iter::from_fn(|| splitter.next_line(&mut buf)));
+            }
+            prop_assert_eq!(got, expected);
+        }
+    }
+}

@@ -65,6 +65,10 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     /// Inbound message over the size limit; do not resend it.
     pub const TOO_BIG: u16 = 1009;
+    /// The client broke the WebSocket protocol (e.g. an unmasked frame).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
 }
 
 /// Pushes written to the socket in one go before reads get a turn.
@@ -290,6 +294,13 @@ impl Session {
                         Io::Failed(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
                             stats::bump(&self.daemon.registry.counters.oversized_messages);
                             return End::Close(close_code::TOO_BIG, "message too big".into());
+                        }
+                        Io::Failed(WsError::Utf8(_)) => {
+                            return End::Close(close_code::INVALID_DATA, "invalid UTF-8 in a text frame".into());
+                        }
+                        Io::Failed(WsError::Protocol(err)) => {
+                            debug!(peer = %self.handle.peer, %err, "protocol error");
+                            return End::Close(close_code::PROTOCOL_ERROR, err.to_string());
                         }
                         Io::Failed(err) => {
                             debug!(peer = %self.handle.peer, %err, "websocket error");
