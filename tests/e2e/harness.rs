@@ -209,6 +209,11 @@ impl Pushd {
         client
     }
 
+    /// Whether `pushctl --json list` shows nobody.
+    pub async fn list_is_empty(&self) -> bool {
+        self.ctl(&["--json", "list"]).await.json() == serde_json::json!([])
+    }
+
     /// `pushctl --json stats`.
     pub async fn stats(&self) -> serde_json::Value {
         let out = self.ctl(&["--json", "stats"]).await;

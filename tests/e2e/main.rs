@@ -8,5 +8,6 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod pushctl;
+mod reliability;
 mod text_port;
 mod websocket;

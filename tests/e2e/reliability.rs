@@ -1,0 +1,176 @@
+//! Faults and load: churn, abrupt closes, kill -9. Figures for
+//! docs/RELIABILITY.md come from these tests' output (`--nocapture`).
+
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{Pushd, STEP, WsClient, eventually, within};
+
+/// Workers running at once, and connections each one churns through.
+const WORKERS: usize = 8;
+const PER_WORKER: usize = 250;
+
+/// What one worker did, to check the daemon's counters against.
+#[derive(Default, Debug)]
+struct Tally {
+    pushes_ok: u64,
+    pushes_received: u64,
+    kicked: u64,
+    abrupt: u64,
+}
+
+/// One admin request over a raw socket; returns the reply line.
+async fn admin(socket: &mut BufReader<UnixStream>, request: &str) -> String {
+    socket
+        .get_mut()
+        .write_all(format!("{request}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    within(STEP, "admin reply", socket.read_line(&mut reply))
+        .await
+        .unwrap();
+    reply
+}
+
+async fn worker(pushd: &Pushd, w: usize) -> Tally {
+    let mut tally = Tally::default();
+    let mut text = BufReader::new(TcpStream::connect(pushd.text).await.unwrap());
+    let mut control = BufReader::new(UnixStream::connect(&pushd.socket).await.unwrap());
+    for i in 0..PER_WORKER {
+        let uid = format!("s{w}-{i}");
+        let mut client = WsClient::connect(pushd.ws).await;
+        client.send_text(&uid).await;
+        // Wait for the bind through the admin socket.
+        let online = format!(r#"{{"version":1,"cmd":"online","uid":"{uid}"}}"#);
+        let deadline = Instant::now() + STEP;
+        while !admin(&mut control, &online)
+            .await
+            .contains(r#""connections":1"#)
+        {
+            assert!(Instant::now() < deadline, "{uid} never bound");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Push once, through the text port.
+        text.get_mut()
+            .write_all(format!("{{\"uid\":\"{uid}\",\"i\":{i}}}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        within(STEP, "text reply", text.read_line(&mut reply))
+            .await
+            .unwrap();
+        if reply == "ok\n" {
+            tally.pushes_ok += 1;
+            if client.recv_text().await.contains(&uid) {
+                tally.pushes_received += 1;
+            }
+        }
+        // Then end it one of three ways.
+        match i % 3 {
+            0 => {
+                let kick = format!(r#"{{"version":1,"cmd":"kick","uids":["{uid}"]}}"#);
+                if admin(&mut control, &kick)
+                    .await
+                    .contains(r#""connections":1"#)
+                {
+                    tally.kicked += 1;
+                }
+                client.closed(STEP).await;
+            }
+            1 => {
+                // Abrupt: drop the TCP connection without a close frame.
+                tally.abrupt += 1;
+                drop(client);
+            }
+            _ => {
+                let _ = client.ws.send(Message::Close(None)).await;
+                client.closed(STEP).await;
+            }
+        }
+    }
+    tally
+}
+
+#[tokio::test]
+async fn churning_thousands_of_connections_leaves_an_empty_registry_and_consistent_counters() {
+    let pushd = Pushd::start(&[]).await;
+    let started = Instant::now();
+    let tallies = within(
+        Duration::from_secs(120),
+        "the churn",
+        futures_util::future::join_all((0..WORKERS).map(|w| worker(&pushd, w))),
+    )
+    .await;
+    let total = (WORKERS * PER_WORKER) as u64;
+    let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
+    let (ok, received, kicked) = (
+        sum(|t| t.pushes_ok),
+        sum(|t| t.pushes_received),
+        sum(|t| t.kicked),
+    );
+    eventually(STEP, "every connection to be gone", || async {
+        let stats = pushd.stats().await;
+        stats["connections"] == 0 && stats["uids"] == 0
+    })
+    .await;
+    let stats = pushd.stats().await;
+    let c = &stats["counters"];
+    assert_eq!(c["connections_opened"], total, "{stats}");
+    assert_eq!(c["connections_closed"], total, "{stats}");
+    assert_eq!(c["binds"], total, "{stats}");
+    assert_eq!(
+        (ok, received),
+        (total, total),
+        "every push was acknowledged and arrived"
+    );
+    assert_eq!(c["text_ok"], ok, "{stats}");
+    assert_eq!(c["text_fail"], 0, "{stats}");
+    assert_eq!(c["messages_delivered"], ok, "{stats}");
+    assert_eq!(c["kicked"], kicked, "{stats}");
+    assert_eq!(
+        kicked,
+        (0..PER_WORKER).filter(|i| i % 3 == 0).count() as u64 * WORKERS as u64
+    );
+    assert!(pushd.list_is_empty().await);
+    println!(
+        "churn: {total} connections ({} abrupt closes, {kicked} kicks), {ok} pushes acknowledged, \
+         {received} received, 0 lost, in {:.1} s",
+        sum(|t| t.abrupt),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn after_kill_9_a_restarted_daemon_takes_the_socket_and_clients_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pushd.sock");
+    let mut first = Pushd::start_at(&socket, &[]).await;
+    let mut clients = Vec::new();
+    for i in 0..50 {
+        clients.push(first.bound_client(&format!("k{i}")).await);
+    }
+    first.signal(libc::SIGKILL);
+    first.wait(STEP).await;
+    // Every client notices the connection is gone (no close frame: the
+    // process died), as a browser would, and would reconnect.
+    for client in &mut clients {
+        assert_eq!(client.closed(STEP).await.code, None);
+    }
+    let second = Pushd::start_at(&socket, &[]).await;
+    for i in 0..50 {
+        let mut client = WsClient::connect(second.ws).await;
+        client.send_text(&format!("k{i}")).await;
+        clients[i] = client;
+    }
+    eventually(STEP, "all 50 back", || async {
+        second.stats().await["uids"] == 50
+    })
+    .await;
+    assert_eq!(second.ctl(&["send", "k7", "welcome back"]).await.status, 0);
+    assert_eq!(clients[7].recv_text().await, "welcome back");
+}
