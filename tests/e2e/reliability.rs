@@ -162,10 +162,10 @@ async fn after_kill_9_a_restarted_daemon_takes_the_socket_and_clients_reconnect(
         assert_eq!(client.closed(STEP).await.code, None);
     }
     let second = Pushd::start_at(&socket, &[]).await;
-    for i in 0..50 {
+    for (i, slot) in clients.iter_mut().enumerate() {
         let mut client = WsClient::connect(second.ws).await;
         client.send_text(&format!("k{i}")).await;
-        clients[i] = client;
+        *slot = client;
     }
     eventually(STEP, "all 50 back", || async {
         second.stats().await["uids"] == 50
