@@ -301,6 +301,7 @@ async fn kick_with_a_ban_refuses_the_uid_until_unbanned() {
         .ctl(&["kick", "42", "--ban", "1h", "--reason", "cool down"])
         .await;
     assert_eq!(kick.status, 0, "{kick:?}");
+    assert_eq!(kick.stdout, "kicked 42 (1 connection)\nbanned 42 for 1h\n");
     assert_eq!(client.closed(STEP).await.code, Some(4000));
 
     let mut again = WsClient::connect(pushd.ws).await;

@@ -19,6 +19,8 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<Answer, CtlError> {
     let by_idle = args.idle_over.is_some();
+    let ban = args.ban;
+    let mut banned = Vec::new();
     let request = match args.idle_over {
         Some(idle) => Request::KickIdle {
             idle_over_ms: idle.as_millis() as u64,
@@ -29,7 +31,10 @@ pub async fn run(
                 .uids
                 .iter()
                 .map(|uid| uid_argument(uid))
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
+            if ban.is_some() {
+                banned.clone_from(&uids);
+            }
             Request::Kick {
                 uids,
                 reason: args.reason,
@@ -54,6 +59,11 @@ pub async fn run(
                 kicked.uid,
                 connections(kicked.connections)
             )?;
+        }
+        if let Some(ban) = ban {
+            for uid in &banned {
+                writeln!(out, "banned {uid} for {}", humantime::format_duration(ban))?;
+            }
         }
         if by_idle {
             writeln!(out, "{} kicked for being idle", connections(total))?;
