@@ -76,12 +76,14 @@ const WRITE_BATCH: usize = 64;
 
 /// Bytes of tungstenite's read buffer per connection, allocated up front.
 /// Clients send a uid and small heartbeats, so a small buffer is enough;
-/// tungstenite's default (128 KiB) would cost 2.4 GiB at 19,000 connections,
-/// and going from 1 KiB to 256 bytes (with the uid shared with the registry)
-/// took RSS per idle connection from 3,216 to 2,420 bytes (docs/PERFORMANCE.md).
-/// Larger messages still arrive whole: the buffer grows for a frame whose
-/// header announces more, up to `--max-message-size`.
-const READ_BUFFER: usize = 256;
+/// tungstenite's default (128 KiB) would cost 2.4 GiB at 19,000 connections.
+/// 1 KiB → 256 bytes (with the uid shared with the registry) took RSS per
+/// idle connection from 3,216 to 2,420 bytes, and 256 → 128 took it from
+/// about 2,580 back to about 2,460 after the hardening state was added
+/// (docs/PERFORMANCE.md). Larger frames still arrive whole: the buffer grows
+/// for a frame whose header announces more (a JWT of ~200 bytes, say), up
+/// to `--max-message-size`.
+const READ_BUFFER: usize = 128;
 
 /// Bytes of pushes collected before tungstenite writes to the socket; a flush
 /// follows every batch anyway, so this only merges small frames.
@@ -187,6 +189,9 @@ async fn connection(
         uid: None,
         write: WriteState::default(),
     };
+    // Values with drop glue stay in this task's future until they are
+    // dropped; nothing below needs the token, so it goes now.
+    drop(shutdown);
     let bound_by_url = match url_token.filter(|_| session.daemon.auth.is_some()) {
         Some(token) => session.bind(&token),
         None => Ok(()),
@@ -195,7 +200,8 @@ async fn connection(
         Ok(()) => session.run().await,
         Err(end) => end,
     };
-    debug!(%peer, uid = session.uid.as_deref().unwrap_or(""), ?end, "connection closed");
+    let (peer, uid) = (session.handle.peer, session.uid.as_deref().unwrap_or(""));
+    debug!(%peer, uid, ?end, "connection closed");
     // Unbind first, so pushes stop targeting a connection that is closing.
     session.daemon.registry.close(session.handle.id);
     // Boxed for the same reason as the handshake.
