@@ -138,10 +138,10 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let config = ws_config(daemon.config.max_message_size);
     let counters = &daemon.registry.counters;
-    // A refused connection still gets its handshake, answered with an HTTP
-    // status (see `admission`), so the client learns why.
     // With --auth token, a token may come in the URL instead of the first message.
     let mut url_token = None;
+    // A refused connection still gets its handshake, answered with an HTTP
+    // status (see `admission`), so the client learns why.
     #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
     let verdict = |request: &Request, response: Response| {
         url_token = token_in_query(request.uri().query());
