@@ -6,8 +6,9 @@ use clap::Parser;
 use pushd_daemon::{Config, DaemonArgs, Listeners, logging, run};
 
 fn main() -> ExitCode {
-    let config = Config::from(DaemonArgs::parse());
-    logging::init();
+    let args = DaemonArgs::parse();
+    logging::init(args.log_format);
+    let config = Config::from(args);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -16,8 +17,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Handlers first: a SIGTERM that arrives as soon as pushd reports
+        // ready must start a graceful shutdown, not kill the process.
+        let shutdown = shutdown_signal()?;
         let listeners = Listeners::bind(&config).await?;
-        run(listeners, config, shutdown_signal()).await
+        run(listeners, config, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,19 +32,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that
+/// completes on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use anyhow::Context;
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon can still be stopped by SIGKILL;
-        // never shutting down is better than shutting down at once.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

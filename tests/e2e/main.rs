@@ -9,5 +9,6 @@ mod lifecycle;
 mod limits;
 mod pushctl;
 mod reliability;
+mod service;
 mod text_port;
 mod websocket;

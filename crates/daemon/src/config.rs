@@ -150,11 +150,26 @@ pub struct DaemonArgs {
           value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// Log lines as text for people, or as one JSON object per line for log
+    /// shippers. The level comes from RUST_LOG (default `info`; `debug`
+    /// adds a line per connection bound and closed).
+    #[arg(long, env = "PUSHD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
     /// Close a connection that has not sent its uid this long after the
     /// handshake (code 1008); 0 disables.
     #[arg(long, env = "PUSHD_BIND_TIMEOUT", default_value = "30s", value_name = "DUR",
           value_parser = humantime::parse_duration)]
     pub bind_timeout: Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for people (colour only on a terminal).
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
 /// How clients prove their uid.

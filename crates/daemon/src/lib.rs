@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
+use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -137,6 +138,13 @@ pub async fn run(
         env!("CARGO_PKG_VERSION")
     );
 
+    // Under systemd (Type=notify) this says every listener is bound; without
+    // NOTIFY_SOCKET it does nothing.
+    let status = format!("serving ws={} text={}", daemon.ws_addr, daemon.text_addr);
+    if let Err(err) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)]) {
+        warn!(%err, "cannot notify systemd");
+    }
+
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(ws::serve(
@@ -161,6 +169,7 @@ pub async fn run(
     shutdown.await;
     let (connections, _) = daemon.registry.sizes();
     info!(connections, "shutting down");
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
     // Cancel first: a connection that registers after the walk below sees
     // the token cancelled (see `ws::connection`).
     token.cancel();

@@ -349,7 +349,10 @@ impl Session {
                 .to_owned(),
         };
         match self.daemon.registry.bind(self.handle.id, &uid) {
-            Ok(shared) => self.uid = Some(shared),
+            Ok(shared) => {
+                debug!(peer = %self.handle.peer, uid = &*shared, "connection bound");
+                self.uid = Some(shared);
+            }
             // A close request is already on its way.
             Err(BindError::Closing) => {}
             Err(BindError::Banned) => return Err(End::Close(close_code::BANNED, "banned".into())),

@@ -1,0 +1,115 @@
+//! What a service manager and a log shipper see: systemd readiness and
+//! stopping notifications, JSON logs.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::harness::{Pushd, STEP, within};
+
+fn recv(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn pushd_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener.set_read_timeout(Some(STEP)).unwrap();
+    let socket = dir.path().join("pushd.sock");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));
+    command
+        .env("NOTIFY_SOCKET", &notify)
+        .args([
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--text-listen",
+            "127.0.0.1:0",
+            "--socket",
+        ])
+        .arg(&socket);
+    let mut pushd = Pushd::spawn(command, &socket).await.unwrap();
+    let ready = tokio::task::spawn_blocking({
+        let listener = listener.try_clone().unwrap();
+        move || recv(&listener)
+    })
+    .await
+    .unwrap();
+    assert!(ready.starts_with("READY=1\n"), "{ready:?}");
+    assert!(
+        ready.contains(&format!("STATUS=serving ws={}", pushd.ws)),
+        "{ready:?}"
+    );
+    assert!(socket.exists(), "ready means the admin socket is there too");
+    pushd.signal(libc::SIGTERM);
+    let stopping = tokio::task::spawn_blocking(move || recv(&listener))
+        .await
+        .unwrap();
+    assert_eq!(stopping, "STOPPING=1\n");
+    assert_eq!(pushd.wait(STEP).await, Some(0));
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_bound_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushd"))
+        .env("RUST_LOG", "debug")
+        .args([
+            "--log-format",
+            "json",
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--text-listen",
+            "127.0.0.1:0",
+            "--socket",
+        ])
+        .arg(dir.path().join("s"))
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = within(STEP, "the listening line", async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("pushd exited");
+            let value: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if value["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("listening"))
+            {
+                return value;
+            }
+        }
+    })
+    .await;
+    assert_eq!(started["level"], "INFO");
+    let ws: std::net::SocketAddr = started["fields"]["ws"].as_str().unwrap().parse().unwrap();
+    // A connection's bind and close are one debug line each, with uid and peer.
+    let mut client = crate::harness::WsClient::connect(ws).await;
+    client.send_text("42").await;
+    let bound = within(STEP, "the bound line", async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("pushd exited");
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if value["fields"]["message"] == "connection bound" {
+                return value;
+            }
+        }
+    })
+    .await;
+    assert_eq!(bound["fields"]["uid"], "42");
+    assert!(
+        bound["fields"]["peer"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+}
