@@ -38,9 +38,13 @@ complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "unban" -d 'Lift the
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "bans" -d 'Show active bans and the time left on each'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "token" -d 'Mint a token for UID (for `pushd --auth token`), signed with the secret in --secret-file. Needs no running daemon'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l sort -d 'Order of the rows: by uid, most idle first, or most connections first' -r -f -a "uid\t'By uid'
+idle\t'Most idle first (by the uid\'s least idle connection)'
+conns\t'Most connections first'"
+complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l limit -d 'Show at most N uids (after sorting)' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of text'
-complete -c pushctl -n "__fish_pushctl_using_subcommand list" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l idle-over -d 'Kick every connection (bound or not) idle for longer than DUR (e.g. 10m)' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l ban -d 'Also ban the uids for DUR (e.g. 1h): they cannot bind again until it ends (close code 4003), even if they were not online' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l reason -d 'Reason text sent in the close frame (at most 123 bytes)' -r

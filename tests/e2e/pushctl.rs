@@ -345,3 +345,34 @@ async fn kick_with_a_ban_refuses_the_uid_until_unbanned() {
     seven.send_text("7").await;
     assert_eq!(seven.closed(STEP).await.code, Some(4003));
 }
+
+#[tokio::test]
+async fn list_sorts_and_limits() {
+    let pushd = Pushd::start(&[]).await;
+    let _a1 = pushd.bound_client("a").await;
+    let _a2 = pushd.bound_client("a").await;
+    let _b = pushd.bound_client("b").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut c = pushd.bound_client("c").await;
+    c.send_text("activity").await;
+    let uids = |out: crate::harness::Ctl| -> Vec<String> {
+        out.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["uid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        uids(
+            pushd
+                .ctl(&["--json", "list", "--sort", "conns", "--limit", "1"])
+                .await
+        ),
+        ["a"]
+    );
+    let by_idle = uids(pushd.ctl(&["--json", "list", "--sort", "idle"]).await);
+    assert_eq!(by_idle.last().map(String::as_str), Some("c"), "{by_idle:?}");
+    let table = pushd.ctl(&["list", "--limit", "2"]).await.stdout;
+    assert_eq!(table.lines().count(), 3, "header and two rows: {table}");
+}

@@ -34,7 +34,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show online uids: connections, idle time, time online, address.
-    List,
+    #[command(
+        after_help = "Examples:\n  pushctl list --sort idle --limit 20   # the 20 most idle uids\n  \
+                            pushctl --json list | jq length"
+    )]
+    List(ListArgs),
     /// Close every connection of the given uids (close code 4000).
     ///
     /// When this returns, the uids are offline: `online`, `send` and the text
@@ -88,6 +92,28 @@ pub enum Command {
         #[arg(long, env = "PUSHD_AUTH_SECRET_FILE", value_name = "PATH")]
         secret_file: PathBuf,
     },
+}
+
+/// Arguments of `pushctl list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Order of the rows: by uid, most idle first, or most connections first.
+    #[arg(long, value_enum, default_value_t = SortKey::Uid)]
+    pub sort: SortKey,
+    /// Show at most N uids (after sorting).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// How `pushctl list` orders its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortKey {
+    /// By uid.
+    Uid,
+    /// Most idle first (by the uid's least idle connection).
+    Idle,
+    /// Most connections first.
+    Conns,
 }
 
 /// Arguments of `pushctl kick`.

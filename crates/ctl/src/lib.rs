@@ -71,7 +71,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
     let mut client = Client::connect(&path).await?;
     let json = cli.json;
     match cli.command {
-        Command::List => cmd::list::run(&mut client, json, out).await,
+        Command::List(args) => cmd::list::run(&mut client, args, json, out).await,
         Command::Kick(args) => cmd::kick::run(&mut client, args, json, out).await,
         Command::Send { uid, message } => {
             cmd::push::send(&mut client, &uid, message, json, out).await
