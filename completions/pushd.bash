@@ -23,7 +23,7 @@ _pushd() {
 
     case "${cmd}" in
         pushd)
-            opts="-h -V --ws-listen --text-listen --socket --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --handshake-timeout --log-format --bind-timeout --help --version"
+            opts="-h -V --ws-listen --text-listen --socket --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --handshake-timeout --metrics-listen --log-format --bind-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,6 +90,10 @@ _pushd() {
                     return 0
                     ;;
                 --handshake-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

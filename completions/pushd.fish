@@ -16,6 +16,7 @@ complete -c pushd -l auth -d 'How clients prove their uid: `none` trusts the fir
 token\t'The client presents a signed token carrying the uid'"
 complete -c pushd -l auth-secret-file -d 'File holding the token secret (at least 32 bytes); required with `--auth token`. The secret never goes on the command line' -r -F
 complete -c pushd -l handshake-timeout -d 'Longest a WebSocket handshake may take before the socket is dropped' -r
+complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics; off by default' -r
 complete -c pushd -l log-format -d 'Log lines as text for people, or as one JSON object per line for log shippers. The level comes from RUST_LOG (default `info`; `debug` adds a line per connection bound and closed)' -r -f -a "human\t'Text for people (colour only on a terminal)'
 json\t'One JSON object per line'"
 complete -c pushd -l bind-timeout -d 'Close a connection that has not sent its uid this long after the handshake (code 1008); 0 disables' -r

@@ -234,7 +234,8 @@ impl Pushd {
     }
 }
 
-fn field(line: &str, key: &str) -> SocketAddr {
+/// The address after `key` (e.g. `ws=`) in a log line.
+pub fn field(line: &str, key: &str) -> SocketAddr {
     let rest = &line[line
         .find(key)
         .unwrap_or_else(|| panic!("no {key} in {line}"))

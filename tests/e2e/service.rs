@@ -113,3 +113,70 @@ async fn json_logs_are_one_object_per_line_with_the_bound_addresses() {
             .starts_with("127.0.0.1:")
     );
 }
+
+/// Fetches `path` from the metrics listener with a plain HTTP/1.1 request.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: pushd\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within(
+        STEP,
+        "the metrics response",
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .unwrap();
+    response
+}
+
+/// The value of one sample line (`name value` or `name{labels} value`).
+fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{body}"))
+}
+
+#[tokio::test]
+async fn metrics_are_scraped_in_prometheus_text_format_and_move() {
+    let pushd = Pushd::start(&["--metrics-listen", "127.0.0.1:0"]).await;
+    let log = pushd.log.lock().unwrap().clone();
+    let addr = crate::harness::field(
+        log.lines().find(|l| l.contains(" listening ")).unwrap(),
+        "metrics=",
+    );
+    let before = http_get(addr, "/metrics").await;
+    assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
+    assert!(before.contains("application/openmetrics-text"), "{before}");
+    assert_eq!(sample(&before, "pushd_connections"), 0.0);
+
+    let mut client = pushd.bound_client("42").await;
+    let mut backend = pushd.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":42}"#).await, "ok");
+    assert_eq!(backend.request(r#"{"uid":7}"#).await, "fail");
+    client.recv_text().await;
+    pushd.ctl(&["kick", "42"]).await;
+
+    let after = http_get(addr, "/metrics").await;
+    assert_eq!(sample(&after, "pushd_connections_opened_total"), 1.0);
+    assert_eq!(sample(&after, "pushd_binds_total"), 1.0);
+    assert_eq!(sample(&after, "pushd_messages_delivered_total"), 1.0);
+    assert_eq!(
+        sample(&after, r#"pushd_text_requests_total{result="ok"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, r#"pushd_text_requests_total{result="fail"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, r#"pushd_disconnects_total{reason="kicked"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "pushd_text_push_duration_seconds_count"),
+        2.0
+    );
+    assert!(http_get(addr, "/other").await.starts_with("HTTP/1.1 404"));
+}

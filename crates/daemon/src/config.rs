@@ -150,6 +150,10 @@ pub struct DaemonArgs {
           value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics; off by default.
+    #[arg(long, env = "PUSHD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log lines as text for people, or as one JSON object per line for log
     /// shippers. The level comes from RUST_LOG (default `info`; `debug`
     /// adds a line per connection bound and closed).
@@ -217,6 +221,8 @@ pub struct Config {
     pub max_connections_per_uid: Option<(usize, PerUidPolicy)>,
     /// Allowed `Origin` values, lowercased; empty allows every origin.
     pub allow_origin: Vec<String>,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// With `--auth token`, the file holding the secret.
     pub auth_secret_file: Option<PathBuf>,
     /// Longest a WebSocket handshake may take.
@@ -254,6 +260,7 @@ impl From<DaemonArgs> for Config {
                 AuthMode::Token => args.auth_secret_file,
                 AuthMode::None => None,
             },
+            metrics_listen: args.metrics_listen,
             handshake_timeout: args.handshake_timeout,
             bind_timeout: nonzero(args.bind_timeout),
         }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod conn;
 pub mod lines;
 pub mod logging;
+pub mod metrics;
 pub mod registry;
 pub mod stats;
 pub mod sys;
@@ -57,6 +58,8 @@ pub struct Daemon {
     pub text_connections: AtomicU64,
     /// Connection slots, per-IP counts and allowed origins.
     pub admission: admission::Admission,
+    /// Durations of text-port pushes (parse and queue), for `/metrics`.
+    pub text_push_seconds: prometheus_client::metrics::histogram::Histogram,
     /// With `--auth token`, checks the tokens clients present.
     pub auth: Option<pushd_proto::token::Verifier>,
     /// "At the connection limit" warning, throttled.
@@ -72,6 +75,8 @@ pub struct Listeners {
     pub text: TcpListener,
     /// pushctl.
     pub admin: interprocess::local_socket::tokio::Listener,
+    /// Prometheus scrapes, with `--metrics-listen`.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -86,8 +91,21 @@ impl Listeners {
         let text = TcpListener::bind(config.text_listen)
             .await
             .with_context(|| format!("cannot listen on the text port {}", config.text_listen))?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
         let admin = admin::bind(&config.socket).await?;
-        Ok(Listeners { ws, text, admin })
+        Ok(Listeners {
+            ws,
+            text,
+            admin,
+            metrics,
+        })
     }
 }
 
@@ -125,8 +143,13 @@ pub async fn run(
         ),
         at_capacity: Mutex::new(accept::Throttled::new("WebSocket")),
         auth,
+        text_push_seconds: metrics::push_duration_histogram(),
         config,
     });
+    let metrics_addr = match &listeners.metrics {
+        Some(listener) => listener.local_addr()?.to_string(),
+        None => "off".to_owned(),
+    };
     info!(
         ws = %daemon.ws_addr,
         text = %daemon.text_addr,
@@ -134,6 +157,7 @@ pub async fn run(
         heartbeat = %config::describe(daemon.config.heartbeat),
         ping_interval = %config::describe(daemon.config.ping_interval),
         max_connections,
+        metrics = %metrics_addr,
         "pushd {} listening",
         env!("CARGO_PKG_VERSION")
     );
@@ -159,6 +183,14 @@ pub async fn run(
         token.clone(),
         tracker.clone(),
     ));
+    if let Some(listener) = listeners.metrics {
+        tracker.spawn(metrics::serve(
+            listener,
+            daemon.clone(),
+            token.clone(),
+            tracker.clone(),
+        ));
+    }
     tracker.spawn(admin::serve(
         listeners.admin,
         daemon.clone(),

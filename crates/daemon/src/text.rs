@@ -100,6 +100,15 @@ async fn session(
 
 /// Pushes one request line to its uid; true when at least one connection took it.
 fn push_line(daemon: &Daemon, line: &[u8]) -> bool {
+    let started = std::time::Instant::now();
+    let delivered = push_line_untimed(daemon, line);
+    daemon
+        .text_push_seconds
+        .observe(started.elapsed().as_secs_f64());
+    delivered
+}
+
+fn push_line_untimed(daemon: &Daemon, line: &[u8]) -> bool {
     let uid = match parse_push_line(line) {
         Ok(uid) => uid,
         Err(err) => {
