@@ -51,6 +51,11 @@ pub enum Command {
     )]
     Kick(KickArgs),
     /// Push MESSAGE as one text frame to every connection of UID.
+    #[command(
+        after_help = "Examples:\n  pushctl send 42 '{\"type\":\"notice\",\"text\":\"hello\"}'\n  \
+                            render-report | pushctl send 42 -\n  \
+                            pushctl send 42 ping || echo 'user 42 is offline'"
+    )]
     Send {
         /// The addressed uid.
         uid: String,
@@ -58,24 +63,33 @@ pub enum Command {
         message: String,
     },
     /// Push MESSAGE as one text frame to every bound connection.
+    #[command(
+        after_help = "Example:\n  pushctl broadcast '{\"type\":\"maintenance\",\"at\":\"22:00\"}'"
+    )]
     Broadcast {
         /// The message; `-` reads it from stdin (one trailing newline is dropped).
         message: String,
     },
     /// Is UID online? Exit status 0 if so, 1 if not.
+    #[command(after_help = "Example:\n  pushctl online 42 && echo 'user 42 has a page open'")]
     Online {
         /// The uid asked about.
         uid: String,
     },
     /// Version, uptime, bound addresses, connections, uids and counters.
+    #[command(
+        after_help = "Examples:\n  pushctl stats\n  pushctl --json stats | jq .counters.slow_consumers"
+    )]
     Stats,
     /// Lift the ban on each UID. Exit status 0 if one was banned, 1 if none.
+    #[command(after_help = "Example:\n  pushctl unban 42")]
     Unban {
         /// The uids to unban.
         #[arg(required = true, value_name = "UID")]
         uids: Vec<String>,
     },
     /// Show active bans and the time left on each.
+    #[command(after_help = "Example:\n  pushctl --json bans | jq -r '.[].uid'")]
     Bans,
     /// Mint a token for UID (for `pushd --auth token`), signed with the
     /// secret in --secret-file. Needs no running daemon.
