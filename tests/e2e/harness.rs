@@ -41,6 +41,21 @@ where
     .await
 }
 
+/// The options every test pushd gets: free loopback ports and `socket`.
+pub fn loopback_args(socket: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--ws-listen",
+        "127.0.0.1:0",
+        "--text-listen",
+        "127.0.0.1:0",
+        "--socket",
+    ]
+    .map(Into::into)
+    .into();
+    args.push(socket.into());
+    args
+}
+
 /// A running `pushd` child process, killed when dropped.
 pub struct Pushd {
     child: Child,

@@ -41,14 +41,7 @@ async fn pushd_with_200_files() -> (Pushd, tempfile::TempDir) {
         .arg("-c")
         .arg(r#"ulimit -n 200 && exec "$0" "$@""#)
         .arg(env!("CARGO_BIN_EXE_pushd"))
-        .args([
-            "--ws-listen",
-            "127.0.0.1:0",
-            "--text-listen",
-            "127.0.0.1:0",
-            "--socket",
-        ])
-        .arg(&socket);
+        .args(crate::harness::loopback_args(&socket));
     let pushd = Pushd::spawn(command, &socket).await.expect("pushd starts");
     (pushd, dir)
 }

@@ -27,14 +27,7 @@ async fn pushd_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));
     command
         .env("NOTIFY_SOCKET", &notify)
-        .args([
-            "--ws-listen",
-            "127.0.0.1:0",
-            "--text-listen",
-            "127.0.0.1:0",
-            "--socket",
-        ])
-        .arg(&socket);
+        .args(crate::harness::loopback_args(&socket));
     let mut pushd = Pushd::spawn(command, &socket).await.unwrap();
     let ready = tokio::task::spawn_blocking({
         let listener = listener.try_clone().unwrap();
