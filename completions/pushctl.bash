@@ -46,6 +46,9 @@ _pushctl() {
             pushctl,unban)
                 cmd="pushctl__subcmd__unban"
                 ;;
+            pushctl,watch)
+                cmd="pushctl__subcmd__watch"
+                ;;
             pushctl__subcmd__help,bans)
                 cmd="pushctl__subcmd__help__subcmd__bans"
                 ;;
@@ -76,6 +79,9 @@ _pushctl() {
             pushctl__subcmd__help,unban)
                 cmd="pushctl__subcmd__help__subcmd__unban"
                 ;;
+            pushctl__subcmd__help,watch)
+                cmd="pushctl__subcmd__help__subcmd__watch"
+                ;;
             *)
                 ;;
         esac
@@ -83,7 +89,7 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats unban bans token help"
+            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban bans token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -137,7 +143,7 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats unban bans token help"
+            opts="list kick send broadcast online stats watch unban bans token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -277,6 +283,20 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help__subcmd__unban)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -433,6 +453,36 @@ _pushctl() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__watch)
+            opts="-h --interval --iterations --top --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iterations)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --top)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

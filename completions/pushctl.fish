@@ -34,6 +34,7 @@ complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "send" -d 'Push MESS
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "broadcast" -d 'Push MESSAGE as one text frame to every bound connection'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
+complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "watch" -d 'A live view, refreshed every --interval: connections, uids, message rates and the most recently active uids (like `top`). On a terminal it redraws the screen; on a pipe it prints one snapshot after another'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "unban" -d 'Lift the ban on each UID. Exit status 0 if one was banned, 1 if none'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "bans" -d 'Show active bans and the time left on each'
 complete -c pushctl -n "__fish_pushctl_needs_command" -f -a "token" -d 'Mint a token for UID (for `pushd --auth token`), signed with the secret in --secret-file. Needs no running daemon'
@@ -63,6 +64,12 @@ complete -c pushctl -n "__fish_pushctl_using_subcommand online" -s h -l help -d 
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l interval -d 'Time between refreshes' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l iterations -d 'Stop after N refreshes (default: until interrupted)' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l top -d 'Uids shown, most recently active first' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l json -d 'Print machine-readable JSON on stdout instead of text'
+complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -s h -l help -d 'Print help'
@@ -74,13 +81,14 @@ complete -c pushctl -n "__fish_pushctl_using_subcommand token" -l secret-file -d
 complete -c pushctl -n "__fish_pushctl_using_subcommand token" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand token" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand token" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "list" -d 'Show online uids: connections, idle time, time online, address'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "kick" -d 'Close every connection of the given uids (close code 4000)'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "send" -d 'Push MESSAGE as one text frame to every connection of UID'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "broadcast" -d 'Push MESSAGE as one text frame to every bound connection'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "unban" -d 'Lift the ban on each UID. Exit status 0 if one was banned, 1 if none'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "bans" -d 'Show active bans and the time left on each'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "token" -d 'Mint a token for UID (for `pushd --auth token`), signed with the secret in --secret-file. Needs no running daemon'
-complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats unban bans token help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "list" -d 'Show online uids: connections, idle time, time online, address'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "kick" -d 'Close every connection of the given uids (close code 4000)'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "send" -d 'Push MESSAGE as one text frame to every connection of UID'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "broadcast" -d 'Push MESSAGE as one text frame to every bound connection'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "online" -d 'Is UID online? Exit status 0 if so, 1 if not'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "stats" -d 'Version, uptime, bound addresses, connections, uids and counters'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "watch" -d 'A live view, refreshed every --interval: connections, uids, message rates and the most recently active uids (like `top`). On a terminal it redraws the screen; on a pipe it prints one snapshot after another'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "unban" -d 'Lift the ban on each UID. Exit status 0 if one was banned, 1 if none'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "bans" -d 'Show active bans and the time left on each'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "token" -d 'Mint a token for UID (for `pushd --auth token`), signed with the secret in --secret-file. Needs no running daemon'
+complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban bans token help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -376,3 +376,52 @@ async fn list_sorts_and_limits() {
     let table = pushd.ctl(&["list", "--limit", "2"]).await.stdout;
     assert_eq!(table.lines().count(), 3, "header and two rows: {table}");
 }
+
+#[tokio::test]
+async fn watch_prints_snapshots_with_rates_and_no_control_codes_on_a_pipe() {
+    let pushd = Pushd::start(&[]).await;
+    let _a = pushd.bound_client("a").await;
+    let _b = pushd.bound_client("b").await;
+    let out = pushd
+        .ctl(&[
+            "watch",
+            "--interval",
+            "300ms",
+            "--iterations",
+            "2",
+            "--top",
+            "1",
+        ])
+        .await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        !out.stdout.contains('\x1b'),
+        "no terminal codes on a pipe: {:?}",
+        out.stdout
+    );
+    let snapshots: Vec<&str> = out
+        .stdout
+        .split("pushd ")
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(snapshots.len(), 2, "{}", out.stdout);
+    assert!(
+        snapshots[0].contains("connections 2  uids 2"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        snapshots[0].contains("rates from the next refresh on"),
+        "{}",
+        out.stdout
+    );
+    assert!(snapshots[1].contains("delivered 0/s"), "{}", out.stdout);
+    // --top 1: the header row and one uid.
+    assert_eq!(
+        snapshots[1]
+            .lines()
+            .filter(|l| l.starts_with("a ") || l.starts_with("b "))
+            .count(),
+        1
+    );
+}

@@ -81,6 +81,23 @@ pub enum Command {
         after_help = "Examples:\n  pushctl stats\n  pushctl --json stats | jq .counters.slow_consumers"
     )]
     Stats,
+    /// A live view, refreshed every --interval: connections, uids, message
+    /// rates and the most recently active uids (like `top`). On a terminal
+    /// it redraws the screen; on a pipe it prints one snapshot after another.
+    #[command(
+        after_help = "Examples:\n  pushctl watch\n  pushctl watch --interval 5s --iterations 12 > five-minutes.log"
+    )]
+    Watch {
+        /// Time between refreshes.
+        #[arg(long, value_name = "DUR", default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Stop after N refreshes (default: until interrupted).
+        #[arg(long, value_name = "N")]
+        iterations: Option<u64>,
+        /// Uids shown, most recently active first.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        top: usize,
+    },
     /// Lift the ban on each UID. Exit status 0 if one was banned, 1 if none.
     #[command(after_help = "Example:\n  pushctl unban 42")]
     Unban {

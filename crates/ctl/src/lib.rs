@@ -84,5 +84,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         Command::Unban { uids } => cmd::ban::unban(&mut client, &uids, json, out).await,
         Command::Bans => cmd::ban::list(&mut client, json, out).await,
         Command::Token { .. } => unreachable!("handled before connecting"),
+        Command::Watch {
+            interval,
+            iterations,
+            top,
+        } => cmd::watch::run(&mut client, interval, iterations, top, out).await,
     }
 }

@@ -8,6 +8,7 @@ pub mod online;
 pub mod push;
 pub mod stats;
 pub mod token;
+pub mod watch;
 
 use std::io::{Read, Write};
 
