@@ -36,7 +36,7 @@ struct UidRow {
 pub fn uid_table(uids: &[UidInfo]) -> String {
     let rows = uids.iter().filter_map(|info| {
         let oldest = info.connections.iter().max_by_key(|c| c.connected_ms)?;
-        let idle = info.connections.iter().map(|c| c.idle_ms).min()?;
+        let idle = info.least_idle_ms();
         let more = info.connections.len() - 1;
         Some(UidRow {
             uid: info.uid.clone(),

@@ -184,6 +184,18 @@ pub struct UidInfo {
     pub connections: Vec<ConnInfo>,
 }
 
+impl UidInfo {
+    /// Idle time of the uid's most recently active connection, in
+    /// milliseconds (0 for a uid listed without connections).
+    pub fn least_idle_ms(&self) -> u64 {
+        self.connections
+            .iter()
+            .map(|c| c.idle_ms)
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 /// One WebSocket connection, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnInfo {

@@ -34,16 +34,9 @@ pub async fn run(
 
 /// Orders the uids; ties keep uid order (the daemon sends them sorted by uid).
 fn sort(uids: &mut [UidInfo], key: SortKey) {
-    let least_idle = |info: &UidInfo| {
-        info.connections
-            .iter()
-            .map(|c| c.idle_ms)
-            .min()
-            .unwrap_or(0)
-    };
     match key {
         SortKey::Uid => uids.sort_by(|a, b| a.uid.cmp(&b.uid)),
-        SortKey::Idle => uids.sort_by_key(|info| Reverse(least_idle(info))),
+        SortKey::Idle => uids.sort_by_key(|info| Reverse(info.least_idle_ms())),
         SortKey::Conns => uids.sort_by_key(|info| Reverse(info.connections.len())),
     }
 }

@@ -106,14 +106,7 @@ fn screen(
         )),
         None => text.push_str("rates from the next refresh on\n\n"),
     }
-    let least_idle = |info: &UidInfo| {
-        info.connections
-            .iter()
-            .map(|c| c.idle_ms)
-            .min()
-            .unwrap_or(0)
-    };
-    uids.sort_by_key(|info| (least_idle(info), Reverse(info.connections.len())));
+    uids.sort_by_key(|info| (info.least_idle_ms(), Reverse(info.connections.len())));
     uids.truncate(top);
     text.push_str(&render::uid_table(uids));
     text.push_str("\n\n");
