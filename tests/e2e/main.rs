@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod browser;
 mod hostile;
 mod lifecycle;
 mod limits;

@@ -1,0 +1,214 @@
+/*!
+ * pushd-client.js: a small, dependency-free browser client for pushd.
+ * MIT OR Apache-2.0.
+ *
+ * Connects, sends the uid (or a token) as its first message, hands every push to
+ * `onMessage`, and reconnects with exponential backoff and jitter after heartbeat
+ * timeouts, server restarts and network failures. It stays disconnected after a
+ * close that means "do not come back": kicked (4000), banned (4003), replaced by a
+ * newer page of the same uid (4004), refused (1008).
+ *
+ *   const client = new PushdClient("ws://push.example.com:1234/", {
+ *     uid: "42",                                   // or token: "..." / async () => "..."
+ *     onMessage: (text) => show(JSON.parse(text)),
+ *     onState: (state, info) => console.log(state, info),
+ *   });
+ *   client.start();
+ *
+ * States passed to onState: "connecting", "online", "reconnecting" (info.delay ms
+ * until the next attempt), and the final ones "kicked", "banned", "replaced",
+ * "refused", "stopped". info carries the close code and reason when there is one.
+ *
+ * Load it with <script src="pushd-client.js"> (it defines window.PushdClient) or
+ * require() it from a bundler.
+ */
+(function (root) {
+  "use strict";
+
+  /** Close codes after which reconnecting would be wrong, and the state each one ends in. */
+  var FINAL_CLOSE_CODES = {
+    4000: "kicked",
+    4003: "banned",
+    4004: "replaced",
+    1008: "refused",
+  };
+
+  var DEFAULTS = {
+    uid: null,
+    token: null,
+    tokenInQuery: false,
+    minDelay: 1000,
+    maxDelay: 30000,
+    stableAfter: 10000,
+    onMessage: function () {},
+    onState: function () {},
+  };
+
+  /**
+   * The wait before reconnect attempt `attempt` (0 for the first retry): exponential
+   * growth from minDelay up to maxDelay, with "equal jitter" (half fixed, half random)
+   * so that pages thrown out together by a restart do not all come back at once.
+   */
+  function backoffDelay(attempt, minDelay, maxDelay, random) {
+    var ceiling = Math.min(maxDelay, minDelay * Math.pow(2, Math.min(attempt, 30)));
+    return Math.round(ceiling / 2 + (random || Math.random)() * (ceiling / 2));
+  }
+
+  /** The final state a close code leads to, or null when the client should reconnect. */
+  function finalStateFor(code) {
+    return Object.prototype.hasOwnProperty.call(FINAL_CLOSE_CODES, code)
+      ? FINAL_CLOSE_CODES[code]
+      : null;
+  }
+
+  function PushdClient(url, options) {
+    if (!(this instanceof PushdClient)) return new PushdClient(url, options);
+    this.url = url;
+    this.options = {};
+    for (var key in DEFAULTS) {
+      this.options[key] =
+        options && options[key] !== undefined ? options[key] : DEFAULTS[key];
+    }
+    if (this.options.uid == null && this.options.token == null) {
+      throw new Error("PushdClient needs a uid or a token");
+    }
+    this.state = "stopped";
+    this._socket = null;
+    this._timer = null;
+    this._attempt = 0;
+    this._openedAt = 0;
+    this._running = false;
+    this._onBrowserOnline = this._reconnectNow.bind(this);
+  }
+
+  /** Starts connecting; does nothing when already running. */
+  PushdClient.prototype.start = function () {
+    if (this._running) return this;
+    this._running = true;
+    this._attempt = 0;
+    if (root.addEventListener) root.addEventListener("online", this._onBrowserOnline);
+    this._connect();
+    return this;
+  };
+
+  /** Closes the connection (code 1000) and stops reconnecting. */
+  PushdClient.prototype.stop = function () {
+    this._halt("stopped", {});
+    return this;
+  };
+
+  PushdClient.prototype._setState = function (state, info) {
+    this.state = state;
+    try {
+      this.options.onState(state, info || {});
+    } catch (error) {
+      setTimeout(function () { throw error; });
+    }
+  };
+
+  /** Stops for good: no socket, no timer, no listeners; `state` is final. */
+  PushdClient.prototype._halt = function (state, info) {
+    this._running = false;
+    clearTimeout(this._timer);
+    this._timer = null;
+    if (root.removeEventListener) root.removeEventListener("online", this._onBrowserOnline);
+    var socket = this._socket;
+    this._socket = null;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+      if (socket.readyState <= 1) socket.close(1000, "client stopped");
+    }
+    this._setState(state, info);
+  };
+
+  /** The browser says the network is back: skip the rest of the backoff wait. */
+  PushdClient.prototype._reconnectNow = function () {
+    if (this._running && this._timer !== null) {
+      clearTimeout(this._timer);
+      this._timer = null;
+      this._connect();
+    }
+  };
+
+  /** The uid or token to send first; a token may come from a (possibly async) function. */
+  PushdClient.prototype._credential = function () {
+    var token = this.options.token;
+    if (token == null) return Promise.resolve(String(this.options.uid));
+    return Promise.resolve(typeof token === "function" ? token() : token).then(String);
+  };
+
+  PushdClient.prototype._connect = function () {
+    var self = this;
+    this._setState("connecting", { attempt: this._attempt });
+    this._credential().then(
+      function (credential) {
+        if (self._running) self._open(credential);
+      },
+      function (error) {
+        if (self._running) self._retry({ error: String(error) });
+      }
+    );
+  };
+
+  PushdClient.prototype._open = function (credential) {
+    var self = this;
+    var url = this.url;
+    var viaQuery = this.options.token != null && this.options.tokenInQuery;
+    if (viaQuery) {
+      url += (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(credential);
+    }
+    var socket;
+    try {
+      socket = new WebSocket(url);
+    } catch (error) {
+      // A malformed URL will not get better by retrying.
+      this._halt("refused", { error: String(error) });
+      return;
+    }
+    this._socket = socket;
+    socket.onopen = function () {
+      if (!viaQuery) socket.send(credential);
+      self._openedAt = Date.now();
+      // pushd sends no bind acknowledgement: open + uid sent is as online as it gets.
+      self._setState("online", { attempt: self._attempt });
+    };
+    socket.onmessage = function (event) {
+      self.options.onMessage(event.data, event);
+    };
+    socket.onclose = function (event) {
+      self._socket = null;
+      var info = { code: event.code, reason: event.reason };
+      var final = finalStateFor(event.code);
+      if (final) {
+        self._halt(final, info);
+        return;
+      }
+      // Only a connection that stayed up resets the backoff, so a server that accepts
+      // and at once closes (shutting down, overloaded) is not hammered.
+      if (self._openedAt && Date.now() - self._openedAt >= self.options.stableAfter) {
+        self._attempt = 0;
+      }
+      self._openedAt = 0;
+      self._retry(info);
+    };
+  };
+
+  PushdClient.prototype._retry = function (info) {
+    var self = this;
+    var delay = backoffDelay(this._attempt, this.options.minDelay, this.options.maxDelay);
+    this._attempt += 1;
+    info.delay = delay;
+    info.attempt = this._attempt;
+    this._setState("reconnecting", info);
+    this._timer = setTimeout(function () {
+      self._timer = null;
+      if (self._running) self._connect();
+    }, delay);
+  };
+
+  PushdClient.backoffDelay = backoffDelay;
+  PushdClient.finalStateFor = finalStateFor;
+
+  if (typeof module === "object" && module.exports) module.exports = PushdClient;
+  else root.PushdClient = PushdClient;
+})(typeof self !== "undefined" ? self : this);

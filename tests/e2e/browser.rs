@@ -1,0 +1,301 @@
+//! The demo page and `clients/js/pushd-client.js` in a real headless Chromium,
+//! driven through chromedriver (WebDriver) with fantoccini.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them
+//! the test says so and passes, unless `PUSHD_REQUIRE_BROWSER=1` (set by `.ci/run`) makes
+//! a missing browser a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+use crate::harness::{Pushd, STEP, eventually, within};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Whether the browser is here; panics when it must be and is not.
+fn browser_available() -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        assert!(
+            std::env::var_os("PUSHD_REQUIRE_BROWSER").is_none(),
+            "PUSHD_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing \
+             (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is missing");
+    }
+    present
+}
+
+/// Serves the repository's `examples/` and `clients/` folders over HTTP, as a web
+/// server would serve the page; nothing else is reachable.
+async fn serve_static(root: PathBuf) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let root = root.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut request = String::new();
+                if BufReader::new(read).read_line(&mut request).await.is_err() {
+                    return;
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or("/");
+                let allowed = (path.starts_with("/examples/") || path.starts_with("/clients/"))
+                    && !path.contains("..");
+                let body = if allowed {
+                    std::fs::read(root.join(&path[1..])).ok()
+                } else {
+                    None
+                };
+                let response = match body {
+                    Some(body) => {
+                        let kind = if path.ends_with(".js") {
+                            "text/javascript"
+                        } else {
+                            "text/html; charset=utf-8"
+                        };
+                        let mut head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                             Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        head.extend(body);
+                        head
+                    }
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = write.write_all(&response).await;
+            });
+        }
+    });
+    addr
+}
+
+/// chromedriver in its own process group, so that dropping it also ends the Chromium
+/// it started, even when the test fails half-way.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+}
+
+impl Chromedriver {
+    async fn start() -> Chromedriver {
+        let mut child = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn chromedriver");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = within(STEP, "chromedriver to start", async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    return rest.trim_end_matches('.').parse::<u16>().unwrap();
+                }
+            }
+            panic!("chromedriver exited before it started");
+        })
+        .await;
+        // Keep draining its stdout so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Chromedriver { child, port }
+    }
+
+    /// A new headless Chromium session with a fresh profile in `profile`.
+    async fn session(&self, profile: &Path) -> Client {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        within(
+            Duration::from_secs(30),
+            "a Chromium session",
+            ClientBuilder::new(connector)
+                .capabilities(capabilities)
+                .connect(&format!("http://127.0.0.1:{}", self.port)),
+        )
+        .await
+        .expect("WebDriver session")
+    }
+}
+
+impl Drop for Chromedriver {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on the process group we created for chromedriver.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+    }
+}
+
+/// What the page shows: its state and the messages received, in order.
+async fn page(browser: &Client) -> (String, Vec<String>) {
+    let shown = script(
+        browser,
+        "return [document.getElementById('state').dataset.state,
+                 Array.from(document.querySelectorAll('#messages li'), li => li.textContent)];",
+    )
+    .await;
+    let state = shown[0].as_str().unwrap().to_owned();
+    let messages = shown[1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    (state, messages)
+}
+
+/// Runs `code` in the page and returns its result.
+async fn script(browser: &Client, code: &str) -> Value {
+    within(STEP, "a script in the page", browser.execute(code, vec![]))
+        .await
+        .expect("execute")
+}
+
+async fn wait_for_state(browser: &Client, state: &str) {
+    eventually(STEP, &format!("the page to show {state}"), || async {
+        page(browser).await.0 == state
+    })
+    .await;
+}
+
+async fn wait_for_message(browser: &Client, text: &str) {
+    eventually(STEP, &format!("the page to show {text:?}"), || async {
+        page(browser).await.1.iter().any(|m| m == text)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn demo_page_binds_receives_reconnects_after_restart_and_stays_out_after_a_kick() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pushd.sock");
+    let web = serve_static(PathBuf::from(env!("CARGO_MANIFEST_DIR"))).await;
+    let origin = format!("http://{web}");
+    // A real browser sends a real Origin header: allow only the page's.
+    let mut pushd = Pushd::start_at(&socket, &["--allow-origin", &origin]).await;
+    let ws = pushd.ws.to_string();
+
+    let driver = Chromedriver::start().await;
+    let browser = driver.session(&dir.path().join("profile")).await;
+    let uid = "browser-42";
+    let url = format!(
+        "{origin}/examples/browser/index.html?ws=ws://{ws}/&uid={uid}&minDelay=200&maxDelay=1000"
+    );
+    within(STEP, "the demo page to load", browser.goto(&url))
+        .await
+        .expect("goto");
+
+    // The page binds its uid: the state says so and pushctl sees it.
+    wait_for_state(&browser, "online").await;
+    eventually(STEP, "pushctl online", || pushd.is_online(uid)).await;
+    let list = pushd.ctl(&["list"]).await;
+    assert_eq!(list.status, 0, "{list:?}");
+    assert!(
+        list.stdout.lines().any(|l| l.starts_with(uid)),
+        "{}",
+        list.stdout
+    );
+
+    // pushctl send and the text port both show up on the page.
+    let sent = pushd.ctl(&["send", uid, "hello from pushctl"]).await;
+    assert_eq!(sent.status, 0, "{sent:?}");
+    wait_for_message(&browser, "hello from pushctl").await;
+    let line = format!(r#"{{"uid":"{uid}","text":"from the backend"}}"#);
+    assert_eq!(pushd.text_client().await.request(&line).await, "ok");
+    wait_for_message(&browser, &line).await;
+
+    // A restart (1001, then connection refused while down) makes the page come back alone.
+    pushd.signal(libc::SIGTERM);
+    assert_eq!(pushd.wait(STEP).await, Some(0));
+    wait_for_state(&browser, "reconnecting").await;
+    let pushd = Pushd::start_at(&socket, &["--ws-listen", &ws, "--allow-origin", &origin]).await;
+    wait_for_state(&browser, "online").await;
+    let events = script(
+        &browser,
+        "return document.getElementById('events').textContent;",
+    )
+    .await;
+    assert!(
+        events
+            .as_str()
+            .unwrap()
+            .contains("reconnecting (close 1001"),
+        "the page saw the shutdown close: {events}"
+    );
+    eventually(STEP, "the page back online", || pushd.is_online(uid)).await;
+    let sent = pushd.ctl(&["send", uid, "after the restart"]).await;
+    assert_eq!(sent.status, 0, "{sent:?}");
+    wait_for_message(&browser, "after the restart").await;
+
+    // A kick: the page shows it and does not come back, well past its longest backoff.
+    let kicked = pushd.ctl(&["kick", uid, "--reason", "bye"]).await;
+    assert_eq!(kicked.status, 0, "{kicked:?}");
+    wait_for_state(&browser, "kicked").await;
+    let detail = script(
+        &browser,
+        "return document.getElementById('detail').textContent;",
+    )
+    .await;
+    assert_eq!(detail, Value::from("close 4000 “bye”"));
+    let opened = pushd.stats().await["counters"]["connections_opened"].clone();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(page(&browser).await.0, "kicked");
+    assert!(!pushd.is_online(uid).await);
+    assert_eq!(
+        pushd.stats().await["counters"]["connections_opened"],
+        opened,
+        "the kicked page must not reconnect"
+    );
+
+    // The backoff: exponential from minDelay, capped at maxDelay, half of it jitter.
+    let delays = script(
+        &browser,
+        "const d = (attempt, r) => PushdClient.backoffDelay(attempt, 1000, 30000, () => r);
+         return [d(0, 0), d(0, 1), d(1, 0), d(3, 0.5), d(10, 0), d(10, 1), d(1e9, 1)];",
+    )
+    .await;
+    assert_eq!(delays, json!([500, 1000, 1000, 6000, 15000, 30000, 30000]));
+
+    let (_, messages) = page(&browser).await;
+    assert_eq!(
+        messages,
+        ["hello from pushctl", line.as_str(), "after the restart"],
+        "every push exactly once, in order"
+    );
+    within(STEP, "the browser to quit", browser.close())
+        .await
+        .expect("close session");
+}
