@@ -23,7 +23,7 @@ _pushd() {
 
     case "${cmd}" in
         pushd)
-            opts="-h -V --ws-listen --text-listen --socket --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --handshake-timeout --metrics-listen --log-format --bind-timeout --help --version"
+            opts="-h -V --ws-listen --text-listen --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --handshake-timeout --metrics-listen --log-format --bind-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -38,6 +38,10 @@ _pushd() {
                     return 0
                     ;;
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket-group)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

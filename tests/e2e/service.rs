@@ -173,3 +173,53 @@ async fn metrics_are_scraped_in_prometheus_text_format_and_move() {
     );
     assert!(http_get(addr, "/other").await.starts_with("HTTP/1.1 404"));
 }
+
+/// `pushctl list` as another user (uid and gid `id`), against `socket`.
+async fn ctl_as(id: u32, socket: &std::path::Path) -> crate::harness::Ctl {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+    command
+        .uid(id)
+        .gid(id)
+        .arg("--socket")
+        .arg(socket)
+        .arg("list");
+    crate::harness::run_ctl(command, None).await
+}
+
+#[tokio::test]
+async fn socket_group_lets_its_members_and_only_them_use_pushctl() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // /proc/self belongs to our effective uid; only root may run pushctl as another user.
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("skipped: needs root to run pushctl as another user");
+        return;
+    }
+    const NOBODY: u32 = 65534; // nobody:nogroup on Debian
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Default: 0600, owner only. Another user is refused, and told which socket.
+    let private = dir.path().join("private.sock");
+    let _owner_only = Pushd::start_at(&private, &[]).await;
+    assert_eq!(std::fs::metadata(&private).unwrap().mode() & 0o777, 0o600);
+    let refused = ctl_as(NOBODY, &private).await;
+    assert_eq!(refused.status, 2, "{refused:?}");
+    assert!(refused.stderr.contains("private.sock"), "{refused:?}");
+
+    // --socket-group: the group owns it with 0660, and its members get in.
+    let shared = dir.path().join("shared.sock");
+    let _grouped = Pushd::start_at(&shared, &["--socket-group", "nogroup"]).await;
+    let meta = std::fs::metadata(&shared).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, NOBODY));
+    let member = ctl_as(NOBODY, &shared).await;
+    assert_eq!(member.status, 0, "{member:?}");
+
+    // A group that does not exist stops pushd before it touches the path.
+    let typo = dir.path().join("typo.sock");
+    let err = Pushd::try_start_at(&typo, &["--socket-group", "no-such-group-here"])
+        .await
+        .err()
+        .expect("pushd must refuse an unknown group");
+    assert!(err.contains("no group named"), "{err}");
+    assert!(!typo.exists());
+}

@@ -56,6 +56,11 @@ pub struct DaemonArgs {
     #[arg(long, env = "PUSHD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
+    /// Let the members of GROUP (a name or a numeric gid) use pushctl: the admin socket is
+    /// given to that group with mode 0660 instead of 0600. pushd must be a member of it.
+    #[arg(long, env = "PUSHD_SOCKET_GROUP", value_name = "GROUP")]
+    pub socket_group: Option<String>,
+
     /// Close a connection that sent nothing for longer than this; 0 disables.
     #[arg(long, env = "PUSHD_HEARTBEAT", default_value = "55s", value_name = "DUR",
           value_parser = humantime::parse_duration)]
@@ -203,6 +208,8 @@ pub struct Config {
     pub text_listen: SocketAddr,
     /// Admin socket path.
     pub socket: PathBuf,
+    /// Group given access to the admin socket (name or gid), if any.
+    pub socket_group: Option<String>,
     /// Idle time after which a connection is closed (4001); `None` disables.
     pub heartbeat: Option<Duration>,
     /// Interval between server pings; `None` disables.
@@ -240,6 +247,7 @@ impl From<DaemonArgs> for Config {
             socket: args
                 .socket
                 .unwrap_or_else(pushd_proto::socket_path::default_socket_path),
+            socket_group: args.socket_group,
             heartbeat: nonzero(args.heartbeat),
             ping_interval: nonzero(args.ping_interval),
             max_message_size: args.max_message_size as usize,

@@ -99,7 +99,7 @@ impl Listeners {
             ),
             None => None,
         };
-        let admin = admin::bind(&config.socket).await?;
+        let admin = admin::bind(&config.socket, config.socket_group.as_deref()).await?;
         Ok(Listeners {
             ws,
             text,

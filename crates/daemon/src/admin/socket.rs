@@ -6,7 +6,7 @@
 //! means a stale file left by a killed daemon (remove it, then bind).
 
 use std::io::ErrorKind;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,8 +20,11 @@ use tracing::info;
 /// How long the liveness probe waits for a connection.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Binds the admin socket at `path` with mode 0600, replacing a stale file.
-pub async fn bind(path: &Path) -> anyhow::Result<Listener> {
+/// Binds the admin socket at `path` with mode 0600, replacing a stale file; with `group`,
+/// the socket then belongs to that group with mode 0660.
+pub async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<Listener> {
+    // Resolve the group before touching the path, so a typo changes nothing.
+    let gid = group.map(resolve_group).transpose()?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             bail!(
@@ -47,11 +50,35 @@ pub async fn bind(path: &Path) -> anyhow::Result<Listener> {
         }
     }
     let name = path.to_fs_name::<GenericFilePath>()?;
-    ListenerOptions::new()
+    // 0600 from the start; widened to the group only after the group owns it.
+    let listener = ListenerOptions::new()
         .name(name)
         .mode(0o600)
         .create_tokio()
-        .with_context(|| format!("cannot listen on admin socket {}", path.display()))
+        .with_context(|| format!("cannot listen on admin socket {}", path.display()))?;
+    if let (Some(gid), Some(group)) = (gid, group) {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)))
+            .with_context(|| {
+                format!(
+                    "cannot give admin socket {} to group {group} (is pushd a member of it?)",
+                    path.display()
+                )
+            })?;
+    }
+    Ok(listener)
+}
+
+/// A group name or numeric gid, as a gid.
+fn resolve_group(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(found)) => Ok(found.gid.as_raw()),
+        Ok(None) => bail!("--socket-group: no group named {group:?}"),
+        Err(err) => bail!("--socket-group: cannot look up group {group:?}: {err}"),
+    }
 }
 
 /// Whether something accepts connections on the socket at `path`.
