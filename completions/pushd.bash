@@ -23,7 +23,7 @@ _pushd() {
 
     case "${cmd}" in
         pushd)
-            opts="-h -V --ws-listen --text-listen --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --handshake-timeout --metrics-listen --log-format --bind-timeout --help --version"
+            opts="-h -V --ws-listen --text-listen --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --handshake-timeout --metrics-listen --log-format --bind-timeout --cluster --cluster-prefix --node-name --cluster-lease --cluster-timeout --text-confirm --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,6 +107,30 @@ _pushd() {
                     ;;
                 --bind-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-lease)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --text-confirm)
+                    COMPREPLY=($(compgen -W "received delivered" -- "${cur}"))
                     return 0
                     ;;
                 *)

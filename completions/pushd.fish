@@ -21,5 +21,12 @@ complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/
 complete -c pushd -l log-format -d 'Log lines as text for people, or as one JSON object per line for log shippers. The level comes from RUST_LOG (default `info`; `debug` adds a line per connection bound and closed)' -r -f -a "human\t'Text for people (colour only on a terminal)'
 json\t'One JSON object per line'"
 complete -c pushd -l bind-timeout -d 'Close a connection that has not sent its uid this long after the handshake (code 1008); 0 disables' -r
+complete -c pushd -l cluster -d 'Cluster mode: share presence and routing with other nodes through the Redis at URL (`redis://HOST:PORT`, `redis+unix:///PATH`). Off by default: a single node' -r
+complete -c pushd -l cluster-prefix -d 'Key and channel prefix in Redis, so several clusters can share one Redis' -r
+complete -c pushd -l node-name -d 'This node\'s name in `list` and `stats` [default: the host name]' -r
+complete -c pushd -l cluster-lease -d 'A node whose lease (renewed every third of it, on Redis\'s clock) runs out is taken for dead and its uids leave presence' -r
+complete -c pushd -l cluster-timeout -d 'Longest wait for Redis and for the other nodes\' replies (list, stats, kick, confirmed sends) before answering with what arrived (pushctl exit status 3)' -r
+complete -c pushd -l text-confirm -d 'When the text port answers `ok` for a uid held by another node: once that node `received` the message from Redis, or once it `delivered` it to a connection (a round trip more). pushctl send always waits for delivery' -r -f -a "received\t'The node holding the uid received the message from Redis'
+delivered\t'The node holding the uid queued it to at least one connection'"
 complete -c pushd -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pushd -s V -l version -d 'Print version'

@@ -21,6 +21,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Client {
     path: PathBuf,
     stream: BufReader<Stream>,
+    /// What the cluster could not confirm, gathered over every reply so far.
+    incomplete: Vec<String>,
 }
 
 impl Client {
@@ -41,6 +43,7 @@ impl Client {
         Ok(Client {
             path: path.to_owned(),
             stream: BufReader::new(stream),
+            incomplete: Vec::new(),
         })
     }
 
@@ -91,8 +94,14 @@ impl Client {
                 reply.version
             )));
         }
+        self.incomplete.extend(reply.incomplete);
         reply
             .result
             .ok_or_else(|| CtlError::Protocol("reply has neither result nor error".into()))
+    }
+
+    /// Takes the notes of what the cluster could not confirm (empty on a single node).
+    pub fn take_incomplete(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.incomplete)
     }
 }

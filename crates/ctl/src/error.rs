@@ -35,6 +35,9 @@ pub enum CtlError {
     /// The command line made sense to clap but not to us (bad uid, stdin not UTF-8).
     #[error("{0}")]
     Usage(String),
+    /// In cluster mode, the answer (already printed) is not confirmed by every node.
+    #[error("not confirmed by the whole cluster: {}", .0.join("; "))]
+    Unconfirmed(Vec<String>),
     /// Reading stdin or writing stdout failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -42,10 +45,12 @@ pub enum CtlError {
 
 impl CtlError {
     /// The exit status for this failure: 2 for "could not ask" (usage,
-    /// unreachable, refused, protocol); a broken stdout pipe is not a failure.
+    /// unreachable, refused, protocol), 3 for a cluster answer missing nodes; a
+    /// broken stdout pipe is not a failure.
     pub fn exit_status(&self) -> u8 {
         match self {
             CtlError::Io(err) if err.kind() == std::io::ErrorKind::BrokenPipe => 0,
+            CtlError::Unconfirmed(_) => 3,
             _ => 2,
         }
     }

@@ -70,7 +70,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         .unwrap_or_else(pushd_proto::socket_path::default_socket_path);
     let mut client = Client::connect(&path).await?;
     let json = cli.json;
-    match cli.command {
+    let answer = match cli.command {
         Command::List(args) => cmd::list::run(&mut client, args, json, out).await,
         Command::Kick(args) => cmd::kick::run(&mut client, args, json, out).await,
         Command::Send { uid, message } => {
@@ -89,5 +89,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
             iterations,
             top,
         } => cmd::watch::run(&mut client, interval, iterations, top, out).await,
+    }?;
+    let incomplete = client.take_incomplete();
+    if incomplete.is_empty() {
+        Ok(answer)
+    } else {
+        Err(CtlError::Unconfirmed(incomplete))
     }
 }

@@ -16,41 +16,49 @@ pub fn connections(n: u64) -> String {
     format!("{n} connection{}", if n == 1 { "" } else { "s" })
 }
 
-#[derive(Tabled)]
-struct UidRow {
-    #[tabled(rename = "UID")]
-    uid: String,
-    #[tabled(rename = "CONNS")]
-    conns: usize,
-    #[tabled(rename = "IDLE")]
-    idle: String,
-    #[tabled(rename = "ONLINE FOR")]
-    online_for: String,
-    #[tabled(rename = "ADDRESS")]
-    address: String,
-}
-
 /// The `pushctl list` table: one row per uid. IDLE is the least idle of its
 /// connections, ONLINE FOR the oldest, ADDRESS the oldest connection's peer
-/// followed by `+N` when the uid has N more connections.
+/// followed by `+N` when the uid has N more connections. In cluster mode a NODE
+/// column names the nodes holding the uid (comma-separated, sorted).
 pub fn uid_table(uids: &[UidInfo]) -> String {
-    let rows = uids.iter().filter_map(|info| {
-        let oldest = info.connections.iter().max_by_key(|c| c.connected_ms)?;
-        let idle = info.least_idle_ms();
+    let clustered = uids
+        .iter()
+        .flat_map(|info| &info.connections)
+        .any(|conn| conn.node.is_some());
+    let mut header = vec!["UID", "CONNS", "IDLE", "ONLINE FOR"];
+    if clustered {
+        header.push("NODE");
+    }
+    header.push("ADDRESS");
+    let mut builder = tabled::builder::Builder::new();
+    builder.push_record(header);
+    for info in uids {
+        let Some(oldest) = info.connections.iter().max_by_key(|c| c.connected_ms) else {
+            continue;
+        };
         let more = info.connections.len() - 1;
-        Some(UidRow {
-            uid: info.uid.clone(),
-            conns: info.connections.len(),
-            idle: duration_ms(idle),
-            online_for: duration_ms(oldest.connected_ms),
-            address: if more == 0 {
-                oldest.peer.clone()
-            } else {
-                format!("{} +{more}", oldest.peer)
-            },
-        })
-    });
-    plain_table(Table::new(rows))
+        let mut row = vec![
+            info.uid.clone(),
+            info.connections.len().to_string(),
+            duration_ms(info.least_idle_ms()),
+            duration_ms(oldest.connected_ms),
+        ];
+        if clustered {
+            let mut nodes: Vec<&str> = (info.connections.iter())
+                .filter_map(|conn| conn.node.as_deref())
+                .collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            row.push(nodes.join(","));
+        }
+        row.push(if more == 0 {
+            oldest.peer.clone()
+        } else {
+            format!("{} +{more}", oldest.peer)
+        });
+        builder.push_record(row);
+    }
+    plain_table(builder.build())
 }
 
 #[derive(Tabled)]
@@ -116,6 +124,31 @@ pub fn stats(stats: &Stats) -> String {
         ("text ok", c.text_ok.to_string()),
         ("text fail", c.text_fail.to_string()),
     ];
+    let mut lines = lines.to_vec();
+    if let Some(cluster) = &stats.cluster {
+        lines.push(("node", format!("{} ({})", cluster.node, cluster.node_id)));
+        let redis_state = if cluster.redis_up {
+            "up"
+        } else {
+            "UNREACHABLE"
+        };
+        lines.push(("redis", format!("{} ({redis_state})", cluster.redis)));
+        lines.push(("nodes", cluster.nodes.len().to_string()));
+        for node in &cluster.nodes {
+            lines.push((
+                "  node",
+                format!(
+                    "{}: {} connections, {} uids, ws {}, up {} ({})",
+                    node.name,
+                    node.connections,
+                    node.uids,
+                    node.ws_listen,
+                    duration_ms(node.uptime_ms),
+                    node.id
+                ),
+            ));
+        }
+    }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     lines
         .iter()
@@ -135,6 +168,7 @@ mod tests {
             peer: peer.into(),
             idle_ms,
             connected_ms,
+            node: None,
         }
     }
 

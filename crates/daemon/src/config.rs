@@ -170,6 +170,80 @@ pub struct DaemonArgs {
     #[arg(long, env = "PUSHD_BIND_TIMEOUT", default_value = "30s", value_name = "DUR",
           value_parser = humantime::parse_duration)]
     pub bind_timeout: Duration,
+
+    /// Cluster mode: share presence and routing with other nodes through the Redis at URL
+    /// (`redis://HOST:PORT`, `redis+unix:///PATH`). Off by default: a single node.
+    #[arg(
+        long,
+        env = "PUSHD_CLUSTER",
+        value_name = "URL",
+        help_heading = "Cluster"
+    )]
+    pub cluster: Option<String>,
+
+    /// Key and channel prefix in Redis, so several clusters can share one Redis.
+    #[arg(
+        long,
+        env = "PUSHD_CLUSTER_PREFIX",
+        default_value = "pushd",
+        value_name = "NAME",
+        help_heading = "Cluster"
+    )]
+    pub cluster_prefix: String,
+
+    /// This node's name in `list` and `stats` [default: the host name].
+    #[arg(
+        long,
+        env = "PUSHD_NODE_NAME",
+        value_name = "LABEL",
+        help_heading = "Cluster"
+    )]
+    pub node_name: Option<String>,
+
+    /// A node whose lease (renewed every third of it, on Redis's clock) runs out is
+    /// taken for dead and its uids leave presence.
+    #[arg(long, env = "PUSHD_CLUSTER_LEASE", default_value = "3s", value_name = "DUR",
+          value_parser = humantime::parse_duration, help_heading = "Cluster")]
+    pub cluster_lease: Duration,
+
+    /// Longest wait for Redis and for the other nodes' replies (list, stats, kick,
+    /// confirmed sends) before answering with what arrived (pushctl exit status 3).
+    #[arg(long, env = "PUSHD_CLUSTER_TIMEOUT", default_value = "2s", value_name = "DUR",
+          value_parser = humantime::parse_duration, help_heading = "Cluster")]
+    pub cluster_timeout: Duration,
+
+    /// When the text port answers `ok` for a uid held by another node: once that node
+    /// `received` the message from Redis, or once it `delivered` it to a connection
+    /// (a round trip more). pushctl send always waits for delivery.
+    #[arg(long, env = "PUSHD_TEXT_CONFIRM", value_enum, default_value_t = Confirm::Received,
+          help_heading = "Cluster")]
+    pub text_confirm: Confirm,
+}
+
+/// When a push routed to another node counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Confirm {
+    /// The node holding the uid received the message from Redis.
+    Received,
+    /// The node holding the uid queued it to at least one connection.
+    Delivered,
+}
+
+/// Cluster-mode settings, resolved from [`DaemonArgs`].
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Redis URL.
+    pub url: String,
+    /// Key and channel prefix.
+    pub prefix: String,
+    /// This node's display name.
+    pub node_name: String,
+    /// Lease length.
+    pub lease: Duration,
+    /// Redis and reply timeout.
+    pub timeout: Duration,
+    /// Text-port confirmation mode.
+    pub text_confirm: Confirm,
 }
 
 /// How log lines are written.
@@ -236,6 +310,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Longest a connection may stay unbound; `None` disables.
     pub bind_timeout: Option<Duration>,
+    /// Cluster mode, with `--cluster`.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl From<DaemonArgs> for Config {
@@ -271,6 +347,16 @@ impl From<DaemonArgs> for Config {
             metrics_listen: args.metrics_listen,
             handshake_timeout: args.handshake_timeout,
             bind_timeout: nonzero(args.bind_timeout),
+            cluster: args.cluster.map(|url| ClusterConfig {
+                url,
+                prefix: args.cluster_prefix,
+                node_name: args.node_name.unwrap_or_else(host_name),
+                // A lease under 300 ms would be renewed more often than Redis can be trusted
+                // to answer on a loaded machine.
+                lease: args.cluster_lease.max(Duration::from_millis(300)),
+                timeout: args.cluster_timeout.max(Duration::from_millis(50)),
+                text_confirm: args.text_confirm,
+            }),
         }
     }
 }
@@ -298,6 +384,15 @@ impl Config {
             (d / 20).clamp(Duration::from_millis(1), Duration::from_secs(1))
         })
     }
+}
+
+/// The machine's host name, the default node name.
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "pushd".to_owned())
 }
 
 /// An optional interval for people: humantime text, or `off`.

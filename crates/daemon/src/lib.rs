@@ -12,11 +12,14 @@
 pub mod accept;
 pub mod admin;
 pub mod admission;
+pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod directory;
 pub mod lines;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod registry;
 pub mod stats;
 pub mod sys;
@@ -64,6 +67,8 @@ pub struct Daemon {
     pub auth: Option<pushd_proto::token::Verifier>,
     /// "At the connection limit" warning, throttled.
     pub at_capacity: Mutex<accept::Throttled>,
+    /// With `--cluster`, the link to the other nodes.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// Every socket the daemon serves, already bound.
@@ -127,13 +132,23 @@ pub async fn run(
             None
         }
     };
+    let cluster = match &config.cluster {
+        Some(cluster) => Some(Arc::new(cluster::Cluster::new(cluster)?)),
+        None => None,
+    };
+    let registry = if cluster.is_some() {
+        Registry::tracking_changes(config.queue_limits(), config.max_connections_per_uid)
+    } else {
+        Registry::new(config.queue_limits(), config.max_connections_per_uid)
+    };
     let fd_limit = sys::raise_nofile_limit();
     let fd_cap = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
     let max_connections = config.max_connections.map_or(fd_cap, |max| max.min(fd_cap));
     let daemon = Arc::new(Daemon {
         ws_addr: listeners.ws.local_addr()?,
         text_addr: listeners.text.local_addr()?,
-        registry: Registry::new(config.queue_limits(), config.max_connections_per_uid),
+        registry,
+        cluster,
         started: Instant::now(),
         text_connections: AtomicU64::new(0),
         admission: admission::Admission::new(
@@ -150,6 +165,10 @@ pub async fn run(
         Some(listener) => listener.local_addr()?.to_string(),
         None => "off".to_owned(),
     };
+    let cluster_desc = match &daemon.cluster {
+        Some(cluster) => format!("{} node={}", cluster.redis_display(), cluster.name()),
+        None => "off".to_owned(),
+    };
     info!(
         ws = %daemon.ws_addr,
         text = %daemon.text_addr,
@@ -158,6 +177,7 @@ pub async fn run(
         ping_interval = %config::describe(daemon.config.ping_interval),
         max_connections,
         metrics = %metrics_addr,
+        cluster = %cluster_desc,
         "pushd {} listening",
         env!("CARGO_PKG_VERSION")
     );
@@ -171,6 +191,10 @@ pub async fn run(
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let cluster_tasks = daemon
+        .cluster
+        .as_ref()
+        .map(|cluster| cluster.spawn(&daemon, &tracker));
     tracker.spawn(ws::serve(
         listeners.ws,
         daemon.clone(),
@@ -202,6 +226,10 @@ pub async fn run(
     let (connections, _) = daemon.registry.sizes();
     info!(connections, "shutting down");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    // Out of the cluster first, so that nobody routes to connections about to close.
+    if let (Some(cluster), Some(tasks)) = (&daemon.cluster, cluster_tasks) {
+        cluster.leave(tasks).await;
+    }
     // Cancel first: a connection that registers after the walk below sees
     // the token cancelled (see `ws::connection`).
     token.cancel();

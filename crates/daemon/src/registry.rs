@@ -23,7 +23,7 @@ use crate::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
 use crate::stats::{self, Counters};
 
 /// Why a bind did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindError {
     /// The connection is closing (kicked, shutting down) or already bound.
     Closing,
@@ -32,6 +32,37 @@ pub enum BindError {
     TooMany,
     /// The uid is banned (`pushctl kick --ban`).
     Banned,
+    /// A cluster-wide kick of the uid is in progress; the reason is the kick's.
+    Kicking(Arc<str>),
+}
+
+/// The uids whose number of bound connections changed since they were last
+/// taken: in cluster mode, what the presence writer must copy to Redis. Marking
+/// is one insert under its own short lock; many changes of one uid coalesce.
+#[derive(Debug, Default)]
+pub struct ChangedUids {
+    uids: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// Woken after every mark.
+    pub notify: tokio::sync::Notify,
+}
+
+impl ChangedUids {
+    fn mark(&self, uids: impl IntoIterator<Item = Arc<str>>) {
+        let mut set = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+        let before = set.len();
+        set.extend(uids);
+        let grew = set.len() > before;
+        drop(set);
+        if grew {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Takes every uid marked so far.
+    pub fn take(&self) -> Vec<Arc<str>> {
+        let mut set = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+        set.drain().collect()
+    }
 }
 
 /// The uid registry and the daemon's counters.
@@ -45,6 +76,8 @@ pub struct Registry {
     state: Mutex<State>,
     /// Event counters, bumped by the registry and by the adapters.
     pub counters: Counters,
+    /// In cluster mode, the uids whose connection count changed.
+    pub changed: Option<ChangedUids>,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +89,9 @@ struct State {
     /// Banned uids and when their ban ends; expired entries are removed
     /// when next looked at.
     bans: HashMap<String, Instant>,
+    /// Cluster mode: uids being kicked cluster-wide, refused until the kick is
+    /// done or the deadline passes, with the kick's reason.
+    kicking: HashMap<String, (Instant, Arc<str>)>,
 }
 
 #[derive(Debug)]
@@ -79,6 +115,18 @@ impl State {
 }
 
 impl State {
+    /// The reason of a cluster-wide kick of `uid` still in progress, if any.
+    fn kicking_reason(&mut self, uid: &str, now: Instant) -> Option<Arc<str>> {
+        match self.kicking.get(uid) {
+            Some((until, reason)) if *until > now => Some(reason.clone()),
+            Some(_) => {
+                self.kicking.remove(uid);
+                None
+            }
+            None => None,
+        }
+    }
+
     /// Whether `uid` is banned at `now`; forgets an expired ban.
     fn is_banned(&mut self, uid: &str, now: Instant) -> bool {
         match self.bans.get(uid) {
@@ -103,6 +151,21 @@ impl Registry {
             per_uid,
             state: Mutex::default(),
             counters: Counters::default(),
+            changed: None,
+        }
+    }
+
+    /// The same, recording which uids change (cluster mode).
+    pub fn tracking_changes(queue: QueueLimits, per_uid: Option<(usize, PerUidPolicy)>) -> Self {
+        Registry {
+            changed: Some(ChangedUids::default()),
+            ..Self::new(queue, per_uid)
+        }
+    }
+
+    fn mark_changed(&self, uids: impl IntoIterator<Item = Arc<str>>) {
+        if let Some(changed) = &self.changed {
+            changed.mark(uids);
         }
     }
 
@@ -163,6 +226,9 @@ impl Registry {
             stats::bump(&self.counters.banned_refused);
             return Err(BindError::Banned);
         }
+        if let Some(reason) = state.kicking_reason(uid, Instant::now()) {
+            return Err(BindError::Kicking(reason));
+        }
         if let Some((limit, policy)) = self.per_uid {
             let bound = state.uids.get(uid).map_or(0, Vec::len);
             if bound >= limit {
@@ -198,17 +264,19 @@ impl Registry {
         state.uids.entry(key.clone()).or_default().push(handle);
         drop(state);
         stats::bump(&self.counters.binds);
+        self.mark_changed([key.clone()]);
         Ok(key)
     }
 
     /// Forgets a connection whose task is ending.
     pub fn close(&self, id: ConnId) {
         let mut state = self.lock();
-        state.unbind(id);
+        let uid = state.unbind(id);
         if state.conns.remove(&id).is_some() {
             drop(state);
             stats::bump(&self.counters.connections_closed);
         }
+        self.mark_changed(uid);
     }
 
     /// Queues `message` for every connection of `uid`; returns how many took it.
@@ -246,14 +314,16 @@ impl Registry {
         stats::add(&self.counters.messages_delivered, delivered);
         if !slow.is_empty() {
             let mut state = self.lock();
+            let mut unbound = Vec::new();
             for &id in slow {
-                state.unbind(id);
+                unbound.extend(state.unbind(id));
                 if let Some(slot) = state.conns.get(&id) {
                     slot.handle.request_close(CloseRequest::SlowConsumer);
                 }
             }
             drop(state);
             stats::add(&self.counters.slow_consumers, slow.len() as u64);
+            self.mark_changed(unbound);
         }
         delivered
     }
@@ -269,7 +339,7 @@ impl Registry {
         if let Some(ban) = ban {
             state.bans.insert(uid.to_owned(), Instant::now() + ban);
         }
-        let Some(handles) = state.uids.remove(uid) else {
+        let Some((key, handles)) = state.uids.remove_entry(uid) else {
             return 0;
         };
         for handle in &handles {
@@ -282,7 +352,22 @@ impl Registry {
         }
         drop(state);
         stats::add(&self.counters.kicked, handles.len() as u64);
+        self.mark_changed([key]);
         handles.len() as u64
+    }
+
+    /// Cluster mode: refuses binds of `uid` (close 4000 with `reason`) until
+    /// [`Registry::kick_done`] or `until`, so that a client reconnecting in a
+    /// loop cannot slip back in on this node while other nodes are still kicking it.
+    pub fn hold_kicked(&self, uid: &str, reason: &str, until: Instant) {
+        self.lock()
+            .kicking
+            .insert(uid.to_owned(), (until, Arc::from(reason)));
+    }
+
+    /// Ends the hold of [`Registry::hold_kicked`].
+    pub fn kick_done(&self, uid: &str) {
+        self.lock().kicking.remove(uid);
     }
 
     /// Kicks every connection, bound or not, idle for longer than
@@ -308,6 +393,7 @@ impl Registry {
         }
         drop(state);
         stats::add(&self.counters.kicked, idle.len() as u64);
+        self.mark_changed(per_uid.keys().cloned());
         let mut uids: Vec<UidCount> = per_uid
             .into_iter()
             .map(|(uid, connections)| UidCount {
@@ -355,6 +441,24 @@ impl Registry {
         }
     }
 
+    /// How many connections each of `uids` has now (0: offline).
+    pub fn counts(&self, uids: &[Arc<str>]) -> Vec<u64> {
+        let state = self.lock();
+        uids.iter()
+            .map(|uid| state.uids.get(uid).map_or(0, |list| list.len() as u64))
+            .collect()
+    }
+
+    /// Every bound uid with its number of connections.
+    pub fn all_counts(&self) -> Vec<(Arc<str>, u64)> {
+        let state = self.lock();
+        state
+            .uids
+            .iter()
+            .map(|(uid, list)| (uid.clone(), list.len() as u64))
+            .collect()
+    }
+
     /// Number of connections bound to `uid`.
     pub fn online(&self, uid: &str) -> u64 {
         self.lock()
@@ -385,6 +489,7 @@ impl Registry {
                         idle_ms: now_ms.saturating_sub(h.last_activity_ms()),
                         connected_ms: now.saturating_duration_since(h.connected_at).as_millis()
                             as u64,
+                        node: None,
                     })
                     .collect(),
             })

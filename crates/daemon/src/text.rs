@@ -76,7 +76,7 @@ async fn session(
                 tokio::task::yield_now().await;
             }
             let delivered = match line {
-                Line::Complete(line) => push_line(daemon, &line),
+                Line::Complete(line) => push_line(daemon, &line).await,
                 Line::TooLong => false,
             };
             let counter = if delivered {
@@ -99,16 +99,16 @@ async fn session(
 }
 
 /// Pushes one request line to its uid; true when at least one connection took it.
-fn push_line(daemon: &Daemon, line: &[u8]) -> bool {
+async fn push_line(daemon: &Daemon, line: &[u8]) -> bool {
     let started = std::time::Instant::now();
-    let delivered = push_line_untimed(daemon, line);
+    let delivered = push_line_untimed(daemon, line).await;
     daemon
         .text_push_seconds
         .observe(started.elapsed().as_secs_f64());
     delivered
 }
 
-fn push_line_untimed(daemon: &Daemon, line: &[u8]) -> bool {
+async fn push_line_untimed(daemon: &Daemon, line: &[u8]) -> bool {
     let uid = match parse_push_line(line) {
         Ok(uid) => uid,
         Err(err) => {
@@ -121,5 +121,5 @@ fn push_line_untimed(daemon: &Daemon, line: &[u8]) -> bool {
     let Ok(message) = Utf8Bytes::try_from(Bytes::copy_from_slice(line)) else {
         return false;
     };
-    daemon.registry.push_to_uid(&uid, &message) > 0
+    crate::directory::push(daemon, &uid, &message).await
 }

@@ -356,6 +356,9 @@ impl Session {
             // A close request is already on its way.
             Err(BindError::Closing) => {}
             Err(BindError::Banned) => return Err(End::Close(close_code::BANNED, "banned".into())),
+            Err(BindError::Kicking(reason)) => {
+                return Err(End::Close(close_code::KICKED, reason.to_string()));
+            }
             Err(BindError::TooMany) => {
                 return Err(End::Close(
                     close_code::POLICY,

@@ -97,6 +97,11 @@ pub struct ReplyLine {
     /// Present when it was not: a sentence for a person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// In cluster mode, what the result could not confirm (a node that did not reply in
+    /// time, Redis unreachable), one sentence each; the result covers the rest.
+    /// pushctl prints them and exits 3.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 impl ReplyLine {
@@ -106,6 +111,15 @@ impl ReplyLine {
             version: PROTOCOL_VERSION,
             result: Some(result),
             error: None,
+            incomplete: Vec::new(),
+        }
+    }
+
+    /// A result that does not cover everything it should; `incomplete` says what is missing.
+    pub fn partial(result: Response, incomplete: Vec<String>) -> Self {
+        Self {
+            incomplete,
+            ..Self::ok(result)
         }
     }
 
@@ -115,6 +129,7 @@ impl ReplyLine {
             version: PROTOCOL_VERSION,
             result: None,
             error: Some(message.into()),
+            incomplete: Vec::new(),
         }
     }
 }
@@ -207,6 +222,9 @@ pub struct ConnInfo {
     pub idle_ms: u64,
     /// Milliseconds since the connection was accepted.
     pub connected_ms: u64,
+    /// In cluster mode, the `--node-name` of the node holding the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A uid and a number of its connections.
@@ -242,6 +260,43 @@ pub struct Stats {
     pub bans: u64,
     /// Monotonic counters since start.
     pub counters: Counters,
+    /// In cluster mode: this node, Redis, and every node's figures. `connections`,
+    /// `uids`, `text_connections`, `bans` and `counters` above are then sums over the
+    /// nodes that replied (a uid online on two nodes counts on each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// The cluster as one node sees it, for `pushctl stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// This node's `--node-name`.
+    pub node: String,
+    /// This node's id in Redis (name, pid and a start stamp).
+    pub node_id: String,
+    /// The Redis address, without credentials.
+    pub redis: String,
+    /// Whether this node currently reaches Redis.
+    pub redis_up: bool,
+    /// Every node that replied, this one included, sorted by name.
+    pub nodes: Vec<NodeStats>,
+}
+
+/// One node's own figures inside [`ClusterInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// `--node-name`.
+    pub name: String,
+    /// Node id in Redis.
+    pub id: String,
+    /// Its WebSocket listener.
+    pub ws_listen: String,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Its open WebSocket connections.
+    pub connections: u64,
+    /// Its distinct bound uids.
+    pub uids: u64,
 }
 
 /// Monotonic event counters since the daemon started. Counters added in
@@ -294,6 +349,25 @@ pub struct Counters {
     pub text_fail: u64,
 }
 
+impl Counters {
+    /// Adds `other` to these counters, field by field (for cluster-wide sums).
+    pub fn accumulate(&mut self, other: &Counters) {
+        // Through JSON so that a counter added later cannot be forgotten here.
+        let (Ok(serde_json::Value::Object(mut sum)), Ok(serde_json::Value::Object(more))) =
+            (serde_json::to_value(&*self), serde_json::to_value(other))
+        else {
+            unreachable!("counters serialize to an object");
+        };
+        for (name, value) in more {
+            let total =
+                sum.get(&name).and_then(|v| v.as_u64()).unwrap_or(0) + value.as_u64().unwrap_or(0);
+            sum.insert(name, total.into());
+        }
+        *self = serde_json::from_value(serde_json::Value::Object(sum))
+            .expect("sums of counters deserialize");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +385,18 @@ mod tests {
         let json = serde_json::to_string(&line).unwrap();
         assert_eq!(json, r#"{"version":1,"cmd":"kick","uids":["42"]}"#);
         assert_eq!(serde_json::from_str::<RequestLine>(&json).unwrap(), line);
+    }
+
+    #[test]
+    fn counters_accumulate_every_field() {
+        let one = Counters {
+            binds: 2,
+            text_fail: 1,
+            ..Counters::default()
+        };
+        let mut sum = one.clone();
+        sum.accumulate(&one);
+        assert_eq!((sum.binds, sum.text_fail, sum.kicked), (4, 2, 0));
     }
 
     #[test]

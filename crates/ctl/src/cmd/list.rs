@@ -52,6 +52,7 @@ mod tests {
             peer: "127.0.0.1:1".into(),
             idle_ms,
             connected_ms: 0,
+            node: None,
         };
         UidInfo {
             uid: name.into(),

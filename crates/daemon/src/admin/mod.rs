@@ -4,7 +4,6 @@
 //! `docs/admin-protocol.md`). Each client may send many requests; a malformed
 //! one gets an error reply and the connection stays open.
 
-mod handlers;
 mod socket;
 
 use std::sync::Arc;
@@ -65,7 +64,7 @@ async fn session(
     while read_more(&mut stream, &mut input, shutdown).await? {
         while let Some(line) = splitter.next_line(&mut input) {
             let reply = match line {
-                Line::Complete(line) => answer(daemon, &line),
+                Line::Complete(line) => answer(daemon, &line).await,
                 Line::TooLong => ReplyLine::error(format!("request longer than {MAX_LINE} bytes")),
             };
             let mut out = serde_json::to_vec(&reply).expect("replies always serialize");
@@ -77,7 +76,7 @@ async fn session(
 }
 
 /// Parses one request line and carries it out.
-fn answer(daemon: &Daemon, line: &[u8]) -> ReplyLine {
+async fn answer(daemon: &Daemon, line: &[u8]) -> ReplyLine {
     let request: RequestLine = match serde_json::from_slice(line) {
         Ok(request) => request,
         Err(err) => {
@@ -95,10 +94,7 @@ fn answer(daemon: &Daemon, line: &[u8]) -> ReplyLine {
     if request.version != PROTOCOL_VERSION {
         return version_mismatch(request.version.into());
     }
-    match handlers::handle(daemon, request.request) {
-        Ok(response) => ReplyLine::ok(response),
-        Err(message) => ReplyLine::error(message),
-    }
+    crate::directory::answer(daemon, request.request).await
 }
 
 fn version_mismatch(client: u64) -> ReplyLine {

@@ -1,25 +1,35 @@
-//! One function per admin request kind: synchronous, on the shared registry.
+//! This node's answer to each admin request: synchronous, on the local registry.
+//!
+//! Without a cluster this is the whole answer; in cluster mode
+//! [`crate::directory`] adds the other nodes' answers, and a node asked by
+//! another one over Redis answers with this too.
 
 use std::time::Duration;
 
-use pushd_proto::admin::{BanInfo, Request, Response, Stats, UidCount};
+use pushd_proto::admin::{BanInfo, ClusterInfo, NodeStats, Request, Response, Stats, UidCount};
 use pushd_proto::uid::normalize_uid;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::Daemon;
 
 /// Close reason used when `pushctl kick` gives none.
-const DEFAULT_KICK_REASON: &str = "kicked";
+pub(crate) const DEFAULT_KICK_REASON: &str = "kicked";
 
-/// Carries out one request; `Err` is a message for the operator.
-pub(super) fn handle(daemon: &Daemon, request: Request) -> Result<Response, String> {
+/// Carries out one request on this node; `Err` is a message for the operator.
+pub(crate) fn local(daemon: &Daemon, request: Request) -> Result<Response, String> {
     match request {
         Request::Ping => Ok(Response::Pong {
             daemon_version: env!("CARGO_PKG_VERSION").into(),
         }),
-        Request::List => Ok(Response::List {
-            uids: daemon.registry.list(),
-        }),
+        Request::List => {
+            let mut uids = daemon.registry.list();
+            if let Some(cluster) = &daemon.cluster {
+                for conn in uids.iter_mut().flat_map(|uid| uid.connections.iter_mut()) {
+                    conn.node = Some(cluster.name().to_owned());
+                }
+            }
+            Ok(Response::List { uids })
+        }
         Request::Kick {
             uids,
             reason,
@@ -120,10 +130,24 @@ fn stats(daemon: &Daemon) -> Stats {
             .text_connections
             .load(std::sync::atomic::Ordering::Relaxed),
         counters: daemon.registry.counters.snapshot(),
+        cluster: daemon.cluster.as_ref().map(|cluster| ClusterInfo {
+            node: cluster.name().to_owned(),
+            node_id: cluster.id().to_owned(),
+            redis: cluster.redis_display().to_owned(),
+            redis_up: cluster.is_up(),
+            nodes: vec![NodeStats {
+                name: cluster.name().to_owned(),
+                id: cluster.id().to_owned(),
+                ws_listen: daemon.ws_addr.to_string(),
+                uptime_ms: daemon.started.elapsed().as_millis() as u64,
+                connections,
+                uids,
+            }],
+        }),
     }
 }
 
-fn valid_uid(uid: &str) -> Result<&str, String> {
+pub(crate) fn valid_uid(uid: &str) -> Result<&str, String> {
     normalize_uid(uid).map_err(|err| format!("invalid uid {uid:?}: {err}"))
 }
 

@@ -1,0 +1,119 @@
+//! What nodes say to each other over Redis pub/sub.
+//!
+//! A bus message is one JSON header line, `\n`, then the raw payload bytes (a pushed
+//! message exactly as the backend sent it, or nothing), so that `redis-cli
+//! SUBSCRIBE` shows something a person can read and pushed bytes are never re-encoded.
+
+use pushd_proto::admin::{Request, Response};
+use serde::{Deserialize, Serialize};
+
+/// The header of a bus message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Header {
+    /// To a node's inbox: push the payload to `uid`'s connections there. With
+    /// `reply`, answer [`Header::Reply`] with [`Response::Delivered`].
+    Send {
+        /// Sender node id.
+        from: String,
+        /// The normalised uid.
+        uid: String,
+        /// Request id to confirm delivery under.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<u64>,
+    },
+    /// On `P:all`: carry out an admin request on this node's own connections and
+    /// answer [`Header::Reply`] to the sender's inbox.
+    Request {
+        /// Sender node id.
+        from: String,
+        /// Request id.
+        id: u64,
+        /// What to do (list, stats, kick, kick_idle, broadcast, unban, bans).
+        request: Request,
+    },
+    /// To a node's inbox: one node's answer to a request.
+    Reply {
+        /// Replying node id.
+        from: String,
+        /// The request's id.
+        id: u64,
+        /// The replying node's `--node-name`.
+        node: String,
+        /// Its answer, or its error message.
+        result: Result<Response, String>,
+    },
+    /// On `P:all`: a cluster-wide kick of these uids is over; lift the holds.
+    KickDone {
+        /// Sender node id.
+        from: String,
+        /// The uids kicked.
+        uids: Vec<String>,
+    },
+    /// On `P:all`: the sender is shutting down; do not wait for its replies.
+    Leave {
+        /// Sender node id.
+        from: String,
+    },
+}
+
+impl Header {
+    /// The sending node's id.
+    pub fn from(&self) -> &str {
+        match self {
+            Header::Send { from, .. }
+            | Header::Request { from, .. }
+            | Header::Reply { from, .. }
+            | Header::KickDone { from, .. }
+            | Header::Leave { from } => from,
+        }
+    }
+}
+
+/// A bus message: the header line, then `payload`.
+pub fn encode(header: &Header, payload: &[u8]) -> Vec<u8> {
+    let mut out = serde_json::to_vec(header).expect("headers always serialize");
+    out.push(b'\n');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Splits a bus message into its header and payload.
+pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), String> {
+    let end = message
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no header line")?;
+    let header = serde_json::from_slice(&message[..end]).map_err(|e| e.to_string())?;
+    Ok((header, &message[end + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_bytes_survive_untouched() {
+        let line = br#"{"uid": 42, "b":1,  "a":"\n"}"#;
+        let header = Header::Send {
+            from: "n1".into(),
+            uid: "42".into(),
+            reply: None,
+        };
+        let message = encode(&header, line);
+        assert!(message.starts_with(br#"{"op":"send","from":"n1","uid":"42"}"#));
+        assert_eq!(decode(&message).unwrap(), (header, &line[..]));
+    }
+
+    #[test]
+    fn replies_carry_results_and_errors() {
+        let reply = Header::Reply {
+            from: "n2".into(),
+            id: 7,
+            node: "web-2".into(),
+            result: Err("no".into()),
+        };
+        assert_eq!(decode(&encode(&reply, b"")).unwrap().0, reply);
+        assert!(decode(b"garbage").is_err());
+    }
+}

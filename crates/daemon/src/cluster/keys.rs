@@ -1,0 +1,41 @@
+//! Names of the keys and channels one cluster uses in Redis, all under one prefix.
+
+/// Key and channel names for the prefix `P` (default `pushd`).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The names under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The prefix itself (scripts build per-node names from it).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `P:nodes`: sorted set, node id → lease deadline (ms on Redis's clock).
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// `P:node:<id>`: hash, uid → connections on that node.
+    pub fn node(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.prefix)
+    }
+
+    /// `P:all`: the channel every node listens to.
+    pub fn all(&self) -> String {
+        format!("{}:all", self.prefix)
+    }
+
+    /// `P:n:<id>`: one node's inbox channel.
+    pub fn inbox(&self, id: &str) -> String {
+        format!("{}:n:{id}", self.prefix)
+    }
+}

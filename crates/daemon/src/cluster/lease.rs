@@ -1,0 +1,88 @@
+//! This node's lease in `P:nodes`, and the reaping of nodes whose lease ran out.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Cluster;
+use super::presence::PresenceCommand;
+
+/// Renews the lease every third of its length and reaps dead nodes, until cancelled.
+/// After any failure (and at start) the presence hash is rewritten before the node
+/// counts as up again: this heals an empty Redis, an old snapshot, and a node that
+/// was reaped while it was cut off.
+pub async fn run(cluster: Arc<Cluster>, token: CancellationToken) {
+    let mut ticker = tokio::time::interval(cluster.lease / 3);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut joined = false;
+    let mut outage = false;
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let renewed: redis::RedisResult<i64> = cluster
+            .scripts
+            .renew
+            .key(cluster.keys.nodes())
+            .arg(&cluster.id)
+            .arg(cluster.lease.as_millis() as u64)
+            .invoke_async(&mut cluster.conn())
+            .await;
+        match renewed {
+            Ok(added) => {
+                let was_ok = cluster.lease_ok.load(Ordering::Relaxed);
+                if (added == 1 || !was_ok) && resync(&cluster).await.is_err() {
+                    continue;
+                }
+                cluster.lease_ok.store(true, Ordering::Relaxed);
+                if !joined {
+                    joined = true;
+                    info!(node = %cluster.name, id = %cluster.id, redis = %cluster.redis_display,
+                          "cluster: joined");
+                } else if outage {
+                    info!(redis = %cluster.redis_display, "cluster: Redis reachable again; presence rewritten");
+                }
+                outage = false;
+            }
+            Err(err) => {
+                cluster.lease_ok.store(false, Ordering::Relaxed);
+                if !outage {
+                    outage = true;
+                    warn!(redis = %cluster.redis_display, %err,
+                          "cluster: Redis unreachable; local connections keep working, pushes to other nodes answer fail");
+                }
+                continue;
+            }
+        }
+        let reaped: redis::RedisResult<Vec<String>> = cluster
+            .scripts
+            .reap
+            .key(cluster.keys.nodes())
+            .arg(cluster.keys.prefix())
+            .invoke_async(&mut cluster.conn())
+            .await;
+        if let Ok(dead) = reaped
+            && !dead.is_empty()
+        {
+            info!(nodes = ?dead, "cluster: reaped nodes whose lease ran out");
+            cluster
+                .pending
+                .drop_nodes(&|node| dead.iter().any(|d| d == node));
+        }
+    }
+}
+
+/// Asks the presence writer for a full rewrite and waits for it.
+async fn resync(cluster: &Cluster) -> Result<(), String> {
+    let (done, result) = oneshot::channel();
+    cluster
+        .presence
+        .send(PresenceCommand::Resync(done))
+        .await
+        .map_err(|_| "stopped".to_owned())?;
+    result.await.unwrap_or_else(|_| Err("stopped".into()))
+}

@@ -1,0 +1,470 @@
+//! Cluster mode: several pushd nodes act as one through Redis.
+//!
+//! Each node keeps its own connections and registry; Redis holds who is where
+//! (`P:node:<id>`: uid → connections on that node, written only on bind and unbind),
+//! which nodes are alive (`P:nodes`: a lease per node on Redis's clock), and carries
+//! messages between nodes over pub/sub (`P:all`, and one inbox `P:n:<id>` per node).
+//! The protocol is written down in docs/cluster.md.
+//!
+//! The adapters never see any of this: they call [`crate::directory`], which asks the
+//! local registry alone, or the registry and this module.
+//!
+//! Tasks: [`lease`] renews this node's lease and reaps dead nodes, [`subscriber`]
+//! receives and serves bus messages, [`presence`] copies uid counts to Redis. All
+//! three stop with the daemon; [`Cluster::leave`] removes this node at once on SIGTERM.
+
+pub mod bus;
+pub mod keys;
+mod lease;
+pub mod merge;
+pub mod pending;
+mod presence;
+pub mod scripts;
+mod subscriber;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use pushd_proto::admin::{Request, Response};
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Daemon;
+use crate::config::{ClusterConfig, Confirm};
+use bus::Header;
+use keys::Keys;
+use pending::{Gathered, Pending};
+use presence::PresenceCommand;
+use scripts::Scripts;
+
+/// How often a request waiting for replies re-reads the live nodes, so that a
+/// node whose lease ran out is no longer waited for.
+const LIVENESS_RECHECK: Duration = Duration::from_millis(250);
+
+/// This node's link to the cluster.
+pub struct Cluster {
+    /// `--node-name`.
+    name: String,
+    /// Unique id in Redis: name, pid and start time, so a restarted node is a new node.
+    id: String,
+    /// The Redis URL without credentials, for `stats`.
+    redis_display: String,
+    keys: Keys,
+    client: redis::Client,
+    conn: ConnectionManager,
+    scripts: Scripts,
+    pending: Pending,
+    lease: Duration,
+    timeout: Duration,
+    text_confirm: Confirm,
+    /// The last lease renewal worked.
+    lease_ok: AtomicBool,
+    /// The subscriber connection is subscribed.
+    subscribed: AtomicBool,
+    presence: mpsc::Sender<PresenceCommand>,
+    presence_rx: std::sync::Mutex<Option<mpsc::Receiver<PresenceCommand>>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .field("redis", &self.redis_display)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lease and subscriber tasks, stopped by [`Cluster::leave`].
+#[derive(Debug)]
+pub struct ClusterTasks {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// The result of a cluster-wide operation: the value, and what it could not confirm.
+#[derive(Debug, Default)]
+pub struct Partial<T> {
+    /// What was gathered.
+    pub value: T,
+    /// One sentence per thing missing (a node, Redis).
+    pub incomplete: Vec<String>,
+}
+
+impl Cluster {
+    /// Prepares the link; connects lazily, so a node starts even while Redis is down.
+    pub fn new(config: &ClusterConfig) -> anyhow::Result<Self> {
+        let client = redis::Client::open(config.url.as_str())
+            .with_context(|| format!("--cluster: invalid Redis URL {:?}", redacted(&config.url)))?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .context("--cluster: cannot set up the Redis connection")?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let (presence, presence_rx) = mpsc::channel(64);
+        Ok(Cluster {
+            id: format!("{}-{}-{started:x}", config.node_name, std::process::id()),
+            name: config.node_name.clone(),
+            redis_display: redacted(&config.url),
+            keys: Keys::new(&config.prefix),
+            client,
+            conn,
+            scripts: Scripts::new(),
+            pending: Pending::default(),
+            lease: config.lease,
+            timeout: config.timeout,
+            text_confirm: config.text_confirm,
+            lease_ok: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            presence,
+            presence_rx: std::sync::Mutex::new(Some(presence_rx)),
+        })
+    }
+
+    /// Starts the lease, subscriber and presence tasks; the presence writer joins
+    /// `tracker` (it ends with [`Cluster::leave`]), the others are returned.
+    pub fn spawn(&self, daemon: &Arc<Daemon>, tracker: &TaskTracker) -> ClusterTasks {
+        let tasks = ClusterTasks {
+            token: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        let rx = self
+            .presence_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("spawned once");
+        let cluster = daemon.cluster.clone().expect("cluster mode");
+        tracker.spawn(presence::run(daemon.clone(), rx));
+        tasks
+            .tracker
+            .spawn(subscriber::run(daemon.clone(), tasks.token.clone()));
+        tasks
+            .tracker
+            .spawn(lease::run(cluster, tasks.token.clone()));
+        tasks.tracker.close();
+        tasks
+    }
+
+    /// `--node-name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This node's id in Redis.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The Redis address, without credentials.
+    pub fn redis_display(&self) -> &str {
+        &self.redis_display
+    }
+
+    /// The text port's confirmation mode.
+    pub fn text_confirm(&self) -> Confirm {
+        self.text_confirm
+    }
+
+    /// Whether this node is in the cluster now: lease renewed and subscribed.
+    pub fn is_up(&self) -> bool {
+        self.lease_ok.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    fn down_note(&self) -> String {
+        format!(
+            "Redis at {} is unreachable: only this node ({}) answered",
+            self.redis_display, self.name
+        )
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Pushes `message` to `uid`'s connections on the other nodes. With
+    /// [`Confirm::Received`] the count is what the holding nodes had registered; with
+    /// [`Confirm::Delivered`] it is what they report having queued.
+    pub async fn route(&self, uid: &str, message: &[u8], confirm: Confirm) -> Partial<u64> {
+        if !self.is_up() {
+            return self.partial(0, self.down_note());
+        }
+        let reply = (confirm == Confirm::Delivered).then(|| self.pending.open());
+        let header = Header::Send {
+            from: self.id.clone(),
+            uid: uid.to_owned(),
+            reply: reply.as_ref().map(|(id, _)| *id),
+        };
+        let routed: redis::RedisResult<Vec<(String, u64, u64)>> = self
+            .scripts
+            .route
+            .key(self.keys.nodes())
+            .arg(self.keys.prefix())
+            .arg(&self.id)
+            .arg(uid)
+            .arg(bus::encode(&header, message))
+            .invoke_async(&mut self.conn())
+            .await;
+        let routed = match routed {
+            Ok(routed) => routed,
+            Err(err) => {
+                if let Some((id, _)) = reply {
+                    self.pending.close(id);
+                }
+                return self.partial(0, format!("Redis: {err}"));
+            }
+        };
+        let mut incomplete = Vec::new();
+        for (node, receivers, _) in &routed {
+            if *receivers == 0 {
+                incomplete.push(format!(
+                    "node {node} holds {uid} but is not listening on Redis"
+                ));
+            }
+        }
+        let reached = routed.iter().filter(|(_, receivers, _)| *receivers > 0);
+        let Some((id, wake)) = reply else {
+            let value = reached.map(|(_, _, connections)| connections).sum();
+            return Partial { value, incomplete };
+        };
+        self.pending
+            .expect(id, reached.map(|(node, _, _)| node.clone()));
+        let gathered = self.wait(id, &wake).await;
+        incomplete.extend(self.missing_notes(&gathered));
+        let value = gathered
+            .replies
+            .values()
+            .map(|reply| match &reply.result {
+                Ok(Response::Delivered { connections }) => *connections,
+                _ => 0,
+            })
+            .sum();
+        Partial { value, incomplete }
+    }
+
+    /// Connections of `uid` on the other live nodes, from presence.
+    pub async fn online(&self, uid: &str) -> Partial<u64> {
+        if !self.is_up() {
+            return self.partial(0, self.down_note());
+        }
+        let found: redis::RedisResult<Vec<(String, u64)>> = self
+            .scripts
+            .online
+            .key(self.keys.nodes())
+            .arg(self.keys.prefix())
+            .arg(&self.id)
+            .arg(uid)
+            .invoke_async(&mut self.conn())
+            .await;
+        match found {
+            Ok(found) => Partial {
+                value: found.iter().map(|(_, n)| n).sum(),
+                incomplete: Vec::new(),
+            },
+            Err(err) => self.partial(0, format!("Redis: {err}")),
+        }
+    }
+
+    /// Asks every other live node to carry out `request` on its own connections and
+    /// gathers the replies, waiting at most `--cluster-timeout`.
+    pub async fn fan_out(&self, request: Request) -> Partial<Gathered> {
+        let nothing = || Gathered {
+            replies: Default::default(),
+            missing: Vec::new(),
+        };
+        if !self.is_up() {
+            return self.partial(nothing(), self.down_note());
+        }
+        let (id, wake) = self.pending.open();
+        let header = Header::Request {
+            from: self.id.clone(),
+            id,
+            request,
+        };
+        // The expected nodes are the live ones before publishing: a node joining
+        // later is not waited for (its reply still counts if it comes).
+        let asked = async {
+            let live = self.live_nodes().await?;
+            self.pending
+                .expect(id, live.into_iter().filter(|node| *node != self.id));
+            self.publish(&self.keys.all(), bus::encode(&header, b""))
+                .await
+        };
+        if let Err(err) = asked.await {
+            self.pending.close(id);
+            return self.partial(nothing(), format!("Redis: {err}"));
+        }
+        let gathered = self.wait(id, &wake).await;
+        let incomplete = self.missing_notes(&gathered);
+        Partial {
+            value: gathered,
+            incomplete,
+        }
+    }
+
+    /// Waits until request `id` is complete or the timeout passes, dropping nodes
+    /// whose lease ran out meanwhile.
+    async fn wait(&self, id: u64, wake: &tokio::sync::Notify) -> Gathered {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while !self.pending.is_complete(id) {
+            let recheck = (tokio::time::Instant::now() + LIVENESS_RECHECK).min(deadline);
+            tokio::select! {
+                () = wake.notified() => continue,
+                () = tokio::time::sleep_until(recheck) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            if let Ok(live) = self.live_nodes().await {
+                let live: HashSet<String> = live.into_iter().collect();
+                self.pending.drop_nodes(&|node| !live.contains(node));
+            }
+        }
+        self.pending.close(id)
+    }
+
+    fn missing_notes(&self, gathered: &Gathered) -> Vec<String> {
+        gathered
+            .missing
+            .iter()
+            .map(|node| {
+                format!(
+                    "node {node} did not reply within {}",
+                    humantime::format_duration(self.timeout)
+                )
+            })
+            .collect()
+    }
+
+    fn partial<T>(&self, value: T, note: String) -> Partial<T> {
+        Partial {
+            value,
+            incomplete: vec![note],
+        }
+    }
+
+    /// The ids of the nodes whose lease is running, this one included.
+    async fn live_nodes(&self) -> redis::RedisResult<Vec<String>> {
+        self.scripts
+            .live
+            .key(self.keys.nodes())
+            .invoke_async(&mut self.conn())
+            .await
+    }
+
+    async fn publish(&self, channel: &str, message: Vec<u8>) -> redis::RedisResult<u64> {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(message)
+            .query_async(&mut self.conn())
+            .await
+    }
+
+    /// Tells every node that the kick of `uids` is over.
+    pub async fn kick_done(&self, uids: &[String]) {
+        let header = Header::KickDone {
+            from: self.id.clone(),
+            uids: uids.to_vec(),
+        };
+        let _ = self
+            .publish(&self.keys.all(), bus::encode(&header, b""))
+            .await;
+    }
+
+    /// Removes `uids` from the presence of `nodes` (ids) that did not answer a kick.
+    pub async fn forget(&self, nodes: &[String], uids: &[String]) {
+        let mut pipe = redis::pipe();
+        for node in nodes {
+            pipe.hdel(self.keys.node(node), uids).ignore();
+        }
+        let _: redis::RedisResult<()> = pipe.query_async(&mut self.conn()).await;
+    }
+
+    /// Copies every pending uid change to Redis now; Err when Redis did not take it.
+    pub async fn flush_presence(&self) -> Result<(), String> {
+        let (done, result) = oneshot::channel();
+        self.presence
+            .send(PresenceCommand::Flush(done))
+            .await
+            .map_err(|_| "the presence writer has stopped".to_owned())?;
+        result
+            .await
+            .unwrap_or_else(|_| Err("the presence writer has stopped".into()))
+    }
+
+    /// Leaves the cluster: stops renewing the lease and listening, then deletes this
+    /// node's presence and lease and tells the others, so its uids are offline at once.
+    /// Bounded by the timeout.
+    pub async fn leave(&self, tasks: ClusterTasks) {
+        tasks.token.cancel();
+        let _ = tokio::time::timeout(self.timeout, tasks.tracker.wait()).await;
+        let (done, result) = oneshot::channel();
+        if self
+            .presence
+            .send(PresenceCommand::Leave(done))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(self.timeout, result).await;
+        }
+    }
+
+    /// The pipeline that removes this node from Redis and announces it.
+    fn leave_pipeline(&self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(self.keys.node(&self.id))
+            .ignore()
+            .zrem(self.keys.nodes(), &self.id)
+            .ignore()
+            .publish(
+                self.keys.all(),
+                bus::encode(
+                    &Header::Leave {
+                        from: self.id.clone(),
+                    },
+                    b"",
+                ),
+            )
+            .ignore();
+        pipe
+    }
+}
+
+/// A Redis URL with any password replaced, for logs and `stats`.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redacted("redis://user:secret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted("redis+unix:///run/redis.sock"),
+            "redis+unix:///run/redis.sock"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Copies this node's uid counts to its Redis hash `P:node:<id>`.
+//!
+//! The only writer of that hash, so writes never race each other: changes marked
+//! by the registry are coalesced and written in one pipeline, a full rewrite
+//! (`DEL` + `HSET`) follows every (re)connection, and leaving the cluster goes
+//! through here too, so no late write can resurrect a node that left.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use super::Cluster;
+use crate::Daemon;
+use crate::registry::Registry;
+
+/// Uids per `HSET` in a full rewrite.
+const CHUNK: usize = 1000;
+
+/// What the presence writer can be asked to do.
+pub enum PresenceCommand {
+    /// Write pending changes now and say whether Redis took them.
+    Flush(oneshot::Sender<Result<(), String>>),
+    /// Rewrite the whole hash from the registry.
+    Resync(oneshot::Sender<Result<(), String>>),
+    /// Remove this node from Redis, announce it, and stop.
+    Leave(oneshot::Sender<()>),
+}
+
+/// Runs until [`PresenceCommand::Leave`].
+pub async fn run(daemon: Arc<Daemon>, mut commands: mpsc::Receiver<PresenceCommand>) {
+    let cluster = daemon.cluster.clone().expect("cluster mode");
+    let changed = daemon
+        .registry
+        .changed
+        .as_ref()
+        .expect("cluster mode tracks uid changes");
+    let mut resync = true;
+    loop {
+        let command = tokio::select! {
+            () = changed.notify.notified() => None,
+            command = commands.recv() => match command {
+                Some(command) => Some(command),
+                None => return,
+            },
+        };
+        match command {
+            None => {
+                // Without a lease there is nobody to tell; the lease task asks for a
+                // full rewrite once Redis answers again.
+                if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = write(&cluster, &daemon.registry, &mut resync).await;
+                } else {
+                    resync = true;
+                }
+            }
+            Some(PresenceCommand::Flush(done)) => {
+                let _ = done.send(write(&cluster, &daemon.registry, &mut resync).await);
+            }
+            Some(PresenceCommand::Resync(done)) => {
+                resync = true;
+                let _ = done.send(write(&cluster, &daemon.registry, &mut resync).await);
+            }
+            Some(PresenceCommand::Leave(done)) => {
+                let left: redis::RedisResult<()> = cluster
+                    .leave_pipeline()
+                    .query_async(&mut cluster.conn())
+                    .await;
+                if let Err(err) = left {
+                    debug!(%err, "cluster: could not remove this node from Redis");
+                }
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}
+
+/// Writes the changed uids (or everything, when `resync`); on failure the next
+/// write is a full rewrite, since Redis may hold anything by then.
+async fn write(cluster: &Cluster, registry: &Registry, resync: &mut bool) -> Result<(), String> {
+    let changed = registry.changed.as_ref().expect("cluster mode");
+    let key = cluster.keys.node(&cluster.id);
+    let mut pipe = redis::pipe();
+    if *resync {
+        // Taken first: anything that changes after the snapshot is marked again.
+        changed.take();
+        let all = registry.all_counts();
+        pipe.atomic().del(&key).ignore();
+        for chunk in all.chunks(CHUNK) {
+            let pairs: Vec<(&str, u64)> = chunk.iter().map(|(uid, n)| (&**uid, *n)).collect();
+            pipe.hset_multiple(&key, &pairs).ignore();
+        }
+    } else {
+        let uids = changed.take();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let counts = registry.counts(&uids);
+        let mut set = Vec::new();
+        let mut gone = Vec::new();
+        for (uid, n) in uids.iter().zip(counts) {
+            if n > 0 {
+                set.push((&**uid, n));
+            } else {
+                gone.push(&**uid);
+            }
+        }
+        if !set.is_empty() {
+            pipe.hset_multiple(&key, &set).ignore();
+        }
+        if !gone.is_empty() {
+            pipe.hdel(&key, gone).ignore();
+        }
+    }
+    match pipe.query_async::<()>(&mut cluster.conn()).await {
+        Ok(()) => {
+            *resync = false;
+            Ok(())
+        }
+        Err(err) => {
+            *resync = true;
+            Err(format!("Redis: {err}"))
+        }
+    }
+}
