@@ -5,6 +5,8 @@ mod harness;
 
 mod auth;
 mod browser;
+mod cluster;
+mod cluster_harness;
 mod hostile;
 mod lifecycle;
 mod limits;

@@ -1,0 +1,364 @@
+//! Cluster mode: three real pushd nodes and one real redis-server (SPEC "Cluster
+//! mode", CLUSTER.md's test list). Every wait is bounded; only our own children
+//! are signalled.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster_harness::{NodeOptions, Three, pause_ms, redis_available};
+use crate::harness::{STEP, WsClient, eventually, within};
+
+#[tokio::test]
+async fn a_push_through_any_node_reaches_the_uid_on_another() {
+    if !redis_available() {
+        return;
+    }
+    let three = Three::start(NodeOptions::default()).await;
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let mut client = b.bound_client("42").await;
+    // Presence reaches the other nodes.
+    eventually(STEP, "a to see 42 online", || a.is_online("42")).await;
+
+    // The text port of another node: the exact bytes, `ok`; an offline uid: `fail`.
+    let line = r#"{"uid": 42, "kept": "as is" , "n":1}"#;
+    let mut backend = a.text_client().await;
+    assert_eq!(backend.request(line).await, "ok");
+    assert_eq!(client.recv_text().await, line);
+    assert_eq!(backend.request(r#"{"uid":"nobody-here"}"#).await, "fail");
+
+    // pushctl on a third node confirms delivery (one connection).
+    let sent = c.ctl(&["--json", "send", "42", "via c"]).await;
+    assert_eq!(sent.status, 0, "{sent:?}");
+    assert_eq!(sent.json()["connections"], 1);
+    assert_eq!(client.recv_text().await, "via c");
+    let offline = c.ctl(&["send", "nobody-here", "x"]).await;
+    assert_eq!(offline.status, 1, "{offline:?}");
+
+    // list on any node shows the uid with its node; stats adds every node up.
+    let list = a.ctl(&["--json", "list"]).await;
+    assert_eq!(list.status, 0, "{list:?}");
+    let uids = list.json();
+    assert_eq!(uids[0]["uid"], "42");
+    assert_eq!(uids[0]["connections"][0]["node"], "b");
+    let table = c.ctl(&["list"]).await.stdout;
+    assert!(table.lines().next().unwrap().contains("NODE"), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains(" b "), "{table}");
+    let stats = a.stats().await;
+    assert_eq!(stats["connections"], 1);
+    assert_eq!(stats["cluster"]["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(stats["cluster"]["node"], "a");
+}
+
+#[tokio::test]
+async fn a_uid_on_two_nodes_gets_each_push_once_per_connection() {
+    if !redis_available() {
+        return;
+    }
+    let three = Three::start(NodeOptions::default()).await;
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let mut on_a = a.bound_client("7").await;
+    let mut on_b1 = b.bound_client("7").await;
+    let mut on_b2 = b.bound_client("7").await;
+    eventually(STEP, "c to see 3 connections", || async {
+        c.ctl(&["--json", "online", "7"]).await.json()["connections"] == 3
+    })
+    .await;
+    let sent = c.ctl(&["--json", "send", "7", "once"]).await;
+    assert_eq!(sent.json()["connections"], 3, "{sent:?}");
+    let broadcast = b.ctl(&["--json", "broadcast", "to all"]).await;
+    assert_eq!(broadcast.json()["connections"], 3, "{broadcast:?}");
+    for client in [&mut on_a, &mut on_b1, &mut on_b2] {
+        assert_eq!(client.recv_text().await, "once");
+        assert_eq!(client.recv_text().await, "to all");
+        client.expect_silence(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_kick_through_one_node_is_done_everywhere_when_it_returns() {
+    if !redis_available() {
+        return;
+    }
+    let three = Three::start(NodeOptions::default()).await;
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let mut clients = Vec::new();
+    for node in [a, b, c] {
+        clients.push(node.bound_client("9").await);
+    }
+    eventually(STEP, "a to see 3 connections", || async {
+        a.ctl(&["--json", "online", "9"]).await.json()["connections"] == 3
+    })
+    .await;
+    let kicked = a.ctl(&["--json", "kick", "9", "--reason", "bye"]).await;
+    assert_eq!(kicked.status, 0, "{kicked:?}");
+    assert_eq!(kicked.json()["connections"], 3);
+    // Offline everywhere at once: no waiting here.
+    for node in [a, b, c] {
+        assert!(!node.is_online("9").await);
+        let mut backend = node.text_client().await;
+        assert_eq!(backend.request(r#"{"uid":9}"#).await, "fail");
+    }
+    for client in &mut clients {
+        let closed = client.closed(STEP).await;
+        assert_eq!((closed.code, closed.reason.as_str()), (Some(4000), "bye"));
+    }
+    // A kick is not a ban: the uid may come back once the kick is over.
+    let _back = c.bound_client("9").await;
+}
+
+#[tokio::test]
+async fn a_paused_node_makes_kick_exit_3_yet_the_uid_is_offline_and_held_out_meanwhile() {
+    if !redis_available() {
+        return;
+    }
+    // The lease outlives the timeout, so the paused node still counts as alive.
+    let three = Three::start(NodeOptions {
+        lease: "6s",
+        timeout: "1500ms",
+    })
+    .await;
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let _on_b = b.bound_client("5").await;
+    let _on_c = c.bound_client("5").await;
+    eventually(STEP, "a to see 2 connections", || async {
+        a.ctl(&["--json", "online", "5"]).await.json()["connections"] == 2
+    })
+    .await;
+    c.signal(libc::SIGSTOP);
+    let started = Instant::now();
+    let kick = a.ctl(&["kick", "5"]);
+    // While the kick waits for c, a client hammering b is refused with 4000 and b's
+    // presence never shows 5 again. (`online` does say 5 is online meanwhile: c, alive
+    // by lease, still lists it until the kick gives up on c.)
+    let b_presence = three
+        .redis
+        .cli(&["--scan", "--pattern", "pushd:node:b-*"])
+        .await;
+    let hammer = async {
+        pause_ms(300).await;
+        let mut refused = 0;
+        while started.elapsed() < Duration::from_millis(1200) {
+            let mut client = WsClient::connect(b.ws).await;
+            client.send_text("5").await;
+            let closed = client.closed(STEP).await;
+            assert_eq!(closed.code, Some(4000), "rebind during the kick");
+            refused += 1;
+            let held = three.redis.cli(&["HGET", &b_presence, "5"]).await;
+            assert_eq!(held, "", "5 came back on b during the kick");
+        }
+        refused
+    };
+    let (kicked, refused) = tokio::join!(kick, hammer);
+    c.signal(libc::SIGCONT);
+    assert_eq!(kicked.status, 3, "{kicked:?}");
+    assert!(
+        kicked.stderr.contains("not confirmed") && kicked.stderr.contains("c-"),
+        "names the node: {kicked:?}"
+    );
+    assert!(refused > 0);
+    // The coordinator took the uid out of c's presence itself.
+    assert!(!a.is_online("5").await);
+    let mut backend = a.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":5}"#).await, "fail");
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_within_the_lease_and_a_stopped_one_at_once() {
+    if !redis_available() {
+        return;
+    }
+    let mut three = Three::start(NodeOptions::default()).await;
+    let _on_b = three.nodes[1].bound_client("kill-me").await;
+    let _on_c = three.nodes[2].bound_client("stop-me").await;
+    let a = &three.nodes[0];
+    eventually(STEP, "both uids online at a", || async {
+        a.is_online("kill-me").await && a.is_online("stop-me").await
+    })
+    .await;
+
+    // SIGTERM: presence is removed before the node exits.
+    three.nodes[2].signal(libc::SIGTERM);
+    assert_eq!(three.nodes[2].wait(STEP).await, Some(0));
+    assert!(!three.nodes[0].is_online("stop-me").await);
+
+    // SIGKILL: gone within lease (1 s) + 1 s of reaping.
+    three.nodes[1].signal(libc::SIGKILL);
+    let killed = Instant::now();
+    three.nodes[1].wait(STEP).await;
+    let a = &three.nodes[0];
+    eventually(
+        Duration::from_secs(4),
+        "the killed node's uid to go",
+        || async { !a.is_online("kill-me").await },
+    )
+    .await;
+    let gone_after = killed.elapsed();
+    eprintln!("SIGKILL to offline: {gone_after:?}");
+    assert!(gone_after < Duration::from_millis(2500), "{gone_after:?}");
+    // And nobody waits for the dead: list answers at once, complete.
+    let list = a.ctl(&["--json", "list"]).await;
+    assert_eq!(list.status, 0, "{list:?}");
+    assert_eq!(
+        a.stats().await["cluster"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn redis_down_disconnects_nobody_local_pushes_work_and_presence_heals() {
+    if !redis_available() {
+        return;
+    }
+    let mut three = Three::start(NodeOptions::default()).await;
+    let mut on_a = three.nodes[0].bound_client("here").await;
+    let mut on_b = three.nodes[1].bound_client("there").await;
+    eventually(STEP, "a to see there", || three.nodes[0].is_online("there")).await;
+
+    three.redis.kill().await;
+    let a = &three.nodes[0];
+    let mut backend = a.text_client().await;
+    // Local: still ok. Remote: fail, quickly, never a false ok.
+    assert_eq!(backend.request(r#"{"uid":"here"}"#).await, "ok");
+    assert_eq!(on_a.recv_text().await, r#"{"uid":"here"}"#);
+    eventually(STEP, "remote pushes to fail", || async {
+        let started = Instant::now();
+        let mut backend = a.text_client().await;
+        let reply = backend.request(r#"{"uid":"there"}"#).await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+        reply == "fail"
+    })
+    .await;
+    let list = a.ctl(&["list"]).await;
+    assert_eq!(list.status, 3, "{list:?}");
+    assert!(list.stderr.contains("unreachable"), "{list:?}");
+    assert!(
+        list.stdout.contains("here"),
+        "local part still printed: {list:?}"
+    );
+
+    // Back, empty: presence is rewritten, cross-node pushes work again.
+    three.redis.restart().await;
+    eventually(
+        Duration::from_secs(8),
+        "a cross-node push to work again",
+        || async {
+            let mut backend = a.text_client().await;
+            backend.request(r#"{"uid":"there"}"#).await == "ok"
+        },
+    )
+    .await;
+    // Every push that said ok arrived; the clients never reconnected.
+    let mut got = Vec::new();
+    while got.last().map(String::as_str) != Some(r#"{"uid":"there"}"#) {
+        got.push(on_b.recv_text().await);
+    }
+    for node in &three.nodes[..2] {
+        assert_eq!(node.stats().await["counters"]["connections_opened"], 2);
+    }
+}
+
+#[tokio::test]
+async fn an_old_snapshot_never_routes_to_dead_nodes() {
+    if !redis_available() {
+        return;
+    }
+    let mut three = Three::start(NodeOptions::default()).await;
+    let _on_c = three.nodes[2].bound_client("ghost").await;
+    let _on_b = three.nodes[1].bound_client("alive").await;
+    eventually(STEP, "a to see both", || async {
+        three.nodes[0].is_online("ghost").await && three.nodes[0].is_online("alive").await
+    })
+    .await;
+    assert_eq!(three.redis.cli(&["SAVE"]).await, "OK");
+    // c dies without a word; later Redis comes back from the snapshot that has c.
+    three.nodes[2].signal(libc::SIGKILL);
+    three.nodes[2].wait(STEP).await;
+    three.redis.kill().await;
+    three.redis.restart().await;
+    let a = &three.nodes[0];
+    eventually(
+        Duration::from_secs(8),
+        "alive to be reachable again",
+        || async {
+            let mut backend = a.text_client().await;
+            backend.request(r#"{"uid":"alive"}"#).await == "ok"
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(4),
+        "the dead node to be reaped",
+        || async { !a.is_online("ghost").await },
+    )
+    .await;
+    let mut backend = a.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"ghost"}"#).await, "fail");
+}
+
+#[tokio::test]
+async fn a_thousand_pipelined_lines_across_nodes_arrive_in_order() {
+    if !redis_available() {
+        return;
+    }
+    let three = Three::start(NodeOptions::default()).await;
+    let mut client = three.nodes[1].bound_client("seq").await;
+    eventually(STEP, "a to see seq", || three.nodes[0].is_online("seq")).await;
+    let lines: String = (0..1000)
+        .map(|i| format!("{{\"uid\":\"seq\",\"i\":{i}}}\n"))
+        .collect();
+    let mut backend = three.nodes[0].text_client().await;
+    backend.write(lines.as_bytes()).await;
+    for _ in 0..1000 {
+        assert_eq!(backend.reply().await, "ok");
+    }
+    for i in 0..1000 {
+        assert_eq!(
+            client.recv_text().await,
+            format!("{{\"uid\":\"seq\",\"i\":{i}}}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_killed_subscription_resubscribes_and_never_says_a_false_ok() {
+    if !redis_available() {
+        return;
+    }
+    let three = Three::start(NodeOptions::default()).await;
+    let mut on_b = three.nodes[1].bound_client("sub").await;
+    let a = &three.nodes[0];
+    eventually(STEP, "a to see sub", || a.is_online("sub")).await;
+    three.redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    // Until b is subscribed again each push is fail, or ok and then really delivered.
+    let mut oks = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let mut backend = a.text_client().await;
+        let line = format!(r#"{{"uid":"sub","n":{oks}}}"#);
+        if backend.request(&line).await == "ok" {
+            assert_eq!(on_b.recv_text().await, line, "an ok that was not delivered");
+            oks += 1;
+            if oks == 5 {
+                break;
+            }
+        }
+        pause_ms(50).await;
+    }
+    assert_eq!(oks, 5, "pushes work again after resubscribing");
+    within(STEP, "b to log the resubscription", async {
+        while !three.nodes[1].log.lock().unwrap().contains("resubscribed") {
+            pause_ms(20).await;
+        }
+    })
+    .await;
+}

@@ -1,0 +1,204 @@
+//! A real `redis-server` on a Unix socket in a temp dir (persistence off unless a
+//! test asks for a snapshot) and real pushd nodes in cluster mode around it.
+//!
+//! Needs Debian's `redis-server` (`.ci/run` installs it). Without it the cluster tests
+//! say so and pass, unless `PUSHD_REQUIRE_REDIS=1` (set by `.ci/run`).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::harness::{Pushd, STEP, eventually, within};
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+const REDIS_CLI: &str = "/usr/bin/redis-cli";
+
+/// Whether redis-server is here; panics when it must be and is not.
+pub fn redis_available() -> bool {
+    let present = Path::new(REDIS_SERVER).exists() && Path::new(REDIS_CLI).exists();
+    if !present {
+        assert!(
+            std::env::var_os("PUSHD_REQUIRE_REDIS").is_none(),
+            "PUSHD_REQUIRE_REDIS is set but {REDIS_SERVER} is missing (apt-get install redis-server)"
+        );
+        eprintln!("skipped: {REDIS_SERVER} is missing");
+    }
+    present
+}
+
+/// A redis-server child, killed when dropped.
+pub struct Redis {
+    child: Option<Child>,
+    dir: PathBuf,
+    /// Its Unix socket.
+    pub socket: PathBuf,
+}
+
+impl Redis {
+    /// Starts redis-server in `dir` (which the caller keeps), listening only on a Unix socket.
+    pub async fn start(dir: &Path) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            dir: dir.to_owned(),
+            socket: dir.join("redis.sock"),
+        };
+        redis.spawn().await;
+        redis
+    }
+
+    async fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let child = Command::new(REDIS_SERVER)
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&self.socket)
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        eventually(STEP, "redis-server to answer PING", || async {
+            self.try_cli(&["PING"]).await.as_deref() == Some("PONG")
+        })
+        .await;
+    }
+
+    /// The URL pushd takes.
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket.display())
+    }
+
+    async fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let output = Command::new(REDIS_CLI)
+            .arg("-s")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// Runs one redis-cli command and returns its output.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        within(STEP, "redis-cli", self.try_cli(args))
+            .await
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    /// SIGKILLs redis-server and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().await.expect("kill redis-server");
+    }
+
+    /// Starts redis-server again on the same socket and dir: a `dump.rdb` there
+    /// (from `SAVE`) is loaded even with saving off, which is how a test brings
+    /// back an old snapshot.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        self.spawn().await;
+    }
+}
+
+/// Options for test nodes: short leases and timeouts so faults show quickly.
+pub struct NodeOptions {
+    /// `--cluster-lease`.
+    pub lease: &'static str,
+    /// `--cluster-timeout`.
+    pub timeout: &'static str,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            lease: "1s",
+            timeout: "1s",
+        }
+    }
+}
+
+/// Starts one pushd node named `name` against `redis`, with its socket in `dir`.
+pub async fn start_node(redis: &Redis, dir: &Path, name: &str, options: &NodeOptions) -> Pushd {
+    let socket = dir.join(format!("{name}.sock"));
+    let url = redis.url();
+    Pushd::start_at(
+        &socket,
+        &[
+            "--cluster",
+            &url,
+            "--node-name",
+            name,
+            "--cluster-lease",
+            options.lease,
+            "--cluster-timeout",
+            options.timeout,
+        ],
+    )
+    .await
+}
+
+/// Waits until `node` sees `n` live nodes (itself included) and reaches Redis.
+pub async fn wait_for_nodes(node: &Pushd, n: usize) {
+    eventually(STEP, &format!("a cluster of {n} nodes"), || async {
+        let out = node.ctl(&["--json", "stats"]).await;
+        if out.status != 0 {
+            return false;
+        }
+        let cluster = &out.json()["cluster"];
+        cluster["redis_up"] == true && cluster["nodes"].as_array().map(Vec::len) == Some(n)
+    })
+    .await;
+}
+
+/// Redis plus three nodes `a`, `b`, `c` that see each other.
+pub struct Three {
+    /// The nodes, a, b, c.
+    pub nodes: Vec<Pushd>,
+    /// Their Redis.
+    pub redis: Redis,
+    /// Temp dir holding every socket, removed when dropped.
+    _dir: tempfile::TempDir,
+}
+
+impl Three {
+    /// Starts Redis and three nodes and waits until each sees all three.
+    pub async fn start(options: NodeOptions) -> Three {
+        let dir = tempfile::tempdir().unwrap();
+        let redis = Redis::start(dir.path()).await;
+        let mut nodes = Vec::new();
+        for name in ["a", "b", "c"] {
+            nodes.push(start_node(&redis, dir.path(), name, &options).await);
+        }
+        for node in &nodes {
+            wait_for_nodes(node, 3).await;
+        }
+        Three {
+            nodes,
+            redis,
+            _dir: dir,
+        }
+    }
+}
+
+/// Sleeps `ms` milliseconds (for the few waits that must let time pass).
+pub async fn pause_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
