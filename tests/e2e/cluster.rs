@@ -120,6 +120,7 @@ async fn a_paused_node_makes_kick_exit_3_yet_the_uid_is_offline_and_held_out_mea
     let three = Three::start(NodeOptions {
         lease: "6s",
         timeout: "1500ms",
+        ..NodeOptions::default()
     })
     .await;
     let [a, b, c] = &three.nodes[..] else {
@@ -132,6 +133,14 @@ async fn a_paused_node_makes_kick_exit_3_yet_the_uid_is_offline_and_held_out_mea
     })
     .await;
     c.signal(libc::SIGSTOP);
+    // A confirmed send reaches b and says c did not confirm.
+    let sent = a.ctl(&["send", "5", "while c sleeps"]).await;
+    assert_eq!(sent.status, 3, "{sent:?}");
+    assert!(
+        sent.stdout.contains("delivered to 1 connection"),
+        "{sent:?}"
+    );
+    assert!(sent.stderr.contains("c-"), "names c: {sent:?}");
     let started = Instant::now();
     let kick = a.ctl(&["kick", "5"]);
     // While the kick waits for c, a client hammering b is refused with 4000 and b's
@@ -245,6 +254,9 @@ async fn redis_down_disconnects_nobody_local_pushes_work_and_presence_heals() {
         list.stdout.contains("here"),
         "local part still printed: {list:?}"
     );
+    let stats = a.ctl(&["--json", "stats"]).await;
+    assert_eq!(stats.status, 3, "{stats:?}");
+    assert_eq!(stats.json()["cluster"]["redis_up"], false);
 
     // Back, empty: presence is rewritten, cross-node pushes work again.
     three.redis.restart().await;
@@ -361,4 +373,32 @@ async fn a_killed_subscription_resubscribes_and_never_says_a_false_ok() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn text_confirm_delivered_counts_connections_on_the_holding_node() {
+    if !redis_available() {
+        return;
+    }
+    let three = Three::start(NodeOptions {
+        extra: &["--text-confirm", "delivered"],
+        ..NodeOptions::default()
+    })
+    .await;
+    let mut client = three.nodes[2].bound_client("strict").await;
+    let a = &three.nodes[0];
+    eventually(STEP, "a to see strict", || a.is_online("strict")).await;
+    let mut backend = a.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"strict","n":1}"#).await, "ok");
+    assert_eq!(client.recv_text().await, r#"{"uid":"strict","n":1}"#);
+    assert_eq!(backend.request(r#"{"uid":"absent"}"#).await, "fail");
+    // Pipelined lines are confirmed one by one, still in order.
+    let lines =
+        "{\"uid\":\"strict\",\"n\":2}\n{\"uid\":\"absent\"}\n{\"uid\":\"strict\",\"n\":3}\n";
+    backend.write(lines.as_bytes()).await;
+    for expected in ["ok", "fail", "ok"] {
+        assert_eq!(backend.reply().await, expected);
+    }
+    assert_eq!(client.recv_text().await, r#"{"uid":"strict","n":2}"#);
+    assert_eq!(client.recv_text().await, r#"{"uid":"strict","n":3}"#);
 }

@@ -124,6 +124,8 @@ pub struct NodeOptions {
     pub lease: &'static str,
     /// `--cluster-timeout`.
     pub timeout: &'static str,
+    /// Any other options.
+    pub extra: &'static [&'static str],
 }
 
 impl Default for NodeOptions {
@@ -131,6 +133,7 @@ impl Default for NodeOptions {
         NodeOptions {
             lease: "1s",
             timeout: "1s",
+            extra: &[],
         }
     }
 }
@@ -139,20 +142,18 @@ impl Default for NodeOptions {
 pub async fn start_node(redis: &Redis, dir: &Path, name: &str, options: &NodeOptions) -> Pushd {
     let socket = dir.join(format!("{name}.sock"));
     let url = redis.url();
-    Pushd::start_at(
-        &socket,
-        &[
-            "--cluster",
-            &url,
-            "--node-name",
-            name,
-            "--cluster-lease",
-            options.lease,
-            "--cluster-timeout",
-            options.timeout,
-        ],
-    )
-    .await
+    let mut args = vec![
+        "--cluster",
+        &url,
+        "--node-name",
+        name,
+        "--cluster-lease",
+        options.lease,
+        "--cluster-timeout",
+        options.timeout,
+    ];
+    args.extend(options.extra);
+    Pushd::start_at(&socket, &args).await
 }
 
 /// Waits until `node` sees `n` live nodes (itself included) and reaches Redis.

@@ -12,20 +12,61 @@ use crate::cluster::{Cluster, merge};
 use crate::config::Confirm;
 use crate::{Daemon, ops};
 
-/// Pushes one text-port message to `uid` (normalised) wherever it is connected;
-/// true when a connection here took it or, in cluster mode, a node holding the uid
-/// received it (or delivered it, with `--text-confirm delivered`).
-pub async fn push(daemon: &Daemon, uid: &str, message: &Utf8Bytes) -> bool {
-    let local = daemon.registry.push_to_uid(uid, message);
-    match &daemon.cluster {
-        None => local > 0,
-        Some(cluster) => {
-            let remote = cluster
-                .route(uid, message.as_bytes(), cluster.text_confirm())
-                .await;
-            local + remote.value > 0
+/// A text-port message already delivered to this node's connections, and in
+/// cluster mode still to be routed to the other nodes.
+#[derive(Debug)]
+pub struct Push {
+    uid: String,
+    message: Utf8Bytes,
+    local: u64,
+}
+
+impl Push {
+    /// Delivers `message` to `uid`'s connections here, now.
+    pub fn deliver_here(daemon: &Daemon, uid: String, message: Utf8Bytes) -> Push {
+        let local = daemon.registry.push_to_uid(&uid, &message);
+        Push {
+            uid,
+            message,
+            local,
         }
     }
+}
+
+/// Finishes a batch of text-port pushes (`None`: a bad line); for each, true when
+/// a connection here took it or, in cluster mode, a node holding the uid received
+/// it (or delivered it, with `--text-confirm delivered`). One Redis round trip for
+/// the whole batch in `received` mode; pushes to one uid keep their order.
+pub async fn finish(daemon: &Daemon, batch: &[Option<Push>]) -> Vec<bool> {
+    let Some(cluster) = &daemon.cluster else {
+        return batch
+            .iter()
+            .map(|push| push.as_ref().is_some_and(|p| p.local > 0))
+            .collect();
+    };
+    let pushes: Vec<(&str, &[u8])> = batch
+        .iter()
+        .flatten()
+        .map(|push| (push.uid.as_str(), push.message.as_bytes()))
+        .collect();
+    let mut remote = match cluster.text_confirm() {
+        Confirm::Received => cluster.route_batch(&pushes).await,
+        Confirm::Delivered => {
+            let mut counts = Vec::with_capacity(pushes.len());
+            for (uid, message) in &pushes {
+                counts.push(cluster.route(uid, message, Confirm::Delivered).await.value);
+            }
+            counts
+        }
+    }
+    .into_iter();
+    batch
+        .iter()
+        .map(|push| match push {
+            Some(push) => push.local + remote.next().unwrap_or(0) > 0,
+            None => false,
+        })
+        .collect()
 }
 
 /// Answers one admin request, for the whole cluster in cluster mode.

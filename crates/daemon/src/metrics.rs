@@ -43,7 +43,7 @@ pub(crate) async fn serve(
     let mut registry = Registry::with_prefix("pushd");
     registry.register(
         "text_push_duration_seconds",
-        "Time to parse one text-port line and queue it for its uid's connections",
+        "Time to parse a text-port line, queue it for its uid's connections here and (cluster mode) route it to other nodes; lines answered together share one figure",
         daemon.text_push_seconds.clone(),
     );
     registry.register_collector(Box::new(DaemonCollector(daemon.clone())));
@@ -121,7 +121,15 @@ impl Collector for DaemonCollector {
             ("uids", "Distinct bound uids", uids),
             ("text_connections", "Open text-port connections", text),
             ("bans", "Active bans", bans),
-        ] {
+        ]
+        .into_iter()
+        .chain(daemon.cluster.as_ref().map(|cluster| {
+            (
+                "cluster_up",
+                "Cluster mode: 1 while this node reaches Redis (lease renewed, subscribed), else 0",
+                u64::from(cluster.is_up()),
+            )
+        })) {
             let gauge = ConstGauge::new(value as i64);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }

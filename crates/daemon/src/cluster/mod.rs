@@ -189,6 +189,13 @@ impl Cluster {
         )
     }
 
+    fn failed_note(&self, err: &redis::RedisError) -> String {
+        format!(
+            "Redis at {} is unreachable ({err}): only this node ({}) answered",
+            self.redis_display, self.name
+        )
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -222,7 +229,7 @@ impl Cluster {
                 if let Some((id, _)) = reply {
                     self.pending.close(id);
                 }
-                return self.partial(0, format!("Redis: {err}"));
+                return self.partial(0, self.failed_note(&err));
             }
         };
         let mut incomplete = Vec::new();
@@ -253,6 +260,55 @@ impl Cluster {
         Partial { value, incomplete }
     }
 
+    /// Routes many `(uid, message)` pushes in one pipeline, in order, with
+    /// [`Confirm::Received`] semantics; one count per push (0 when Redis failed).
+    pub async fn route_batch(&self, pushes: &[(&str, &[u8])]) -> Vec<u64> {
+        if pushes.is_empty() || !self.is_up() {
+            return vec![0; pushes.len()];
+        }
+        if let [(uid, message)] = pushes {
+            return vec![self.route(uid, message, Confirm::Received).await.value];
+        }
+        let mut pipe = redis::pipe();
+        // EVALSHA in a pipeline is not retried after NOSCRIPT: load first (cheap
+        // when Redis has it already).
+        pipe.load_script(&self.scripts.route).ignore();
+        let mut invocations = Vec::with_capacity(pushes.len());
+        for (uid, message) in pushes {
+            let header = Header::Send {
+                from: self.id.clone(),
+                uid: (*uid).to_owned(),
+                reply: None,
+            };
+            let mut invocation = self.scripts.route.prepare_invoke();
+            invocation
+                .key(self.keys.nodes())
+                .arg(self.keys.prefix())
+                .arg(&self.id)
+                .arg(*uid)
+                .arg(bus::encode(&header, message));
+            invocations.push(invocation);
+        }
+        for invocation in &invocations {
+            pipe.invoke_script(invocation);
+        }
+        let routed: redis::RedisResult<Vec<Vec<(String, u64, u64)>>> =
+            pipe.query_async(&mut self.conn()).await;
+        match routed {
+            Ok(routed) => routed
+                .iter()
+                .map(|reached| {
+                    reached
+                        .iter()
+                        .filter(|(_, receivers, _)| *receivers > 0)
+                        .map(|(_, _, connections)| connections)
+                        .sum()
+                })
+                .collect(),
+            Err(_) => vec![0; pushes.len()],
+        }
+    }
+
     /// Connections of `uid` on the other live nodes, from presence.
     pub async fn online(&self, uid: &str) -> Partial<u64> {
         if !self.is_up() {
@@ -272,7 +328,7 @@ impl Cluster {
                 value: found.iter().map(|(_, n)| n).sum(),
                 incomplete: Vec::new(),
             },
-            Err(err) => self.partial(0, format!("Redis: {err}")),
+            Err(err) => self.partial(0, self.failed_note(&err)),
         }
     }
 
@@ -303,7 +359,7 @@ impl Cluster {
         };
         if let Err(err) = asked.await {
             self.pending.close(id);
-            return self.partial(nothing(), format!("Redis: {err}"));
+            return self.partial(nothing(), self.failed_note(&err));
         }
         let gathered = self.wait(id, &wake).await;
         let incomplete = self.missing_notes(&gathered);
