@@ -37,7 +37,8 @@ pids+=($!)
 for _ in $(seq 50); do redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
 cli() { redis-cli -s "$dir/redis.sock" "$@"; }
 
-# start NAME WS_PORT TEXT_PORT [OPTIONS...]: a pushd on fixed loopback ports.
+# start NAME WS_PORT TEXT_PORT [OPTIONS...]: a pushd on fixed loopback ports (below the
+# ephemeral range, which 60,000 client sockets fill).
 start() {
     local name=$1 ws=$2 text=$3
     shift 3
@@ -49,10 +50,10 @@ start() {
     echo "$name did not start" >&2; cat "$dir/$name.log" >&2; exit 1
 }
 cluster=(--cluster "redis+unix://$dir/redis.sock")
-start a 41234 45678 "${cluster[@]}" --node-name a
-start b 42234 46678 "${cluster[@]}" --node-name b
-start c 43234 47678 "${cluster[@]}" --node-name c
-start solo 44234 48678
+start a 21234 25678 "${cluster[@]}" --node-name a
+start b 22234 26678 "${cluster[@]}" --node-name b
+start c 23234 27678 "${cluster[@]}" --node-name c
+start solo 24234 28678
 sleep 2
 $bin/pushctl --socket "$dir/a.sock" stats | grep -q "^nodes: *3" || { echo "cluster not formed" >&2; exit 1; }
 
@@ -64,11 +65,12 @@ declare -A rss_before
 for node in a b c; do pid_var=pid_$node; rss_before[$node]=$(rss_kib "${!pid_var}"); done
 
 # 1. IDLE held connections per node, uids a0.., b0.., c0.. (hold outlasts the run).
-declare -A ws_port=([a]=41234 [b]=42234 [c]=43234)
+declare -A ws_port=([a]=21234 [b]=22234 [c]=23234)
 for node in a b c; do
     pid_var=pid_$node
-    bench --ws "127.0.0.1:${ws_port[$node]}" --socket "$dir/$node.sock" --pid "${!pid_var}" \
-        --uid-prefix "$node" idle -n "$idle" --hold 600s >"$dir/idle-$node.json" &
+    # Not through `timeout`: killing the wrapper would leave pushbench running.
+    $bin/pushbench --json --timeout 120s --ws "127.0.0.1:${ws_port[$node]}" --socket "$dir/$node.sock" \
+        --pid "${!pid_var}" --uid-prefix "$node" idle -n "$idle" --hold 600s >"$dir/idle-$node.json" &
     pids+=($!)
 done
 expected=$(( 3 * idle ))
@@ -87,13 +89,13 @@ done
 
 # 2. Pushes with everybody online: cross-node, same node, solo.
 cli config resetstat >/dev/null
-record push-cross-node "$(bench --ws 127.0.0.1:42234 --text 127.0.0.1:45678 --socket "$dir/a.sock" \
+record push-cross-node "$(bench --ws 127.0.0.1:22234 --text 127.0.0.1:25678 --socket "$dir/a.sock" \
     --uid-prefix x push -n 800 -m 100000)"
 record redis-commandstats "$(cli info commandstats | tr -d '\r' | grep -E 'evalsha|publish' |
     jq -c -R -s 'split("\n") | map(select(length > 0))')"
-record push-same-node "$(bench --ws 127.0.0.1:42234 --text 127.0.0.1:46678 --socket "$dir/b.sock" \
+record push-same-node "$(bench --ws 127.0.0.1:22234 --text 127.0.0.1:26678 --socket "$dir/b.sock" \
     --uid-prefix y push -n 800 -m 100000)"
-record push-solo "$(bench --ws 127.0.0.1:44234 --text 127.0.0.1:48678 --socket "$dir/solo.sock" \
+record push-solo "$(bench --ws 127.0.0.1:24234 --text 127.0.0.1:28678 --socket "$dir/solo.sock" \
     --uid-prefix z push -n 800 -m 100000)"
 
 # 3. Kick latency through a, of uids held by b, as whole pushctl processes.

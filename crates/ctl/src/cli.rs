@@ -14,7 +14,8 @@ use pushd_proto::admin::MAX_CLOSE_REASON;
     version,
     about = "Control a running pushd: list online uids, kick, send, broadcast, stats",
     after_help = "Exit status: 0 done, 1 negative answer (offline, nothing kicked), \
-                  2 usage error or pushd unreachable."
+                  2 usage error or pushd unreachable, 3 (cluster mode) answer not confirmed \
+                  by every node (stderr names what is missing)."
 )]
 pub struct Cli {
     /// Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock].

@@ -260,52 +260,29 @@ impl Cluster {
         Partial { value, incomplete }
     }
 
-    /// Routes many `(uid, message)` pushes in one pipeline, in order, with
+    /// Routes many `(uid, message)` pushes in one script call, in order, with
     /// [`Confirm::Received`] semantics; one count per push (0 when Redis failed).
     pub async fn route_batch(&self, pushes: &[(&str, &[u8])]) -> Vec<u64> {
         if pushes.is_empty() || !self.is_up() {
             return vec![0; pushes.len()];
         }
-        if let [(uid, message)] = pushes {
-            return vec![self.route(uid, message, Confirm::Received).await.value];
-        }
-        let mut pipe = redis::pipe();
-        // EVALSHA in a pipeline is not retried after NOSCRIPT: load first (cheap
-        // when Redis has it already).
-        pipe.load_script(&self.scripts.route).ignore();
-        let mut invocations = Vec::with_capacity(pushes.len());
+        let mut invocation = self.scripts.route_many.prepare_invoke();
+        invocation
+            .key(self.keys.nodes())
+            .arg(self.keys.prefix())
+            .arg(&self.id);
         for (uid, message) in pushes {
             let header = Header::Send {
                 from: self.id.clone(),
                 uid: (*uid).to_owned(),
                 reply: None,
             };
-            let mut invocation = self.scripts.route.prepare_invoke();
-            invocation
-                .key(self.keys.nodes())
-                .arg(self.keys.prefix())
-                .arg(&self.id)
-                .arg(*uid)
-                .arg(bus::encode(&header, message));
-            invocations.push(invocation);
+            invocation.arg(*uid).arg(bus::encode(&header, message));
         }
-        for invocation in &invocations {
-            pipe.invoke_script(invocation);
-        }
-        let routed: redis::RedisResult<Vec<Vec<(String, u64, u64)>>> =
-            pipe.query_async(&mut self.conn()).await;
-        match routed {
-            Ok(routed) => routed
-                .iter()
-                .map(|reached| {
-                    reached
-                        .iter()
-                        .filter(|(_, receivers, _)| *receivers > 0)
-                        .map(|(_, _, connections)| connections)
-                        .sum()
-                })
-                .collect(),
-            Err(_) => vec![0; pushes.len()],
+        let counts: redis::RedisResult<Vec<u64>> = invocation.invoke_async(&mut self.conn()).await;
+        match counts {
+            Ok(counts) if counts.len() == pushes.len() => counts,
+            _ => vec![0; pushes.len()],
         }
     }
 

@@ -32,6 +32,10 @@ pub struct Scripts {
     /// inbox of every other live node whose hash has the uid; returns
     /// `[id, receivers, connections, ...]` for each.
     pub route: Script,
+    /// KEYS[1] nodes; ARGV prefix, my id, then uid and payload pairs. Routes each pair
+    /// as `route` does, in order, in one call; returns one count per pair: the
+    /// connections registered by the nodes that received it.
+    pub route_many: Script,
 }
 
 impl Scripts {
@@ -76,6 +80,24 @@ impl Scripts {
                    end
                  end
                  return reached"
+            )),
+            route_many: Script::new(with_clock!(
+                "local others = {}
+                 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+                   if id ~= ARGV[2] then table.insert(others, id) end
+                 end
+                 local counts = {}
+                 for i = 3, #ARGV, 2 do
+                   local reached = 0
+                   for _, id in ipairs(others) do
+                     local n = redis.call('HGET', ARGV[1] .. ':node:' .. id, ARGV[i])
+                     if n and redis.call('PUBLISH', ARGV[1] .. ':n:' .. id, ARGV[i + 1]) > 0 then
+                       reached = reached + tonumber(n)
+                     end
+                   end
+                   table.insert(counts, reached)
+                 end
+                 return counts"
             )),
         }
     }
