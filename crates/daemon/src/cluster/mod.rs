@@ -9,8 +9,8 @@
 //! The adapters never see any of this: they call [`crate::directory`], which asks the
 //! local registry alone, or the registry and this module.
 //!
-//! Tasks: [`lease`] renews this node's lease and reaps dead nodes, [`subscriber`]
-//! receives and serves bus messages, [`presence`] copies uid counts to Redis. All
+//! Tasks: `lease` renews this node's lease and reaps dead nodes, `subscriber`
+//! receives and serves bus messages, `presence` copies uid counts to Redis. All
 //! three stop with the daemon; [`Cluster::leave`] removes this node at once on SIGTERM.
 
 pub mod bus;

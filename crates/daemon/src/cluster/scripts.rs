@@ -19,20 +19,20 @@ macro_rules! with_clock {
 /// Redis restart forgot them).
 #[derive(Debug)]
 pub struct Scripts {
-    /// KEYS[1] nodes; ARGV id, lease ms. Returns 1 when the node was not there.
+    /// `KEYS[1]` nodes; ARGV id, lease ms. Returns 1 when the node was not there.
     pub renew: Script,
-    /// KEYS[1] nodes; ARGV prefix. Removes expired nodes and their hashes; returns their ids.
+    /// `KEYS[1]` nodes; ARGV prefix. Removes expired nodes and their hashes; returns their ids.
     pub reap: Script,
-    /// KEYS[1] nodes; no ARGV. The live node ids.
+    /// `KEYS[1]` nodes; no ARGV. The live node ids.
     pub live: Script,
-    /// KEYS[1] nodes; ARGV prefix, my id, uid. `[id, connections, ...]` for every other
+    /// `KEYS[1]` nodes; ARGV prefix, my id, uid. `[id, connections, ...]` for every other
     /// live node whose hash has the uid.
     pub online: Script,
-    /// KEYS[1] nodes; ARGV prefix, my id, uid, payload. Publishes the payload to the
+    /// `KEYS[1]` nodes; ARGV prefix, my id, uid, payload. Publishes the payload to the
     /// inbox of every other live node whose hash has the uid; returns
     /// `[id, receivers, connections, ...]` for each.
     pub route: Script,
-    /// KEYS[1] nodes; ARGV prefix, my id, then uid and payload pairs. Routes each pair
+    /// `KEYS[1]` nodes; ARGV prefix, my id, then uid and payload pairs. Routes each pair
     /// as `route` does, in order, in one call; returns one count per pair: the
     /// connections registered by the nodes that received it.
     pub route_many: Script,
