@@ -4,15 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster_harness::{NodeOptions, Three, pause_ms, redis_available};
+use crate::cluster_harness::{NodeOptions, Three, pause_ms};
 use crate::harness::{STEP, WsClient, eventually, within};
 
 #[tokio::test]
 async fn a_push_through_any_node_reaches_the_uid_on_another() {
-    if !redis_available() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
         return;
-    }
-    let three = Three::start(NodeOptions::default()).await;
+    };
     let [a, b, c] = &three.nodes[..] else {
         unreachable!()
     };
@@ -52,10 +51,9 @@ async fn a_push_through_any_node_reaches_the_uid_on_another() {
 
 #[tokio::test]
 async fn a_uid_on_two_nodes_gets_each_push_once_per_connection() {
-    if !redis_available() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
         return;
-    }
-    let three = Three::start(NodeOptions::default()).await;
+    };
     let [a, b, c] = &three.nodes[..] else {
         unreachable!()
     };
@@ -79,10 +77,9 @@ async fn a_uid_on_two_nodes_gets_each_push_once_per_connection() {
 
 #[tokio::test]
 async fn a_kick_through_one_node_is_done_everywhere_when_it_returns() {
-    if !redis_available() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
         return;
-    }
-    let three = Three::start(NodeOptions::default()).await;
+    };
     let [a, b, c] = &three.nodes[..] else {
         unreachable!()
     };
@@ -113,16 +110,15 @@ async fn a_kick_through_one_node_is_done_everywhere_when_it_returns() {
 
 #[tokio::test]
 async fn a_paused_node_makes_kick_exit_3_yet_the_uid_is_offline_and_held_out_meanwhile() {
-    if !redis_available() {
-        return;
-    }
     // The lease outlives the timeout, so the paused node still counts as alive.
-    let three = Three::start(NodeOptions {
+    let options = NodeOptions {
         lease: "6s",
         timeout: "1500ms",
         ..NodeOptions::default()
-    })
-    .await;
+    };
+    let Some(three) = Three::start_if_available(options).await else {
+        return;
+    };
     let [a, b, c] = &three.nodes[..] else {
         unreachable!()
     };
@@ -180,10 +176,9 @@ async fn a_paused_node_makes_kick_exit_3_yet_the_uid_is_offline_and_held_out_mea
 
 #[tokio::test]
 async fn a_killed_node_leaves_within_the_lease_and_a_stopped_one_at_once() {
-    if !redis_available() {
+    let Some(mut three) = Three::start_if_available(NodeOptions::default()).await else {
         return;
-    }
-    let mut three = Three::start(NodeOptions::default()).await;
+    };
     let _on_b = three.nodes[1].bound_client("kill-me").await;
     let _on_c = three.nodes[2].bound_client("stop-me").await;
     let a = &three.nodes[0];
@@ -225,10 +220,9 @@ async fn a_killed_node_leaves_within_the_lease_and_a_stopped_one_at_once() {
 
 #[tokio::test]
 async fn redis_down_disconnects_nobody_local_pushes_work_and_presence_heals() {
-    if !redis_available() {
+    let Some(mut three) = Three::start_if_available(NodeOptions::default()).await else {
         return;
-    }
-    let mut three = Three::start(NodeOptions::default()).await;
+    };
     let mut on_a = three.nodes[0].bound_client("here").await;
     let mut on_b = three.nodes[1].bound_client("there").await;
     eventually(STEP, "a to see there", || three.nodes[0].is_online("there")).await;
@@ -281,10 +275,9 @@ async fn redis_down_disconnects_nobody_local_pushes_work_and_presence_heals() {
 
 #[tokio::test]
 async fn an_old_snapshot_never_routes_to_dead_nodes() {
-    if !redis_available() {
+    let Some(mut three) = Three::start_if_available(NodeOptions::default()).await else {
         return;
-    }
-    let mut three = Three::start(NodeOptions::default()).await;
+    };
     let _on_c = three.nodes[2].bound_client("ghost").await;
     let _on_b = three.nodes[1].bound_client("alive").await;
     eventually(STEP, "a to see both", || async {
@@ -319,10 +312,9 @@ async fn an_old_snapshot_never_routes_to_dead_nodes() {
 
 #[tokio::test]
 async fn a_thousand_pipelined_lines_across_nodes_arrive_in_order() {
-    if !redis_available() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
         return;
-    }
-    let three = Three::start(NodeOptions::default()).await;
+    };
     let mut client = three.nodes[1].bound_client("seq").await;
     eventually(STEP, "a to see seq", || three.nodes[0].is_online("seq")).await;
     let lines: String = (0..1000)
@@ -343,10 +335,9 @@ async fn a_thousand_pipelined_lines_across_nodes_arrive_in_order() {
 
 #[tokio::test]
 async fn a_killed_subscription_resubscribes_and_never_says_a_false_ok() {
-    if !redis_available() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
         return;
-    }
-    let three = Three::start(NodeOptions::default()).await;
+    };
     let mut on_b = three.nodes[1].bound_client("sub").await;
     let a = &three.nodes[0];
     eventually(STEP, "a to see sub", || a.is_online("sub")).await;
@@ -377,14 +368,14 @@ async fn a_killed_subscription_resubscribes_and_never_says_a_false_ok() {
 
 #[tokio::test]
 async fn text_confirm_delivered_counts_connections_on_the_holding_node() {
-    if !redis_available() {
-        return;
-    }
-    let three = Three::start(NodeOptions {
+    let Some(three) = Three::start_if_available(NodeOptions {
         extra: &["--text-confirm", "delivered"],
         ..NodeOptions::default()
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let mut client = three.nodes[2].bound_client("strict").await;
     let a = &three.nodes[0];
     eventually(STEP, "a to see strict", || a.is_online("strict")).await;

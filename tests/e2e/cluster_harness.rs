@@ -180,6 +180,15 @@ pub struct Three {
 }
 
 impl Three {
+    /// [`Three::start`], or `None` (the test skips) without redis-server.
+    pub async fn start_if_available(options: NodeOptions) -> Option<Three> {
+        if redis_available() {
+            Some(Self::start(options).await)
+        } else {
+            None
+        }
+    }
+
     /// Starts Redis and three nodes and waits until each sees all three.
     pub async fn start(options: NodeOptions) -> Three {
         let dir = tempfile::tempdir().unwrap();
