@@ -360,7 +360,11 @@ impl Registry {
     /// [`Registry::kick_done`] or `until`, so that a client reconnecting in a
     /// loop cannot slip back in on this node while other nodes are still kicking it.
     pub fn hold_kicked(&self, uid: &str, reason: &str, until: Instant) {
-        self.lock()
+        let mut state = self.lock();
+        // Holds whose kick_done never came (the coordinator died) go here, not later.
+        let now = Instant::now();
+        state.kicking.retain(|_, (ends, _)| *ends > now);
+        state
             .kicking
             .insert(uid.to_owned(), (until, Arc::from(reason)));
     }
