@@ -393,3 +393,41 @@ async fn text_confirm_delivered_counts_connections_on_the_holding_node() {
     assert_eq!(client.recv_text().await, r#"{"uid":"strict","n":2}"#);
     assert_eq!(client.recv_text().await, r#"{"uid":"strict","n":3}"#);
 }
+
+#[tokio::test]
+async fn a_request_from_a_newer_node_is_refused_at_once_not_left_to_time_out() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    // Listen on the inbox of a node from the future, then ask in its name.
+    let mut inbox = tokio::process::Command::new(crate::cluster_harness::REDIS_CLI)
+        .arg("-s")
+        .arg(&three.redis.socket)
+        .args(["SUBSCRIBE", "pushd:n:future-1"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(inbox.stdout.take().unwrap()).lines();
+    within(STEP, "the subscription", async {
+        while lines.next_line().await.unwrap().unwrap() != "1" {}
+    })
+    .await;
+    let request =
+        "{\"op\":\"request\",\"from\":\"future-1\",\"id\":7,\"request\":{\"cmd\":\"rebalance\"}}\n";
+    let receivers = three.redis.cli(&["PUBLISH", "pushd:all", request]).await;
+    assert_eq!(receivers, "3");
+    let mut refusals = 0;
+    within(STEP, "three refusals", async {
+        while refusals < 3 {
+            let line = lines.next_line().await.unwrap().unwrap();
+            if line.contains("\"op\":\"reply\"") {
+                assert!(line.contains("\"id\":7"), "{line}");
+                assert!(line.contains("cannot carry out this request"), "{line}");
+                refusals += 1;
+            }
+        }
+    })
+    .await;
+}

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use crate::harness::{Pushd, STEP, eventually, within};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
-const REDIS_CLI: &str = "/usr/bin/redis-cli";
+pub const REDIS_CLI: &str = "/usr/bin/redis-cli";
 
 /// Whether redis-server is here; panics when it must be and is not.
 pub fn redis_available() -> bool {

@@ -88,6 +88,21 @@ pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), String> {
     Ok((header, &message[end + 1..]))
 }
 
+/// For a request this node cannot read (a newer node's, during a rolling upgrade):
+/// who asked and under which id, so it can be answered with an error at once
+/// instead of making the asker wait for its timeout.
+pub fn unreadable_request(message: &[u8]) -> Option<(String, u64)> {
+    let end = message.iter().position(|&b| b == b'\n')?;
+    let header: serde_json::Value = serde_json::from_slice(&message[..end]).ok()?;
+    if header.get("op")?.as_str()? != "request" {
+        return None;
+    }
+    Some((
+        header.get("from")?.as_str()?.to_owned(),
+        header.get("id")?.as_u64()?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +130,14 @@ mod tests {
         };
         assert_eq!(decode(&encode(&reply, b"")).unwrap().0, reply);
         assert!(decode(b"garbage").is_err());
+    }
+
+    #[test]
+    fn an_unknown_request_still_says_whom_to_answer() {
+        let newer = br#"{"op":"request","from":"n9","id":4,"request":{"cmd":"rebalance"}}"#;
+        let message = [&newer[..], b"\n"].concat();
+        assert!(decode(&message).is_err());
+        assert_eq!(unreadable_request(&message), Some(("n9".into(), 4)));
+        assert_eq!(unreadable_request(b"{\"op\":\"leave\"}\n"), None);
     }
 }

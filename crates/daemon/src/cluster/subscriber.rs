@@ -82,6 +82,18 @@ fn serve(daemon: &Arc<Daemon>, cluster: &Arc<Cluster>, message: &[u8]) {
         Ok(decoded) => decoded,
         Err(err) => {
             debug!(%err, "cluster: ignoring an unreadable bus message");
+            if let Some((from, id)) = bus::unreadable_request(message)
+                && from != cluster.id
+            {
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    let refusal = format!(
+                        "cannot carry out this request (pushd {}: {err})",
+                        env!("CARGO_PKG_VERSION")
+                    );
+                    cluster.reply(&from, id, Err(refusal)).await;
+                });
+            }
             return;
         }
     };
