@@ -431,3 +431,112 @@ async fn a_request_from_a_newer_node_is_refused_at_once_not_left_to_time_out() {
     })
     .await;
 }
+
+/// Whether every node's hash in Redis says exactly what that node's own
+/// connections say (from `pushctl --json list`, grouped by node).
+async fn presence_matches_the_nodes(three: &Three) -> bool {
+    let list = three.nodes[0].ctl(&["--json", "list"]).await;
+    if list.status != 0 {
+        return false;
+    }
+    let mut listed: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+        Default::default();
+    for uid in list.json().as_array().unwrap() {
+        for conn in uid["connections"].as_array().unwrap() {
+            let node = conn["node"].as_str().unwrap().to_owned();
+            let uid = uid["uid"].as_str().unwrap().to_owned();
+            *listed.entry(node).or_default().entry(uid).or_default() += 1;
+        }
+    }
+    for name in ["a", "b", "c"] {
+        let key = three
+            .redis
+            .cli(&["--scan", "--pattern", &format!("pushd:node:{name}-*")])
+            .await;
+        let fields = if key.is_empty() {
+            String::new()
+        } else {
+            three.redis.cli(&["HGETALL", &key]).await
+        };
+        let words: Vec<&str> = fields.lines().collect();
+        let stored: std::collections::BTreeMap<String, u64> = words
+            .chunks(2)
+            .filter(|pair| pair.len() == 2)
+            .map(|pair| (pair[0].to_owned(), pair[1].parse().unwrap()))
+            .collect();
+        if stored != listed.remove(name).unwrap_or_default() {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn churn_across_nodes_leaves_presence_equal_to_the_connections() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    // 600 connections over 40 uids and three nodes; then two in three are closed
+    // (half of those abruptly, without a close frame); pushes go through any node.
+    let mut clients: Vec<(String, WsClient)> = Vec::new();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for _ in 0..600 {
+        let node = &three.nodes[next(3) as usize];
+        let uid = format!("u{}", next(40));
+        let mut client = WsClient::connect(node.ws).await;
+        client.send_text(&uid).await;
+        clients.push((uid, client));
+    }
+    eventually(
+        Duration::from_secs(20),
+        "presence to match 600 connections",
+        || presence_matches_the_nodes(&three),
+    )
+    .await;
+    let mut kept = Vec::new();
+    for (i, (uid, mut client)) in clients.into_iter().enumerate() {
+        match i % 3 {
+            0 => kept.push((uid, client)),
+            1 => drop(client),
+            _ => {
+                let _ = futures_util::SinkExt::close(&mut client.ws).await;
+            }
+        }
+    }
+    eventually(
+        Duration::from_secs(20),
+        "presence to match after the closes",
+        || presence_matches_the_nodes(&three),
+    )
+    .await;
+    // Every uid still online gets one push per connection, through some node.
+    let mut online: std::collections::BTreeMap<String, usize> = Default::default();
+    for (uid, _) in &kept {
+        *online.entry(uid.clone()).or_default() += 1;
+    }
+    for (i, uid) in online.keys().enumerate() {
+        let mut backend = three.nodes[i % 3].text_client().await;
+        assert_eq!(
+            backend.request(&format!(r#"{{"uid":"{uid}"}}"#)).await,
+            "ok",
+            "{uid}"
+        );
+    }
+    for (uid, client) in &mut kept {
+        assert_eq!(client.recv_text().await, format!(r#"{{"uid":"{uid}"}}"#));
+    }
+    pause_ms(200).await;
+    for (_, client) in &mut kept {
+        client.expect_silence(Duration::from_millis(1)).await;
+    }
+    eventually(STEP, "only the kept connections to remain", || async {
+        three.nodes[1].stats().await["connections"] == kept.len()
+    })
+    .await;
+}
