@@ -182,16 +182,11 @@ impl Cluster {
         self.lease_ok.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
     }
 
-    fn down_note(&self) -> String {
+    /// The note for an answer that only this node could give.
+    fn unreachable_note(&self, err: Option<&redis::RedisError>) -> String {
+        let why = err.map(|err| format!(" ({err})")).unwrap_or_default();
         format!(
-            "Redis at {} is unreachable: only this node ({}) answered",
-            self.redis_display, self.name
-        )
-    }
-
-    fn failed_note(&self, err: &redis::RedisError) -> String {
-        format!(
-            "Redis at {} is unreachable ({err}): only this node ({}) answered",
+            "Redis at {} is unreachable{why}: only this node ({}) answered",
             self.redis_display, self.name
         )
     }
@@ -205,7 +200,7 @@ impl Cluster {
     /// [`Confirm::Delivered`] it is what they report having queued.
     pub async fn route(&self, uid: &str, message: &[u8], confirm: Confirm) -> Partial<u64> {
         if !self.is_up() {
-            return self.partial(0, self.down_note());
+            return self.partial(0, self.unreachable_note(None));
         }
         let reply = (confirm == Confirm::Delivered).then(|| self.pending.open());
         let header = Header::Send {
@@ -229,7 +224,7 @@ impl Cluster {
                 if let Some((id, _)) = reply {
                     self.pending.close(id);
                 }
-                return self.partial(0, self.failed_note(&err));
+                return self.partial(0, self.unreachable_note(Some(&err)));
             }
         };
         let mut incomplete = Vec::new();
@@ -289,7 +284,7 @@ impl Cluster {
     /// Connections of `uid` on the other live nodes, from presence.
     pub async fn online(&self, uid: &str) -> Partial<u64> {
         if !self.is_up() {
-            return self.partial(0, self.down_note());
+            return self.partial(0, self.unreachable_note(None));
         }
         let found: redis::RedisResult<Vec<(String, u64)>> = self
             .scripts
@@ -305,7 +300,7 @@ impl Cluster {
                 value: found.iter().map(|(_, n)| n).sum(),
                 incomplete: Vec::new(),
             },
-            Err(err) => self.partial(0, self.failed_note(&err)),
+            Err(err) => self.partial(0, self.unreachable_note(Some(&err))),
         }
     }
 
@@ -317,7 +312,7 @@ impl Cluster {
             missing: Vec::new(),
         };
         if !self.is_up() {
-            return self.partial(nothing(), self.down_note());
+            return self.partial(nothing(), self.unreachable_note(None));
         }
         let (id, wake) = self.pending.open();
         let header = Header::Request {
@@ -336,7 +331,7 @@ impl Cluster {
         };
         if let Err(err) = asked.await {
             self.pending.close(id);
-            return self.partial(nothing(), self.failed_note(&err));
+            return self.partial(nothing(), self.unreachable_note(Some(&err)));
         }
         let gathered = self.wait(id, &wake).await;
         let incomplete = self.missing_notes(&gathered);
