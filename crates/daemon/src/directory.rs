@@ -36,7 +36,8 @@ impl Push {
 /// Finishes a batch of text-port pushes (`None`: a bad line); for each, true when
 /// a connection here took it or, in cluster mode, a node holding the uid received
 /// it (or delivered it, with `--text-confirm delivered`). One Redis round trip for
-/// the whole batch in `received` mode; pushes to one uid keep their order.
+/// the whole batch (plus, when confirming, one wait for every reply); pushes to one
+/// uid keep their order.
 pub async fn finish(daemon: &Daemon, batch: &[Option<Push>]) -> Vec<bool> {
     let Some(cluster) = &daemon.cluster else {
         return batch
@@ -49,17 +50,10 @@ pub async fn finish(daemon: &Daemon, batch: &[Option<Push>]) -> Vec<bool> {
         .flatten()
         .map(|push| (push.uid.as_str(), push.message.as_bytes()))
         .collect();
-    let mut remote = match cluster.text_confirm() {
-        Confirm::Received => cluster.route_batch(&pushes).await,
-        Confirm::Delivered => {
-            let mut counts = Vec::with_capacity(pushes.len());
-            for (uid, message) in &pushes {
-                counts.push(cluster.route(uid, message, Confirm::Delivered).await.value);
-            }
-            counts
-        }
-    }
-    .into_iter();
+    let mut remote = cluster
+        .route_batch(&pushes, cluster.text_confirm())
+        .await
+        .into_iter();
     batch
         .iter()
         .map(|push| match push {

@@ -244,41 +244,61 @@ impl Cluster {
             .expect(id, reached.map(|(node, _, _)| node.clone()));
         let gathered = self.wait(id, &wake).await;
         incomplete.extend(self.missing_notes(&gathered));
-        let value = gathered
-            .replies
-            .values()
-            .map(|reply| match &reply.result {
-                Ok(Response::Delivered { connections }) => *connections,
-                _ => 0,
-            })
-            .sum();
+        let value = delivered(&gathered);
         Partial { value, incomplete }
     }
 
-    /// Routes many `(uid, message)` pushes in one script call, in order, with
-    /// [`Confirm::Received`] semantics; one count per push (0 when Redis failed).
-    pub async fn route_batch(&self, pushes: &[(&str, &[u8])]) -> Vec<u64> {
+    /// Routes many `(uid, message)` pushes in one script call, in order; one count per
+    /// push (0 when Redis failed). With [`Confirm::Received`] a count is what the nodes
+    /// that received the push had registered; with [`Confirm::Delivered`] it is what
+    /// they report having queued, all awaited together within one timeout.
+    pub async fn route_batch(&self, pushes: &[(&str, &[u8])], confirm: Confirm) -> Vec<u64> {
         if pushes.is_empty() || !self.is_up() {
             return vec![0; pushes.len()];
         }
+        let tickets: Vec<Option<(u64, Arc<tokio::sync::Notify>)>> = pushes
+            .iter()
+            .map(|_| (confirm == Confirm::Delivered).then(|| self.pending.open()))
+            .collect();
         let mut invocation = self.scripts.route_many.prepare_invoke();
         invocation
             .key(self.keys.nodes())
             .arg(self.keys.prefix())
             .arg(&self.id);
-        for (uid, message) in pushes {
+        for ((uid, message), ticket) in pushes.iter().zip(&tickets) {
             let header = Header::Send {
                 from: self.id.clone(),
                 uid: (*uid).to_owned(),
-                reply: None,
+                reply: ticket.as_ref().map(|(id, _)| *id),
             };
             invocation.arg(*uid).arg(bus::encode(&header, message));
         }
-        let counts: redis::RedisResult<Vec<u64>> = invocation.invoke_async(&mut self.conn()).await;
-        match counts {
-            Ok(counts) if counts.len() == pushes.len() => counts,
-            _ => vec![0; pushes.len()],
+        // Per push: the registered connections reached, then the node ids reached.
+        let routed: redis::RedisResult<Vec<(u64, Vec<String>)>> = invocation
+            .invoke_async::<Vec<Vec<redis::Value>>>(&mut self.conn())
+            .await
+            .and_then(|rows| rows.into_iter().map(split_route_row).collect());
+        let routed = match routed {
+            Ok(routed) if routed.len() == pushes.len() => routed,
+            _ => {
+                for (id, _) in tickets.into_iter().flatten() {
+                    self.pending.close(id);
+                }
+                return vec![0; pushes.len()];
+            }
+        };
+        if confirm == Confirm::Received {
+            return routed.into_iter().map(|(count, _)| count).collect();
         }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut counts = Vec::with_capacity(pushes.len());
+        for ((_, nodes), ticket) in routed.into_iter().zip(tickets) {
+            let (id, wake) = ticket.expect("a ticket per push when confirming");
+            self.pending.expect(id, nodes);
+            let gathered = self.wait_until(id, &wake, deadline).await;
+            counts.push(delivered(&gathered));
+        }
+        counts
     }
 
     /// Connections of `uid` on the other live nodes, from presence.
@@ -344,7 +364,17 @@ impl Cluster {
     /// Waits until request `id` is complete or the timeout passes, dropping nodes
     /// whose lease ran out meanwhile.
     async fn wait(&self, id: u64, wake: &tokio::sync::Notify) -> Gathered {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.wait_until(id, wake, tokio::time::Instant::now() + self.timeout)
+            .await
+    }
+
+    /// [`Cluster::wait`] with an explicit deadline, shared by several requests.
+    async fn wait_until(
+        &self,
+        id: u64,
+        wake: &tokio::sync::Notify,
+        deadline: tokio::time::Instant,
+    ) -> Gathered {
         while !self.pending.is_complete(id) {
             let recheck = (tokio::time::Instant::now() + LIVENESS_RECHECK).min(deadline);
             tokio::select! {
@@ -468,6 +498,26 @@ impl Cluster {
             .ignore();
         pipe
     }
+}
+
+/// Connections the replying nodes say took a confirmed push.
+fn delivered(gathered: &Gathered) -> u64 {
+    gathered
+        .replies
+        .values()
+        .map(|reply| match &reply.result {
+            Ok(Response::Delivered { connections }) => *connections,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// One row of `route_many`'s answer: `[connections, node id, ...]`.
+fn split_route_row(row: Vec<redis::Value>) -> redis::RedisResult<(u64, Vec<String>)> {
+    let mut row = row.into_iter();
+    let count = redis::from_redis_value(row.next().unwrap_or(redis::Value::Int(0)))?;
+    let nodes = row.map(redis::from_redis_value).collect::<Result<_, _>>()?;
+    Ok((count, nodes))
 }
 
 /// A Redis URL with any password replaced, for logs and `stats`.

@@ -33,8 +33,8 @@ pub struct Scripts {
     /// `[id, receivers, connections, ...]` for each.
     pub route: Script,
     /// `KEYS[1]` nodes; ARGV prefix, my id, then uid and payload pairs. Routes each pair
-    /// as `route` does, in order, in one call; returns one count per pair: the
-    /// connections registered by the nodes that received it.
+    /// as `route` does, in order, in one call; returns per pair `[connections, id, ...]`:
+    /// the connections registered by the nodes that received it, and those nodes.
     pub route_many: Script,
 }
 
@@ -86,18 +86,19 @@ impl Scripts {
                  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
                    if id ~= ARGV[2] then table.insert(others, id) end
                  end
-                 local counts = {}
+                 local routed = {}
                  for i = 3, #ARGV, 2 do
-                   local reached = 0
+                   local reached = {0}
                    for _, id in ipairs(others) do
                      local n = redis.call('HGET', ARGV[1] .. ':node:' .. id, ARGV[i])
                      if n and redis.call('PUBLISH', ARGV[1] .. ':n:' .. id, ARGV[i + 1]) > 0 then
-                       reached = reached + tonumber(n)
+                       reached[1] = reached[1] + tonumber(n)
+                       table.insert(reached, id)
                      end
                    end
-                   table.insert(counts, reached)
+                   table.insert(routed, reached)
                  end
-                 return counts"
+                 return routed"
             )),
         }
     }
