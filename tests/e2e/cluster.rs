@@ -540,3 +540,32 @@ async fn churn_across_nodes_leaves_presence_equal_to_the_connections() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_node_reaped_while_paused_comes_back_with_its_uids() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let [a, _, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let mut on_c = c.bound_client("sleeper").await;
+    eventually(STEP, "a to see sleeper", || a.is_online("sleeper")).await;
+    c.signal(libc::SIGSTOP);
+    // Lease 1 s: the others reap c and its uids.
+    eventually(Duration::from_secs(5), "c to be reaped", || async {
+        !a.is_online("sleeper").await
+    })
+    .await;
+    c.signal(libc::SIGCONT);
+    // c finds its lease gone, rewrites its presence, and is reachable again; its
+    // client never noticed.
+    eventually(Duration::from_secs(5), "sleeper to be back", || {
+        a.is_online("sleeper")
+    })
+    .await;
+    let mut backend = a.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"sleeper"}"#).await, "ok");
+    assert_eq!(on_c.recv_text().await, r#"{"uid":"sleeper"}"#);
+    assert_eq!(c.stats().await["counters"]["connections_opened"], 1);
+}
