@@ -569,3 +569,35 @@ async fn a_node_reaped_while_paused_comes_back_with_its_uids() {
     assert_eq!(on_c.recv_text().await, r#"{"uid":"sleeper"}"#);
     assert_eq!(c.stats().await["counters"]["connections_opened"], 1);
 }
+
+#[tokio::test]
+async fn the_cluster_up_gauge_follows_redis() {
+    use crate::service::{http_get, sample};
+    let Some(mut three) = Three::start_if_available(NodeOptions {
+        extra: &["--metrics-listen", "127.0.0.1:0"],
+        ..NodeOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let log = three.nodes[0].log.lock().unwrap().clone();
+    let metrics = crate::harness::field(
+        log.lines().find(|l| l.contains(" listening ")).unwrap(),
+        "metrics=",
+    );
+    assert_eq!(
+        sample(&http_get(metrics, "/metrics").await, "pushd_cluster_up"),
+        1.0
+    );
+    three.redis.kill().await;
+    eventually(STEP, "the gauge to drop to 0", || async {
+        sample(&http_get(metrics, "/metrics").await, "pushd_cluster_up") == 0.0
+    })
+    .await;
+    three.redis.restart().await;
+    eventually(STEP, "the gauge to come back", || async {
+        sample(&http_get(metrics, "/metrics").await, "pushd_cluster_up") == 1.0
+    })
+    .await;
+}

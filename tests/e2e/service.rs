@@ -108,7 +108,7 @@ async fn json_logs_are_one_object_per_line_with_the_bound_addresses() {
 }
 
 /// Fetches `path` from the metrics listener with a plain HTTP/1.1 request.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: pushd\r\n\r\n");
@@ -125,7 +125,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 }
 
 /// The value of one sample line (`name value` or `name{labels} value`).
-fn sample(body: &str, name: &str) -> f64 {
+pub(crate) fn sample(body: &str, name: &str) -> f64 {
     body.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no sample {name} in:\n{body}"))
