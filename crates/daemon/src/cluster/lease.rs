@@ -11,9 +11,8 @@ use super::Cluster;
 use super::presence::PresenceCommand;
 
 /// Renews the lease every third of its length and reaps dead nodes, until cancelled.
-/// After any failure (and at start) the presence hash is rewritten before the node
-/// counts as up again: this heals an empty Redis, an old snapshot, and a node that
-/// was reaped while it was cut off.
+/// After any failure (and at start) the presence hash is rewritten in full: this heals
+/// an empty Redis, an old snapshot, and a node that was reaped while it was cut off.
 pub async fn run(cluster: Arc<Cluster>, token: CancellationToken) {
     let mut ticker = tokio::time::interval(cluster.lease / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -34,11 +33,13 @@ pub async fn run(cluster: Arc<Cluster>, token: CancellationToken) {
             .await;
         match renewed {
             Ok(added) => {
-                let was_ok = cluster.lease_ok.load(Ordering::Relaxed);
+                // Set before the rewrite, so that a uid change arriving meanwhile is
+                // written too instead of waiting for the next change.
+                let was_ok = cluster.lease_ok.swap(true, Ordering::Relaxed);
                 if (added == 1 || !was_ok) && resync(&cluster).await.is_err() {
+                    cluster.lease_ok.store(false, Ordering::Relaxed);
                     continue;
                 }
-                cluster.lease_ok.store(true, Ordering::Relaxed);
                 if !joined {
                     joined = true;
                     info!(node = %cluster.name, id = %cluster.id, redis = %cluster.redis_display,

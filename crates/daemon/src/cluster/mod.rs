@@ -183,7 +183,7 @@ impl Cluster {
     }
 
     /// The note for an answer that only this node could give.
-    fn unreachable_note(&self, err: Option<&redis::RedisError>) -> String {
+    pub(crate) fn unreachable_note(&self, err: Option<&redis::RedisError>) -> String {
         let why = err.map(|err| format!(" ({err})")).unwrap_or_default();
         format!(
             "Redis at {} is unreachable{why}: only this node ({}) answered",

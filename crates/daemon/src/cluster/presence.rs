@@ -55,7 +55,13 @@ pub async fn run(daemon: Arc<Daemon>, mut commands: mpsc::Receiver<PresenceComma
                 }
             }
             Some(PresenceCommand::Flush(done)) => {
-                let _ = done.send(write(&cluster, &daemon.registry, &mut resync).await);
+                let result = if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
+                    write(&cluster, &daemon.registry, &mut resync).await
+                } else {
+                    resync = true;
+                    Err(cluster.unreachable_note(None))
+                };
+                let _ = done.send(result);
             }
             Some(PresenceCommand::Resync(done)) => {
                 resync = true;
