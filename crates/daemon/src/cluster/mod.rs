@@ -260,11 +260,13 @@ impl Cluster {
             .iter()
             .map(|_| (confirm == Confirm::Delivered).then(|| self.pending.open()))
             .collect();
+        let confirming = confirm == Confirm::Delivered;
         let mut invocation = self.scripts.route_many.prepare_invoke();
         invocation
             .key(self.keys.nodes())
             .arg(self.keys.prefix())
-            .arg(&self.id);
+            .arg(&self.id)
+            .arg(u8::from(confirming));
         for ((uid, message), ticket) in pushes.iter().zip(&tickets) {
             let header = Header::Send {
                 from: self.id.clone(),
@@ -272,6 +274,14 @@ impl Cluster {
                 reply: ticket.as_ref().map(|(id, _)| *id),
             };
             invocation.arg(*uid).arg(bus::encode(&header, message));
+        }
+        if !confirming {
+            let counts: redis::RedisResult<Vec<u64>> =
+                invocation.invoke_async(&mut self.conn()).await;
+            return match counts {
+                Ok(counts) if counts.len() == pushes.len() => counts,
+                _ => vec![0; pushes.len()],
+            };
         }
         // Per push: the registered connections reached, then the node ids reached.
         let routed: redis::RedisResult<Vec<(u64, Vec<String>)>> = invocation
@@ -287,9 +297,6 @@ impl Cluster {
                 return vec![0; pushes.len()];
             }
         };
-        if confirm == Confirm::Received {
-            return routed.into_iter().map(|(count, _)| count).collect();
-        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut counts = Vec::with_capacity(pushes.len());
         for ((_, nodes), ticket) in routed.into_iter().zip(tickets) {

@@ -32,9 +32,10 @@ pub struct Scripts {
     /// inbox of every other live node whose hash has the uid; returns
     /// `[id, receivers, connections, ...]` for each.
     pub route: Script,
-    /// `KEYS[1]` nodes; ARGV prefix, my id, then uid and payload pairs. Routes each pair
-    /// as `route` does, in order, in one call; returns per pair `[connections, id, ...]`:
-    /// the connections registered by the nodes that received it, and those nodes.
+    /// `KEYS[1]` nodes; ARGV prefix, my id, `1` to name the nodes reached (else `0`),
+    /// then uid and payload pairs. Routes each pair as `route` does, in order, in one
+    /// call; returns per pair the connections registered by the nodes that received it,
+    /// or with names `[connections, id, ...]`.
     pub route_many: Script,
 }
 
@@ -86,17 +87,23 @@ impl Scripts {
                  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
                    if id ~= ARGV[2] then table.insert(others, id) end
                  end
+                 local named = ARGV[3] == '1'
                  local routed = {}
-                 for i = 3, #ARGV, 2 do
-                   local reached = {0}
+                 for i = 4, #ARGV, 2 do
+                   local count, reached = 0, {}
                    for _, id in ipairs(others) do
                      local n = redis.call('HGET', ARGV[1] .. ':node:' .. id, ARGV[i])
                      if n and redis.call('PUBLISH', ARGV[1] .. ':n:' .. id, ARGV[i + 1]) > 0 then
-                       reached[1] = reached[1] + tonumber(n)
-                       table.insert(reached, id)
+                       count = count + tonumber(n)
+                       if named then table.insert(reached, id) end
                      end
                    end
-                   table.insert(routed, reached)
+                   if named then
+                     table.insert(reached, 1, count)
+                     table.insert(routed, reached)
+                   else
+                     table.insert(routed, count)
+                   end
                  end
                  return routed"
             )),
