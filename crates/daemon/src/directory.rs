@@ -16,19 +16,18 @@ use crate::{Daemon, ops};
 /// cluster mode still to be routed to the other nodes.
 #[derive(Debug)]
 pub struct Push {
-    uid: String,
-    message: Utf8Bytes,
+    /// Connections here that took it.
     local: u64,
+    /// Cluster mode: the uid and message, still to route (a single node keeps nothing).
+    to_route: Option<(String, Utf8Bytes)>,
 }
 
 impl Push {
     /// Delivers `message` to `uid`'s connections here, now.
-    pub fn deliver_here(daemon: &Daemon, uid: String, message: Utf8Bytes) -> Push {
-        let local = daemon.registry.push_to_uid(&uid, &message);
+    pub fn deliver_here(daemon: &Daemon, uid: &str, message: Utf8Bytes) -> Push {
         Push {
-            uid,
-            message,
-            local,
+            local: daemon.registry.push_to_uid(uid, &message),
+            to_route: daemon.cluster.is_some().then(|| (uid.to_owned(), message)),
         }
     }
 }
@@ -48,12 +47,14 @@ pub async fn finish(daemon: &Daemon, batch: &[Option<Push>]) -> Vec<bool> {
     let pushes: Vec<(&str, &[u8])> = batch
         .iter()
         .flatten()
-        .map(|push| (push.uid.as_str(), push.message.as_bytes()))
+        .filter_map(|push| push.to_route.as_ref())
+        .map(|(uid, message)| (uid.as_str(), message.as_bytes()))
         .collect();
     let mut remote = cluster
-        .route_batch(&pushes, cluster.text_confirm())
+        .route(&pushes, cluster.text_confirm())
         .await
-        .into_iter();
+        .into_iter()
+        .map(|routed| routed.value);
     batch
         .iter()
         .map(|push| match push {
@@ -82,9 +83,11 @@ pub async fn answer(daemon: &Daemon, request: Request) -> ReplyLine {
             else {
                 return reply(local, Vec::new());
             };
-            let remote = cluster
-                .route(uid, message.as_bytes(), Confirm::Delivered)
-                .await;
+            let remote = (cluster
+                .route(&[(uid, message.as_bytes())], Confirm::Delivered)
+                .await)
+                .pop()
+                .unwrap_or_default();
             let connections = connections + remote.value;
             reply(Ok(Response::Delivered { connections }), remote.incomplete)
         }

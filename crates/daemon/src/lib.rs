@@ -132,9 +132,12 @@ pub async fn run(
             None
         }
     };
-    let cluster = match &config.cluster {
-        Some(cluster) => Some(Arc::new(cluster::Cluster::new(cluster)?)),
-        None => None,
+    let (cluster, presence_inbox) = match &config.cluster {
+        Some(cluster) => {
+            let (cluster, inbox) = cluster::Cluster::new(cluster)?;
+            (Some(Arc::new(cluster)), Some(inbox))
+        }
+        None => (None, None),
     };
     let registry = if cluster.is_some() {
         Registry::tracking_changes(config.queue_limits(), config.max_connections_per_uid)
@@ -191,10 +194,8 @@ pub async fn run(
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let cluster_tasks = daemon
-        .cluster
-        .as_ref()
-        .map(|cluster| cluster.spawn(&daemon, &tracker));
+    let cluster_tasks =
+        presence_inbox.map(|inbox| cluster::Cluster::spawn(&daemon, inbox, &tracker));
     tracker.spawn(ws::serve(
         listeners.ws,
         daemon.clone(),

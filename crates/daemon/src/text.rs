@@ -131,9 +131,5 @@ fn prepare(daemon: &Daemon, line: &[u8]) -> Option<directory::Push> {
     // The line's own bytes become the frame: one allocation, shared by every
     // recipient's queue. A line that parsed as JSON is valid UTF-8.
     let message = Utf8Bytes::try_from(Bytes::copy_from_slice(line)).ok()?;
-    Some(directory::Push::deliver_here(
-        daemon,
-        uid.into_owned(),
-        message,
-    ))
+    Some(directory::Push::deliver_here(daemon, &uid, message))
 }

@@ -67,8 +67,12 @@ pub struct Cluster {
     /// The subscriber connection is subscribed.
     subscribed: AtomicBool,
     presence: mpsc::Sender<PresenceCommand>,
-    presence_rx: std::sync::Mutex<Option<mpsc::Receiver<PresenceCommand>>>,
 }
+
+/// The presence writer's end of its command channel, made by [`Cluster::new`] and
+/// handed to [`Cluster::spawn`].
+#[derive(Debug)]
+pub struct PresenceInbox(mpsc::Receiver<PresenceCommand>);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,7 +102,7 @@ pub struct Partial<T> {
 
 impl Cluster {
     /// Prepares the link; connects lazily, so a node starts even while Redis is down.
-    pub fn new(config: &ClusterConfig) -> anyhow::Result<Self> {
+    pub fn new(config: &ClusterConfig) -> anyhow::Result<(Self, PresenceInbox)> {
         let client = redis::Client::open(config.url.as_str())
             .with_context(|| format!("--cluster: invalid Redis URL {:?}", redacted(&config.url)))?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()
@@ -113,7 +117,7 @@ impl Cluster {
             .unwrap_or_default()
             .as_millis();
         let (presence, presence_rx) = mpsc::channel(64);
-        Ok(Cluster {
+        let cluster = Cluster {
             id: format!("{}-{}-{started:x}", config.node_name, std::process::id()),
             name: config.node_name.clone(),
             redis_display: redacted(&config.url),
@@ -128,25 +132,23 @@ impl Cluster {
             lease_ok: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             presence,
-            presence_rx: std::sync::Mutex::new(Some(presence_rx)),
-        })
+        };
+        Ok((cluster, PresenceInbox(presence_rx)))
     }
 
     /// Starts the lease, subscriber and presence tasks; the presence writer joins
     /// `tracker` (it ends with [`Cluster::leave`]), the others are returned.
-    pub fn spawn(&self, daemon: &Arc<Daemon>, tracker: &TaskTracker) -> ClusterTasks {
+    pub fn spawn(
+        daemon: &Arc<Daemon>,
+        inbox: PresenceInbox,
+        tracker: &TaskTracker,
+    ) -> ClusterTasks {
         let tasks = ClusterTasks {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
-        let rx = self
-            .presence_rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .expect("spawned once");
         let cluster = daemon.cluster.clone().expect("cluster mode");
-        tracker.spawn(presence::run(daemon.clone(), rx));
+        tracker.spawn(presence::run(daemon.clone(), inbox.0));
         tasks
             .tracker
             .spawn(subscriber::run(daemon.clone(), tasks.token.clone()));
@@ -195,73 +197,29 @@ impl Cluster {
         self.conn.clone()
     }
 
-    /// Pushes `message` to `uid`'s connections on the other nodes. With
-    /// [`Confirm::Received`] the count is what the holding nodes had registered; with
-    /// [`Confirm::Delivered`] it is what they report having queued.
-    pub async fn route(&self, uid: &str, message: &[u8], confirm: Confirm) -> Partial<u64> {
+    /// Pushes each `(uid, message)` to the uid's connections on the other nodes, in
+    /// order, with one script call for all of them. With [`Confirm::Received`] a count is
+    /// what the nodes that received the push had registered; with [`Confirm::Delivered`]
+    /// it is what they report having queued (awaited together within one timeout), and
+    /// each result names the nodes that could not confirm.
+    pub async fn route(&self, pushes: &[(&str, &[u8])], confirm: Confirm) -> Vec<Partial<u64>> {
+        let failed = |note: String| {
+            (pushes.iter())
+                .map(|_| self.partial(0, note.clone()))
+                .collect()
+        };
+        if pushes.is_empty() {
+            return Vec::new();
+        }
         if !self.is_up() {
-            return self.partial(0, self.unreachable_note(None));
+            return failed(self.unreachable_note(None));
         }
-        let reply = (confirm == Confirm::Delivered).then(|| self.pending.open());
-        let header = Header::Send {
-            from: self.id.clone(),
-            uid: uid.to_owned(),
-            reply: reply.as_ref().map(|(id, _)| *id),
-        };
-        let routed: redis::RedisResult<Vec<(String, u64, u64)>> = self
-            .scripts
-            .route
-            .key(self.keys.nodes())
-            .arg(self.keys.prefix())
-            .arg(&self.id)
-            .arg(uid)
-            .arg(bus::encode(&header, message))
-            .invoke_async(&mut self.conn())
-            .await;
-        let routed = match routed {
-            Ok(routed) => routed,
-            Err(err) => {
-                if let Some((id, _)) = reply {
-                    self.pending.close(id);
-                }
-                return self.partial(0, self.unreachable_note(Some(&err)));
-            }
-        };
-        let mut incomplete = Vec::new();
-        for (node, receivers, _) in &routed {
-            if *receivers == 0 {
-                incomplete.push(format!(
-                    "node {node} holds {uid} but is not listening on Redis"
-                ));
-            }
-        }
-        let reached = routed.iter().filter(|(_, receivers, _)| *receivers > 0);
-        let Some((id, wake)) = reply else {
-            let value = reached.map(|(_, _, connections)| connections).sum();
-            return Partial { value, incomplete };
-        };
-        self.pending
-            .expect(id, reached.map(|(node, _, _)| node.clone()));
-        let gathered = self.wait(id, &wake).await;
-        incomplete.extend(self.missing_notes(&gathered));
-        let value = delivered(&gathered);
-        Partial { value, incomplete }
-    }
-
-    /// Routes many `(uid, message)` pushes in one script call, in order; one count per
-    /// push (0 when Redis failed). With [`Confirm::Received`] a count is what the nodes
-    /// that received the push had registered; with [`Confirm::Delivered`] it is what
-    /// they report having queued, all awaited together within one timeout.
-    pub async fn route_batch(&self, pushes: &[(&str, &[u8])], confirm: Confirm) -> Vec<u64> {
-        if pushes.is_empty() || !self.is_up() {
-            return vec![0; pushes.len()];
-        }
+        let confirming = confirm == Confirm::Delivered;
         let tickets: Vec<Option<(u64, Arc<tokio::sync::Notify>)>> = pushes
             .iter()
-            .map(|_| (confirm == Confirm::Delivered).then(|| self.pending.open()))
+            .map(|_| confirming.then(|| self.pending.open()))
             .collect();
-        let confirming = confirm == Confirm::Delivered;
-        let mut invocation = self.scripts.route_many.prepare_invoke();
+        let mut invocation = self.scripts.route.prepare_invoke();
         invocation
             .key(self.keys.nodes())
             .arg(self.keys.prefix())
@@ -279,33 +237,47 @@ impl Cluster {
             let counts: redis::RedisResult<Vec<u64>> =
                 invocation.invoke_async(&mut self.conn()).await;
             return match counts {
-                Ok(counts) if counts.len() == pushes.len() => counts,
-                _ => vec![0; pushes.len()],
+                Ok(counts) => counts
+                    .into_iter()
+                    .map(|value| Partial {
+                        value,
+                        incomplete: Vec::new(),
+                    })
+                    .collect(),
+                Err(err) => failed(self.unreachable_note(Some(&err))),
             };
         }
-        // Per push: the registered connections reached, then the node ids reached.
-        let routed: redis::RedisResult<Vec<(u64, Vec<String>)>> = invocation
-            .invoke_async::<Vec<Vec<redis::Value>>>(&mut self.conn())
-            .await
-            .and_then(|rows| rows.into_iter().map(split_route_row).collect());
+        let routed: redis::RedisResult<Vec<NamedRoute>> =
+            invocation.invoke_async(&mut self.conn()).await;
         let routed = match routed {
             Ok(routed) if routed.len() == pushes.len() => routed,
-            _ => {
+            other => {
                 for (id, _) in tickets.into_iter().flatten() {
                     self.pending.close(id);
                 }
-                return vec![0; pushes.len()];
+                return failed(match other {
+                    Err(err) => self.unreachable_note(Some(&err)),
+                    Ok(_) => "Redis answered the route script with the wrong shape".into(),
+                });
             }
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut counts = Vec::with_capacity(pushes.len());
-        for ((_, nodes), ticket) in routed.into_iter().zip(tickets) {
+        let mut results = Vec::with_capacity(pushes.len());
+        for (((uid, _), (_, reached, missed)), ticket) in pushes.iter().zip(routed).zip(tickets) {
             let (id, wake) = ticket.expect("a ticket per push when confirming");
-            self.pending.expect(id, nodes);
+            self.pending.expect(id, reached);
             let gathered = self.wait_until(id, &wake, deadline).await;
-            counts.push(delivered(&gathered));
+            let mut incomplete: Vec<String> = missed
+                .iter()
+                .map(|node| format!("node {node} holds {uid} but is not listening on Redis"))
+                .collect();
+            incomplete.extend(self.missing_notes(&gathered));
+            results.push(Partial {
+                value: delivered(&gathered),
+                incomplete,
+            });
         }
-        counts
+        results
     }
 
     /// Connections of `uid` on the other live nodes, from presence.
@@ -507,6 +479,10 @@ impl Cluster {
     }
 }
 
+/// One push as the route script answers it with names: the connections registered by
+/// the nodes that received it, those nodes, and the holders without a subscriber.
+type NamedRoute = (u64, Vec<String>, Vec<String>);
+
 /// Connections the replying nodes say took a confirmed push.
 fn delivered(gathered: &Gathered) -> u64 {
     gathered
@@ -517,14 +493,6 @@ fn delivered(gathered: &Gathered) -> u64 {
             _ => 0,
         })
         .sum()
-}
-
-/// One row of `route_many`'s answer: `[connections, node id, ...]`.
-fn split_route_row(row: Vec<redis::Value>) -> redis::RedisResult<(u64, Vec<String>)> {
-    let mut row = row.into_iter();
-    let count = redis::from_redis_value(row.next().unwrap_or(redis::Value::Int(0)))?;
-    let nodes = row.map(redis::from_redis_value).collect::<Result<_, _>>()?;
-    Ok((count, nodes))
 }
 
 /// A Redis URL with any password replaced, for logs and `stats`.

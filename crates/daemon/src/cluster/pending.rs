@@ -97,22 +97,6 @@ impl Pending {
         }
     }
 
-    /// Node ids that request `id` still waits for (empty when complete).
-    pub fn waiting_for(&self, id: u64) -> Vec<String> {
-        let entries = self.lock();
-        let Some(entry) = entries.get(&id) else {
-            return Vec::new();
-        };
-        match &entry.expected {
-            Some(expected) => expected
-                .iter()
-                .filter(|id| !entry.replies.contains_key(*id))
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        }
-    }
-
     /// Whether request `id` has every expected reply.
     pub fn is_complete(&self, id: u64) -> bool {
         self.lock().get(&id).is_none_or(Entry::is_complete)
@@ -153,8 +137,7 @@ mod tests {
         pending.reply(id, "a".into(), reply("A"));
         assert!(!pending.is_complete(id), "expectation not known yet");
         pending.expect(id, ["a".to_string(), "b".to_string()]);
-        assert!(!pending.is_complete(id));
-        assert_eq!(pending.waiting_for(id), ["b"]);
+        assert!(!pending.is_complete(id), "b has not replied");
         pending.reply(id, "b".into(), reply("B"));
         assert!(pending.is_complete(id));
         let gathered = pending.close(id);

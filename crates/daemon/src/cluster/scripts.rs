@@ -28,15 +28,12 @@ pub struct Scripts {
     /// `KEYS[1]` nodes; ARGV prefix, my id, uid. `[id, connections, ...]` for every other
     /// live node whose hash has the uid.
     pub online: Script,
-    /// `KEYS[1]` nodes; ARGV prefix, my id, uid, payload. Publishes the payload to the
-    /// inbox of every other live node whose hash has the uid; returns
-    /// `[id, receivers, connections, ...]` for each.
+    /// `KEYS[1]` nodes; ARGV prefix, my id, `1` to name nodes (else `0`), then uid and
+    /// payload pairs. For each pair in order, publishes the payload to the inbox of every
+    /// other live node whose hash has the uid. Returns per pair the connections
+    /// registered by the nodes that received it; with names, `[connections, [node ids
+    /// that received it], [node ids that hold the uid but have no subscriber]]`.
     pub route: Script,
-    /// `KEYS[1]` nodes; ARGV prefix, my id, `1` to name the nodes reached (else `0`),
-    /// then uid and payload pairs. Routes each pair as `route` does, in order, in one
-    /// call; returns per pair the connections registered by the nodes that received it,
-    /// or with names `[connections, id, ...]`.
-    pub route_many: Script,
 }
 
 impl Scripts {
@@ -68,21 +65,6 @@ impl Scripts {
                  return found"
             )),
             route: Script::new(with_clock!(
-                "local reached = {}
-                 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-                   if id ~= ARGV[2] then
-                     local n = redis.call('HGET', ARGV[1] .. ':node:' .. id, ARGV[3])
-                     if n then
-                       local receivers = redis.call('PUBLISH', ARGV[1] .. ':n:' .. id, ARGV[4])
-                       table.insert(reached, id)
-                       table.insert(reached, receivers)
-                       table.insert(reached, tonumber(n))
-                     end
-                   end
-                 end
-                 return reached"
-            )),
-            route_many: Script::new(with_clock!(
                 "local others = {}
                  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
                    if id ~= ARGV[2] then table.insert(others, id) end
@@ -90,17 +72,20 @@ impl Scripts {
                  local named = ARGV[3] == '1'
                  local routed = {}
                  for i = 4, #ARGV, 2 do
-                   local count, reached = 0, {}
+                   local count, reached, missed = 0, {}, {}
                    for _, id in ipairs(others) do
                      local n = redis.call('HGET', ARGV[1] .. ':node:' .. id, ARGV[i])
-                     if n and redis.call('PUBLISH', ARGV[1] .. ':n:' .. id, ARGV[i + 1]) > 0 then
-                       count = count + tonumber(n)
-                       if named then table.insert(reached, id) end
+                     if n then
+                       if redis.call('PUBLISH', ARGV[1] .. ':n:' .. id, ARGV[i + 1]) > 0 then
+                         count = count + tonumber(n)
+                         if named then table.insert(reached, id) end
+                       elseif named then
+                         table.insert(missed, id)
+                       end
                      end
                    end
                    if named then
-                     table.insert(reached, 1, count)
-                     table.insert(routed, reached)
+                     table.insert(routed, {count, reached, missed})
                    else
                      table.insert(routed, count)
                    end
