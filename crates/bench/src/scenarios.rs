@@ -346,7 +346,7 @@ pub async fn admin(
         let started = Instant::now();
         admin
             .request(Request::Kick {
-                uids: vec![uid],
+                uids: vec![pushd_proto::uid::Uid::parse(&uid)?],
                 reason: None,
                 ban_ms: None,
             })

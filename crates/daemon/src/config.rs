@@ -362,11 +362,21 @@ impl From<DaemonArgs> for Config {
 }
 
 impl Config {
-    /// The outbound queue bounds, as the registry takes them.
-    pub fn queue_limits(&self) -> crate::conn::QueueLimits {
-        crate::conn::QueueLimits {
-            messages: self.max_queue,
-            bytes: self.max_queue_bytes,
+    /// The registry's bounds: every connection's outbound queue, connections per uid.
+    pub(crate) fn registry_limits(&self) -> crate::core::registry::RegistryLimits {
+        use crate::core::registry::PerUidPolicy as Policy;
+        crate::core::registry::RegistryLimits {
+            queue: crate::core::conn::QueueLimits {
+                messages: self.max_queue,
+                bytes: self.max_queue_bytes,
+            },
+            per_uid: self.max_connections_per_uid.map(|(limit, policy)| {
+                let policy = match policy {
+                    PerUidPolicy::RefuseNew => Policy::RefuseNew,
+                    PerUidPolicy::CloseOldest => Policy::CloseOldest,
+                };
+                (limit, policy)
+            }),
         }
     }
 
@@ -375,7 +385,7 @@ impl Config {
     /// same time are served in one timer tick and one worker wake-up instead
     /// of one each. A twentieth of the shortest interval, at most 1 s: a
     /// heartbeat may fire up to that much late, never early.
-    pub fn timer_grain(&self) -> Duration {
+    pub(crate) fn timer_grain(&self) -> Duration {
         let shortest = [self.heartbeat, self.ping_interval]
             .into_iter()
             .flatten()

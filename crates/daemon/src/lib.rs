@@ -1,36 +1,29 @@
-//! The pushd daemon as a library.
+//! The pushd daemon as a library, for its binary.
 //!
 //! [`Listeners::bind`] binds every socket first (so errors surface before
 //! anything is served and port 0 can be resolved), then [`run`] serves them
-//! until the given shutdown future completes. Tests run the daemon in-process
-//! this way; `main.rs` only adds argument parsing, logging and signals.
+//! until the given shutdown future completes; `crates/pushd/main.rs` adds
+//! argument parsing, logging and signals. The end-to-end tests start that
+//! binary.
 //!
-//! Inside, three thin adapters ([`ws`], [`text`], [`admin`]) turn their bytes
-//! into operations on one [`registry::Registry`], the only place that knows
-//! who is online.
+//! Inside, dependencies point one way: `adapters` (WebSocket, text port, admin
+//! socket, metrics) turn bytes into calls on `push` and `requests`, which act
+//! on `core` (registry, connection handles, counters, clock) and, in cluster
+//! mode, on `cluster`, which itself sees only `core`. The README's "How it is
+//! built" has the picture.
 
-pub mod accept;
-pub mod admin;
-pub mod admission;
-pub mod cluster;
+mod adapters;
+mod cluster;
 pub mod config;
-pub mod conn;
-pub mod directory;
-pub mod lines;
+mod core;
 pub mod logging;
-pub mod metrics;
-pub mod ops;
-pub mod registry;
-pub mod stats;
+mod node;
+mod push;
+mod requests;
 pub mod sys;
-pub mod text;
-pub mod ws;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sd_notify::NotifyState;
@@ -41,51 +34,27 @@ use tracing::{info, warn};
 
 pub use config::{Config, DaemonArgs};
 
+use crate::adapters::ws::{self, Admission, WsServer};
+use crate::adapters::{admin, metrics, text};
+use crate::cluster::Cluster;
 use crate::config::SHUTDOWN_GRACE;
-use crate::registry::Registry;
-
-/// State shared by every task of a running daemon.
-#[derive(Debug)]
-pub struct Daemon {
-    /// Resolved settings.
-    pub config: Config,
-    /// Who is online.
-    pub registry: Registry,
-    /// The bound WebSocket address (port 0 resolved).
-    pub ws_addr: SocketAddr,
-    /// The bound text-port address.
-    pub text_addr: SocketAddr,
-    /// When serving started.
-    pub started: Instant,
-    /// Open text-port connections.
-    pub text_connections: AtomicU64,
-    /// Connection slots, per-IP counts and allowed origins.
-    pub admission: admission::Admission,
-    /// Durations of text-port pushes (parse and queue), for `/metrics`.
-    pub text_push_seconds: prometheus_client::metrics::histogram::Histogram,
-    /// With `--auth token`, checks the tokens clients present.
-    pub auth: Option<pushd_proto::token::Verifier>,
-    /// "At the connection limit" warning, throttled.
-    pub at_capacity: Mutex<accept::Throttled>,
-    /// With `--cluster`, the link to the other nodes.
-    pub cluster: Option<Arc<cluster::Cluster>>,
-}
+use crate::core::clock::Clock;
+use crate::core::counters::Counters;
+use crate::core::registry::{ChangedUids, Registry};
+use crate::node::Node;
 
 /// Every socket the daemon serves, already bound.
 #[derive(Debug)]
 pub struct Listeners {
-    /// WebSocket clients.
-    pub ws: TcpListener,
-    /// Backends.
-    pub text: TcpListener,
-    /// pushctl.
-    pub admin: interprocess::local_socket::tokio::Listener,
-    /// Prometheus scrapes, with `--metrics-listen`.
-    pub metrics: Option<TcpListener>,
+    ws: TcpListener,
+    text: TcpListener,
+    admin: interprocess::local_socket::tokio::Listener,
+    metrics: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds the WebSocket listener, the text port and the admin socket.
+    /// Binds the WebSocket listener, the text port, the admin socket and, with
+    /// `--metrics-listen`, the metrics listener.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         let ws = TcpListener::bind(config.ws_listen).await.with_context(|| {
             format!(
@@ -132,52 +101,63 @@ pub async fn run(
             None
         }
     };
-    let (cluster, presence_inbox) = match &config.cluster {
-        Some(cluster) => {
-            let (cluster, inbox) = cluster::Cluster::new(cluster)?;
-            (Some(Arc::new(cluster)), Some(inbox))
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let (cluster, inbox) = Cluster::new(settings)?;
+            Some((Arc::new(cluster), inbox, Arc::new(ChangedUids::default())))
         }
-        None => (None, None),
+        None => None,
     };
-    let registry = if cluster.is_some() {
-        Registry::tracking_changes(config.queue_limits(), config.max_connections_per_uid)
-    } else {
-        Registry::new(config.queue_limits(), config.max_connections_per_uid)
-    };
+    let clock = Clock::new();
+    let counters = Arc::new(Counters::default());
+    let registry = Arc::new(Registry::new(
+        config.registry_limits(),
+        clock,
+        counters.clone(),
+        cluster.as_ref().map(|(_, _, changed)| changed.clone()),
+    ));
+    let node = Arc::new(Node {
+        registry: registry.clone(),
+        counters,
+        clock,
+        cluster: cluster.as_ref().map(|(cluster, _, _)| cluster.clone()),
+        max_message_size: config.max_message_size,
+        ws_addr: listeners.ws.local_addr()?,
+        text_addr: listeners.text.local_addr()?,
+        socket: config.socket.clone(),
+    });
     let fd_limit = sys::raise_nofile_limit();
     let fd_cap = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
     let max_connections = config.max_connections.map_or(fd_cap, |max| max.min(fd_cap));
-    let daemon = Arc::new(Daemon {
-        ws_addr: listeners.ws.local_addr()?,
-        text_addr: listeners.text.local_addr()?,
-        registry,
-        cluster,
-        started: Instant::now(),
-        text_connections: AtomicU64::new(0),
-        admission: admission::Admission::new(
-            max_connections,
-            config.max_connections_per_ip,
-            config.allow_origin.clone(),
-        ),
-        at_capacity: Mutex::new(accept::Throttled::new("WebSocket")),
-        auth,
-        text_push_seconds: metrics::push_duration_histogram(),
-        config,
-    });
+    let admission = Admission::new(
+        max_connections,
+        config.max_connections_per_ip,
+        config.allow_origin.clone(),
+    );
+    let settings = ws::Settings {
+        heartbeat: config.heartbeat,
+        ping_interval: config.ping_interval,
+        bind_timeout: config.bind_timeout,
+        handshake_timeout: config.handshake_timeout,
+        max_message_size: config.max_message_size,
+        timer_grain: config.timer_grain(),
+    };
+    let ws_server = Arc::new(WsServer::new(node.clone(), admission, auth, settings));
+
     let metrics_addr = match &listeners.metrics {
         Some(listener) => listener.local_addr()?.to_string(),
         None => "off".to_owned(),
     };
-    let cluster_desc = match &daemon.cluster {
+    let cluster_desc = match &node.cluster {
         Some(cluster) => format!("{} node={}", cluster.redis_display(), cluster.name()),
         None => "off".to_owned(),
     };
     info!(
-        ws = %daemon.ws_addr,
-        text = %daemon.text_addr,
-        socket = %daemon.config.socket.display(),
-        heartbeat = %config::describe(daemon.config.heartbeat),
-        ping_interval = %config::describe(daemon.config.ping_interval),
+        ws = %node.ws_addr,
+        text = %node.text_addr,
+        socket = %config.socket.display(),
+        heartbeat = %config::describe(config.heartbeat),
+        ping_interval = %config::describe(config.ping_interval),
         max_connections,
         metrics = %metrics_addr,
         cluster = %cluster_desc,
@@ -187,54 +167,57 @@ pub async fn run(
 
     // Under systemd (Type=notify) this says every listener is bound; without
     // NOTIFY_SOCKET it does nothing.
-    let status = format!("serving ws={} text={}", daemon.ws_addr, daemon.text_addr);
+    let status = format!("serving ws={} text={}", node.ws_addr, node.text_addr);
     if let Err(err) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)]) {
         warn!(%err, "cannot notify systemd");
     }
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let cluster_tasks =
-        presence_inbox.map(|inbox| cluster::Cluster::spawn(&daemon, inbox, &tracker));
+    let cluster_tasks = cluster.map(|(cluster, inbox, changed)| {
+        let local = node.clone();
+        let tasks = cluster.spawn(registry.clone(), changed, local, inbox, &tracker);
+        (cluster, tasks)
+    });
     tracker.spawn(ws::serve(
         listeners.ws,
-        daemon.clone(),
+        ws_server,
         token.clone(),
         tracker.clone(),
     ));
     tracker.spawn(text::serve(
         listeners.text,
-        daemon.clone(),
+        node.clone(),
         token.clone(),
         tracker.clone(),
     ));
     if let Some(listener) = listeners.metrics {
         tracker.spawn(metrics::serve(
             listener,
-            daemon.clone(),
+            node.clone(),
             token.clone(),
             tracker.clone(),
         ));
     }
     tracker.spawn(admin::serve(
         listeners.admin,
-        daemon.clone(),
+        node.clone(),
         token.clone(),
         tracker.clone(),
     ));
 
     shutdown.await;
-    let (connections, _) = daemon.registry.sizes();
+    let (connections, _) = registry.sizes();
     info!(connections, "shutting down");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     // Out of the cluster first, so that nobody routes to connections about to close.
-    if let (Some(cluster), Some(tasks)) = (&daemon.cluster, cluster_tasks) {
+    if let Some((cluster, tasks)) = cluster_tasks {
         cluster.leave(tasks).await;
     }
     // Cancel first: a connection that registers after the walk below sees
-    // the token cancelled (see `ws::connection`).
+    // the token cancelled (see `adapters::ws::connection`).
     token.cancel();
-    daemon.registry.close_all_for_shutdown();
+    registry.close_all_for_shutdown();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await

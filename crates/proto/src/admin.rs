@@ -8,6 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::counters::Counters;
+use crate::uid::Uid;
+
 /// Version of this protocol; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -40,8 +43,8 @@ pub enum Request {
     List,
     /// Close every connection of each uid ([`Response::Kicked`]).
     Kick {
-        /// The uids to kick; each is normalised like a WebSocket uid.
-        uids: Vec<String>,
+        /// The uids to kick.
+        uids: Vec<Uid>,
         /// Reason text for the close frame (at most [`MAX_CLOSE_REASON`] bytes).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
@@ -52,7 +55,7 @@ pub enum Request {
     /// Lift the bans on these uids ([`Response::Unbanned`]).
     Unban {
         /// The uids to unban.
-        uids: Vec<String>,
+        uids: Vec<Uid>,
     },
     /// Active bans ([`Response::Bans`]).
     Bans,
@@ -67,7 +70,7 @@ pub enum Request {
     /// Push one text message to every connection of a uid ([`Response::Delivered`]).
     Send {
         /// The addressed uid.
-        uid: String,
+        uid: Uid,
         /// The text frame's payload, sent as is.
         message: String,
     },
@@ -79,7 +82,7 @@ pub enum Request {
     /// How many connections does a uid have? ([`Response::Online`])
     Online {
         /// The uid asked about.
-        uid: String,
+        uid: Uid,
     },
     /// Daemon-wide figures ([`Response::Stats`]).
     Stats,
@@ -179,6 +182,22 @@ pub enum Response {
         /// Active bans, sorted by uid.
         bans: Vec<BanInfo>,
     },
+}
+
+impl Response {
+    /// The reply's `type` tag, for messages about a reply of the wrong kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Pong { .. } => "pong",
+            Response::List { .. } => "list",
+            Response::Kicked { .. } => "kicked",
+            Response::Delivered { .. } => "delivered",
+            Response::Online { .. } => "online",
+            Response::Stats(_) => "stats",
+            Response::Unbanned { .. } => "unbanned",
+            Response::Bans { .. } => "bans",
+        }
+    }
 }
 
 /// One active ban.
@@ -299,75 +318,6 @@ pub struct NodeStats {
     pub uids: u64,
 }
 
-/// Monotonic event counters since the daemon started. Counters added in
-/// later releases default to 0 when an older daemon leaves them out.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counters {
-    /// WebSocket connections accepted (handshake completed).
-    pub connections_opened: u64,
-    /// WebSocket connections closed, for any reason.
-    pub connections_closed: u64,
-    /// WebSocket handshakes that failed.
-    pub handshakes_failed: u64,
-    /// Connections (WebSocket or text port) closed unserved because pushd
-    /// was out of file descriptors.
-    pub connections_refused: u64,
-    /// Handshakes answered HTTP 503: over `--max-connections` or the open-file cap.
-    pub capacity_refused: u64,
-    /// Handshakes answered HTTP 429: over `--max-connections-per-ip`.
-    pub per_ip_refused: u64,
-    /// Handshakes answered HTTP 403: `Origin` not in `--allow-origin`.
-    pub origin_refused: u64,
-    /// Binds refused over `--max-connections-per-uid` (policy refuse-new, close 1008).
-    pub per_uid_refused: u64,
-    /// Connections closed to make room for a newer one of the same uid (close 4004).
-    pub per_uid_replaced: u64,
-    /// Connections closed for not sending a uid within `--bind-timeout` (close 1008).
-    pub bind_timeouts: u64,
-    /// Binds refused because the uid is banned (close 4003).
-    pub banned_refused: u64,
-    /// Connections closed for an invalid, expired or missing token (close 1008).
-    pub invalid_tokens: u64,
-    /// Connections bound to a uid.
-    pub binds: u64,
-    /// Connections refused for an invalid uid (close 1008).
-    pub invalid_uids: u64,
-    /// Connections closed by the heartbeat (close 4001).
-    pub heartbeat_timeouts: u64,
-    /// Connections closed by an operator (close 4000).
-    pub kicked: u64,
-    /// Connections closed because their outbound queue was full.
-    pub slow_consumers: u64,
-    /// Inbound messages over the size limit (close 1009).
-    pub oversized_messages: u64,
-    /// Messages queued to a connection (one per recipient).
-    pub messages_delivered: u64,
-    /// Text-port requests answered `ok`.
-    pub text_ok: u64,
-    /// Text-port requests answered `fail`.
-    pub text_fail: u64,
-}
-
-impl Counters {
-    /// Adds `other` to these counters, field by field (for cluster-wide sums).
-    pub fn accumulate(&mut self, other: &Counters) {
-        // Through JSON so that a counter added later cannot be forgotten here.
-        let (Ok(serde_json::Value::Object(mut sum)), Ok(serde_json::Value::Object(more))) =
-            (serde_json::to_value(&*self), serde_json::to_value(other))
-        else {
-            unreachable!("counters serialize to an object");
-        };
-        for (name, value) in more {
-            let total =
-                sum.get(&name).and_then(|v| v.as_u64()).unwrap_or(0) + value.as_u64().unwrap_or(0);
-            sum.insert(name, total.into());
-        }
-        *self = serde_json::from_value(serde_json::Value::Object(sum))
-            .expect("sums of counters deserialize");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,7 +327,7 @@ mod tests {
         let line = RequestLine {
             version: PROTOCOL_VERSION,
             request: Request::Kick {
-                uids: vec!["42".into()],
+                uids: vec![Uid::parse("42").unwrap()],
                 reason: None,
                 ban_ms: None,
             },
@@ -385,18 +335,6 @@ mod tests {
         let json = serde_json::to_string(&line).unwrap();
         assert_eq!(json, r#"{"version":1,"cmd":"kick","uids":["42"]}"#);
         assert_eq!(serde_json::from_str::<RequestLine>(&json).unwrap(), line);
-    }
-
-    #[test]
-    fn counters_accumulate_every_field() {
-        let one = Counters {
-            binds: 2,
-            text_fail: 1,
-            ..Counters::default()
-        };
-        let mut sum = one.clone();
-        sum.accumulate(&one);
-        assert_eq!((sum.binds, sum.text_fail, sum.kicked), (4, 2, 0));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Wire formats shared by `pushd` and `pushctl`.
 //!
 //! Everything both programs must agree on lives here, and only that: the admin
-//! protocol ([`admin`]), the text-port line format ([`text`]), what a uid is
-//! ([`uid`]) and where the admin socket is by default ([`socket_path`]).
+//! protocol ([`admin`]) and its counters ([`counters`]), the text-port line
+//! format ([`text`]), what a uid is ([`uid`]), signed tokens ([`token`]) and where
+//! the admin socket is by default ([`socket_path`]).
 //! The crate has no async runtime in it, so the parsers can be unit-tested,
 //! fuzzed and reused without pulling in tokio.
 
 pub mod admin;
+pub mod counters;
 pub mod socket_path;
 pub mod text;
 pub mod token;

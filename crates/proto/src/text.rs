@@ -2,15 +2,17 @@
 //!
 //! A backend writes one JSON object per line with a `uid` field; pushd
 //! forwards the line's bytes untouched to every connection of that uid.
-//! This module only finds and normalises the uid: the line itself is never
-//! re-encoded, so key order, spacing and unknown fields survive.
+//! This module only finds the uid: the line itself is never re-encoded, so
+//! key order, spacing and unknown fields survive.
+//!
+//! The parser takes `&str`: the caller checks UTF-8 once, when it turns the
+//! line into the frame it will forward, and nothing here checks it again.
 
-use std::borrow::Cow;
-
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::uid::{UidError, normalize_uid};
+use crate::uid::{Uid, UidError};
 
 /// Default longest accepted line, in bytes, without its line ending.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
@@ -18,9 +20,12 @@ pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Why a line was answered `fail` without looking up any connection.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LineError {
-    /// Not a JSON object, or not valid JSON at all.
-    #[error("line is not a JSON object: {0}")]
+    /// Not valid JSON.
+    #[error("line is not valid JSON: {0}")]
     InvalidJson(String),
+    /// Valid JSON, but an array, string, number, boolean or null.
+    #[error("line is not a JSON object")]
+    NotAnObject,
     /// The object has no `uid` field.
     #[error("line has no uid field")]
     MissingUid,
@@ -40,38 +45,51 @@ struct PushLine<'a> {
     uid: RawUid<'a>,
 }
 
-/// A uid as it may appear on the wire. Strings with escapes cannot be
-/// borrowed, hence the `Cow`.
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
-enum RawUid<'a> {
-    Unsigned(u64),
-    Signed(i64),
-    #[serde(borrow)]
-    Text(Cow<'a, str>),
-    Other(serde::de::IgnoredAny),
-    /// The field is absent (never produced by the wire, only by `default`).
-    #[serde(skip_deserializing)]
-    #[default]
-    Missing,
+/// The `uid` value's JSON text exactly as written, or `None` when the field is
+/// absent. Read as raw text so that an integer of any size keeps its digits.
+#[derive(Default)]
+struct RawUid<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawUid<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Not `Option<&RawValue>`: that would read `null` as an absent field.
+        <&RawValue>::deserialize(deserializer).map(|raw| RawUid(Some(raw)))
+    }
 }
 
-/// Parses one request line (without its `\n` or `\r\n`) and returns the
-/// normalised uid it addresses.
-///
-/// The caller forwards `line` itself as the text frame; a line that parses is
-/// valid JSON and therefore valid UTF-8.
-pub fn parse_push_line(line: &[u8]) -> Result<Cow<'_, str>, LineError> {
-    let parsed: PushLine<'_> =
-        serde_json::from_slice(line).map_err(|e| LineError::InvalidJson(e.to_string()))?;
-    match parsed.uid {
-        RawUid::Unsigned(n) => Ok(Cow::Owned(n.to_string())),
-        RawUid::Signed(n) => Ok(Cow::Owned(n.to_string())),
-        RawUid::Text(Cow::Borrowed(s)) => Ok(Cow::Borrowed(normalize_uid(s)?)),
-        RawUid::Text(Cow::Owned(s)) => Ok(Cow::Owned(normalize_uid(&s)?.to_owned())),
-        RawUid::Other(_) => Err(LineError::UidType),
-        RawUid::Missing => Err(LineError::MissingUid),
+/// Parses one request line (without its `\n` or `\r\n`) and returns the uid
+/// it addresses.
+pub fn parse_push_line(line: &str) -> Result<Uid, LineError> {
+    // A derived struct also accepts a JSON array of its fields; only an object is a request.
+    let invalid = |e: serde_json::Error| LineError::InvalidJson(e.to_string());
+    if !line
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        serde_json::from_str::<serde::de::IgnoredAny>(line).map_err(invalid)?;
+        return Err(LineError::NotAnObject);
     }
+    let parsed: PushLine<'_> = serde_json::from_str(line).map_err(invalid)?;
+    let raw = parsed.uid.0.ok_or(LineError::MissingUid)?.get();
+    match raw.as_bytes()[0] {
+        b'"' => {
+            let text: std::borrow::Cow<'_, str> = serde_json::from_str(raw).map_err(invalid)?;
+            Ok(Uid::parse(&text)?)
+        }
+        b'-' | b'0'..=b'9' => Ok(Uid::parse(integer_text(raw)?)?),
+        _ => Err(LineError::UidType),
+    }
+}
+
+/// The decimal text of a JSON integer token: itself, except that `-0` is `0`.
+/// A fraction or an exponent (`42.0`, `1e3`) makes it a float, not an integer.
+fn integer_text(number: &str) -> Result<&str, LineError> {
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(LineError::UidType);
+    }
+    // JSON allows no leading zeros, so the only other spelling of zero is `-0`.
+    Ok(if digits == "0" { digits } else { number })
 }
 
 /// Strips one trailing `\n` and then one `\r`, as the text port accepts both
@@ -88,7 +106,7 @@ mod tests {
     use super::*;
 
     fn uid(line: &str) -> Result<String, LineError> {
-        parse_push_line(line.as_bytes()).map(Cow::into_owned)
+        parse_push_line(line).map(|uid| uid.as_str().to_owned())
     }
 
     #[test]
@@ -97,6 +115,24 @@ mod tests {
         assert_eq!(uid(r#"{"uid":"42","msg":"hi"}"#).unwrap(), "42");
         assert_eq!(uid(r#"{"uid":" 42 "}"#).unwrap(), "42");
         assert_eq!(uid(r#"{"uid":-7}"#).unwrap(), "-7");
+    }
+
+    #[test]
+    fn integers_are_taken_by_value_whatever_their_size() {
+        assert_eq!(uid(r#"{"uid":-0}"#).unwrap(), "0");
+        assert_eq!(uid(r#"{"uid":0}"#).unwrap(), "0");
+        assert_eq!(
+            uid(r#"{"uid":12345678901234567890123}"#).unwrap(),
+            "12345678901234567890123"
+        );
+        assert_eq!(
+            uid(r#"{"uid":-18446744073709551616}"#).unwrap(),
+            "-18446744073709551616"
+        );
+        assert_eq!(
+            uid(&format!(r#"{{"uid":{}}}"#, "9".repeat(129))),
+            Err(LineError::Uid(UidError::TooLong))
+        );
     }
 
     #[test]
@@ -109,6 +145,9 @@ mod tests {
         for line in [
             r#"{"uid":null}"#,
             r#"{"uid":4.5}"#,
+            r#"{"uid":42.0}"#,
+            r#"{"uid":1e3}"#,
+            r#"{"uid":-1E3}"#,
             r#"{"uid":true}"#,
             r#"{"uid":[1]}"#,
             r#"{"uid":{"a":1}}"#,
@@ -118,14 +157,23 @@ mod tests {
     }
 
     #[test]
+    fn only_an_object_is_a_request() {
+        for line in [
+            r#"["x"]"#, r#" [42]"#, r#""x""#, "42", "true", "false", "null",
+        ] {
+            assert_eq!(uid(line), Err(LineError::NotAnObject), "{line}");
+        }
+        assert_eq!(uid(r#" {"uid":"x"} "#).unwrap(), "x");
+    }
+
+    #[test]
     fn missing_uid_and_invalid_json_fail() {
         assert_eq!(uid(r#"{"msg":"hi"}"#), Err(LineError::MissingUid));
         assert!(matches!(uid("hello"), Err(LineError::InvalidJson(_))));
-        assert!(matches!(uid("[1,2]"), Err(LineError::InvalidJson(_))));
         assert!(matches!(uid(r#"{"uid":1"#), Err(LineError::InvalidJson(_))));
         assert!(matches!(uid(""), Err(LineError::InvalidJson(_))));
         assert!(matches!(
-            parse_push_line(b"{\"uid\":\"\xff\"}"),
+            uid(r#"{"uid":1,"uid":2}"#),
             Err(LineError::InvalidJson(_))
         ));
     }

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::uid::{UidError, normalize_uid};
+use crate::uid::{Uid, UidError, normalize_uid};
 
 /// Shortest accepted secret, in bytes (HS256 wants at least its 256 bits).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -111,11 +111,11 @@ impl Verifier {
         }
     }
 
-    /// The normalised uid of a valid token.
-    pub fn verify(&self, token: &str) -> Result<String, TokenError> {
+    /// The uid of a valid token.
+    pub fn verify(&self, token: &str) -> Result<Uid, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.key, &self.validation)
             .map_err(|err| TokenError::Invalid(err.to_string()))?;
-        Ok(normalize_uid(&data.claims.sub)?.to_owned())
+        Ok(Uid::parse(&data.claims.sub)?)
     }
 }
 
@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn minted_tokens_verify_to_their_uid() {
         let token = mint(SECRET, " 42 ", now_secs() + 60).unwrap();
-        assert_eq!(Verifier::new(SECRET).verify(&token).unwrap(), "42");
+        assert_eq!(Verifier::new(SECRET).verify(&token).unwrap().as_str(), "42");
     }
 
     #[test]

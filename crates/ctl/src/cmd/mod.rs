@@ -12,6 +12,7 @@ pub mod watch;
 
 use std::io::{Read, Write};
 
+use pushd_proto::uid::Uid;
 use serde::Serialize;
 
 use crate::error::CtlError;
@@ -71,8 +72,6 @@ pub fn message_argument(arg: String) -> Result<String, CtlError> {
 }
 
 /// Checks a uid argument like the daemon will, so a typo is a usage error.
-pub fn uid_argument(uid: &str) -> Result<String, CtlError> {
-    pushd_proto::uid::normalize_uid(uid)
-        .map(str::to_owned)
-        .map_err(|err| CtlError::Usage(format!("invalid uid {uid:?}: {err}")))
+pub fn uid_argument(uid: &str) -> Result<Uid, CtlError> {
+    Uid::parse(uid).map_err(|err| CtlError::Usage(format!("invalid uid {uid:?}: {err}")))
 }

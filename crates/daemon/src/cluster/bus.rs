@@ -5,6 +5,7 @@
 //! SUBSCRIBE` shows something a person can read and pushed bytes are never re-encoded.
 
 use pushd_proto::admin::{Request, Response};
+use pushd_proto::uid::Uid;
 use serde::{Deserialize, Serialize};
 
 /// The header of a bus message.
@@ -16,8 +17,8 @@ pub enum Header {
     Send {
         /// Sender node id.
         from: String,
-        /// The normalised uid.
-        uid: String,
+        /// The uid.
+        uid: Uid,
         /// Request id to confirm delivery under.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply: Option<u64>,
@@ -48,7 +49,7 @@ pub enum Header {
         /// Sender node id.
         from: String,
         /// The uids kicked.
-        uids: Vec<String>,
+        uids: Vec<Uid>,
     },
     /// On `P:all`: the sender is shutting down; do not wait for its replies.
     Leave {
@@ -112,7 +113,7 @@ mod tests {
         let line = br#"{"uid": 42, "b":1,  "a":"\n"}"#;
         let header = Header::Send {
             from: "n1".into(),
-            uid: "42".into(),
+            uid: Uid::parse("42").unwrap(),
             reply: None,
         };
         let message = encode(&header, line);

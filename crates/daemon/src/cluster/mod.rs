@@ -6,20 +6,21 @@
 //! messages between nodes over pub/sub (`P:all`, and one inbox `P:n:<id>` per node).
 //! The protocol is written down in docs/cluster.md.
 //!
-//! The adapters never see any of this: they call [`crate::directory`], which asks the
-//! local registry alone, or the registry and this module.
+//! The adapters never see any of this: pushes and requests (`crate::push`,
+//! `crate::requests`) add the cluster step when there is a cluster. This module
+//! sees only `core`: what it must do for other nodes it asks of a [`Local`],
+//! handed to it at [`Cluster::spawn`].
 //!
 //! Tasks: `lease` renews this node's lease and reaps dead nodes, `subscriber`
 //! receives and serves bus messages, `presence` copies uid counts to Redis. All
 //! three stop with the daemon; [`Cluster::leave`] removes this node at once on SIGTERM.
 
-pub mod bus;
-pub mod keys;
+mod bus;
+mod keys;
 mod lease;
-pub mod merge;
-pub mod pending;
+mod pending;
 mod presence;
-pub mod scripts;
+mod scripts;
 mod subscriber;
 
 use std::collections::HashSet;
@@ -28,26 +29,41 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::future::BoxFuture;
 use pushd_proto::admin::{Request, Response};
+use pushd_proto::uid::Uid;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::Daemon;
 use crate::config::{ClusterConfig, Confirm};
+use crate::core::registry::{ChangedUids, Registry};
 use bus::Header;
 use keys::Keys;
-use pending::{Gathered, Pending};
+use pending::Pending;
+pub(crate) use pending::{Gathered, NodeReply};
 use presence::PresenceCommand;
 use scripts::Scripts;
+
+/// What this node does when another node asks, implemented by the daemon's push
+/// and request code.
+pub(crate) trait Local: Send + Sync + 'static {
+    /// Delivers a push routed here to the uid's connections; returns how many took it.
+    fn push(&self, uid: &Uid, message: &Utf8Bytes) -> u64;
+
+    /// Carries out a request fanned out by another node. What must happen in bus
+    /// order (a kick) happens before this returns; the future makes the reply.
+    fn serve(self: Arc<Self>, request: Request) -> BoxFuture<'static, Result<Response, String>>;
+}
 
 /// How often a request waiting for replies re-reads the live nodes, so that a
 /// node whose lease ran out is no longer waited for.
 const LIVENESS_RECHECK: Duration = Duration::from_millis(250);
 
 /// This node's link to the cluster.
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// `--node-name`.
     name: String,
     /// Unique id in Redis: name, pid and start time, so a restarted node is a new node.
@@ -72,7 +88,7 @@ pub struct Cluster {
 /// The presence writer's end of its command channel, made by [`Cluster::new`] and
 /// handed to [`Cluster::spawn`].
 #[derive(Debug)]
-pub struct PresenceInbox(mpsc::Receiver<PresenceCommand>);
+pub(crate) struct PresenceInbox(mpsc::Receiver<PresenceCommand>);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,23 +102,23 @@ impl std::fmt::Debug for Cluster {
 
 /// The lease and subscriber tasks, stopped by [`Cluster::leave`].
 #[derive(Debug)]
-pub struct ClusterTasks {
+pub(crate) struct ClusterTasks {
     token: CancellationToken,
     tracker: TaskTracker,
 }
 
 /// The result of a cluster-wide operation: the value, and what it could not confirm.
 #[derive(Debug, Default)]
-pub struct Partial<T> {
+pub(crate) struct Partial<T> {
     /// What was gathered.
-    pub value: T,
+    pub(crate) value: T,
     /// One sentence per thing missing (a node, Redis).
-    pub incomplete: Vec<String>,
+    pub(crate) incomplete: Vec<String>,
 }
 
 impl Cluster {
     /// Prepares the link; connects lazily, so a node starts even while Redis is down.
-    pub fn new(config: &ClusterConfig) -> anyhow::Result<(Self, PresenceInbox)> {
+    pub(crate) fn new(config: &ClusterConfig) -> anyhow::Result<(Self, PresenceInbox)> {
         let client = redis::Client::open(config.url.as_str())
             .with_context(|| format!("--cluster: invalid Redis URL {:?}", redacted(&config.url)))?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()
@@ -138,8 +154,12 @@ impl Cluster {
 
     /// Starts the lease, subscriber and presence tasks; the presence writer joins
     /// `tracker` (it ends with [`Cluster::leave`]), the others are returned.
-    pub fn spawn(
-        daemon: &Arc<Daemon>,
+    /// `changed` is where `registry` marks the uids whose presence must be written.
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        registry: Arc<Registry>,
+        changed: Arc<ChangedUids>,
+        local: Arc<dyn Local>,
         inbox: PresenceInbox,
         tracker: &TaskTracker,
     ) -> ClusterTasks {
@@ -147,40 +167,51 @@ impl Cluster {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
-        let cluster = daemon.cluster.clone().expect("cluster mode");
-        tracker.spawn(presence::run(daemon.clone(), inbox.0));
-        tasks
-            .tracker
-            .spawn(subscriber::run(daemon.clone(), tasks.token.clone()));
-        tasks
-            .tracker
-            .spawn(lease::run(cluster, tasks.token.clone()));
+        tracker.spawn(presence::run(
+            self.clone(),
+            registry.clone(),
+            changed,
+            inbox.0,
+        ));
+        let token = tasks.token.clone();
+        (tasks.tracker).spawn(subscriber::run(self.clone(), registry, local, token));
+        (tasks.tracker).spawn(lease::run(self.clone(), tasks.token.clone()));
         tasks.tracker.close();
         tasks
     }
 
     /// `--node-name`.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// This node's id in Redis.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
     /// The Redis address, without credentials.
-    pub fn redis_display(&self) -> &str {
+    pub(crate) fn redis_display(&self) -> &str {
         &self.redis_display
     }
 
     /// The text port's confirmation mode.
-    pub fn text_confirm(&self) -> Confirm {
+    pub(crate) fn text_confirm(&self) -> Confirm {
         self.text_confirm
     }
 
+    /// `--cluster-lease`.
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// `--cluster-timeout`: the longest wait for Redis or another node.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Whether this node is in the cluster now: lease renewed and subscribed.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.lease_ok.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
     }
 
@@ -202,7 +233,11 @@ impl Cluster {
     /// what the nodes that received the push had registered; with [`Confirm::Delivered`]
     /// it is what they report having queued (awaited together within one timeout), and
     /// each result names the nodes that could not confirm.
-    pub async fn route(&self, pushes: &[(&str, &[u8])], confirm: Confirm) -> Vec<Partial<u64>> {
+    pub(crate) async fn route(
+        &self,
+        pushes: &[(&Uid, &[u8])],
+        confirm: Confirm,
+    ) -> Vec<Partial<u64>> {
         let failed = |note: String| {
             (pushes.iter())
                 .map(|_| self.partial(0, note.clone()))
@@ -228,10 +263,12 @@ impl Cluster {
         for ((uid, message), ticket) in pushes.iter().zip(&tickets) {
             let header = Header::Send {
                 from: self.id.clone(),
-                uid: (*uid).to_owned(),
+                uid: (*uid).clone(),
                 reply: ticket.as_ref().map(|(id, _)| *id),
             };
-            invocation.arg(*uid).arg(bus::encode(&header, message));
+            invocation
+                .arg(uid.as_str())
+                .arg(bus::encode(&header, message));
         }
         if !confirming {
             let counts: redis::RedisResult<Vec<u64>> =
@@ -281,7 +318,7 @@ impl Cluster {
     }
 
     /// Connections of `uid` on the other live nodes, from presence.
-    pub async fn online(&self, uid: &str) -> Partial<u64> {
+    pub(crate) async fn online(&self, uid: &str) -> Partial<u64> {
         if !self.is_up() {
             return self.partial(0, self.unreachable_note(None));
         }
@@ -305,7 +342,7 @@ impl Cluster {
 
     /// Asks every other live node to carry out `request` on its own connections and
     /// gathers the replies, waiting at most `--cluster-timeout`.
-    pub async fn fan_out(&self, request: Request) -> Partial<Gathered> {
+    pub(crate) async fn fan_out(&self, request: Request) -> Partial<Gathered> {
         let nothing = || Gathered {
             replies: Default::default(),
             missing: Vec::new(),
@@ -409,7 +446,7 @@ impl Cluster {
     }
 
     /// Tells every node that the kick of `uids` is over.
-    pub async fn kick_done(&self, uids: &[String]) {
+    pub(crate) async fn kick_done(&self, uids: &[Uid]) {
         let header = Header::KickDone {
             from: self.id.clone(),
             uids: uids.to_vec(),
@@ -420,16 +457,17 @@ impl Cluster {
     }
 
     /// Removes `uids` from the presence of `nodes` (ids) that did not answer a kick.
-    pub async fn forget(&self, nodes: &[String], uids: &[String]) {
+    pub(crate) async fn forget(&self, nodes: &[String], uids: &[Uid]) {
+        let uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
         let mut pipe = redis::pipe();
         for node in nodes {
-            pipe.hdel(self.keys.node(node), uids).ignore();
+            pipe.hdel(self.keys.node(node), &uids).ignore();
         }
         let _: redis::RedisResult<()> = pipe.query_async(&mut self.conn()).await;
     }
 
     /// Copies every pending uid change to Redis now; Err when Redis did not take it.
-    pub async fn flush_presence(&self) -> Result<(), String> {
+    pub(crate) async fn flush_presence(&self) -> Result<(), String> {
         let (done, result) = oneshot::channel();
         self.presence
             .send(PresenceCommand::Flush(done))
@@ -443,7 +481,7 @@ impl Cluster {
     /// Leaves the cluster: stops renewing the lease and listening, then deletes this
     /// node's presence and lease and tells the others, so its uids are offline at once.
     /// Bounded by the timeout.
-    pub async fn leave(&self, tasks: ClusterTasks) {
+    pub(crate) async fn leave(&self, tasks: ClusterTasks) {
         tasks.token.cancel();
         let _ = tokio::time::timeout(self.timeout, tasks.tracker.wait()).await;
         let (done, result) = oneshot::channel();

@@ -11,8 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use super::Cluster;
-use crate::Daemon;
-use crate::registry::Registry;
+use crate::core::registry::{ChangedUids, Registry};
 
 /// Uids per `HSET` in a full rewrite.
 const CHUNK: usize = 1000;
@@ -28,13 +27,13 @@ pub enum PresenceCommand {
 }
 
 /// Runs until [`PresenceCommand::Leave`].
-pub async fn run(daemon: Arc<Daemon>, mut commands: mpsc::Receiver<PresenceCommand>) {
-    let cluster = daemon.cluster.clone().expect("cluster mode");
-    let changed = daemon
-        .registry
-        .changed
-        .as_ref()
-        .expect("cluster mode tracks uid changes");
+pub async fn run(
+    cluster: Arc<Cluster>,
+    registry: Arc<Registry>,
+    changed: Arc<ChangedUids>,
+    mut commands: mpsc::Receiver<PresenceCommand>,
+) {
+    let changed = &*changed;
     let mut resync = true;
     loop {
         let command = tokio::select! {
@@ -49,14 +48,14 @@ pub async fn run(daemon: Arc<Daemon>, mut commands: mpsc::Receiver<PresenceComma
                 // Without a lease there is nobody to tell; the lease task asks for a
                 // full rewrite once Redis answers again.
                 if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = write(&cluster, &daemon.registry, &mut resync).await;
+                    let _ = write(&cluster, &registry, changed, &mut resync).await;
                 } else {
                     resync = true;
                 }
             }
             Some(PresenceCommand::Flush(done)) => {
                 let result = if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
-                    write(&cluster, &daemon.registry, &mut resync).await
+                    write(&cluster, &registry, changed, &mut resync).await
                 } else {
                     resync = true;
                     Err(cluster.unreachable_note(None))
@@ -65,7 +64,7 @@ pub async fn run(daemon: Arc<Daemon>, mut commands: mpsc::Receiver<PresenceComma
             }
             Some(PresenceCommand::Resync(done)) => {
                 resync = true;
-                let _ = done.send(write(&cluster, &daemon.registry, &mut resync).await);
+                let _ = done.send(write(&cluster, &registry, changed, &mut resync).await);
             }
             Some(PresenceCommand::Leave(done)) => {
                 let left: redis::RedisResult<()> = cluster
@@ -84,8 +83,12 @@ pub async fn run(daemon: Arc<Daemon>, mut commands: mpsc::Receiver<PresenceComma
 
 /// Writes the changed uids (or everything, when `resync`); on failure the next
 /// write is a full rewrite, since Redis may hold anything by then.
-async fn write(cluster: &Cluster, registry: &Registry, resync: &mut bool) -> Result<(), String> {
-    let changed = registry.changed.as_ref().expect("cluster mode");
+async fn write(
+    cluster: &Cluster,
+    registry: &Registry,
+    changed: &ChangedUids,
+    resync: &mut bool,
+) -> Result<(), String> {
     let key = cluster.keys.node(&cluster.id);
     let mut pipe = redis::pipe();
     if *resync {
@@ -94,7 +97,7 @@ async fn write(cluster: &Cluster, registry: &Registry, resync: &mut bool) -> Res
         let all = registry.all_counts();
         pipe.atomic().del(&key).ignore();
         for chunk in all.chunks(CHUNK) {
-            let pairs: Vec<(&str, u64)> = chunk.iter().map(|(uid, n)| (&**uid, *n)).collect();
+            let pairs: Vec<(&str, u64)> = chunk.iter().map(|(uid, n)| (uid.as_str(), *n)).collect();
             pipe.hset_multiple(&key, &pairs).ignore();
         }
     } else {
@@ -107,9 +110,9 @@ async fn write(cluster: &Cluster, registry: &Registry, resync: &mut bool) -> Res
         let mut gone = Vec::new();
         for (uid, n) in uids.iter().zip(counts) {
             if n > 0 {
-                set.push((&**uid, n));
+                set.push((uid.as_str(), n));
             } else {
-                gone.push(&**uid);
+                gone.push(uid.as_str());
             }
         }
         if !set.is_empty() {

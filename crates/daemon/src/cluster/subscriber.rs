@@ -5,29 +5,31 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use pushd_proto::admin::Request;
-use pushd_proto::uid::normalize_uid;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::Cluster;
 use super::bus::{self, Header};
 use super::pending::NodeReply;
 use super::presence::PresenceCommand;
-use crate::Daemon;
+use super::{Cluster, Local};
+use crate::core::registry::Registry;
 
 /// First and longest wait between subscription attempts.
 const RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
 /// Runs until cancelled.
-pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) {
-    let cluster = daemon.cluster.clone().expect("cluster mode");
+pub async fn run(
+    cluster: Arc<Cluster>,
+    registry: Arc<Registry>,
+    local: Arc<dyn Local>,
+    token: CancellationToken,
+) {
     let channels = [cluster.keys.all(), cluster.keys.inbox(&cluster.id)];
     let mut delay = RETRY.0;
     let mut ever_subscribed = false;
@@ -53,7 +55,9 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) {
                     tokio::select! {
                         () = token.cancelled() => return,
                         message = messages.next() => match message {
-                            Some(message) => serve(&daemon, &cluster, message.get_payload_bytes()),
+                            Some(message) => {
+                                serve(&cluster, &registry, &local, message.get_payload_bytes());
+                            }
                             None => break,
                         },
                     }
@@ -74,10 +78,10 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) {
     }
 }
 
-/// Serves one bus message. Pushes are queued right here, in arrival order; anything
-/// that needs Redis again (replies) runs in its own task so the subscription is never
-/// held up.
-fn serve(daemon: &Arc<Daemon>, cluster: &Arc<Cluster>, message: &[u8]) {
+/// Serves one bus message. Pushes and kicks are carried out right here, in arrival
+/// order; anything that needs Redis again (replies) runs in its own task so the
+/// subscription is never held up.
+fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, message: &[u8]) {
     let (header, payload) = match bus::decode(message) {
         Ok(decoded) => decoded,
         Err(err) => {
@@ -104,7 +108,7 @@ fn serve(daemon: &Arc<Daemon>, cluster: &Arc<Cluster>, message: &[u8]) {
     match header {
         Header::Send { from, uid, reply } => {
             let delivered = match Utf8Bytes::try_from(Bytes::copy_from_slice(payload)) {
-                Ok(message) => daemon.registry.push_to_uid(&uid, &message),
+                Ok(message) => local.push(&uid, &message),
                 Err(_) => 0,
             };
             if let Some(id) = reply {
@@ -118,17 +122,10 @@ fn serve(daemon: &Arc<Daemon>, cluster: &Arc<Cluster>, message: &[u8]) {
             }
         }
         Header::Request { from, id, request } => {
-            let kicks = matches!(request, Request::Kick { .. } | Request::KickIdle { .. });
-            if let Request::Kick { uids, reason, .. } = &request {
-                cluster.hold_kicked(daemon, uids, reason.as_deref());
-            }
-            let result = crate::ops::local(daemon, request);
+            let result = local.clone().serve(request);
             let cluster = cluster.clone();
             tokio::spawn(async move {
-                if kicks {
-                    // The uid leaves this node's presence before the kick is confirmed.
-                    let _ = cluster.flush_presence().await;
-                }
+                let result = result.await;
                 cluster.reply(&from, id, result).await;
             });
         }
@@ -140,7 +137,7 @@ fn serve(daemon: &Arc<Daemon>, cluster: &Arc<Cluster>, message: &[u8]) {
         } => cluster.pending.reply(id, from, NodeReply { node, result }),
         Header::KickDone { uids, .. } => {
             for uid in uids {
-                daemon.registry.kick_done(&uid);
+                registry.kick_done(&uid);
             }
         }
         Header::Leave { from } => cluster.pending.drop_nodes(&|node| node == from),
@@ -148,18 +145,6 @@ fn serve(daemon: &Arc<Daemon>, cluster: &Arc<Cluster>, message: &[u8]) {
 }
 
 impl Cluster {
-    /// Refuses rebinds of `uids` on this node until the coordinator says the kick is
-    /// done (or the lease plus the timeout pass, if it never does).
-    pub fn hold_kicked(&self, daemon: &Daemon, uids: &[String], reason: Option<&str>) {
-        let until = Instant::now() + self.lease + self.timeout;
-        let reason = reason.unwrap_or(crate::ops::DEFAULT_KICK_REASON);
-        for uid in uids {
-            if let Ok(uid) = normalize_uid(uid) {
-                daemon.registry.hold_kicked(uid, reason, until);
-            }
-        }
-    }
-
     /// Sends one node's reply to request `id` to the inbox of node `to`.
     async fn reply(&self, to: &str, id: u64, result: Result<pushd_proto::admin::Response, String>) {
         let header = Header::Reply {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use pushd_proto::text::parse_push_line;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::lines::{Line, LineSplitter, read_more};
-use crate::stats;
-use crate::{Daemon, directory};
+use super::lines::{Line, LineSplitter, read_more};
+use crate::config::Confirm;
+use crate::core::counters::Counter;
+use crate::node::Node;
+use crate::push::{self, Push};
 
 /// Lines handled before the task yields, so the connection tasks that just
 /// got messages can drain their queues before a long pipelined burst fills
@@ -34,26 +36,27 @@ const READ_BUFFER: usize = 8 * 1024;
 /// Accepts backend connections until shutdown.
 pub(crate) async fn serve(
     listener: TcpListener,
-    daemon: Arc<Daemon>,
+    node: Arc<Node>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let refused = &daemon.registry.counters.connections_refused;
-    crate::accept::serve_tcp(
+    let counters = node.counters.clone();
+    super::accept::serve(
         listener,
         "text",
         &shutdown,
         &tracker,
-        refused,
+        &counters,
         |stream, peer| {
-            let daemon = daemon.clone();
+            let node = node.clone();
             let shutdown = shutdown.clone();
             async move {
-                daemon.text_connections.fetch_add(1, Ordering::Relaxed);
-                if let Err(err) = session(stream, &daemon, &shutdown).await {
+                let open = &node.counters.text_connections;
+                open.fetch_add(1, Ordering::Relaxed);
+                if let Err(err) = session(stream, &node, &shutdown).await {
                     debug!(%peer, %err, "text connection ended with an error");
                 }
-                daemon.text_connections.fetch_sub(1, Ordering::Relaxed);
+                open.fetch_sub(1, Ordering::Relaxed);
             }
         },
     )
@@ -63,14 +66,18 @@ pub(crate) async fn serve(
 /// Serves one backend connection until it closes or pushd shuts down.
 async fn session(
     mut stream: TcpStream,
-    daemon: &Daemon,
+    node: &Node,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut splitter = LineSplitter::new(daemon.config.max_message_size);
+    let confirm = node
+        .cluster
+        .as_ref()
+        .map_or(Confirm::Received, |cluster| cluster.text_confirm());
+    let mut splitter = LineSplitter::new(node.max_message_size);
     let mut input = BytesMut::with_capacity(READ_BUFFER);
     let mut replies = Vec::new();
-    let mut batch = Vec::with_capacity(LINES_PER_TURN);
+    let mut batch: Vec<Option<Push>> = Vec::with_capacity(LINES_PER_TURN);
     while read_more(&mut stream, &mut input, shutdown).await? {
         loop {
             // Up to LINES_PER_TURN lines are delivered here in order, then finished
@@ -81,7 +88,7 @@ async fn session(
                     break;
                 };
                 batch.push(match line {
-                    Line::Complete(line) => prepare(daemon, &line),
+                    Line::Complete(line) => prepare(node, &line),
                     Line::TooLong => None,
                 });
             }
@@ -89,19 +96,23 @@ async fn session(
                 break;
             }
             let full = batch.len() == LINES_PER_TURN;
-            let outcomes = directory::finish(daemon, &batch).await;
-            let seconds = started.elapsed().as_secs_f64();
-            for delivered in outcomes {
-                daemon.text_push_seconds.observe(seconds);
-                let counter = if delivered {
-                    &daemon.registry.counters.text_ok
+            let mut finished = push::finish(node, batch.iter().flatten(), confirm)
+                .await
+                .into_iter();
+            node.counters
+                .push_seconds
+                .observe(started.elapsed().as_secs_f64());
+            for push in batch.drain(..) {
+                let delivered =
+                    push.is_some() && finished.next().is_some_and(|d| d.connections > 0);
+                let (counter, reply): (_, &[u8]) = if delivered {
+                    (Counter::TextOk, b"ok\n")
                 } else {
-                    &daemon.registry.counters.text_fail
+                    (Counter::TextFail, b"fail\n")
                 };
-                stats::bump(counter);
-                replies.extend_from_slice(if delivered { b"ok\n" } else { b"fail\n" });
+                node.counters.bump(counter);
+                replies.extend_from_slice(reply);
             }
-            batch.clear();
             if !full {
                 break;
             }
@@ -120,16 +131,22 @@ async fn session(
 
 /// Parses one request line and delivers it to the uid's connections here;
 /// `None` for a bad line.
-fn prepare(daemon: &Daemon, line: &[u8]) -> Option<directory::Push> {
-    let uid = match parse_push_line(line) {
+fn prepare(node: &Node, line: &[u8]) -> Option<Push> {
+    // The line's own bytes become the frame: one allocation, shared by every
+    // recipient's queue, and the only UTF-8 check (the parser reads the same text).
+    let text = match String::from_utf8(line.to_vec()) {
+        Ok(text) => text,
+        Err(_) => {
+            debug!("bad text-port line: not UTF-8");
+            return None;
+        }
+    };
+    let uid = match parse_push_line(&text) {
         Ok(uid) => uid,
         Err(err) => {
             debug!(%err, "bad text-port line");
             return None;
         }
     };
-    // The line's own bytes become the frame: one allocation, shared by every
-    // recipient's queue. A line that parsed as JSON is valid UTF-8.
-    let message = Utf8Bytes::try_from(Bytes::copy_from_slice(line)).ok()?;
-    Some(directory::Push::deliver_here(daemon, &uid, message))
+    Some(push::deliver(node, uid, Utf8Bytes::from(text)))
 }

@@ -22,7 +22,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Binds the admin socket at `path` with mode 0600, replacing a stale file; with `group`,
 /// the socket then belongs to that group with mode 0660.
-pub async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<Listener> {
+pub(crate) async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<Listener> {
     // Resolve the group before touching the path, so a typo changes nothing.
     let gid = group.map(resolve_group).transpose()?;
     match std::fs::symlink_metadata(path) {

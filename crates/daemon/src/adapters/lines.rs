@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Reads more bytes into `input`. Returns false at end of stream or when
 /// shutdown begins, so a session loop reads `while read_more(..).await? {}`.
-pub async fn read_more(
+pub(crate) async fn read_more(
     stream: &mut (impl AsyncRead + Unpin),
     input: &mut BytesMut,
     shutdown: &CancellationToken,
@@ -24,7 +24,7 @@ pub async fn read_more(
 
 /// One complete line, or the news that one was too long.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     /// The line's bytes without its `\n` or `\r\n`.
     Complete(BytesMut),
     /// A line longer than the limit was skipped.
@@ -33,7 +33,7 @@ pub enum Line {
 
 /// Incremental line splitter over a read buffer.
 #[derive(Debug)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     max: usize,
     /// Bytes of the buffer already searched for `\n`.
     scanned: usize,
@@ -43,7 +43,7 @@ pub struct LineSplitter {
 
 impl LineSplitter {
     /// A splitter that accepts lines of at most `max` bytes (line ending excluded).
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         LineSplitter {
             max,
             scanned: 0,
@@ -53,7 +53,7 @@ impl LineSplitter {
 
     /// Takes the next line out of `buf`, or returns `None` when `buf` holds no
     /// complete line yet (read more and call again).
-    pub fn next_line(&mut self, buf: &mut BytesMut) -> Option<Line> {
+    pub(crate) fn next_line(&mut self, buf: &mut BytesMut) -> Option<Line> {
         match buf[self.scanned..].iter().position(|&b| b == b'\n') {
             Some(offset) => {
                 let mut line = buf.split_to(self.scanned + offset + 1);

@@ -22,11 +22,11 @@ use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Daemon-unique connection number, assigned at accept.
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// Why pushd is asking a connection to close, from outside its task.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseRequest {
+pub(crate) enum CloseRequest {
     /// An operator ran `pushctl kick` (close code 4000).
     Kicked {
         /// Reason text for the close frame.
@@ -42,12 +42,12 @@ pub enum CloseRequest {
 
 /// Bounds of one connection's outbound queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueLimits {
+pub(crate) struct QueueLimits {
     /// Most messages waiting.
-    pub messages: usize,
+    pub(crate) messages: usize,
     /// Most bytes of payload waiting (a shared message counts in full for
     /// every connection that holds it: that is the memory it pins).
-    pub bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 /// The queue and the payload bytes in it.
@@ -63,14 +63,14 @@ const RETAINED_QUEUE_CAPACITY: usize = 16;
 
 /// Registry-side view of one WebSocket connection.
 #[derive(Debug)]
-pub struct ConnHandle {
+pub(crate) struct ConnHandle {
     /// Connection number.
-    pub id: ConnId,
+    pub(crate) id: ConnId,
     /// The client's address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// When the handshake completed.
-    pub connected_at: Instant,
-    /// Last inbound frame, in milliseconds since the registry's epoch.
+    pub(crate) connected_at: Instant,
+    /// Last inbound frame, on the daemon's [`Clock`](super::clock::Clock).
     last_activity_ms: AtomicU64,
     /// Pushes on their way to the socket, bounded by the registry's [`QueueLimits`].
     outbound: Mutex<Outbound>,
@@ -94,13 +94,13 @@ impl ConnHandle {
         }
     }
 
-    /// Records inbound activity at `now_ms` (registry epoch).
-    pub fn touch(&self, now_ms: u64) {
+    /// Records inbound activity at `now_ms`.
+    pub(crate) fn touch(&self, now_ms: u64) {
         self.last_activity_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// Last inbound activity, in milliseconds since the registry's epoch.
-    pub fn last_activity_ms(&self) -> u64 {
+    /// Last inbound activity, in clock milliseconds.
+    pub(crate) fn last_activity_ms(&self) -> u64 {
         self.last_activity_ms.load(Ordering::Relaxed)
     }
 
@@ -155,20 +155,5 @@ impl ConnHandle {
     /// The close request, if one was made.
     pub(crate) fn close_request(&self) -> Option<&CloseRequest> {
         self.close_request.get()
-    }
-
-    /// The close request, if one was made.
-    pub fn close_request_now(&self) -> Option<CloseRequest> {
-        self.close_request.get().cloned()
-    }
-
-    /// Whether a close was requested.
-    pub(crate) fn close_requested_now(&self) -> bool {
-        self.close_request.get().is_some()
-    }
-
-    /// Messages waiting in the queue (for tests).
-    pub fn queued(&self) -> usize {
-        self.queue().messages.len()
     }
 }

@@ -13,24 +13,23 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 
-use crate::stats::{self, Counters};
+use crate::core::counters::{Counter, Counters};
 
 /// Open connections per IP address, shared with the tickets that decrement them.
 type IpCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// Admission state shared by every connection.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     slots: Arc<Semaphore>,
     /// The number of slots: `--max-connections` or the open-file cap.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     per_ip_limit: Option<usize>,
     per_ip: IpCounts,
     allow_origin: Vec<String>,
@@ -39,7 +38,7 @@ pub struct Admission {
 /// What an admitted connection holds until it ends: its slot and its place
 /// in the per-IP count.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     _slot: OwnedSemaphorePermit,
     ip: Option<(IpAddr, IpCounts)>,
 }
@@ -60,7 +59,7 @@ impl Drop for Ticket {
 
 /// Why a connection was turned away before or during its handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// No connection slot left (HTTP 503).
     Capacity,
     /// Too many connections from this IP (HTTP 429).
@@ -71,7 +70,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The HTTP answer to the handshake.
-    pub fn response(self) -> ErrorResponse {
+    pub(crate) fn response(self) -> ErrorResponse {
         let (status, body) = match self {
             Refusal::Capacity => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -89,11 +88,11 @@ impl Refusal {
     }
 
     /// The counter this refusal bumps.
-    pub fn counter(self, counters: &Counters) -> &AtomicU64 {
+    fn counter(self) -> Counter {
         match self {
-            Refusal::Capacity => &counters.capacity_refused,
-            Refusal::PerIp => &counters.per_ip_refused,
-            Refusal::Origin => &counters.origin_refused,
+            Refusal::Capacity => Counter::CapacityRefused,
+            Refusal::PerIp => Counter::PerIpRefused,
+            Refusal::Origin => Counter::OriginRefused,
         }
     }
 }
@@ -101,7 +100,7 @@ impl Refusal {
 impl Admission {
     /// `max_connections` slots, at most `per_ip_limit` per address, and the
     /// allowed origins (lowercased; empty allows all).
-    pub fn new(
+    pub(crate) fn new(
         max_connections: usize,
         per_ip_limit: Option<usize>,
         allow_origin: Vec<String>,
@@ -116,7 +115,7 @@ impl Admission {
     }
 
     /// Takes a slot for a connection from `ip`, or says why not.
-    pub fn admit(&self, ip: IpAddr) -> Result<Ticket, Refusal> {
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Ticket, Refusal> {
         let slot = self
             .slots
             .clone()
@@ -142,7 +141,7 @@ impl Admission {
     }
 
     /// Checks the handshake's `Origin` header against `--allow-origin`.
-    pub fn check_origin(&self, request: &Request) -> Result<(), Refusal> {
+    fn check_origin(&self, request: &Request) -> Result<(), Refusal> {
         if self.allow_origin.is_empty() {
             return Ok(());
         }
@@ -166,7 +165,7 @@ impl Admission {
     /// The handshake callback's verdict: the admission result from before
     /// the handshake, then the origin. Counts the refusal it returns; the
     /// caller answers it with [`Refusal::response`].
-    pub fn verdict(
+    pub(crate) fn verdict(
         &self,
         admitted: &Result<Ticket, Refusal>,
         request: &Request,
@@ -178,7 +177,7 @@ impl Admission {
         };
         match refusal {
             Some(refusal) => {
-                stats::bump(refusal.counter(counters));
+                counters.bump(refusal.counter());
                 Err(refusal)
             }
             None => Ok(()),

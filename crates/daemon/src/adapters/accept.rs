@@ -1,4 +1,5 @@
-//! The accept loop shared by the TCP listeners, and its error handling.
+//! The accept loop shared by every listener (TCP and the admin socket), and its
+//! error handling.
 //!
 //! Out of file descriptors, `accept` fails and the pending connection stays
 //! in the kernel's backlog, where its client waits for nothing. pushd keeps
@@ -10,27 +11,63 @@
 
 use std::fs::File;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use crate::core::counters::{Counter, Counters};
+
+/// A listener the loop can accept from.
+pub(crate) trait Acceptor {
+    /// An accepted connection.
+    type Stream: Send + 'static;
+    /// Who connected (a TCP address; nothing for the admin socket).
+    type Peer: Send + 'static;
+
+    /// The next connection.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Self::Peer)>> + Send;
+}
+
+impl Acceptor for TcpListener {
+    type Stream = TcpStream;
+    type Peer = SocketAddr;
+
+    fn accept(&self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
+        TcpListener::accept(self)
+    }
+}
+
+impl Acceptor for interprocess::local_socket::tokio::Listener {
+    type Stream = interprocess::local_socket::tokio::Stream;
+    type Peer = ();
+
+    async fn accept(&self) -> io::Result<(Self::Stream, ())> {
+        Ok((
+            interprocess::local_socket::traits::tokio::Listener::accept(self).await?,
+            (),
+        ))
+    }
+}
+
 /// Accepts connections until shutdown and runs `handle` for each in its own
-/// tracked task. `name` names the listener in log messages; `refused`
-/// counts connections closed unserved for lack of file descriptors.
-pub async fn serve_tcp<F, Fut>(
-    listener: TcpListener,
+/// tracked task. `name` names the listener in log messages; connections closed
+/// unserved for lack of file descriptors are counted in `counters`.
+pub(crate) async fn serve<L, F, Fut>(
+    listener: L,
     name: &'static str,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-    refused: &AtomicU64,
+    counters: &Counters,
     mut handle: F,
 ) where
-    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    L: Acceptor,
+    F: FnMut(L::Stream, L::Peer) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut errors = Throttled::new(name);
@@ -52,7 +89,7 @@ pub async fn serve_tcp<F, Fut>(
                         tokio::time::timeout(SPARE_ACCEPT, listener.accept()).await
                     {
                         drop(stream);
-                        crate::stats::bump(refused);
+                        counters.bump(Counter::ConnectionsRefused);
                     }
                     spare = File::open("/dev/null").ok();
                 }
@@ -72,8 +109,9 @@ pub async fn serve_tcp<F, Fut>(
 const SPARE_ACCEPT: Duration = Duration::from_millis(10);
 
 /// EMFILE (this process) or ENFILE (the whole system).
-fn is_out_of_descriptors(err: &std::io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+fn is_out_of_descriptors(err: &io::Error) -> bool {
+    let errno = err.raw_os_error().map(Errno::from_raw);
+    matches!(errno, Some(Errno::EMFILE | Errno::ENFILE))
 }
 
 /// How long to pause accepting after a failure that the spare descriptor
@@ -86,7 +124,7 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// A warning that is logged at most once per interval, with a count of the
 /// occurrences that were not logged in between.
 #[derive(Debug)]
-pub struct Throttled {
+pub(crate) struct Throttled {
     listener: &'static str,
     last_logged: Option<Instant>,
     suppressed: u64,
@@ -94,7 +132,7 @@ pub struct Throttled {
 
 impl Throttled {
     /// A throttled warning about the listener called `listener`.
-    pub fn new(listener: &'static str) -> Self {
+    pub(crate) fn new(listener: &'static str) -> Self {
         Throttled {
             listener,
             last_logged: None,
@@ -103,7 +141,7 @@ impl Throttled {
     }
 
     /// Logs `what`, at most once per interval.
-    pub fn warn(&mut self, what: &dyn std::fmt::Display) {
+    pub(crate) fn warn(&mut self, what: &dyn std::fmt::Display) {
         let now = Instant::now();
         if self
             .last_logged

@@ -1,30 +1,38 @@
-//! The one place that knows who is online.
+//! The one place that knows who is online on this node.
 //!
-//! Every adapter (WebSocket, text port, admin socket) turns its input into one
-//! of the operations below. The state sits behind a `std::sync::Mutex`: every
+//! Connections are opened, bound, pushed to, kicked and closed here. The state sits behind a `std::sync::Mutex`: every
 //! critical section is short and synchronous (map updates, `try_send`), so an
 //! async mutex would only add cost, and no lock is ever held across `.await`
 //! (the workspace denies `clippy::await_holding_lock`). Work proportional to
 //! the number of connections (broadcast, list) copies the handles out and runs
 //! after the lock is released.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pushd_proto::admin::{ConnInfo, UidCount, UidInfo};
+use pushd_proto::uid::Uid;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::config::PerUidPolicy;
-use crate::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
-use crate::stats::{self, Counters};
+use super::clock::Clock;
+use super::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
+use super::counters::{Counter, Counters};
+
+/// What to do with one connection too many for a uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PerUidPolicy {
+    /// Refuse the new connection.
+    RefuseNew,
+    /// Close the uid's oldest connection (4004).
+    CloseOldest,
+}
 
 /// Why a bind did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindError {
+pub(crate) enum BindError {
     /// The connection is closing (kicked, shutting down) or already bound.
     Closing,
     /// The uid has `--max-connections-per-uid` connections and the policy
@@ -40,14 +48,14 @@ pub enum BindError {
 /// taken: in cluster mode, what the presence writer must copy to Redis. Marking
 /// is one insert under its own short lock; many changes of one uid coalesce.
 #[derive(Debug, Default)]
-pub struct ChangedUids {
-    uids: Mutex<std::collections::HashSet<Arc<str>>>,
+pub(crate) struct ChangedUids {
+    uids: Mutex<HashSet<Uid>>,
     /// Woken after every mark.
-    pub notify: tokio::sync::Notify,
+    pub(crate) notify: tokio::sync::Notify,
 }
 
 impl ChangedUids {
-    fn mark(&self, uids: impl IntoIterator<Item = Arc<str>>) {
+    fn mark(&self, uids: impl IntoIterator<Item = Uid>) {
         let mut set = self.uids.lock().unwrap_or_else(|p| p.into_inner());
         let before = set.len();
         set.extend(uids);
@@ -59,25 +67,36 @@ impl ChangedUids {
     }
 
     /// Takes every uid marked so far.
-    pub fn take(&self) -> Vec<Arc<str>> {
+    pub(crate) fn take(&self) -> Vec<Uid> {
         let mut set = self.uids.lock().unwrap_or_else(|p| p.into_inner());
         set.drain().collect()
     }
 }
 
-/// The uid registry and the daemon's counters.
+/// One connection as listed: a copy taken under the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConnSnapshot {
+    /// Connection number.
+    pub(crate) id: ConnId,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// Milliseconds since its last inbound frame.
+    pub(crate) idle_ms: u64,
+    /// Milliseconds since it connected.
+    pub(crate) connected_ms: u64,
+}
+
+/// The uid registry.
 #[derive(Debug)]
-pub struct Registry {
-    /// Origin of the millisecond clock used for idle times.
-    epoch: Instant,
+pub(crate) struct Registry {
+    clock: Clock,
     next_id: AtomicU64,
     queue: QueueLimits,
     per_uid: Option<(usize, PerUidPolicy)>,
     state: Mutex<State>,
-    /// Event counters, bumped by the registry and by the adapters.
-    pub counters: Counters,
+    counters: Arc<Counters>,
     /// In cluster mode, the uids whose connection count changed.
-    pub changed: Option<ChangedUids>,
+    changed: Option<Arc<ChangedUids>>,
 }
 
 #[derive(Debug, Default)]
@@ -85,24 +104,24 @@ struct State {
     /// Every open connection, bound or not.
     conns: HashMap<ConnId, Slot>,
     /// Bound connections by uid; a uid with no connection has no key.
-    uids: HashMap<Arc<str>, Vec<Arc<ConnHandle>>>,
+    uids: HashMap<Uid, Vec<Arc<ConnHandle>>>,
     /// Banned uids and when their ban ends; expired entries are removed
     /// when next looked at.
-    bans: HashMap<String, Instant>,
+    bans: HashMap<Uid, Instant>,
     /// Cluster mode: uids being kicked cluster-wide, refused until the kick is
     /// done or the deadline passes, with the kick's reason.
-    kicking: HashMap<String, (Instant, Arc<str>)>,
+    kicking: HashMap<Uid, (Instant, Arc<str>)>,
 }
 
 #[derive(Debug)]
 struct Slot {
     handle: Arc<ConnHandle>,
-    uid: Option<Arc<str>>,
+    uid: Option<Uid>,
 }
 
 impl State {
     /// Removes a connection from its uid's list, if it is bound.
-    fn unbind(&mut self, id: ConnId) -> Option<Arc<str>> {
+    fn unbind(&mut self, id: ConnId) -> Option<Uid> {
         let uid = self.conns.get_mut(&id)?.uid.take()?;
         if let Entry::Occupied(mut list) = self.uids.entry(uid.clone()) {
             list.get_mut().retain(|h| h.id != id);
@@ -112,9 +131,7 @@ impl State {
         }
         Some(uid)
     }
-}
 
-impl State {
     /// The reason of a cluster-wide kick of `uid` still in progress, if any.
     fn kicking_reason(&mut self, uid: &str, now: Instant) -> Option<Arc<str>> {
         match self.kicking.get(uid) {
@@ -140,30 +157,36 @@ impl State {
     }
 }
 
+/// How a [`Registry`] is set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RegistryLimits {
+    /// Bounds of every connection's outbound queue.
+    pub(crate) queue: QueueLimits,
+    /// Most connections per uid, and what to do with one more.
+    pub(crate) per_uid: Option<(usize, PerUidPolicy)>,
+}
+
 impl Registry {
-    /// An empty registry whose connections' outbound queues are bounded by
-    /// `queue`, with an optional limit of connections per uid.
-    pub fn new(queue: QueueLimits, per_uid: Option<(usize, PerUidPolicy)>) -> Self {
+    /// An empty registry. With `changed` (cluster mode) it marks there every uid
+    /// whose number of connections changes.
+    pub(crate) fn new(
+        limits: RegistryLimits,
+        clock: Clock,
+        counters: Arc<Counters>,
+        changed: Option<Arc<ChangedUids>>,
+    ) -> Self {
         Registry {
-            epoch: Instant::now(),
+            clock,
             next_id: AtomicU64::new(1),
-            queue,
-            per_uid,
+            queue: limits.queue,
+            per_uid: limits.per_uid,
             state: Mutex::default(),
-            counters: Counters::default(),
-            changed: None,
+            counters,
+            changed,
         }
     }
 
-    /// The same, recording which uids change (cluster mode).
-    pub fn tracking_changes(queue: QueueLimits, per_uid: Option<(usize, PerUidPolicy)>) -> Self {
-        Registry {
-            changed: Some(ChangedUids::default()),
-            ..Self::new(queue, per_uid)
-        }
-    }
-
-    fn mark_changed(&self, uids: impl IntoIterator<Item = Arc<str>>) {
+    fn mark_changed(&self, uids: impl IntoIterator<Item = Uid>) {
         if let Some(changed) = &self.changed {
             changed.mark(uids);
         }
@@ -177,53 +200,33 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Milliseconds since the registry was created.
-    pub fn now_ms(&self) -> u64 {
-        self.ms_at(Instant::now())
-    }
-
-    /// `at` on the registry's millisecond clock.
-    pub fn ms_at(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_millis() as u64
-    }
-
-    /// Rounds `at` up to the next multiple of `grain` since the registry's
-    /// epoch, so that timers of different connections coincide.
-    pub fn round_up(&self, at: Instant, grain: Duration) -> Instant {
-        let since = at.saturating_duration_since(self.epoch).as_nanos();
-        let grain_ns = grain.as_nanos().max(1);
-        let rounded = since.div_ceil(grain_ns) * grain_ns;
-        self.epoch + Duration::from_nanos(rounded as u64)
-    }
-
     /// Registers a new, unbound connection.
-    pub fn open(&self, peer: SocketAddr) -> Arc<ConnHandle> {
+    pub(crate) fn open(&self, peer: SocketAddr) -> Arc<ConnHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let handle = Arc::new(ConnHandle::new(id, peer, now, self.ms_at(now)));
+        let handle = Arc::new(ConnHandle::new(id, peer, now, self.clock.ms_at(now)));
         let slot = Slot {
             handle: handle.clone(),
             uid: None,
         };
         self.lock().conns.insert(id, slot);
-        stats::bump(&self.counters.connections_opened);
+        self.counters.bump(Counter::ConnectionsOpened);
         handle
     }
 
-    /// Binds an open, unbound connection to `uid` (already normalised) and
-    /// returns the registry's shared copy of the uid. Over the per-uid
-    /// limit, either refuses or asks the uid's oldest connection to close
-    /// (4004), as the policy says.
-    pub fn bind(&self, id: ConnId, uid: &str) -> Result<Arc<str>, BindError> {
+    /// Binds an open, unbound connection to `uid` and returns the registry's
+    /// shared copy of the uid. Over the per-uid limit, either refuses or asks
+    /// the uid's oldest connection to close (4004), as the policy says.
+    pub(crate) fn bind(&self, id: ConnId, uid: &Uid) -> Result<Uid, BindError> {
         let mut state = self.lock();
         let slot = state.conns.get_mut(&id).ok_or(BindError::Closing)?;
-        if slot.uid.is_some() || slot.handle.close_requested_now() {
+        if slot.uid.is_some() || slot.handle.close_request().is_some() {
             return Err(BindError::Closing);
         }
         let handle = slot.handle.clone();
         if state.is_banned(uid, Instant::now()) {
             drop(state);
-            stats::bump(&self.counters.banned_refused);
+            self.counters.bump(Counter::BannedRefused);
             return Err(BindError::Banned);
         }
         if let Some(reason) = state.kicking_reason(uid, Instant::now()) {
@@ -235,7 +238,7 @@ impl Registry {
                 match policy {
                     PerUidPolicy::RefuseNew => {
                         drop(state);
-                        stats::bump(&self.counters.per_uid_refused);
+                        self.counters.bump(Counter::PerUidRefused);
                         return Err(BindError::TooMany);
                     }
                     PerUidPolicy::CloseOldest => {
@@ -250,37 +253,37 @@ impl Registry {
                             if let Some(slot) = state.conns.get(&old) {
                                 slot.handle.request_close(CloseRequest::Replaced);
                             }
-                            stats::bump(&self.counters.per_uid_replaced);
+                            self.counters.bump(Counter::PerUidReplaced);
                         }
                     }
                 }
             }
         }
-        let key: Arc<str> = match state.uids.get_key_value(uid) {
+        let key = match state.uids.get_key_value(uid.as_str()) {
             Some((key, _)) => key.clone(),
-            None => Arc::from(uid),
+            None => uid.clone(),
         };
         state.conns.get_mut(&id).expect("checked above").uid = Some(key.clone());
         state.uids.entry(key.clone()).or_default().push(handle);
         drop(state);
-        stats::bump(&self.counters.binds);
+        self.counters.bump(Counter::Binds);
         self.mark_changed([key.clone()]);
         Ok(key)
     }
 
     /// Forgets a connection whose task is ending.
-    pub fn close(&self, id: ConnId) {
+    pub(crate) fn close(&self, id: ConnId) {
         let mut state = self.lock();
         let uid = state.unbind(id);
         if state.conns.remove(&id).is_some() {
             drop(state);
-            stats::bump(&self.counters.connections_closed);
+            self.counters.bump(Counter::ConnectionsClosed);
         }
         self.mark_changed(uid);
     }
 
     /// Queues `message` for every connection of `uid`; returns how many took it.
-    pub fn push_to_uid(&self, uid: &str, message: &Utf8Bytes) -> u64 {
+    pub(crate) fn push_to_uid(&self, uid: &str, message: &Utf8Bytes) -> u64 {
         let mut delivered = 0;
         let mut slow = Vec::new();
         {
@@ -296,7 +299,7 @@ impl Registry {
     }
 
     /// Queues `message` for every bound connection; returns how many took it.
-    pub fn broadcast(&self, message: &Utf8Bytes) -> u64 {
+    pub(crate) fn broadcast(&self, message: &Utf8Bytes) -> u64 {
         let handles: Vec<Arc<ConnHandle>> = self.lock().uids.values().flatten().cloned().collect();
         let mut delivered = 0;
         let mut slow = Vec::new();
@@ -311,7 +314,7 @@ impl Registry {
 
     /// Counts a push and disconnects the connections that could not take it.
     fn finish_push(&self, delivered: u64, slow: &[ConnId]) -> u64 {
-        stats::add(&self.counters.messages_delivered, delivered);
+        self.counters.add(Counter::MessagesDelivered, delivered);
         if !slow.is_empty() {
             let mut state = self.lock();
             let mut unbound = Vec::new();
@@ -322,7 +325,7 @@ impl Registry {
                 }
             }
             drop(state);
-            stats::add(&self.counters.slow_consumers, slow.len() as u64);
+            self.counters.add(Counter::SlowConsumers, slow.len() as u64);
             self.mark_changed(unbound);
         }
         delivered
@@ -334,12 +337,12 @@ impl Registry {
     ///
     /// With `ban`, the uid also cannot bind again for that long (close
     /// 4003), whether or not it was online.
-    pub fn kick(&self, uid: &str, reason: &str, ban: Option<Duration>) -> u64 {
+    pub(crate) fn kick(&self, uid: &Uid, reason: &str, ban: Option<Duration>) -> u64 {
         let mut state = self.lock();
         if let Some(ban) = ban {
-            state.bans.insert(uid.to_owned(), Instant::now() + ban);
+            state.bans.insert(uid.clone(), Instant::now() + ban);
         }
-        let Some((key, handles)) = state.uids.remove_entry(uid) else {
+        let Some((key, handles)) = state.uids.remove_entry(uid.as_str()) else {
             return 0;
         };
         for handle in &handles {
@@ -351,7 +354,7 @@ impl Registry {
             });
         }
         drop(state);
-        stats::add(&self.counters.kicked, handles.len() as u64);
+        self.counters.add(Counter::Kicked, handles.len() as u64);
         self.mark_changed([key]);
         handles.len() as u64
     }
@@ -359,25 +362,25 @@ impl Registry {
     /// Cluster mode: refuses binds of `uid` (close 4000 with `reason`) until
     /// [`Registry::kick_done`] or `until`, so that a client reconnecting in a
     /// loop cannot slip back in on this node while other nodes are still kicking it.
-    pub fn hold_kicked(&self, uid: &str, reason: &str, until: Instant) {
+    pub(crate) fn hold_kicked(&self, uid: &Uid, reason: &str, until: Instant) {
         let mut state = self.lock();
         // Holds whose kick_done never came (the coordinator died) go here, not later.
         let now = Instant::now();
         state.kicking.retain(|_, (ends, _)| *ends > now);
         state
             .kicking
-            .insert(uid.to_owned(), (until, Arc::from(reason)));
+            .insert(uid.clone(), (until, Arc::from(reason)));
     }
 
     /// Ends the hold of [`Registry::hold_kicked`].
-    pub fn kick_done(&self, uid: &str) {
+    pub(crate) fn kick_done(&self, uid: &str) {
         self.lock().kicking.remove(uid);
     }
 
     /// Kicks every connection, bound or not, idle for longer than
-    /// `idle_over_ms`. Returns the total and the affected uids.
-    pub fn kick_idle(&self, idle_over_ms: u64, reason: &str) -> (u64, Vec<UidCount>) {
-        let now = self.now_ms();
+    /// `idle_over_ms`. Returns the total and the affected uids, sorted.
+    pub(crate) fn kick_idle(&self, idle_over_ms: u64, reason: &str) -> (u64, Vec<(Uid, u64)>) {
+        let now = self.clock.now_ms();
         let mut state = self.lock();
         let idle: Vec<ConnId> = state
             .conns
@@ -385,7 +388,7 @@ impl Registry {
             .filter(|slot| now.saturating_sub(slot.handle.last_activity_ms()) > idle_over_ms)
             .map(|slot| slot.handle.id)
             .collect();
-        let mut per_uid: HashMap<Arc<str>, u64> = HashMap::new();
+        let mut per_uid: HashMap<Uid, u64> = HashMap::new();
         for &id in &idle {
             if let Some(uid) = state.unbind(id) {
                 *per_uid.entry(uid).or_default() += 1;
@@ -396,21 +399,15 @@ impl Registry {
             state.conns[&id].handle.request_close(request);
         }
         drop(state);
-        stats::add(&self.counters.kicked, idle.len() as u64);
+        self.counters.add(Counter::Kicked, idle.len() as u64);
         self.mark_changed(per_uid.keys().cloned());
-        let mut uids: Vec<UidCount> = per_uid
-            .into_iter()
-            .map(|(uid, connections)| UidCount {
-                uid: uid.to_string(),
-                connections,
-            })
-            .collect();
-        uids.sort_by(|a, b| a.uid.cmp(&b.uid));
+        let mut uids: Vec<(Uid, u64)> = per_uid.into_iter().collect();
+        uids.sort_unstable();
         (idle.len() as u64, uids)
     }
 
     /// Lifts the ban on `uid`; false if it was not banned.
-    pub fn unban(&self, uid: &str) -> bool {
+    pub(crate) fn unban(&self, uid: &str) -> bool {
         let mut state = self.lock();
         let banned = state.is_banned(uid, Instant::now());
         state.bans.remove(uid);
@@ -418,11 +415,11 @@ impl Registry {
     }
 
     /// Active bans with their remaining time in milliseconds, sorted by uid.
-    pub fn bans(&self) -> Vec<(String, u64)> {
+    pub(crate) fn bans(&self) -> Vec<(Uid, u64)> {
         let now = Instant::now();
         let mut state = self.lock();
         state.bans.retain(|_, until| *until > now);
-        let mut bans: Vec<(String, u64)> = state
+        let mut bans: Vec<(Uid, u64)> = state
             .bans
             .iter()
             .map(|(uid, until)| (uid.clone(), until.duration_since(now).as_millis() as u64))
@@ -432,8 +429,16 @@ impl Registry {
         bans
     }
 
+    /// How many bans are active.
+    pub(crate) fn ban_count(&self) -> u64 {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.bans.retain(|_, until| *until > now);
+        state.bans.len() as u64
+    }
+
     /// Asks every open connection to close for shutdown.
-    pub fn close_all_for_shutdown(&self) {
+    pub(crate) fn close_all_for_shutdown(&self) {
         let handles: Vec<Arc<ConnHandle>> = self
             .lock()
             .conns
@@ -446,7 +451,7 @@ impl Registry {
     }
 
     /// How many connections each of `uids` has now (0: offline).
-    pub fn counts(&self, uids: &[Arc<str>]) -> Vec<u64> {
+    pub(crate) fn counts(&self, uids: &[Uid]) -> Vec<u64> {
         let state = self.lock();
         uids.iter()
             .map(|uid| state.uids.get(uid).map_or(0, |list| list.len() as u64))
@@ -454,7 +459,7 @@ impl Registry {
     }
 
     /// Every bound uid with its number of connections.
-    pub fn all_counts(&self) -> Vec<(Arc<str>, u64)> {
+    pub(crate) fn all_counts(&self) -> Vec<(Uid, u64)> {
         let state = self.lock();
         state
             .uids
@@ -464,7 +469,7 @@ impl Registry {
     }
 
     /// Number of connections bound to `uid`.
-    pub fn online(&self, uid: &str) -> u64 {
+    pub(crate) fn online(&self, uid: &str) -> u64 {
         self.lock()
             .uids
             .get(uid)
@@ -472,38 +477,37 @@ impl Registry {
     }
 
     /// Every bound uid with its connections, sorted by uid, oldest connection first.
-    pub fn list(&self) -> Vec<UidInfo> {
-        let snapshot: Vec<(Arc<str>, Vec<Arc<ConnHandle>>)> = self
+    pub(crate) fn list(&self) -> Vec<(Uid, Vec<ConnSnapshot>)> {
+        let snapshot: Vec<(Uid, Vec<Arc<ConnHandle>>)> = self
             .lock()
             .uids
             .iter()
             .map(|(uid, list)| (uid.clone(), list.clone()))
             .collect();
         let now = Instant::now();
-        let now_ms = self.ms_at(now);
-        let mut uids: Vec<UidInfo> = snapshot
+        let now_ms = self.clock.ms_at(now);
+        let mut uids: Vec<(Uid, Vec<ConnSnapshot>)> = snapshot
             .into_iter()
-            .map(|(uid, handles)| UidInfo {
-                uid: uid.to_string(),
-                connections: handles
+            .map(|(uid, handles)| {
+                let connections = handles
                     .iter()
-                    .map(|h| ConnInfo {
+                    .map(|h| ConnSnapshot {
                         id: h.id,
-                        peer: h.peer.to_string(),
+                        peer: h.peer,
                         idle_ms: now_ms.saturating_sub(h.last_activity_ms()),
                         connected_ms: now.saturating_duration_since(h.connected_at).as_millis()
                             as u64,
-                        node: None,
                     })
-                    .collect(),
+                    .collect();
+                (uid, connections)
             })
             .collect();
-        uids.sort_unstable_by(|a, b| a.uid.cmp(&b.uid));
+        uids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         uids
     }
 
     /// Open connections (bound or not) and distinct bound uids.
-    pub fn sizes(&self) -> (u64, u64) {
+    pub(crate) fn sizes(&self) -> (u64, u64) {
         let state = self.lock();
         (state.conns.len() as u64, state.uids.len() as u64)
     }
@@ -513,6 +517,11 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn registry(queue: QueueLimits, per_uid: Option<(usize, PerUidPolicy)>) -> Registry {
+        let limits = RegistryLimits { queue, per_uid };
+        Registry::new(limits, Clock::new(), Arc::default(), None)
+    }
+
     fn limits(messages: usize) -> QueueLimits {
         QueueLimits {
             messages,
@@ -520,9 +529,21 @@ mod tests {
         }
     }
 
+    fn uid(text: &str) -> Uid {
+        Uid::parse(text).unwrap()
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    fn close_request(handle: &ConnHandle) -> Option<CloseRequest> {
+        handle.close_request().cloned()
+    }
+
     #[test]
     fn the_queue_is_bounded_in_bytes_too() {
-        let registry = Registry::new(
+        let registry = registry(
             QueueLimits {
                 messages: 100,
                 bytes: 10,
@@ -530,26 +551,22 @@ mod tests {
             None,
         );
         let a = registry.open(peer());
-        registry.bind(a.id, "a").unwrap();
+        registry.bind(a.id, &uid("a")).unwrap();
         assert_eq!(registry.push_to_uid("a", &"123456".into()), 1);
         assert_eq!(registry.push_to_uid("a", &"1234".into()), 1);
         assert_eq!(registry.push_to_uid("a", &"1".into()), 0, "11 bytes > 10");
-        assert_eq!(a.close_request_now(), Some(CloseRequest::SlowConsumer));
-    }
-
-    fn peer() -> SocketAddr {
-        "127.0.0.1:9".parse().unwrap()
+        assert_eq!(close_request(&a), Some(CloseRequest::SlowConsumer));
     }
 
     #[test]
     fn push_reaches_every_connection_of_the_uid_only() {
-        let registry = Registry::new(limits(8), None);
+        let registry = registry(limits(8), None);
         let a = registry.open(peer());
         let b = registry.open(peer());
         let c = registry.open(peer());
-        assert!(registry.bind(a.id, "42").is_ok());
-        assert!(registry.bind(b.id, "42").is_ok());
-        assert!(registry.bind(c.id, "7").is_ok());
+        assert!(registry.bind(a.id, &uid("42")).is_ok());
+        assert!(registry.bind(b.id, &uid("42")).is_ok());
+        assert!(registry.bind(c.id, &uid("7")).is_ok());
         assert_eq!(registry.push_to_uid("42", &"hi".into()), 2);
         assert_eq!(a.pop().unwrap(), "hi");
         assert_eq!(b.pop().unwrap(), "hi");
@@ -559,24 +576,24 @@ mod tests {
 
     #[test]
     fn per_uid_limit_refuses_or_replaces_the_oldest() {
-        let refuse = Registry::new(limits(8), Some((2, PerUidPolicy::RefuseNew)));
+        let refuse = registry(limits(8), Some((2, PerUidPolicy::RefuseNew)));
         let (a, b, c) = (
             refuse.open(peer()),
             refuse.open(peer()),
             refuse.open(peer()),
         );
-        assert!(refuse.bind(a.id, "42").is_ok() && refuse.bind(b.id, "42").is_ok());
-        assert_eq!(refuse.bind(c.id, "42"), Err(BindError::TooMany));
+        assert!(refuse.bind(a.id, &uid("42")).is_ok() && refuse.bind(b.id, &uid("42")).is_ok());
+        assert_eq!(refuse.bind(c.id, &uid("42")), Err(BindError::TooMany));
         assert!(
-            refuse.bind(c.id, "43").is_ok(),
+            refuse.bind(c.id, &uid("43")).is_ok(),
             "other uids are not affected"
         );
 
-        let replace = Registry::new(limits(8), Some((1, PerUidPolicy::CloseOldest)));
+        let replace = registry(limits(8), Some((1, PerUidPolicy::CloseOldest)));
         let (old, new) = (replace.open(peer()), replace.open(peer()));
-        assert!(replace.bind(old.id, "42").is_ok());
-        assert!(replace.bind(new.id, "42").is_ok());
-        assert_eq!(old.close_request_now(), Some(CloseRequest::Replaced));
+        assert!(replace.bind(old.id, &uid("42")).is_ok());
+        assert!(replace.bind(new.id, &uid("42")).is_ok());
+        assert_eq!(close_request(&old), Some(CloseRequest::Replaced));
         assert_eq!(replace.online("42"), 1);
         assert_eq!(replace.push_to_uid("42", &"m".into()), 1);
         assert_eq!(new.pop().unwrap(), "m");
@@ -584,65 +601,85 @@ mod tests {
 
     #[test]
     fn a_connection_binds_once() {
-        let registry = Registry::new(limits(8), None);
+        let registry = registry(limits(8), None);
         let a = registry.open(peer());
-        assert!(registry.bind(a.id, "42").is_ok());
-        assert!(registry.bind(a.id, "43").is_err());
+        assert!(registry.bind(a.id, &uid("42")).is_ok());
+        assert!(registry.bind(a.id, &uid("43")).is_err());
         assert_eq!(registry.online("43"), 0);
     }
 
     #[test]
     fn kick_takes_the_uid_offline_before_the_tasks_close() {
-        let registry = Registry::new(limits(8), None);
+        let registry = registry(limits(8), None);
         let a = registry.open(peer());
         let b = registry.open(peer());
-        registry.bind(a.id, "42").unwrap();
-        registry.bind(b.id, "42").unwrap();
-        assert_eq!(registry.kick("42", "bye", None), 2);
+        registry.bind(a.id, &uid("42")).unwrap();
+        registry.bind(b.id, &uid("42")).unwrap();
+        assert_eq!(registry.kick(&uid("42"), "bye", None), 2);
         assert_eq!(registry.online("42"), 0);
         assert_eq!(registry.push_to_uid("42", &"x".into()), 0);
         assert_eq!(
-            a.close_request_now(),
+            close_request(&a),
             Some(CloseRequest::Kicked {
                 reason: "bye".into()
             })
         );
         // Still open until the task closes it, but no longer bindable.
         assert_eq!(registry.sizes(), (2, 0));
-        assert!(registry.bind(a.id, "42").is_err());
+        assert!(registry.bind(a.id, &uid("42")).is_err());
         registry.close(a.id);
         registry.close(b.id);
         assert_eq!(registry.sizes(), (0, 0));
-        assert_eq!(registry.kick("42", "bye", None), 0);
+        assert_eq!(registry.kick(&uid("42"), "bye", None), 0);
     }
 
     #[test]
     fn a_ban_refuses_binds_until_it_ends_or_is_lifted() {
-        let registry = Registry::new(limits(8), None);
+        let registry = registry(limits(8), None);
         let a = registry.open(peer());
-        registry.bind(a.id, "42").unwrap();
-        assert_eq!(registry.kick("42", "out", Some(Duration::from_secs(60))), 1);
+        registry.bind(a.id, &uid("42")).unwrap();
+        assert_eq!(
+            registry.kick(&uid("42"), "out", Some(Duration::from_secs(60))),
+            1
+        );
         let b = registry.open(peer());
-        assert_eq!(registry.bind(b.id, "42"), Err(BindError::Banned));
+        assert_eq!(registry.bind(b.id, &uid("42")), Err(BindError::Banned));
         assert_eq!(registry.bans().len(), 1);
         assert!(registry.unban("42"));
         assert!(!registry.unban("42"));
-        assert!(registry.bind(b.id, "42").is_ok());
+        assert!(registry.bind(b.id, &uid("42")).is_ok());
         // A ban on an offline uid still applies, and expires by itself.
-        assert_eq!(registry.kick("7", "x", Some(Duration::from_millis(1))), 0);
+        assert_eq!(
+            registry.kick(&uid("7"), "x", Some(Duration::from_millis(1))),
+            0
+        );
         std::thread::sleep(Duration::from_millis(5));
         let c = registry.open(peer());
-        assert!(registry.bind(c.id, "7").is_ok());
+        assert!(registry.bind(c.id, &uid("7")).is_ok());
         assert!(registry.bans().is_empty());
     }
 
     #[test]
+    fn a_kick_hold_refuses_binds_until_done() {
+        let registry = registry(limits(8), None);
+        let far = Instant::now() + Duration::from_secs(60);
+        registry.hold_kicked(&uid("42"), "moving", far);
+        let a = registry.open(peer());
+        assert_eq!(
+            registry.bind(a.id, &uid("42")),
+            Err(BindError::Kicking(Arc::from("moving")))
+        );
+        registry.kick_done("42");
+        assert!(registry.bind(a.id, &uid("42")).is_ok());
+    }
+
+    #[test]
     fn close_unbinds_and_keeps_the_other_connections() {
-        let registry = Registry::new(limits(8), None);
+        let registry = registry(limits(8), None);
         let a = registry.open(peer());
         let b = registry.open(peer());
-        registry.bind(a.id, "42").unwrap();
-        registry.bind(b.id, "42").unwrap();
+        registry.bind(a.id, &uid("42")).unwrap();
+        registry.bind(b.id, &uid("42")).unwrap();
         registry.close(a.id);
         assert_eq!(registry.online("42"), 1);
         registry.close(b.id);
@@ -652,66 +689,63 @@ mod tests {
 
     #[test]
     fn a_full_queue_disconnects_the_slow_consumer_only() {
-        let registry = Registry::new(limits(2), None);
+        let registry = registry(limits(2), None);
         let slow = registry.open(peer());
         let fast = registry.open(peer());
-        registry.bind(slow.id, "s").unwrap();
-        registry.bind(fast.id, "f").unwrap();
+        registry.bind(slow.id, &uid("s")).unwrap();
+        registry.bind(fast.id, &uid("f")).unwrap();
         for _ in 0..2 {
             assert_eq!(registry.broadcast(&"m".into()), 2);
             fast.pop().unwrap();
         }
         assert_eq!(registry.broadcast(&"m".into()), 1);
-        assert_eq!(slow.close_request_now(), Some(CloseRequest::SlowConsumer));
+        assert_eq!(close_request(&slow), Some(CloseRequest::SlowConsumer));
         assert_eq!(registry.online("s"), 0);
         assert_eq!(registry.online("f"), 1);
     }
 
     #[test]
     fn kick_idle_uses_last_activity() {
-        let registry = Registry::new(limits(8), None);
+        let registry = registry(limits(8), None);
         let a = registry.open(peer());
         let b = registry.open(peer());
-        registry.bind(a.id, "old").unwrap();
-        registry.bind(b.id, "new").unwrap();
+        registry.bind(a.id, &uid("old")).unwrap();
+        registry.bind(b.id, &uid("new")).unwrap();
         a.touch(0);
-        b.touch(registry.now_ms() + 10_000);
+        b.touch(registry.clock.now_ms() + 10_000);
         std::thread::sleep(std::time::Duration::from_millis(5));
         let (n, uids) = registry.kick_idle(1, "idle");
         assert_eq!(n, 1);
-        assert_eq!(
-            uids,
-            vec![UidCount {
-                uid: "old".into(),
-                connections: 1
-            }]
-        );
+        assert_eq!(uids, vec![(uid("old"), 1)]);
         assert_eq!(registry.online("new"), 1);
     }
 
     #[test]
-    fn round_up_aligns_to_the_grain_and_never_goes_early() {
-        let registry = Registry::new(limits(8), None);
-        let grain = Duration::from_millis(250);
-        let at = registry.epoch + Duration::from_millis(1001);
-        assert_eq!(
-            registry.round_up(at, grain),
-            registry.epoch + Duration::from_millis(1250)
-        );
-        let exact = registry.epoch + Duration::from_millis(500);
-        assert_eq!(registry.round_up(exact, grain), exact);
+    fn binds_and_closes_mark_the_uid_changed() {
+        let limits = RegistryLimits {
+            queue: limits(8),
+            per_uid: None,
+        };
+        let changed = Arc::new(ChangedUids::default());
+        let tracking = Registry::new(limits, Clock::new(), Arc::default(), Some(changed.clone()));
+        let a = tracking.open(peer());
+        tracking.bind(a.id, &uid("42")).unwrap();
+        assert_eq!(changed.take(), vec![uid("42")]);
+        tracking.close(a.id);
+        assert_eq!(changed.take(), vec![uid("42")]);
+        assert!(changed.take().is_empty());
     }
 
     #[test]
     fn list_is_sorted_and_reports_peers() {
-        let registry = Registry::new(limits(8), None);
-        for uid in ["b", "a", "c"] {
+        let registry = registry(limits(8), None);
+        for name in ["b", "a", "c"] {
             let h = registry.open(peer());
-            registry.bind(h.id, uid).unwrap();
+            registry.bind(h.id, &uid(name)).unwrap();
         }
         let list = registry.list();
-        let uids: Vec<_> = list.iter().map(|u| u.uid.as_str()).collect();
+        let uids: Vec<_> = list.iter().map(|(uid, _)| uid.as_str()).collect();
         assert_eq!(uids, ["a", "b", "c"]);
-        assert_eq!(list[0].connections[0].peer, "127.0.0.1:9");
+        assert_eq!(list[0].1[0].peer, peer());
     }
 }

@@ -10,53 +10,49 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use interprocess::local_socket::tokio::{Listener, Stream};
-use interprocess::local_socket::traits::tokio::Listener as _;
 use pushd_proto::admin::{MAX_LINE, PROTOCOL_VERSION, ReplyLine, RequestLine};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-pub use socket::bind;
+pub(crate) use socket::bind;
 
-use crate::Daemon;
-use crate::lines::{Line, LineSplitter, read_more};
+use super::lines::{Line, LineSplitter, read_more};
+use crate::node::Node;
 
 /// Accepts admin clients until shutdown. Dropping the listener on return
 /// removes the socket file.
 pub(crate) async fn serve(
     listener: Listener,
-    daemon: Arc<Daemon>,
+    node: Arc<Node>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok(stream) => {
-                let daemon = daemon.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(async move {
-                    if let Err(err) = session(stream, &daemon, &shutdown).await {
-                        debug!(%err, "admin connection ended with an error");
-                    }
-                });
+    let counters = node.counters.clone();
+    super::accept::serve(
+        listener,
+        "admin",
+        &shutdown,
+        &tracker,
+        &counters,
+        |stream, ()| {
+            let node = node.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                if let Err(err) = session(stream, &node, &shutdown).await {
+                    debug!(%err, "admin connection ended with an error");
+                }
             }
-            Err(err) => {
-                debug!(%err, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
+        },
+    )
+    .await;
 }
 
 /// Answers one admin client's requests, in order, until it hangs up.
 async fn session(
     mut stream: Stream,
-    daemon: &Daemon,
+    node: &Node,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let mut splitter = LineSplitter::new(MAX_LINE);
@@ -64,7 +60,7 @@ async fn session(
     while read_more(&mut stream, &mut input, shutdown).await? {
         while let Some(line) = splitter.next_line(&mut input) {
             let reply = match line {
-                Line::Complete(line) => answer(daemon, &line).await,
+                Line::Complete(line) => answer(node, &line).await,
                 Line::TooLong => ReplyLine::error(format!("request longer than {MAX_LINE} bytes")),
             };
             let mut out = serde_json::to_vec(&reply).expect("replies always serialize");
@@ -76,7 +72,7 @@ async fn session(
 }
 
 /// Parses one request line and carries it out.
-async fn answer(daemon: &Daemon, line: &[u8]) -> ReplyLine {
+async fn answer(node: &Node, line: &[u8]) -> ReplyLine {
     let request: RequestLine = match serde_json::from_slice(line) {
         Ok(request) => request,
         Err(err) => {
@@ -94,7 +90,7 @@ async fn answer(daemon: &Daemon, line: &[u8]) -> ReplyLine {
     if request.version != PROTOCOL_VERSION {
         return version_mismatch(request.version.into());
     }
-    crate::directory::answer(daemon, request.request).await
+    crate::requests::answer(node, request.request).await
 }
 
 fn version_mismatch(client: u64) -> ReplyLine {

@@ -1,0 +1,117 @@
+//! How a connection ends: the close codes pushd sends, why, and the closing
+//! handshake.
+
+use futures_util::{SinkExt, StreamExt};
+use pushd_proto::admin::MAX_CLOSE_REASON;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::config::CLOSE_TIMEOUT;
+use crate::core::conn::CloseRequest;
+
+/// Close codes pushd sends; documented for client authors in the README.
+pub(crate) mod code {
+    /// Kicked by an operator; do not reconnect.
+    pub(crate) const KICKED: u16 = 4000;
+    /// No activity for longer than the heartbeat; reconnect.
+    pub(crate) const HEARTBEAT_TIMEOUT: u16 = 4001;
+    /// The connection did not read its pushes fast enough; reconnect.
+    pub(crate) const SLOW_CONSUMER: u16 = 4002;
+    /// The uid is banned (`pushctl kick --ban`); do not reconnect.
+    pub(crate) const BANNED: u16 = 4003;
+    /// A newer connection of the same uid took this one's place
+    /// (`--max-connections-per-uid` with `close-oldest`); do not reconnect.
+    pub(crate) const REPLACED: u16 = 4004;
+    /// The server is shutting down; reconnect with backoff.
+    pub(crate) const GOING_AWAY: u16 = 1001;
+    /// Invalid uid; do not reconnect.
+    pub(crate) const POLICY: u16 = 1008;
+    /// Inbound message over the size limit; do not resend it.
+    pub(crate) const TOO_BIG: u16 = 1009;
+    /// The client broke the WebSocket protocol (e.g. an unmasked frame).
+    pub(crate) const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not valid UTF-8.
+    pub(crate) const INVALID_DATA: u16 = 1007;
+}
+
+/// How a connection's main loop ended.
+#[derive(Debug)]
+pub(super) enum End {
+    /// pushd closes it with this code and reason.
+    Close(u16, String),
+    /// The peer sent a close frame; tungstenite has queued the reply.
+    ClosedByPeer,
+    /// The socket is gone or broken; nothing more can be sent.
+    Lost,
+}
+
+impl End {
+    /// The close that answers a request from outside the connection's task.
+    pub(super) fn requested(request: CloseRequest) -> End {
+        match request {
+            CloseRequest::Kicked { reason } => End::Close(code::KICKED, reason),
+            CloseRequest::SlowConsumer => End::Close(
+                code::SLOW_CONSUMER,
+                "slow consumer: outbound queue full".into(),
+            ),
+            CloseRequest::Shutdown => End::Close(code::GOING_AWAY, "server shutting down".into()),
+            CloseRequest::Replaced => End::Close(
+                code::REPLACED,
+                "replaced by a newer connection of this uid".into(),
+            ),
+        }
+    }
+
+    /// Sends the close frame (if any) and waits, bounded, for the peer to
+    /// finish the closing handshake; the caller then drops the socket.
+    pub(super) async fn finish(self, ws: &mut WebSocketStream<TcpStream>) {
+        let closing = async {
+            match self {
+                End::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: close_reason(&reason),
+                    };
+                    if ws.close(Some(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                End::ClosedByPeer => {
+                    if ws.flush().await.is_err() {
+                        return;
+                    }
+                }
+                End::Lost => return,
+            }
+            // Read until the peer's close frame or EOF; tungstenite answers for us.
+            while let Some(Ok(_)) = ws.next().await {}
+        };
+        let _ = timeout(CLOSE_TIMEOUT, closing).await;
+    }
+}
+
+/// Cuts a close reason to the 123 bytes a close frame allows, on a character boundary.
+fn close_reason(reason: &str) -> Utf8Bytes {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Utf8Bytes::from(&reason[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= MAX_CLOSE_REASON && cut.len() >= MAX_CLOSE_REASON - 1);
+        assert_eq!(close_reason("bye").as_str(), "bye");
+    }
+}

@@ -1,0 +1,64 @@
+//! `stats`: this node's figures, and in cluster mode the sum over every node
+//! with each node's own line.
+
+use pushd_proto::admin::{ClusterInfo, Counters, NodeStats, ReplyLine, Request, Response, Stats};
+
+use crate::node::Node;
+
+pub(super) async fn answer(node: &Node) -> ReplyLine {
+    super::gather(node, Request::Stats, local(node), absorb).await
+}
+
+pub(super) fn local(node: &Node) -> Response {
+    let (connections, uids) = node.registry.sizes();
+    let uptime_ms = node.clock.started().elapsed().as_millis() as u64;
+    let counters = &node.counters;
+    Response::Stats(Box::new(Stats {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_ms,
+        ws_listen: node.ws_addr.to_string(),
+        text_listen: node.text_addr.to_string(),
+        socket: node.socket.display().to_string(),
+        connections,
+        uids,
+        bans: node.registry.ban_count(),
+        text_connections: counters
+            .text_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        counters: Counters::from_fn(|counter| counters.get(counter)),
+        cluster: node.cluster.as_ref().map(|cluster| ClusterInfo {
+            node: cluster.name().to_owned(),
+            node_id: cluster.id().to_owned(),
+            redis: cluster.redis_display().to_owned(),
+            redis_up: cluster.is_up(),
+            nodes: vec![NodeStats {
+                name: cluster.name().to_owned(),
+                id: cluster.id().to_owned(),
+                ws_listen: node.ws_addr.to_string(),
+                uptime_ms,
+                connections,
+                uids,
+            }],
+        }),
+    }))
+}
+
+/// Figures add up (a uid online on two nodes counts on each); the nodes' own
+/// lines are listed side by side.
+fn absorb(total: &mut Response, more: Response) -> bool {
+    let (Response::Stats(stats), Response::Stats(more)) = (total, more) else {
+        return false;
+    };
+    stats.connections += more.connections;
+    stats.uids += more.uids;
+    stats.text_connections += more.text_connections;
+    stats.bans += more.bans;
+    stats.counters.accumulate(&more.counters);
+    if let (Some(cluster), Some(more)) = (&mut stats.cluster, more.cluster) {
+        cluster.nodes.extend(more.nodes);
+        cluster
+            .nodes
+            .sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    }
+    true
+}

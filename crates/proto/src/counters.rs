@@ -1,0 +1,198 @@
+//! Every counter pushd keeps, declared once.
+//!
+//! The table at the bottom generates the [`Counter`] names the daemon bumps, the
+//! wire struct [`Counters`] that `stats` carries (its JSON fields are the names in
+//! the table), the cluster-wide sum, and where each counter appears in `/metrics`.
+//! It lives here, next to the wire format, because `pushctl` renders the same
+//! fields the daemon counts; adding a counter is adding one row.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a counter appears in `/metrics` (as `pushd_<name>_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// A counter of its own, named and described like the row.
+    Alone,
+    /// One label value of a family.
+    In(Family, &'static str),
+}
+
+/// Counters shown in `/metrics` as one family with a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Connections closed by pushd, by reason.
+    Disconnects,
+    /// Connections refused before they became WebSockets, by reason.
+    Refused,
+    /// Text-port requests, by answer.
+    TextRequests,
+}
+
+impl Family {
+    /// Every family, in the order `/metrics` shows them.
+    pub const ALL: [Family; 3] = [Family::Disconnects, Family::Refused, Family::TextRequests];
+
+    /// The metric name, without prefix and suffix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Disconnects => "disconnects",
+            Family::Refused => "refused",
+            Family::TextRequests => "text_requests",
+        }
+    }
+
+    /// The label that tells the members apart.
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::Disconnects | Family::Refused => "reason",
+            Family::TextRequests => "result",
+        }
+    }
+
+    /// The `# HELP` text.
+    pub fn help(self) -> &'static str {
+        match self {
+            Family::Disconnects => "Connections closed by pushd, by reason",
+            Family::Refused => "Connections refused before they became WebSockets, by reason",
+            Family::TextRequests => "Text-port requests, by answer",
+        }
+    }
+}
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])+ $variant:ident $field:ident => $metric:expr; )+) => {
+        /// One of the counters; see [`Counters`] for their meaning.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Counter {
+            $( $(#[doc = $doc])+ $variant, )+
+        }
+
+        impl Counter {
+            /// Every counter, in table order.
+            pub const ALL: &'static [Counter] = &[ $(Counter::$variant,)+ ];
+
+            /// How many counters there are.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The field name in `stats` (and the metric name of an [`Metric::Alone`] counter).
+            pub fn name(self) -> &'static str {
+                match self { $(Counter::$variant => stringify!($field),)+ }
+            }
+
+            /// What it counts, in one sentence.
+            pub fn help(self) -> &'static str {
+                match self { $(Counter::$variant => concat!($($doc),+),)+ }.trim()
+            }
+
+            /// Where it appears in `/metrics`.
+            pub fn metric(self) -> Metric {
+                match self { $(Counter::$variant => $metric,)+ }
+            }
+        }
+
+        /// Monotonic event counters since the daemon started. Counters added in
+        /// later releases default to 0 when an older daemon leaves them out.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default)]
+        pub struct Counters {
+            $( $(#[doc = $doc])+ pub $field: u64, )+
+        }
+
+        impl Counters {
+            /// The value of one counter.
+            pub fn get(&self, counter: Counter) -> u64 {
+                match counter { $(Counter::$variant => self.$field,)+ }
+            }
+
+            /// Counters whose values come from `value`.
+            pub fn from_fn(mut value: impl FnMut(Counter) -> u64) -> Self {
+                Counters { $( $field: value(Counter::$variant), )+ }
+            }
+        }
+    };
+}
+
+impl Counters {
+    /// Adds `other` to these counters, counter by counter (for cluster-wide sums).
+    pub fn accumulate(&mut self, other: &Counters) {
+        *self = Counters::from_fn(|counter| self.get(counter) + other.get(counter));
+    }
+}
+
+use Family::{Disconnects, Refused, TextRequests};
+use Metric::{Alone, In};
+
+counters! {
+    /// WebSocket connections accepted (handshake completed).
+    ConnectionsOpened connections_opened => Alone;
+    /// WebSocket connections closed, for any reason.
+    ConnectionsClosed connections_closed => Alone;
+    /// WebSocket handshakes that failed or timed out.
+    HandshakesFailed handshakes_failed => Alone;
+    /// Connections (WebSocket or text port) closed unserved because pushd
+    /// was out of file descriptors.
+    ConnectionsRefused connections_refused => In(Refused, "no_fds");
+    /// Handshakes answered HTTP 503: over `--max-connections` or the open-file cap.
+    CapacityRefused capacity_refused => In(Refused, "capacity");
+    /// Handshakes answered HTTP 429: over `--max-connections-per-ip`.
+    PerIpRefused per_ip_refused => In(Refused, "per_ip");
+    /// Handshakes answered HTTP 403: `Origin` not in `--allow-origin`.
+    OriginRefused origin_refused => In(Refused, "origin");
+    /// Binds refused over `--max-connections-per-uid` (policy refuse-new, close 1008).
+    PerUidRefused per_uid_refused => In(Disconnects, "per_uid");
+    /// Connections closed to make room for a newer one of the same uid (close 4004).
+    PerUidReplaced per_uid_replaced => In(Disconnects, "replaced");
+    /// Connections closed for not sending a uid within `--bind-timeout` (close 1008).
+    BindTimeouts bind_timeouts => In(Disconnects, "bind_timeout");
+    /// Binds refused because the uid is banned (close 4003).
+    BannedRefused banned_refused => In(Disconnects, "banned");
+    /// Connections closed for an invalid, expired or missing token (close 1008).
+    InvalidTokens invalid_tokens => In(Disconnects, "invalid_token");
+    /// Connections bound to a uid.
+    Binds binds => Alone;
+    /// Connections refused for an invalid uid (close 1008).
+    InvalidUids invalid_uids => In(Disconnects, "invalid_uid");
+    /// Connections closed by the heartbeat (close 4001).
+    HeartbeatTimeouts heartbeat_timeouts => In(Disconnects, "heartbeat");
+    /// Connections closed by an operator (close 4000).
+    Kicked kicked => In(Disconnects, "kicked");
+    /// Connections closed because their outbound queue was full (close 4002).
+    SlowConsumers slow_consumers => In(Disconnects, "slow_consumer");
+    /// Inbound messages over the size limit (close 1009).
+    OversizedMessages oversized_messages => In(Disconnects, "too_big");
+    /// Messages queued to a connection (one per recipient).
+    MessagesDelivered messages_delivered => Alone;
+    /// Text-port requests answered `ok`.
+    TextOk text_ok => In(TextRequests, "ok");
+    /// Text-port requests answered `fail`.
+    TextFail text_fail => In(TextRequests, "fail");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_accumulate_every_field() {
+        let one = Counters::from_fn(|counter| counter as u64 + 1);
+        let mut sum = one.clone();
+        sum.accumulate(&one);
+        for &counter in Counter::ALL {
+            assert_eq!(sum.get(counter), 2 * (counter as u64 + 1), "{counter:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_the_json_fields() {
+        let json = serde_json::to_value(Counters::from_fn(|c| c as u64)).unwrap();
+        let fields = json.as_object().unwrap();
+        assert_eq!(fields.len(), Counter::COUNT);
+        for &counter in Counter::ALL {
+            assert_eq!(fields[counter.name()], counter as u64);
+        }
+        assert_eq!(
+            Counter::ConnectionsRefused.help(),
+            "Connections (WebSocket or text port) closed unserved because pushd was out of file descriptors."
+        );
+    }
+}
