@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{Arg, Args, CommandFactory, Parser, Subcommand};
 use pushd_proto::admin::MAX_CLOSE_REASON;
 
 /// `pushctl`: look at and act on a running pushd.
@@ -59,8 +61,10 @@ pub enum Command {
     )]
     Send {
         /// The addressed uid.
+        #[arg(allow_hyphen_values = true)]
         uid: String,
         /// The message; `-` reads it from stdin (one trailing newline is dropped).
+        #[arg(allow_hyphen_values = true)]
         message: String,
     },
     /// Push MESSAGE as one text frame to every bound connection.
@@ -69,12 +73,14 @@ pub enum Command {
     )]
     Broadcast {
         /// The message; `-` reads it from stdin (one trailing newline is dropped).
+        #[arg(allow_hyphen_values = true)]
         message: String,
     },
     /// Is UID online? Exit status 0 if so, 1 if not.
     #[command(after_help = "Example:\n  pushctl online 42 && echo 'user 42 has a page open'")]
     Online {
         /// The uid asked about.
+        #[arg(allow_hyphen_values = true)]
         uid: String,
     },
     /// Version, uptime, bound addresses, connections, uids and counters.
@@ -116,6 +122,7 @@ pub enum Command {
     )]
     Token {
         /// The uid the token carries.
+        #[arg(allow_hyphen_values = true)]
         uid: String,
         /// How long the token is valid.
         #[arg(long, value_name = "DUR", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -183,10 +190,92 @@ fn parse_reason(reason: &str) -> Result<String, String> {
     Ok(reason.to_owned())
 }
 
+/// The arguments as clap should see them. A uid or a message may begin with `-`
+/// (`-5` is the uid of the integer -5). Where it is a command's only value of its
+/// kind, clap's `allow_hyphen_values` takes it; but on a list of uids (`kick`,
+/// `unban`) that setting would swallow every option after the first uid, so
+/// there a hyphenated token that is not one of the command's options is moved
+/// behind a `--`, where clap reads it as a uid.
+pub fn hyphenated_uids_as_values(args: Vec<OsString>) -> Vec<OsString> {
+    let command = Cli::command();
+    let globals: Vec<&Arg> = command.get_arguments().collect();
+    let mut at = 1;
+    // Skip global options (and their values) before the subcommand's name.
+    while let Some(arg) = args.get(at).and_then(|a| a.to_str()) {
+        match option(&globals, arg) {
+            Some(takes_value) => at += if takes_value { 2 } else { 1 },
+            None => break,
+        }
+    }
+    let Some(sub) = (args.get(at).and_then(|a| a.to_str()))
+        .filter(|name| ["kick", "unban"].contains(name))
+        .and_then(|name| command.find_subcommand(name))
+    else {
+        return args;
+    };
+    let known: Vec<&Arg> = sub.get_arguments().chain(globals).collect();
+    let (mut kept, mut moved) = (args[..=at].to_vec(), Vec::new());
+    let mut rest = args[at + 1..].iter();
+    while let Some(token) = rest.next() {
+        let text = token.to_str().unwrap_or_default();
+        if text == "--" {
+            kept.push(token.clone());
+            kept.extend(rest.cloned());
+            break;
+        }
+        match option(&known, text) {
+            Some(takes_value) => {
+                kept.push(token.clone());
+                if takes_value {
+                    kept.extend(rest.next().cloned());
+                }
+            }
+            None if text.len() > 1 && text.starts_with('-') => moved.push(token.clone()),
+            None => kept.push(token.clone()),
+        }
+    }
+    if moved.is_empty() {
+        return kept;
+    }
+    match kept.iter().position(|t| t == "--") {
+        Some(dashes) => {
+            kept.splice(dashes + 1..dashes + 1, moved);
+        }
+        None => {
+            kept.push("--".into());
+            kept.extend(moved);
+        }
+    }
+    kept
+}
+
+/// Whether `token` names one of `args`' options: `Some(true)` when its value is
+/// the next token, `Some(false)` for a flag or an inline `--name=value`.
+fn option(args: &[&Arg], token: &str) -> Option<bool> {
+    let (name, inline) = match token.split_once('=') {
+        Some((name, _)) => (name, true),
+        None => (token, false),
+    };
+    let found = args.iter().find(|arg| {
+        let long = arg
+            .get_long()
+            .is_some_and(|l| name.strip_prefix("--") == Some(l));
+        let short = arg
+            .get_short()
+            .is_some_and(|s| name.strip_prefix('-') == Some(s.encode_utf8(&mut [0; 4])));
+        long || short
+    });
+    match found {
+        Some(arg) => Some(!inline && arg.get_action().takes_values()),
+        // clap's own --help and --version are not in the list before it builds.
+        None if ["--help", "-h", "--version", "-V"].contains(&name) => Some(false),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn clap_definition_is_consistent() {
@@ -199,6 +288,64 @@ mod tests {
         assert!(Cli::try_parse_from(["pushctl", "kick", "1", "--idle-over", "5m"]).is_err());
         assert!(Cli::try_parse_from(["pushctl", "kick", "1", "2", "--reason", "bye"]).is_ok());
         assert!(Cli::try_parse_from(["pushctl", "kick", "--idle-over", "5m"]).is_ok());
+    }
+
+    /// Regression: `pushctl online -5` was "unexpected argument '-5'" (uids and
+    /// messages may begin with `-`).
+    #[test]
+    fn uids_and_messages_may_begin_with_a_hyphen() {
+        let parse = |args: &[&str]| {
+            let args = [&["pushctl"], args]
+                .concat()
+                .into_iter()
+                .map(OsString::from)
+                .collect();
+            Cli::try_parse_from(hyphenated_uids_as_values(args)).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let Command::Online { uid } = parse(&["online", "-5"]).command else {
+            panic!()
+        };
+        assert_eq!(uid, "-5");
+        let Command::Send { uid, message } = parse(&["send", "-5", "-x"]).command else {
+            panic!()
+        };
+        assert_eq!((uid.as_str(), message.as_str()), ("-5", "-x"));
+        let Command::Send { message, .. } = parse(&["send", "42", "--", "-x"]).command else {
+            panic!()
+        };
+        assert_eq!(message, "-x");
+        let cli = parse(&["kick", "-5", "-6", "--reason", "bye", "--json"]);
+        let Command::Kick(kick) = cli.command else {
+            panic!()
+        };
+        assert_eq!(kick.uids, ["-5", "-6"]);
+        assert_eq!(kick.reason.as_deref(), Some("bye"));
+        assert!(cli.json);
+        let Command::Unban { uids } = parse(&["--socket", "s", "unban", "-5", "7", "-x"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(uids, ["7", "-5", "-x"]);
+        let cli = parse(&["kick", "--reason=-x", "-5", "--ban", "1h", "--", "-6"]);
+        let Command::Kick(kick) = cli.command else {
+            panic!()
+        };
+        assert_eq!(kick.uids, ["-5", "-6"]);
+        assert_eq!(kick.reason.as_deref(), Some("-x"));
+        assert!(kick.ban.is_some());
+        let cli = parse(&["--json", "send", "-5", "-"]);
+        let Command::Send { uid, message } = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (uid.as_str(), message.as_str(), cli.json),
+            ("-5", "-", true)
+        );
+        let Command::Token { uid, .. } = parse(&["token", "-5", "--secret-file", "s"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(uid, "-5");
     }
 
     #[test]

@@ -21,7 +21,9 @@ use crate::error::CtlError;
 
 /// Runs pushctl with the process's arguments and returns its exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::hyphenated_uids_as_values(
+        std::env::args_os().collect(),
+    ));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
