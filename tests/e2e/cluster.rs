@@ -71,8 +71,9 @@ async fn a_uid_on_two_nodes_gets_each_push_once_per_connection() {
     for client in [&mut on_a, &mut on_b1, &mut on_b2] {
         assert_eq!(client.recv_text().await, "once");
         assert_eq!(client.recv_text().await, "to all");
-        client.expect_silence(Duration::from_millis(200)).await;
     }
+    // Each got each push once: the next frame on each is a later push.
+    a.fence("7", &mut [&mut on_a, &mut on_b1, &mut on_b2]).await;
 }
 
 #[tokio::test]
@@ -531,9 +532,14 @@ async fn churn_across_nodes_leaves_presence_equal_to_the_connections() {
     for (uid, client) in &mut kept {
         assert_eq!(client.recv_text().await, format!(r#"{{"uid":"{uid}"}}"#));
     }
-    pause_ms(200).await;
-    for (_, client) in &mut kept {
-        client.expect_silence(Duration::from_millis(1)).await;
+    // Exactly once: the next frame on every kept connection is a later push.
+    let node = &three.nodes[1];
+    for uid in online.keys() {
+        let mut of_uid: Vec<&mut WsClient> = (kept.iter_mut())
+            .filter(|(owner, _)| owner == uid)
+            .map(|(_, client)| client)
+            .collect();
+        node.fence(uid, &mut of_uid).await;
     }
     eventually(STEP, "only the kept connections to remain", || async {
         three.nodes[1].stats().await["connections"] == kept.len()

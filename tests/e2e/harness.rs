@@ -1,6 +1,8 @@
 //! A tiny harness around the real binaries: start `pushd` on free ports with
 //! a socket in a temp dir, run `pushctl` against it, and connect real
-//! WebSocket and text-port clients. Every wait is bounded.
+//! WebSocket and text-port clients. Every wait is bounded. The polls a test
+//! waits on (online, stats, list) ask the admin socket in-process, with
+//! pushctl's own client, instead of starting a `pushctl` process per poll.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use pushd_ctl::client::Client;
+use pushd_proto::admin::{Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -197,43 +201,85 @@ impl Pushd {
         run_ctl(command, Some(input)).await
     }
 
-    /// `pushctl online UID` as a bool.
+    /// Asks the admin socket one request, as pushctl does; panics on a refusal
+    /// or an answer the cluster could not confirm.
+    pub async fn ask(&self, request: Request) -> Response {
+        within(STEP, "an admin reply", async {
+            let mut client = Client::connect(&self.socket).await.expect("admin socket");
+            let response = client.request(request).await.expect("admin reply");
+            let incomplete = client.take_incomplete();
+            assert!(incomplete.is_empty(), "unconfirmed: {incomplete:?}");
+            response
+        })
+        .await
+    }
+
+    /// How many connections `uid` has (`pushctl online UID`).
+    pub async fn connections(&self, uid: &str) -> u64 {
+        let uid = pushd_proto::uid::Uid::parse(uid).expect("a valid uid");
+        match self.ask(Request::Online { uid }).await {
+            Response::Online { connections, .. } => connections,
+            other => panic!("expected an online answer, got {other:?}"),
+        }
+    }
+
+    /// Whether `uid` has a connection (`pushctl online UID` exits 0).
     pub async fn is_online(&self, uid: &str) -> bool {
-        let out = self.ctl(&["online", uid]).await;
-        assert!(out.status == 0 || out.status == 1, "{out:?}");
-        out.status == 0
+        self.connections(uid).await > 0
     }
 
     /// Waits until `uid` has exactly `n` connections.
     pub async fn wait_connections(&self, uid: &str, n: u64) {
         eventually(STEP, &format!("{uid} to have {n} connections"), || async {
-            let out = self.ctl(&["--json", "online", uid]).await;
-            out.json()["connections"] == n
+            self.connections(uid).await == n
         })
         .await;
     }
 
     /// Opens a WebSocket and binds it to `uid`, waiting until pushd shows it online.
     pub async fn bound_client(&self, uid: &str) -> WsClient {
-        let before = self.ctl(&["--json", "online", uid]).await.json()["connections"]
-            .as_u64()
-            .unwrap();
+        let before = self.connections(uid).await;
         let mut client = WsClient::connect(self.ws).await;
         client.send_text(uid).await;
         self.wait_connections(uid.trim(), before + 1).await;
         client
     }
 
-    /// Whether `pushctl --json list` shows nobody.
+    /// Whether `pushctl list` shows nobody.
     pub async fn list_is_empty(&self) -> bool {
-        self.ctl(&["--json", "list"]).await.json() == serde_json::json!([])
+        matches!(self.ask(Request::List).await, Response::List { uids } if uids.is_empty())
     }
 
-    /// `pushctl --json stats`.
+    /// What `pushctl --json stats` prints.
     pub async fn stats(&self) -> serde_json::Value {
-        let out = self.ctl(&["--json", "stats"]).await;
-        assert_eq!(out.status, 0, "{out:?}");
-        out.json()
+        match self.ask(Request::Stats).await {
+            Response::Stats(stats) => serde_json::to_value(&stats).expect("stats as JSON"),
+            other => panic!("expected stats, got {other:?}"),
+        }
+    }
+
+    /// Pushes a marker to `uid` and checks that it is the next data frame each of
+    /// `clients` (connections of `uid`) receives: nothing else was pushed to them
+    /// before. A negative check that waits on a frame, not on a clock.
+    pub async fn fence(&self, uid: &str, clients: &mut [&mut WsClient]) {
+        static FENCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = FENCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let marker = format!("fence {n}");
+        let request = Request::Send {
+            uid: pushd_proto::uid::Uid::parse(uid).expect("a valid uid"),
+            message: marker.clone(),
+        };
+        match self.ask(request).await {
+            Response::Delivered { connections } => assert!(connections > 0, "{uid} is offline"),
+            other => panic!("expected a delivery, got {other:?}"),
+        }
+        for client in clients {
+            assert_eq!(
+                client.recv_text().await,
+                marker,
+                "a frame came before the fence"
+            );
+        }
     }
 
     /// Opens a text-port connection.
@@ -334,18 +380,25 @@ impl WsClient {
         .await
     }
 
-    /// Asserts that no data frame arrives within `quiet` (pings are allowed).
-    pub async fn expect_silence(&mut self, quiet: Duration) {
-        let got = tokio::time::timeout(quiet, async {
+    /// Sends a ping and waits for its pong: pushd has read every frame sent before it.
+    pub async fn round_trip(&mut self) {
+        within(
+            STEP,
+            "WebSocket send",
+            self.ws.send(Message::Ping("rt".into())),
+        )
+        .await
+        .expect("send ping");
+        within(STEP, "the pong", async {
             loop {
                 match self.ws.next().await {
+                    Some(Ok(Message::Pong(payload))) if &payload[..] == b"rt" => return,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    other => return other,
+                    other => panic!("expected the pong, got {other:?}"),
                 }
             }
         })
-        .await;
-        assert!(got.is_err(), "expected silence, got {got:?}");
+        .await
     }
 
     /// Reads until the server closes; returns the close frame's code and reason.

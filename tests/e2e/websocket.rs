@@ -27,7 +27,7 @@ async fn a_push_reaches_every_connection_of_the_uid_and_no_other() {
     assert_eq!(out.stdout, "delivered to 2 connections of 42\n");
     assert_eq!(tab1.recv_text().await, "hello");
     assert_eq!(tab2.recv_text().await, "hello");
-    other.expect_silence(Duration::from_millis(300)).await;
+    pushd.fence("7", &mut [&mut other]).await;
 }
 
 #[tokio::test]
@@ -36,8 +36,8 @@ async fn later_text_messages_do_not_rebind() {
     let mut client = pushd.bound_client("42").await;
     client.send_text("43").await;
     client.send_text("heartbeat").await;
-    // Let pushd read them, then check nothing moved.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once pushd has read them, nothing moved.
+    client.round_trip().await;
     assert!(pushd.is_online("42").await);
     assert!(!pushd.is_online("43").await);
     assert!(!pushd.is_online("heartbeat").await);
@@ -48,7 +48,6 @@ async fn pushd_sends_no_frames_of_its_own() {
     // No welcome, no bind ack: with pings off, the first frame is the push.
     let pushd = Pushd::start(&["--ping-interval", "0"]).await;
     let mut client = pushd.bound_client("42").await;
-    client.expect_silence(Duration::from_millis(500)).await;
     pushd.ctl(&["send", "42", "first"]).await;
     match within(STEP, "first frame", client.ws.next()).await {
         Some(Ok(Message::Text(text))) => assert_eq!(text, "first"),
