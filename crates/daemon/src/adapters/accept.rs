@@ -13,6 +13,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -55,19 +56,22 @@ impl Acceptor for interprocess::local_socket::tokio::Listener {
     }
 }
 
-/// Accepts connections until shutdown and runs `handle` for each in its own
-/// tracked task. `name` names the listener in log messages; connections closed
-/// unserved for lack of file descriptors are counted in `counters`.
-pub(crate) async fn serve<L, F, Fut>(
+/// Accepts connections until shutdown and runs `connection` for each in its own
+/// tracked task, with the listener's shared `state` and the shutdown token.
+/// `name` names the listener in log messages; connections closed unserved for
+/// lack of file descriptors are counted in `counters`.
+pub(crate) async fn serve<L, S, F, Fut>(
     listener: L,
     name: &'static str,
+    counters: &Counters,
+    state: &Arc<S>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-    counters: &Counters,
-    mut handle: F,
+    connection: F,
 ) where
     L: Acceptor,
-    F: FnMut(L::Stream, L::Peer) -> Fut,
+    S: Send + Sync + 'static,
+    F: Fn(L::Stream, L::Peer, Arc<S>, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut errors = Throttled::new(name);
@@ -79,7 +83,7 @@ pub(crate) async fn serve<L, F, Fut>(
         };
         match accepted {
             Ok((stream, peer)) => {
-                tracker.spawn(handle(stream, peer));
+                tracker.spawn(connection(stream, peer, state.clone(), shutdown.clone()));
             }
             Err(err) if is_out_of_descriptors(&err) => {
                 errors.warn(&format_args!("accept failed: {err}"));

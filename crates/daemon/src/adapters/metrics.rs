@@ -7,6 +7,7 @@
 //! /metrics` answers the OpenMetrics text, anything else 404, one request per
 //! connection, bounded in size and time.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,26 +44,22 @@ pub(crate) async fn serve(
     );
     registry.register_collector(Box::new(NodeCollector(node.clone())));
     let registry = Arc::new(registry);
+    let counters = &node.counters;
     super::accept::serve(
-        listener,
-        "metrics",
-        &shutdown,
-        &tracker,
-        &node.counters,
-        |stream, _| {
-            let registry = registry.clone();
-            async move {
-                if let Err(err) = scrape(stream, &registry).await {
-                    debug!(%err, "metrics request failed");
-                }
-            }
-        },
+        listener, "metrics", counters, &registry, &shutdown, &tracker, scrape,
     )
     .await;
 }
 
+/// Answers one scrape; an error only ends that connection.
+async fn scrape(stream: TcpStream, _: SocketAddr, registry: Arc<Registry>, _: CancellationToken) {
+    if let Err(err) = answer(stream, &registry).await {
+        debug!(%err, "metrics request failed");
+    }
+}
+
 /// Answers one HTTP request.
-async fn scrape(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(512);
     let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let mut chunk = [0u8; 1024];

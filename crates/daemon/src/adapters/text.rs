@@ -6,6 +6,7 @@
 //! in cluster mode, one Redis round trip per 64 lines instead of one per line).
 //! A bad line fails alone; the connection and the daemon carry on.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -40,27 +41,26 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let counters = node.counters.clone();
+    let counters = &node.counters;
     super::accept::serve(
-        listener,
-        "text",
-        &shutdown,
-        &tracker,
-        &counters,
-        |stream, peer| {
-            let node = node.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                let open = &node.counters.text_connections;
-                open.fetch_add(1, Ordering::Relaxed);
-                if let Err(err) = session(stream, &node, &shutdown).await {
-                    debug!(%peer, %err, "text connection ended with an error");
-                }
-                open.fetch_sub(1, Ordering::Relaxed);
-            }
-        },
+        listener, "text", counters, &node, &shutdown, &tracker, connection,
     )
     .await;
+}
+
+/// One backend connection, counted while it is open.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+) {
+    let open = &node.counters.text_connections;
+    open.fetch_add(1, Ordering::Relaxed);
+    if let Err(err) = session(stream, &node, &shutdown).await {
+        debug!(%peer, %err, "text connection ended with an error");
+    }
+    open.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Serves one backend connection until it closes or pushd shuts down.

@@ -23,7 +23,8 @@ pub(super) fn local(node: &Node, message: String) -> Result<Response, String> {
     })
 }
 
-fn absorb(total: &mut Response, more: Response) -> bool {
+/// Counts add up.
+pub(super) fn absorb(total: &mut Response, more: Response) -> bool {
     let (Response::Delivered { connections }, Response::Delivered { connections: more }) =
         (total, more)
     else {

@@ -134,16 +134,6 @@ mod tests {
         Response::Delivered { connections: n }
     }
 
-    fn add(total: &mut Response, more: Response) -> bool {
-        let (Response::Delivered { connections }, Response::Delivered { connections: more }) =
-            (total, more)
-        else {
-            return false;
-        };
-        *connections += more;
-        true
-    }
-
     #[test]
     fn errors_and_answers_of_the_wrong_kind_become_notes() {
         let reply = |node: &str, result| NodeReply {
@@ -156,7 +146,11 @@ mod tests {
             reply("d", Ok(Response::Bans { bans: vec![] })),
         ];
         let mut notes = Vec::new();
-        assert_eq!(merge(delivered(1), remote, add, &mut notes), delivered(3));
+        let absorb = broadcast::absorb;
+        assert_eq!(
+            merge(delivered(1), remote, absorb, &mut notes),
+            delivered(3)
+        );
         assert_eq!(notes, ["node c: busy", "node d answered bans"]);
     }
 }

@@ -29,24 +29,17 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let counters = node.counters.clone();
+    let counters = &node.counters;
     super::accept::serve(
-        listener,
-        "admin",
-        &shutdown,
-        &tracker,
-        &counters,
-        |stream, ()| {
-            let node = node.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                if let Err(err) = session(stream, &node, &shutdown).await {
-                    debug!(%err, "admin connection ended with an error");
-                }
-            }
-        },
+        listener, "admin", counters, &node, &shutdown, &tracker, connection,
     )
     .await;
+}
+
+async fn connection(stream: Stream, _: (), node: Arc<Node>, shutdown: CancellationToken) {
+    if let Err(err) = session(stream, &node, &shutdown).await {
+        debug!(%err, "admin connection ended with an error");
+    }
 }
 
 /// Answers one admin client's requests, in order, until it hangs up.

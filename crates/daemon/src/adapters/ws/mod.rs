@@ -86,13 +86,15 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let counters = &server.node.counters;
     super::accept::serve(
         listener,
         "WebSocket",
+        counters,
+        &server,
         &shutdown,
         &tracker,
-        &server.node.counters,
-        |stream, peer| connection(stream, peer, server.clone(), shutdown.clone()),
+        connection,
     )
     .await;
 }

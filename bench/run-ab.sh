@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Before/after figures for a change, measured in one sitting, alternating A B A B.
+#
+#   bench/run-ab.sh A_PUSHD B_PUSHD [RESULTS.jsonl]
+#
+# A_PUSHD and B_PUSHD are two pushd binaries (e.g. a copy of target/release/pushd
+# built before the change, and the one built after). The same pushbench
+# (target/release/pushbench) drives both. For every round and every scenario a
+# fresh pushd is started on free loopback ports with a private admin socket,
+# A first then B, so that slow drifts of the shared machine hit both alike.
+# Scenarios: idle RSS with 19,000 bound connections, and pushes to 10,000
+# clients (MESSAGES, default 200k, through 4 text connections x 64 in flight).
+# ROUNDS (default 2) sets the number of A B pairs; SCENARIOS (default "idle push")
+# picks the scenarios. Every run is bounded by `timeout`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+a_bin=$1 b_bin=$2
+results=${3:-target/bench-ab.jsonl}
+rounds=${ROUNDS:-2}
+scenarios=${SCENARIOS:-idle push}
+messages=${MESSAGES:-200000}
+bench=./target/release/pushbench
+[ -x "$bench" ] || cargo build --release --quiet -p pushbench
+: > "$results"
+dir=$(mktemp -d)
+socket="$dir/pushd.sock"
+pushd_pid=""
+
+start_pushd() {
+    local bin=$1
+    stop_pushd
+    "$bin" --ws-listen 127.0.0.1:0 --text-listen 127.0.0.1:0 --socket "$socket" \
+        >/dev/null 2>"$dir/pushd.log" &
+    pushd_pid=$!
+    for _ in $(seq 1 50); do
+        if grep -q " listening " "$dir/pushd.log"; then
+            ws=$(grep -o 'ws=[^ ]*' "$dir/pushd.log" | head -1 | cut -d= -f2)
+            text=$(grep -o 'text=[^ ]*' "$dir/pushd.log" | head -1 | cut -d= -f2)
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "pushd did not start" >&2; cat "$dir/pushd.log" >&2; exit 1
+}
+
+stop_pushd() {
+    if [ -n "$pushd_pid" ]; then
+        kill "$pushd_pid" 2>/dev/null || true
+        wait "$pushd_pid" 2>/dev/null || true
+        pushd_pid=""
+    fi
+}
+trap 'stop_pushd; rm -rf "$dir"' EXIT
+
+# run SIDE BINARY LABEL PUSHBENCH ARGS...
+run() {
+    local side=$1 bin=$2 label=$3
+    shift 3
+    start_pushd "$bin"
+    local report
+    report=$(timeout 600 "$bench" --ws "$ws" --text "$text" --socket "$socket" \
+        --pid "$pushd_pid" --json "$@")
+    echo "{\"side\":\"$side\",\"label\":\"$label\",\"report\":$report}" >> "$results"
+    echo "$side $label: done" >&2
+}
+
+for _ in $(seq "$rounds"); do
+    for side in A B; do
+        bin=$a_bin; [ "$side" = B ] && bin=$b_bin
+        case " $scenarios " in *" idle "*)
+            run "$side" "$bin" idle-19000 idle -n 19000 --hold 1s ;;
+        esac
+        case " $scenarios " in *" push "*)
+            run "$side" "$bin" push-10000 push -n 10000 -m "$messages" -k 4 -p 64 ;;
+        esac
+    done
+done
+
+python3 - "$results" <<'PY'
+import json, sys
+from collections import defaultdict
+runs = defaultdict(list)
+for line in open(sys.argv[1]):
+    row = json.loads(line)
+    runs[(row["label"], row["side"])].append({f["name"]: f["value"] for f in row["report"]["figures"]})
+for label in sorted({label for label, _ in runs}):
+    print(label)
+    names = list(runs[(label, "A")][0])
+    for name in names:
+        a = [r[name] for r in runs[(label, "A")] if name in r]
+        b = [r[name] for r in runs[(label, "B")] if name in r]
+        print(f"  {name:36} A: {', '.join(f'{v:.3f}' for v in a):28} B: {', '.join(f'{v:.3f}' for v in b)}")
+PY
