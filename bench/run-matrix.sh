@@ -16,31 +16,8 @@ cargo build --release --quiet
 : > "$results"
 dir=$(mktemp -d)
 socket="$dir/pushd.sock"
-pushd_pid=""
-
-start_pushd() {
-    stop_pushd
-    ./target/release/pushd --ws-listen 127.0.0.1:0 --text-listen 127.0.0.1:0 \
-        --socket "$socket" "$@" >/dev/null 2>"$dir/pushd.log" &
-    pushd_pid=$!
-    for _ in $(seq 1 50); do
-        if grep -q " listening " "$dir/pushd.log"; then
-            ws=$(grep -o 'ws=[^ ]*' "$dir/pushd.log" | head -1 | cut -d= -f2)
-            text=$(grep -o 'text=[^ ]*' "$dir/pushd.log" | head -1 | cut -d= -f2)
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "pushd did not start" >&2; cat "$dir/pushd.log" >&2; exit 1
-}
-
-stop_pushd() {
-    if [ -n "$pushd_pid" ]; then
-        kill "$pushd_pid" 2>/dev/null || true
-        wait "$pushd_pid" 2>/dev/null || true
-        pushd_pid=""
-    fi
-}
+# shellcheck source=bench/single-node.sh
+. bench/single-node.sh
 trap 'stop_pushd; rm -rf "$dir"' EXIT
 
 # run LABEL "PUSHD OPTIONS" PUSHBENCH ARGS...
@@ -48,7 +25,7 @@ run() {
     local label=$1 options=$2
     shift 2
     # shellcheck disable=SC2086
-    start_pushd $options
+    start_pushd ./target/release/pushd $options
     local report
     report=$(timeout 600 ./target/release/pushbench --ws "$ws" --text "$text" --socket "$socket" \
         --pid "$pushd_pid" --json "$@")

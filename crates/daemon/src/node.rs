@@ -34,3 +34,29 @@ impl Node {
         self.cluster.as_deref().map(Cluster::name)
     }
 }
+
+/// A single node with no listeners behind it, for the request files' unit tests.
+#[cfg(test)]
+pub(crate) fn test_node() -> Node {
+    use crate::core::conn::QueueLimits;
+    use crate::core::registry::RegistryLimits;
+    let clock = Clock::new();
+    let counters = Arc::new(Counters::default());
+    let limits = RegistryLimits {
+        queue: QueueLimits {
+            messages: 8,
+            bytes: 1 << 20,
+        },
+        per_uid: None,
+    };
+    Node {
+        registry: Arc::new(Registry::new(limits, clock, counters.clone(), None)),
+        counters,
+        clock,
+        cluster: None,
+        max_message_size: 64,
+        ws_addr: "127.0.0.1:1".parse().unwrap(),
+        text_addr: "127.0.0.1:2".parse().unwrap(),
+        socket: PathBuf::from("/tmp/test.sock"),
+    }
+}

@@ -150,6 +150,27 @@ mod tests {
     }
 
     #[test]
+    fn a_local_kick_answers_only_the_uids_that_were_online_and_bans_them_all() {
+        let node = crate::node::test_node();
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let uid = |text| Uid::parse(text).unwrap();
+        for _ in 0..2 {
+            let conn = node.registry.open(peer);
+            node.registry.bind(conn.id, &uid("42")).unwrap();
+        }
+        let answer = local(&node, &[uid("42"), uid("7")], None, Some(60_000));
+        assert_eq!(answer, kicked(&[("42", 2)]));
+        assert_eq!(node.registry.online("42"), 0);
+        let banned: Vec<String> = node
+            .registry
+            .bans()
+            .iter()
+            .map(|(u, _)| u.to_string())
+            .collect();
+        assert_eq!(banned, ["42", "7"], "offline uids are banned too");
+    }
+
+    #[test]
     fn kicks_add_up_per_uid() {
         let mut total = kicked(&[("42", 1), ("7", 1)]);
         assert!(absorb(&mut total, kicked(&[("42", 2), ("8", 1)])));

@@ -62,3 +62,48 @@ fn absorb(total: &mut Response, more: Response) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::counters::Counter;
+
+    #[test]
+    fn the_cluster_sum_adds_every_figure_and_lists_both_nodes() {
+        let node = crate::node::test_node();
+        node.counters.add(Counter::Binds, 3);
+        let Response::Stats(mut one) = local(&node) else {
+            unreachable!()
+        };
+        assert_eq!(one.counters.binds, 3);
+        let node_line = |name: &str| NodeStats {
+            name: name.into(),
+            id: format!("{name}-1"),
+            ws_listen: "127.0.0.1:1".into(),
+            uptime_ms: 0,
+            connections: 1,
+            uids: 1,
+        };
+        let cluster = |name: &str| ClusterInfo {
+            node: name.into(),
+            node_id: format!("{name}-1"),
+            redis: "redis://r".into(),
+            redis_up: true,
+            nodes: vec![node_line(name)],
+        };
+        one.cluster = Some(cluster("b"));
+        one.connections = 1;
+        let mut other = one.clone();
+        other.cluster = Some(cluster("a"));
+        let mut total = Response::Stats(one);
+        assert!(absorb(&mut total, Response::Stats(other)));
+        let Response::Stats(total) = total else {
+            unreachable!()
+        };
+        assert_eq!((total.connections, total.counters.binds), (2, 6));
+        let names: Vec<&str> = (total.cluster.iter())
+            .flat_map(|c| c.nodes.iter().map(|n| n.name.as_str()))
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+}
