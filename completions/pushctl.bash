@@ -31,6 +31,9 @@ _pushctl() {
             pushctl,list)
                 cmd="pushctl__subcmd__list"
                 ;;
+            pushctl,mailbox)
+                cmd="pushctl__subcmd__mailbox"
+                ;;
             pushctl,online)
                 cmd="pushctl__subcmd__online"
                 ;;
@@ -64,6 +67,9 @@ _pushctl() {
             pushctl__subcmd__help,list)
                 cmd="pushctl__subcmd__help__subcmd__list"
                 ;;
+            pushctl__subcmd__help,mailbox)
+                cmd="pushctl__subcmd__help__subcmd__mailbox"
+                ;;
             pushctl__subcmd__help,online)
                 cmd="pushctl__subcmd__help__subcmd__online"
                 ;;
@@ -89,7 +95,7 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban bans token help"
+            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -143,7 +149,7 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats watch unban bans token help"
+            opts="list kick send broadcast online stats watch unban mailbox bans token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -213,6 +219,20 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__mailbox)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -366,6 +386,24 @@ _pushctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pushctl__subcmd__mailbox)
+            opts="-h --clear --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pushctl__subcmd__online)
             opts="-h --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -385,7 +423,7 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__send)
-            opts="-h --socket --json --help"
+            opts="-h --transient --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

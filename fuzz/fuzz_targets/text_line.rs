@@ -9,7 +9,8 @@ fuzz_target!(|line: &[u8]| {
     let Ok(line) = std::str::from_utf8(pushd_proto::text::trim_line_ending(line)) else {
         return;
     };
-    if let Ok(uid) = pushd_proto::text::parse_push_line(line) {
+    if let Ok(parsed) = pushd_proto::text::parse_push_line(line) {
+        let uid = parsed.uid;
         assert_eq!(pushd_proto::uid::normalize_uid(&uid), Ok(&*uid));
         assert!(line.trim_start().starts_with('{'), "only an object is a request");
     }

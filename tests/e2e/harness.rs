@@ -268,9 +268,12 @@ impl Pushd {
         let request = Request::Send {
             uid: pushd_proto::uid::Uid::parse(uid).expect("a valid uid"),
             message: marker.clone(),
+            transient: true,
         };
         match self.ask(request).await {
-            Response::Delivered { connections } => assert!(connections > 0, "{uid} is offline"),
+            Response::Delivered { connections, .. } => {
+                assert!(connections > 0, "{uid} is offline")
+            }
             other => panic!("expected a delivery, got {other:?}"),
         }
         for client in clients {

@@ -143,7 +143,8 @@ async fn a_fragmented_uid_is_reassembled_and_fragments_count_toward_the_size_lim
 
 #[tokio::test]
 async fn a_flood_of_text_port_connections_is_served_and_leaves_nothing_behind() {
-    let pushd = Pushd::start(&[]).await;
+    // The original recipe's answers (no mailbox), so every reply fits five bytes.
+    let pushd = Pushd::start(&["--mailbox-ttl", "0"]).await;
     let mut client = pushd.bound_client("42").await;
     let replies = futures_util::future::join_all((0..500).map(|i| {
         let text = pushd.text;

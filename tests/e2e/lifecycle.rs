@@ -71,7 +71,7 @@ async fn sigterm_closes_clients_with_1001_removes_the_socket_and_exits_0() {
         let mut client = pushd.bound_client("42").await;
         let mut backend = pushd.text_client().await;
         // A served request proves the text connection was accepted before the signal.
-        assert_eq!(backend.request(r#"{"uid":"43"}"#).await, "fail");
+        assert_eq!(backend.request(r#"{"uid":"43"}"#).await, "queued");
         pushd.signal(signal);
         let closed = client.closed(STEP).await;
         assert_eq!(closed.code, Some(1001), "{closed:?}");

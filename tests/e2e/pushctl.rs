@@ -90,9 +90,18 @@ async fn after_kick_returns_the_uid_is_offline_even_if_the_client_never_answers(
     let kick = pushd.ctl(&["kick", "42"]).await;
     assert_eq!(kick.status, 0, "{kick:?}");
     assert_eq!(pushd.ctl(&["online", "42"]).await.status, 1);
-    assert_eq!(pushd.ctl(&["send", "42", "x"]).await.status, 1);
+    assert_eq!(
+        pushd.ctl(&["send", "--transient", "42", "x"]).await.status,
+        1
+    );
     let mut backend = pushd.text_client().await;
-    assert_eq!(backend.request(r#"{"uid":42}"#).await, "fail");
+    let line = r#"{"uid":42,"transient":true}"#;
+    assert_eq!(backend.request(line).await, "fail");
+    let queued = pushd.ctl(&["send", "42", "x"]).await;
+    assert_eq!(
+        queued.stdout, "42 is offline; queued for its next connection\n",
+        "offline, so kept for its return (a kick is not a ban)"
+    );
     // And the socket is dropped after the close timeout.
     crate::harness::eventually(STEP, "the frozen connection to be dropped", || async {
         pushd.stats().await["connections"] == 0
@@ -131,16 +140,22 @@ async fn kick_idle_over_kicks_only_idle_connections() {
 async fn send_reports_delivery_and_reads_stdin() {
     let pushd = Pushd::start(&[]).await;
     let mut client = pushd.bound_client("42").await;
-    let offline = pushd.ctl(&["send", "7", "hello"]).await;
+    let offline = pushd.ctl(&["send", "--transient", "7", "hello"]).await;
     assert_eq!(
         (offline.status, offline.stdout.as_str()),
         (1, "7 is offline\n")
+    );
+    let queued = pushd.ctl(&["--json", "send", "7", "hello"]).await;
+    assert_eq!(queued.status, 0, "queued is a success: {queued:?}");
+    assert_eq!(
+        queued.json(),
+        serde_json::json!({"uid": "7", "delivered": 0, "queued": true, "connections": 0})
     );
     let out = pushd.ctl(&["--json", "send", "42", "hello"]).await;
     assert_eq!(out.status, 0);
     assert_eq!(
         out.json(),
-        serde_json::json!({"uid": "42", "delivered": true, "connections": 1})
+        serde_json::json!({"uid": "42", "delivered": 1, "queued": false, "connections": 1})
     );
     assert_eq!(client.recv_text().await, "hello");
     let piped = pushd

@@ -147,7 +147,7 @@ async fn metrics_are_scraped_in_prometheus_text_format_and_move() {
     let mut client = pushd.bound_client("42").await;
     let mut backend = pushd.text_client().await;
     assert_eq!(backend.request(r#"{"uid":42}"#).await, "ok");
-    assert_eq!(backend.request(r#"{"uid":7}"#).await, "fail");
+    assert_eq!(backend.request(r#"{"uid":7}"#).await, "queued");
     client.recv_text().await;
     pushd.ctl(&["kick", "42"]).await;
 
@@ -160,9 +160,14 @@ async fn metrics_are_scraped_in_prometheus_text_format_and_move() {
         1.0
     );
     assert_eq!(
-        sample(&after, r#"pushd_text_requests_total{result="fail"}"#),
+        sample(&after, r#"pushd_text_requests_total{result="queued"}"#),
         1.0
     );
+    assert_eq!(
+        sample(&after, r#"pushd_mailbox_messages_total{event="stored"}"#),
+        1.0
+    );
+    assert_eq!(sample(&after, "pushd_mailbox_waiting"), 1.0);
     assert_eq!(
         sample(&after, r#"pushd_disconnects_total{reason="kicked"}"#),
         1.0

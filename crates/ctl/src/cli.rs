@@ -53,11 +53,14 @@ pub enum Command {
                             */5 * * * * pushctl kick --idle-over 10m"
     )]
     Kick(KickArgs),
-    /// Push MESSAGE as one text frame to every connection of UID.
+    /// Push MESSAGE as one text frame to every connection of UID; while UID has
+    /// none, it waits in UID's mailbox for its next connection (pushd --mailbox-ttl).
+    ///
+    /// Exit status 0 when delivered or queued, 1 when neither.
     #[command(
         after_help = "Examples:\n  pushctl send 42 '{\"type\":\"notice\",\"text\":\"hello\"}'\n  \
                             render-report | pushctl send 42 -\n  \
-                            pushctl send 42 ping || echo 'user 42 is offline'"
+                            pushctl send --transient 42 typing || echo 'user 42 is offline'"
     )]
     Send {
         /// The addressed uid.
@@ -66,6 +69,9 @@ pub enum Command {
         /// The message; `-` reads it from stdin (one trailing newline is dropped).
         #[arg(allow_hyphen_values = true)]
         message: String,
+        /// Deliver now or not at all: never keep it in the mailbox of an offline uid.
+        #[arg(long)]
+        transient: bool,
     },
     /// Push MESSAGE as one text frame to every bound connection.
     #[command(
@@ -110,6 +116,19 @@ pub enum Command {
     Unban {
         /// The uids to unban.
         #[arg(required = true, value_name = "UID")]
+        uids: Vec<String>,
+    },
+    /// Show the uids with messages waiting for their next connection (UID,
+    /// MESSAGES, BYTES, OLDEST), or with --clear empty the mailboxes of UIDs.
+    #[command(
+        after_help = "Examples:\n  pushctl mailbox\n  pushctl mailbox --clear 42 43   # exit 1 if none had messages"
+    )]
+    Mailbox {
+        /// Drop the waiting messages of UIDs instead of listing.
+        #[arg(long, requires = "uids")]
+        clear: bool,
+        /// With --clear, the uids whose mailboxes are emptied.
+        #[arg(value_name = "UID", requires = "clear")]
         uids: Vec<String>,
     },
     /// Show active bans and the time left on each.
@@ -208,7 +227,7 @@ pub fn hyphenated_uids_as_values(args: Vec<OsString>) -> Vec<OsString> {
         }
     }
     let Some(sub) = (args.get(at).and_then(|a| a.to_str()))
-        .filter(|name| ["kick", "unban"].contains(name))
+        .filter(|name| ["kick", "unban", "mailbox"].contains(name))
         .and_then(|name| command.find_subcommand(name))
     else {
         return args;
@@ -306,7 +325,7 @@ mod tests {
             panic!()
         };
         assert_eq!(uid, "-5");
-        let Command::Send { uid, message } = parse(&["send", "-5", "-x"]).command else {
+        let Command::Send { uid, message, .. } = parse(&["send", "-5", "-x"]).command else {
             panic!()
         };
         assert_eq!((uid.as_str(), message.as_str()), ("-5", "-x"));
@@ -334,7 +353,7 @@ mod tests {
         assert_eq!(kick.reason.as_deref(), Some("-x"));
         assert!(kick.ban.is_some());
         let cli = parse(&["--json", "send", "-5", "-"]);
-        let Command::Send { uid, message } = cli.command else {
+        let Command::Send { uid, message, .. } = cli.command else {
             panic!()
         };
         assert_eq!(

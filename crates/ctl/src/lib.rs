@@ -75,9 +75,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
     let answer = match cli.command {
         Command::List(args) => cmd::list::run(&mut client, args, json, out).await,
         Command::Kick(args) => cmd::kick::run(&mut client, args, json, out).await,
-        Command::Send { uid, message } => {
-            cmd::push::send(&mut client, &uid, message, json, out).await
-        }
+        Command::Send {
+            uid,
+            message,
+            transient,
+        } => cmd::push::send(&mut client, &uid, message, transient, json, out).await,
         Command::Broadcast { message } => {
             cmd::push::broadcast(&mut client, message, json, out).await
         }
@@ -85,6 +87,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         Command::Stats => cmd::stats::run(&mut client, json, out).await,
         Command::Unban { uids } => cmd::ban::unban(&mut client, &uids, json, out).await,
         Command::Bans => cmd::ban::list(&mut client, json, out).await,
+        Command::Mailbox { clear: false, .. } => cmd::mailbox::list(&mut client, json, out).await,
+        Command::Mailbox { clear: true, uids } => {
+            cmd::mailbox::clear(&mut client, &uids, json, out).await
+        }
         Command::Token { .. } => unreachable!("handled before connecting"),
         Command::Watch {
             interval,

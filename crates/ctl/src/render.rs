@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pushd_proto::admin::{BanInfo, Stats, UidInfo};
+use pushd_proto::admin::{BanInfo, MailboxInfo, Stats, UidInfo};
 use tabled::settings::{Padding, Style};
 use tabled::{Table, Tabled};
 
@@ -78,6 +78,29 @@ pub fn ban_table(bans: &[BanInfo]) -> String {
     plain_table(Table::new(rows))
 }
 
+#[derive(Tabled)]
+struct MailboxRow {
+    #[tabled(rename = "UID")]
+    uid: String,
+    #[tabled(rename = "MESSAGES")]
+    messages: u64,
+    #[tabled(rename = "BYTES")]
+    bytes: u64,
+    #[tabled(rename = "OLDEST")]
+    oldest: String,
+}
+
+/// The `pushctl mailbox` table.
+pub fn mailbox_table(uids: &[MailboxInfo]) -> String {
+    let rows = uids.iter().map(|info| MailboxRow {
+        uid: info.uid.clone(),
+        messages: info.messages,
+        bytes: info.bytes,
+        oldest: duration_ms(info.oldest_ms),
+    });
+    plain_table(Table::new(rows))
+}
+
 /// A table without borders, two spaces between columns, no trailing blanks.
 fn plain_table(mut table: Table) -> String {
     table.with(Style::blank()).with(Padding::new(0, 1, 0, 0));
@@ -92,7 +115,7 @@ fn plain_table(mut table: Table) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    let lines: [(&str, String); 30] = [
+    let lines: [(&str, String); 40] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -102,6 +125,9 @@ pub fn stats(stats: &Stats) -> String {
         ("uids", stats.uids.to_string()),
         ("text connections", stats.text_connections.to_string()),
         ("bans", stats.bans.to_string()),
+        ("mailbox uids", stats.mailbox.uids.to_string()),
+        ("mailbox messages", stats.mailbox.messages.to_string()),
+        ("mailbox bytes", stats.mailbox.bytes.to_string()),
         ("connections opened", c.connections_opened.to_string()),
         ("connections closed", c.connections_closed.to_string()),
         ("handshakes failed", c.handshakes_failed.to_string()),
@@ -123,6 +149,13 @@ pub fn stats(stats: &Stats) -> String {
         ("messages delivered", c.messages_delivered.to_string()),
         ("text ok", c.text_ok.to_string()),
         ("text fail", c.text_fail.to_string()),
+        ("text queued", c.text_queued.to_string()),
+        ("mailbox stored", c.mailbox_stored.to_string()),
+        ("mailbox delivered", c.mailbox_delivered.to_string()),
+        ("mailbox expired", c.mailbox_expired.to_string()),
+        ("mailbox dropped", c.mailbox_dropped.to_string()),
+        ("mailbox refused", c.mailbox_refused.to_string()),
+        ("mailbox cleared", c.mailbox_cleared.to_string()),
     ];
     let mut lines = lines.to_vec();
     if let Some(cluster) = &stats.cluster {

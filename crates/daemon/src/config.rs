@@ -171,6 +171,24 @@ pub struct DaemonArgs {
           value_parser = humantime::parse_duration)]
     pub bind_timeout: Duration,
 
+    /// How long a push waits in the mailbox of a uid that has no connection, for
+    /// its next connection (a page reload or navigation); 0 turns the mailbox off:
+    /// such a push answers `fail`, as in the original recipe.
+    #[arg(long, env = "PUSHD_MAILBOX_TTL", default_value = "30s", value_name = "DUR",
+          value_parser = humantime::parse_duration, help_heading = "Mailbox")]
+    pub mailbox_ttl: Duration,
+
+    /// Most messages waiting for one uid; one more pushes the oldest out (counted).
+    #[arg(long, env = "PUSHD_MAILBOX_SIZE", default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Mailbox")]
+    pub mailbox_size: u64,
+
+    /// Bytes kept by all mailboxes together (each message: its payload plus 96 bytes);
+    /// past it a push that would be kept answers `fail` (counted).
+    #[arg(long, env = "PUSHD_MAILBOX_MEMORY", default_value_t = 64 * 1024 * 1024,
+          value_name = "BYTES", help_heading = "Mailbox")]
+    pub mailbox_memory: u64,
+
     /// Cluster mode: share presence and routing with other nodes through the Redis at URL
     /// (`redis://HOST:PORT`, `redis+unix:///PATH`). Off by default: a single node.
     #[arg(
@@ -310,6 +328,12 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Longest a connection may stay unbound; `None` disables.
     pub bind_timeout: Option<Duration>,
+    /// How long a push waits for a uid with no connection; `None`: the mailbox is off.
+    pub mailbox_ttl: Option<Duration>,
+    /// Most messages waiting per uid.
+    pub mailbox_size: usize,
+    /// Bytes kept by all mailboxes together.
+    pub mailbox_memory: usize,
     /// Cluster mode, with `--cluster`.
     pub cluster: Option<ClusterConfig>,
 }
@@ -347,6 +371,9 @@ impl From<DaemonArgs> for Config {
             metrics_listen: args.metrics_listen,
             handshake_timeout: args.handshake_timeout,
             bind_timeout: nonzero(args.bind_timeout),
+            mailbox_ttl: nonzero(args.mailbox_ttl),
+            mailbox_size: args.mailbox_size as usize,
+            mailbox_memory: args.mailbox_memory as usize,
             cluster: args.cluster.map(|url| ClusterConfig {
                 url,
                 prefix: args.cluster_prefix,
@@ -377,6 +404,16 @@ impl Config {
                 };
                 (limit, policy)
             }),
+            // In cluster mode the mailboxes belong in Redis, shared by every node; until
+            // they live there, a node keeps none (a push to an offline uid fails, as before).
+            mailbox: self
+                .mailbox_ttl
+                .filter(|_| self.cluster.is_none())
+                .map(|ttl| crate::core::mailbox::MailboxLimits {
+                    ttl,
+                    size: self.mailbox_size,
+                    memory: self.mailbox_memory,
+                }),
         }
     }
 

@@ -83,6 +83,31 @@ impl Listeners {
     }
 }
 
+/// Drops mailbox messages whose TTL has passed, about ten times per TTL (at most
+/// once a second), until shutdown. A uid's expired messages are also dropped
+/// whenever it is next pushed to or binds; this only gives their memory back.
+async fn expire_mailboxes(
+    registry: Arc<Registry>,
+    ttl: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let every = (ttl / 10).clamp(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_secs(1),
+    );
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        while registry.expire_mailboxes() {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// Serves `listeners` until `shutdown` completes, then closes every client
 /// with 1001, waits (bounded) for them, and removes the admin socket.
 pub async fn run(
@@ -158,6 +183,7 @@ pub async fn run(
         socket = %config.socket.display(),
         heartbeat = %config::describe(config.heartbeat),
         ping_interval = %config::describe(config.ping_interval),
+        mailbox_ttl = %config::describe(config.mailbox_ttl.filter(|_| config.cluster.is_none())),
         max_connections,
         metrics = %metrics_addr,
         cluster = %cluster_desc,
@@ -205,6 +231,9 @@ pub async fn run(
         token.clone(),
         tracker.clone(),
     ));
+    if let Some(ttl) = config.mailbox_ttl {
+        tracker.spawn(expire_mailboxes(registry.clone(), ttl, token.clone()));
+    }
 
     shutdown.await;
     let (connections, _) = registry.sizes();

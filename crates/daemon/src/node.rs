@@ -48,6 +48,11 @@ pub(crate) fn test_node() -> Node {
             bytes: 1 << 20,
         },
         per_uid: None,
+        mailbox: Some(crate::core::mailbox::MailboxLimits {
+            ttl: std::time::Duration::from_secs(30),
+            size: 100,
+            memory: 1 << 20,
+        }),
     };
     Node {
         registry: Arc::new(Registry::new(limits, clock, counters.clone(), None)),

@@ -11,6 +11,7 @@ use pushd_proto::uid::Uid;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::Confirm;
+use crate::core::registry::Pushed;
 use crate::node::Node;
 
 /// A message already queued for the uid's connections here, and in cluster mode
@@ -19,8 +20,8 @@ use crate::node::Node;
 pub(crate) struct Push {
     uid: Uid,
     message: Utf8Bytes,
-    /// Connections here that took it.
-    here: u64,
+    /// What became of it here.
+    here: Pushed,
 }
 
 /// What became of one push once its batch was finished.
@@ -28,20 +29,43 @@ pub(crate) struct Push {
 pub(crate) struct Delivered {
     /// Connections that took it, on every node that answered.
     pub(crate) connections: u64,
+    /// No connection took it; it waits in the uid's mailbox.
+    pub(crate) queued: bool,
     /// In cluster mode, what could not be confirmed (a node, Redis).
     pub(crate) incomplete: Vec<String>,
 }
 
 /// Queues `message` (one allocation, shared by every recipient) for every
-/// connection of `uid` on this node.
-pub(crate) fn deliver(node: &Node, uid: Uid, message: Utf8Bytes) -> Push {
-    let here = deliver_here(node, &uid, &message);
+/// connection of `uid` on this node, or with none keeps it in the uid's mailbox
+/// unless `transient`.
+pub(crate) fn deliver(node: &Node, uid: Uid, message: Utf8Bytes, transient: bool) -> Push {
+    let here = node.registry.push_to_uid(&uid, &message, transient);
     Push { uid, message, here }
 }
 
-/// This node's part of a push, and all of a push that another node routed here.
+/// A push that another node routed here: this node's connections only (in
+/// cluster mode the uid's mailbox is not this node's to keep).
 pub(crate) fn deliver_here(node: &Node, uid: &Uid, message: &Utf8Bytes) -> u64 {
-    node.registry.push_to_uid(uid, message)
+    match node.registry.push_to_uid(uid, message, true) {
+        Pushed::Delivered(n) => n,
+        Pushed::Queued | Pushed::NotKept => 0,
+    }
+}
+
+impl Push {
+    fn here(&self) -> Delivered {
+        match self.here {
+            Pushed::Delivered(connections) => Delivered {
+                connections,
+                ..Delivered::default()
+            },
+            Pushed::Queued => Delivered {
+                queued: true,
+                ..Delivered::default()
+            },
+            Pushed::NotKept => Delivered::default(),
+        }
+    }
 }
 
 /// Finishes a batch of pushes: in cluster mode routes them to the other nodes
@@ -54,12 +78,7 @@ pub(crate) async fn finish<'a>(
     confirm: Confirm,
 ) -> Vec<Delivered> {
     let Some(cluster) = &node.cluster else {
-        return (batch.into_iter())
-            .map(|push| Delivered {
-                connections: push.here,
-                incomplete: Vec::new(),
-            })
-            .collect();
+        return batch.into_iter().map(Push::here).collect();
     };
     let batch: Vec<&Push> = batch.into_iter().collect();
     let routes: Vec<(&Uid, &[u8])> = batch
@@ -70,9 +89,13 @@ pub(crate) async fn finish<'a>(
     batch
         .iter()
         .zip(routed)
-        .map(|(push, remote)| Delivered {
-            connections: push.here + remote.value,
-            incomplete: remote.incomplete,
+        .map(|(push, remote)| {
+            let here = push.here();
+            Delivered {
+                connections: here.connections + remote.value,
+                queued: here.queued,
+                incomplete: remote.incomplete,
+            }
         })
         .collect()
 }

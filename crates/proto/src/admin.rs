@@ -67,12 +67,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// Push one text message to every connection of a uid ([`Response::Delivered`]).
+    /// Push one text message to every connection of a uid, or keep it in the
+    /// uid's mailbox while it has none ([`Response::Delivered`]).
     Send {
         /// The addressed uid.
         uid: Uid,
         /// The text frame's payload, sent as is.
         message: String,
+        /// Never keep it in the mailbox: deliver now or not at all.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        transient: bool,
     },
     /// Push one text message to every bound connection ([`Response::Delivered`]).
     Broadcast {
@@ -86,6 +90,13 @@ pub enum Request {
     },
     /// Daemon-wide figures ([`Response::Stats`]).
     Stats,
+    /// Uids with messages waiting in their mailbox ([`Response::Mailboxes`]).
+    Mailboxes,
+    /// Empty these uids' mailboxes ([`Response::Cleared`]).
+    ClearMailboxes {
+        /// The uids whose waiting messages are dropped.
+        uids: Vec<Uid>,
+    },
 }
 
 /// A reply as written on the wire: the daemon's version and either a result
@@ -162,6 +173,9 @@ pub enum Response {
     Delivered {
         /// Connections whose queue took the message.
         connections: u64,
+        /// `send` only: no connection took it, and it waits in the uid's mailbox.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        queued: bool,
     },
     /// Answer to [`Request::Online`].
     Online {
@@ -182,6 +196,16 @@ pub enum Response {
         /// Active bans, sorted by uid.
         bans: Vec<BanInfo>,
     },
+    /// Answer to [`Request::Mailboxes`].
+    Mailboxes {
+        /// Every uid with waiting messages, sorted by uid.
+        uids: Vec<MailboxInfo>,
+    },
+    /// Answer to [`Request::ClearMailboxes`].
+    Cleared {
+        /// The uids that had waiting messages, with what was dropped.
+        uids: Vec<MailboxInfo>,
+    },
 }
 
 impl Response {
@@ -196,8 +220,35 @@ impl Response {
             Response::Stats(_) => "stats",
             Response::Unbanned { .. } => "unbanned",
             Response::Bans { .. } => "bans",
+            Response::Mailboxes { .. } => "mailboxes",
+            Response::Cleared { .. } => "cleared",
         }
     }
+}
+
+/// One uid's mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxInfo {
+    /// The uid.
+    pub uid: String,
+    /// Messages waiting.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Milliseconds since the oldest of them was pushed.
+    pub oldest_ms: u64,
+}
+
+/// Every mailbox together, for `stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MailboxTotals {
+    /// Uids with waiting messages.
+    pub uids: u64,
+    /// Messages waiting.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
 }
 
 /// One active ban.
@@ -277,6 +328,9 @@ pub struct Stats {
     /// Active bans.
     #[serde(default)]
     pub bans: u64,
+    /// Messages waiting in mailboxes.
+    #[serde(default)]
+    pub mailbox: MailboxTotals,
     /// Monotonic counters since start.
     pub counters: Counters,
     /// In cluster mode: this node, Redis, and every node's figures. `connections`,
@@ -345,7 +399,10 @@ mod tests {
 
     #[test]
     fn replies_round_trip() {
-        let reply = ReplyLine::ok(Response::Delivered { connections: 3 });
+        let reply = ReplyLine::ok(Response::Delivered {
+            connections: 3,
+            queued: false,
+        });
         let json = serde_json::to_string(&reply).unwrap();
         assert_eq!(
             json,

@@ -26,11 +26,18 @@ pub enum Family {
     Refused,
     /// Text-port requests, by answer.
     TextRequests,
+    /// Mailbox messages, by what became of them.
+    Mailbox,
 }
 
 impl Family {
     /// Every family, in the order `/metrics` shows them.
-    pub const ALL: [Family; 3] = [Family::Disconnects, Family::Refused, Family::TextRequests];
+    pub const ALL: [Family; 4] = [
+        Family::Disconnects,
+        Family::Refused,
+        Family::TextRequests,
+        Family::Mailbox,
+    ];
 
     /// The metric name, without prefix and suffix.
     pub fn name(self) -> &'static str {
@@ -38,6 +45,7 @@ impl Family {
             Family::Disconnects => "disconnects",
             Family::Refused => "refused",
             Family::TextRequests => "text_requests",
+            Family::Mailbox => "mailbox_messages",
         }
     }
 
@@ -46,6 +54,7 @@ impl Family {
         match self {
             Family::Disconnects | Family::Refused => "reason",
             Family::TextRequests => "result",
+            Family::Mailbox => "event",
         }
     }
 
@@ -55,6 +64,7 @@ impl Family {
             Family::Disconnects => "Connections closed by pushd, by reason",
             Family::Refused => "Connections refused before they became WebSockets, by reason",
             Family::TextRequests => "Text-port requests, by answer",
+            Family::Mailbox => "Mailbox messages, by what became of them",
         }
     }
 }
@@ -119,7 +129,7 @@ impl Counters {
     }
 }
 
-use Family::{Disconnects, Refused, TextRequests};
+use Family::{Disconnects, Mailbox, Refused, TextRequests};
 use Metric::{Alone, In};
 
 counters! {
@@ -166,6 +176,20 @@ counters! {
     TextOk text_ok => In(TextRequests, "ok");
     /// Text-port requests answered `fail`.
     TextFail text_fail => In(TextRequests, "fail");
+    /// Text-port requests answered `queued`.
+    TextQueued text_queued => In(TextRequests, "queued");
+    /// Messages kept in a mailbox because their uid had no connection.
+    MailboxStored mailbox_stored => In(Mailbox, "stored");
+    /// Messages handed from a mailbox to the uid's next connection.
+    MailboxDelivered mailbox_delivered => In(Mailbox, "delivered");
+    /// Messages dropped from a mailbox after `--mailbox-ttl`.
+    MailboxExpired mailbox_expired => In(Mailbox, "expired");
+    /// Messages dropped from a full mailbox (`--mailbox-size`), oldest first.
+    MailboxDropped mailbox_dropped => In(Mailbox, "dropped");
+    /// Messages not kept because every mailbox together was at `--mailbox-memory`.
+    MailboxRefused mailbox_refused => In(Mailbox, "refused");
+    /// Messages dropped by a kick or `pushctl mailbox --clear`.
+    MailboxCleared mailbox_cleared => In(Mailbox, "cleared");
 }
 
 #[cfg(test)]

@@ -37,29 +37,42 @@ pub enum LineError {
     Uid(#[from] UidError),
 }
 
-/// The one field pushd reads; every other field is skipped (but still
-/// validated as JSON by the parser).
-#[derive(Deserialize)]
-struct PushLine<'a> {
-    #[serde(borrow, default)]
-    uid: RawUid<'a>,
+/// What pushd reads of a request line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushLine {
+    /// The addressed uid.
+    pub uid: Uid,
+    /// `"transient": true`: deliver now or not at all, never keep it in the mailbox.
+    pub transient: bool,
 }
 
-/// The `uid` value's JSON text exactly as written, or `None` when the field is
-/// absent. Read as raw text so that an integer of any size keeps its digits.
-#[derive(Default)]
-struct RawUid<'a>(Option<&'a RawValue>);
+/// The two fields pushd reads; every other field is skipped (but still
+/// validated as JSON by the parser).
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    uid: Raw<'a>,
+    #[serde(borrow, default)]
+    transient: Raw<'a>,
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for RawUid<'a> {
+/// A value's JSON text exactly as written, or `None` when the field is absent.
+/// Read as raw text so that an integer of any size keeps its digits, and so
+/// that a `transient` of another type is ignored rather than failing a line
+/// that the original recipe would have forwarded.
+#[derive(Default)]
+struct Raw<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Not `Option<&RawValue>`: that would read `null` as an absent field.
-        <&RawValue>::deserialize(deserializer).map(|raw| RawUid(Some(raw)))
+        <&RawValue>::deserialize(deserializer).map(|raw| Raw(Some(raw)))
     }
 }
 
-/// Parses one request line (without its `\n` or `\r\n`) and returns the uid
-/// it addresses.
-pub fn parse_push_line(line: &str) -> Result<Uid, LineError> {
+/// Parses one request line (without its `\n` or `\r\n`): the uid it addresses,
+/// and whether it is transient.
+pub fn parse_push_line(line: &str) -> Result<PushLine, LineError> {
     // A derived struct also accepts a JSON array of its fields; only an object is a request.
     let invalid = |e: serde_json::Error| LineError::InvalidJson(e.to_string());
     if !line
@@ -69,16 +82,18 @@ pub fn parse_push_line(line: &str) -> Result<Uid, LineError> {
         serde_json::from_str::<serde::de::IgnoredAny>(line).map_err(invalid)?;
         return Err(LineError::NotAnObject);
     }
-    let parsed: PushLine<'_> = serde_json::from_str(line).map_err(invalid)?;
-    let raw = parsed.uid.0.ok_or(LineError::MissingUid)?.get();
-    match raw.as_bytes()[0] {
+    let fields: Fields<'_> = serde_json::from_str(line).map_err(invalid)?;
+    let raw = fields.uid.0.ok_or(LineError::MissingUid)?.get();
+    let uid = match raw.as_bytes()[0] {
         b'"' => {
             let text: std::borrow::Cow<'_, str> = serde_json::from_str(raw).map_err(invalid)?;
-            Ok(Uid::parse(&text)?)
+            Uid::parse(&text)?
         }
-        b'-' | b'0'..=b'9' => Ok(Uid::parse(integer_text(raw)?)?),
-        _ => Err(LineError::UidType),
-    }
+        b'-' | b'0'..=b'9' => Uid::parse(integer_text(raw)?)?,
+        _ => return Err(LineError::UidType),
+    };
+    let transient = fields.transient.0.is_some_and(|raw| raw.get() == "true");
+    Ok(PushLine { uid, transient })
 }
 
 /// The decimal text of a JSON integer token: itself, except that `-0` is `0`.
@@ -106,7 +121,23 @@ mod tests {
     use super::*;
 
     fn uid(line: &str) -> Result<String, LineError> {
-        parse_push_line(line).map(|uid| uid.as_str().to_owned())
+        parse_push_line(line).map(|line| line.uid.as_str().to_owned())
+    }
+
+    #[test]
+    fn only_transient_true_is_transient() {
+        let transient = |line: &str| parse_push_line(line).unwrap().transient;
+        assert!(transient(r#"{"uid":1,"transient":true}"#));
+        assert!(transient(r#"{"transient" : true, "uid":1}"#));
+        for line in [
+            r#"{"uid":1}"#,
+            r#"{"uid":1,"transient":false}"#,
+            r#"{"uid":1,"transient":"true"}"#,
+            r#"{"uid":1,"transient":1}"#,
+            r#"{"uid":1,"data":{"transient":true}}"#,
+        ] {
+            assert!(!transient(line), "{line}");
+        }
     }
 
     #[test]

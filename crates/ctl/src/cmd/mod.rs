@@ -4,6 +4,7 @@
 pub mod ban;
 pub mod kick;
 pub mod list;
+pub mod mailbox;
 pub mod online;
 pub mod push;
 pub mod stats;

@@ -10,28 +10,34 @@ use crate::client::Client;
 use crate::error::CtlError;
 use crate::render;
 
-/// Pushes to one uid; positive when at least one connection took it.
+/// Pushes to one uid; positive when a connection took it or it waits in the
+/// uid's mailbox.
 pub async fn send(
     client: &mut Client,
     uid: &str,
     message: String,
+    transient: bool,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Answer, CtlError> {
     let uid = uid_argument(uid)?;
     let message = message_argument(message)?;
-    let connections = delivered(
-        client
-            .request(Request::Send {
-                uid: uid.clone(),
-                message,
-            })
-            .await?,
-    )?;
+    let request = Request::Send {
+        uid: uid.clone(),
+        message,
+        transient,
+    };
+    let Response::Delivered {
+        connections,
+        queued,
+    } = client.request(request).await?
+    else {
+        return Err(CtlError::Protocol("expected a delivery count".into()));
+    };
     if json {
         print_json(
             out,
-            &json!({ "uid": uid, "delivered": connections > 0, "connections": connections }),
+            &json!({ "uid": uid, "delivered": connections, "queued": queued, "connections": connections }),
         )?;
     } else if connections > 0 {
         writeln!(
@@ -39,10 +45,12 @@ pub async fn send(
             "delivered to {} of {uid}",
             render::connections(connections)
         )?;
+    } else if queued {
+        writeln!(out, "{uid} is offline; queued for its next connection")?;
     } else {
         writeln!(out, "{uid} is offline")?;
     }
-    Ok(Answer::from_bool(connections > 0))
+    Ok(Answer::from_bool(connections > 0 || queued))
 }
 
 /// Pushes to every bound connection; always positive.
@@ -64,7 +72,7 @@ pub async fn broadcast(
 
 fn delivered(response: Response) -> Result<u64, CtlError> {
     match response {
-        Response::Delivered { connections } => Ok(connections),
+        Response::Delivered { connections, .. } => Ok(connections),
         _ => Err(CtlError::Protocol("expected a delivery count".into())),
     }
 }

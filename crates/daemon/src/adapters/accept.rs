@@ -14,15 +14,15 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
 
 use crate::core::counters::{Counter, Counters};
+use crate::logging::Throttled;
 
 /// A listener the loop can accept from.
 pub(crate) trait Acceptor {
@@ -74,7 +74,7 @@ pub(crate) async fn serve<L, S, F, Fut>(
     F: Fn(L::Stream, L::Peer, Arc<S>, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut errors = Throttled::new(name);
+    let mut errors = Throttled::new(name, "new connections are refused until it recovers");
     let mut spare = File::open("/dev/null").ok();
     loop {
         let accepted = tokio::select! {
@@ -121,45 +121,3 @@ fn is_out_of_descriptors(err: &io::Error) -> bool {
 /// How long to pause accepting after a failure that the spare descriptor
 /// cannot absorb, so the loop does not spin while nothing can be accepted.
 const BACKOFF: Duration = Duration::from_millis(100);
-
-/// At most one warning per this interval per listener.
-const LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A warning that is logged at most once per interval, with a count of the
-/// occurrences that were not logged in between.
-#[derive(Debug)]
-pub(crate) struct Throttled {
-    listener: &'static str,
-    last_logged: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Throttled {
-    /// A throttled warning about the listener called `listener`.
-    pub(crate) fn new(listener: &'static str) -> Self {
-        Throttled {
-            listener,
-            last_logged: None,
-            suppressed: 0,
-        }
-    }
-
-    /// Logs `what`, at most once per interval.
-    pub(crate) fn warn(&mut self, what: &dyn std::fmt::Display) {
-        let now = Instant::now();
-        if self
-            .last_logged
-            .is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL)
-        {
-            warn!(
-                listener = self.listener,
-                suppressed = self.suppressed,
-                "{what}; new connections are refused until it recovers"
-            );
-            self.last_logged = Some(now);
-            self.suppressed = 0;
-        } else {
-            self.suppressed += 1;
-        }
-    }
-}

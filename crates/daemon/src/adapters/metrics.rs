@@ -99,6 +99,7 @@ impl Collector for NodeCollector {
         let node = &self.0;
         let counters = &node.counters;
         let (connections, uids) = node.registry.sizes();
+        let waiting = node.registry.mailbox_totals();
         let text = counters
             .text_connections
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -111,6 +112,21 @@ impl Collector for NodeCollector {
             ("uids", "Distinct bound uids", uids),
             ("text_connections", "Open text-port connections", text),
             ("bans", "Active bans", node.registry.ban_count()),
+            (
+                "mailbox_uids",
+                "Uids with messages waiting in their mailbox",
+                waiting.0,
+            ),
+            (
+                "mailbox_waiting",
+                "Messages waiting in mailboxes",
+                waiting.1,
+            ),
+            (
+                "mailbox_bytes",
+                "Payload bytes waiting in mailboxes",
+                waiting.2,
+            ),
         ];
         let cluster_up = node.cluster.as_ref().map(|cluster| {
             (

@@ -1,6 +1,6 @@
 //! Text port: the Workerman-compatible backend protocol.
 //!
-//! One JSON line in, `ok\n` or `fail\n` out, in request order. Every complete
+//! One JSON line in, `ok\n`, `queued\n` or `fail\n` out, in request order. Every complete
 //! line in the read buffer is answered before the replies are written, so a
 //! pipelining backend gets one write per read instead of one per request (and,
 //! in cluster mode, one Redis round trip per 64 lines instead of one per line).
@@ -103,10 +103,11 @@ async fn session(
                 .push_seconds
                 .observe(started.elapsed().as_secs_f64());
             for push in batch.drain(..) {
-                let delivered =
-                    push.is_some() && finished.next().is_some_and(|d| d.connections > 0);
-                let (counter, reply): (_, &[u8]) = if delivered {
+                let delivered = push.and_then(|_| finished.next()).unwrap_or_default();
+                let (counter, reply): (_, &[u8]) = if delivered.connections > 0 {
                     (Counter::TextOk, b"ok\n")
+                } else if delivered.queued {
+                    (Counter::TextQueued, b"queued\n")
                 } else {
                     (Counter::TextFail, b"fail\n")
                 };
@@ -141,12 +142,13 @@ fn prepare(node: &Node, line: &[u8]) -> Option<Push> {
             return None;
         }
     };
-    let uid = match parse_push_line(&text) {
-        Ok(uid) => uid,
+    let line = match parse_push_line(&text) {
+        Ok(line) => line,
         Err(err) => {
             debug!(%err, "bad text-port line");
             return None;
         }
     };
-    Some(push::deliver(node, uid, Utf8Bytes::from(text)))
+    let message = Utf8Bytes::from(text);
+    Some(push::deliver(node, line.uid, message, line.transient))
 }

@@ -527,7 +527,7 @@ fn delivered(gathered: &Gathered) -> u64 {
         .replies
         .values()
         .map(|reply| match &reply.result {
-            Ok(Response::Delivered { connections }) => *connections,
+            Ok(Response::Delivered { connections, .. }) => *connections,
             _ => 0,
         })
         .sum()

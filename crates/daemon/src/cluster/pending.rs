@@ -126,7 +126,10 @@ mod tests {
     fn reply(node: &str) -> NodeReply {
         NodeReply {
             node: node.into(),
-            result: Ok(Response::Delivered { connections: 1 }),
+            result: Ok(Response::Delivered {
+                connections: 1,
+                queued: false,
+            }),
         }
     }
 

@@ -116,6 +116,7 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
                 tokio::spawn(async move {
                     let result = Ok(pushd_proto::admin::Response::Delivered {
                         connections: delivered,
+                        queued: false,
                     });
                     cluster.reply(&from, id, result).await;
                 });

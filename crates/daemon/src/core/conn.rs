@@ -127,6 +127,26 @@ impl ConnHandle {
         Ok(())
     }
 
+    /// Queues what waited in the uid's mailbox, at bind, before any push can
+    /// reach the connection. Not held to the queue's bounds: the mailbox has
+    /// its own (`--mailbox-size`, `--mailbox-memory`).
+    pub(crate) fn push_waiting(&self, messages: Vec<Utf8Bytes>) {
+        {
+            let mut queue = self.queue();
+            queue.bytes += messages.iter().map(|m| m.len()).sum::<usize>();
+            queue.messages.extend(messages);
+        }
+        self.waker.wake();
+    }
+
+    /// Takes every message still queued: the connection is closing and they
+    /// were never written.
+    pub(crate) fn take_queue(&self) -> Vec<Utf8Bytes> {
+        let mut queue = self.queue();
+        queue.bytes = 0;
+        std::mem::take(&mut queue.messages).into()
+    }
+
     /// Registers the task's waker: a later push or close request wakes it.
     /// Call before checking [`ConnHandle::close_request`] and [`ConnHandle::pop`],
     /// so that nothing arriving in between is missed.

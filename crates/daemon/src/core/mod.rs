@@ -1,8 +1,9 @@
 //! The state of one node, with no adapter, wire format or option parsing in it:
-//! who is online ([`registry`]), each connection's shared half ([`conn`]), the
-//! counters ([`counters`]) and the millisecond clock ([`clock`]).
+//! who is online ([`registry`]), what waits for uids that are not
+//! ([`mailbox`]), each connection's shared half ([`conn`]), the counters ([`counters`]) and the millisecond clock ([`clock`]).
 
 pub(crate) mod clock;
 pub(crate) mod conn;
 pub(crate) mod counters;
+pub(crate) mod mailbox;
 pub(crate) mod registry;

@@ -20,6 +20,20 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::clock::Clock;
 use super::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
 use super::counters::{Counter, Counters};
+use super::mailbox::{MailboxLimits, MailboxSummary, Mailboxes, Stored};
+use crate::logging::Throttled;
+
+/// What became of a push to one uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// This many connections took it (at least one).
+    Delivered(u64),
+    /// No connection here; it waits in the uid's mailbox.
+    Queued,
+    /// No connection here, and not kept: mailbox off or full, uid banned, or
+    /// the push was transient.
+    NotKept,
+}
 
 /// What to do with one connection too many for a uid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +43,10 @@ pub(crate) enum PerUidPolicy {
     /// Close the uid's oldest connection (4004).
     CloseOldest,
 }
+
+/// Mailbox messages examined per lock hold when expiring, so a mass expiry
+/// never holds the registry for long.
+const EXPIRY_BUDGET: usize = 1024;
 
 /// Why a bind did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +117,7 @@ pub(crate) struct Registry {
     changed: Option<Arc<ChangedUids>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Every open connection, bound or not.
     conns: HashMap<ConnId, Slot>,
@@ -111,18 +129,29 @@ struct State {
     /// Cluster mode: uids being kicked cluster-wide, refused until the kick is
     /// done or the deadline passes, with the kick's reason.
     kicking: HashMap<Uid, (Instant, Arc<str>)>,
+    /// Messages waiting for uids with no connection; `None` with `--mailbox-ttl 0`.
+    mailboxes: Option<Mailboxes>,
+    /// "Mailbox full" and "mailbox memory full" warnings, throttled.
+    mailbox_warnings: (Throttled, Throttled),
 }
 
 #[derive(Debug)]
 struct Slot {
     handle: Arc<ConnHandle>,
+    /// The uid it bound to; kept after it is unlisted, for its close.
     uid: Option<Uid>,
+    /// Whether it is in its uid's list (bound, and not kicked or replaced).
+    listed: bool,
 }
 
 impl State {
-    /// Removes a connection from its uid's list, if it is bound.
+    /// Removes a connection from its uid's list, if it is there.
     fn unbind(&mut self, id: ConnId) -> Option<Uid> {
-        let uid = self.conns.get_mut(&id)?.uid.take()?;
+        let slot = self.conns.get_mut(&id)?;
+        if !std::mem::take(&mut slot.listed) {
+            return None;
+        }
+        let uid = slot.uid.clone()?;
         if let Entry::Occupied(mut list) = self.uids.entry(uid.clone()) {
             list.get_mut().retain(|h| h.id != id);
             if list.get().is_empty() {
@@ -130,6 +159,19 @@ impl State {
             }
         }
         Some(uid)
+    }
+
+    /// Unlists the connections that could not take a push and asks each to
+    /// close as a slow consumer (4002); returns the uids that lost one.
+    fn disconnect_slow(&mut self, slow: &[ConnId]) -> Vec<Uid> {
+        let mut unbound = Vec::new();
+        for &id in slow {
+            unbound.extend(self.unbind(id));
+            if let Some(slot) = self.conns.get(&id) {
+                slot.handle.request_close(CloseRequest::SlowConsumer);
+            }
+        }
+        unbound
     }
 
     /// The reason of a cluster-wide kick of `uid` still in progress, if any.
@@ -164,6 +206,8 @@ pub(crate) struct RegistryLimits {
     pub(crate) queue: QueueLimits,
     /// Most connections per uid, and what to do with one more.
     pub(crate) per_uid: Option<(usize, PerUidPolicy)>,
+    /// The mailbox's bounds; `None` turns it off.
+    pub(crate) mailbox: Option<MailboxLimits>,
 }
 
 impl Registry {
@@ -180,7 +224,17 @@ impl Registry {
             next_id: AtomicU64::new(1),
             queue: limits.queue,
             per_uid: limits.per_uid,
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                conns: HashMap::new(),
+                uids: HashMap::new(),
+                bans: HashMap::new(),
+                kicking: HashMap::new(),
+                mailboxes: limits.mailbox.map(Mailboxes::new),
+                mailbox_warnings: (
+                    Throttled::new("--mailbox-size", "the oldest messages are dropped"),
+                    Throttled::new("--mailbox-memory", "pushes to offline uids answer fail"),
+                ),
+            }),
             counters,
             changed,
         }
@@ -208,6 +262,7 @@ impl Registry {
         let slot = Slot {
             handle: handle.clone(),
             uid: None,
+            listed: false,
         };
         self.lock().conns.insert(id, slot);
         self.counters.bump(Counter::ConnectionsOpened);
@@ -216,16 +271,18 @@ impl Registry {
 
     /// Binds an open, unbound connection to `uid` and returns the registry's
     /// shared copy of the uid. Over the per-uid limit, either refuses or asks
-    /// the uid's oldest connection to close (4004), as the policy says.
+    /// the uid's oldest connection to close (4004), as the policy says. The
+    /// uid's waiting messages, if any, are queued for it before anything else.
     pub(crate) fn bind(&self, id: ConnId, uid: &Uid) -> Result<Uid, BindError> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let slot = state.conns.get_mut(&id).ok_or(BindError::Closing)?;
         if slot.uid.is_some() || slot.handle.close_request().is_some() {
             return Err(BindError::Closing);
         }
         let handle = slot.handle.clone();
         if state.is_banned(uid, Instant::now()) {
-            drop(state);
+            drop(guard);
             self.counters.bump(Counter::BannedRefused);
             return Err(BindError::Banned);
         }
@@ -237,7 +294,7 @@ impl Registry {
             if bound >= limit {
                 match policy {
                     PerUidPolicy::RefuseNew => {
-                        drop(state);
+                        drop(guard);
                         self.counters.bump(Counter::PerUidRefused);
                         return Err(BindError::TooMany);
                     }
@@ -263,39 +320,117 @@ impl Registry {
             Some((key, _)) => key.clone(),
             None => uid.clone(),
         };
-        state.conns.get_mut(&id).expect("checked above").uid = Some(key.clone());
+        let slot = state.conns.get_mut(&id).expect("checked above");
+        slot.uid = Some(key.clone());
+        slot.listed = true;
+        let (waiting, expired) = match &mut state.mailboxes {
+            Some(mailboxes) => mailboxes.take(uid, Instant::now()),
+            None => (Vec::new(), 0),
+        };
+        let handed = waiting.len() as u64;
+        if handed > 0 {
+            handle.push_waiting(waiting);
+        }
         state.uids.entry(key.clone()).or_default().push(handle);
-        drop(state);
+        drop(guard);
         self.counters.bump(Counter::Binds);
+        self.counters.add(Counter::MailboxDelivered, handed);
+        self.counters.add(Counter::MessagesDelivered, handed);
+        self.counters.add(Counter::MailboxExpired, expired as u64);
         self.mark_changed([key.clone()]);
         Ok(key)
     }
 
-    /// Forgets a connection whose task is ending.
+    /// Forgets a connection whose task is ending. If it was its uid's last
+    /// connection and closed for a reason its uid may come back from (not a
+    /// kick, not shutdown), the messages it had taken but not written go back
+    /// to the front of the uid's mailbox.
     pub(crate) fn close(&self, id: ConnId) {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let uid = state.unbind(id);
-        if state.conns.remove(&id).is_some() {
-            drop(state);
-            self.counters.bump(Counter::ConnectionsClosed);
-        }
-        self.mark_changed(uid);
-    }
-
-    /// Queues `message` for every connection of `uid`; returns how many took it.
-    pub(crate) fn push_to_uid(&self, uid: &str, message: &Utf8Bytes) -> u64 {
-        let mut delivered = 0;
-        let mut slow = Vec::new();
-        {
-            let state = self.lock();
-            for handle in state.uids.get(uid).into_iter().flatten() {
-                match handle.try_push(message, self.queue) {
-                    Ok(()) => delivered += 1,
-                    Err(()) => slow.push(handle.id),
+        let Some(slot) = state.conns.remove(&id) else {
+            drop(guard);
+            self.mark_changed(uid);
+            return;
+        };
+        let mut returned = (0, 0);
+        if let (Some(mailboxes), Some(bound)) = (&mut state.mailboxes, &slot.uid) {
+            let final_close = matches!(
+                slot.handle.close_request(),
+                Some(CloseRequest::Kicked { .. } | CloseRequest::Shutdown)
+            );
+            if !final_close && !state.uids.contains_key(bound.as_str()) {
+                let unwritten = slot.handle.take_queue();
+                let n = unwritten.len();
+                if n > 0 {
+                    let lost = mailboxes.put_back(bound, unwritten, Instant::now());
+                    returned = (n - lost, lost);
                 }
             }
         }
-        self.finish_push(delivered, &slow)
+        drop(guard);
+        self.counters.bump(Counter::ConnectionsClosed);
+        self.counters.add(Counter::MailboxStored, returned.0 as u64);
+        self.counters
+            .add(Counter::MailboxDropped, returned.1 as u64);
+        self.mark_changed(uid);
+    }
+
+    /// Queues `message` for every connection of `uid`; with none (or none that
+    /// could take it), keeps it in the uid's mailbox unless `transient`.
+    pub(crate) fn push_to_uid(&self, uid: &Uid, message: &Utf8Bytes, transient: bool) -> Pushed {
+        let mut delivered = 0;
+        let mut slow = Vec::new();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        for handle in state.uids.get(uid.as_str()).into_iter().flatten() {
+            match handle.try_push(message, self.queue) {
+                Ok(()) => delivered += 1,
+                Err(()) => slow.push(handle.id),
+            }
+        }
+        let unbound = state.disconnect_slow(&slow);
+        let pushed = if delivered > 0 {
+            Pushed::Delivered(delivered)
+        } else if transient || state.is_banned(uid, Instant::now()) {
+            Pushed::NotKept
+        } else {
+            self.keep(state, uid, message)
+        };
+        drop(guard);
+        self.counters.add(Counter::MessagesDelivered, delivered);
+        self.counters.add(Counter::SlowConsumers, slow.len() as u64);
+        self.mark_changed(unbound);
+        pushed
+    }
+
+    /// Offers `message` to `uid`'s mailbox, counting and (throttled) logging
+    /// what its bounds did to it.
+    fn keep(&self, state: &mut State, uid: &Uid, message: &Utf8Bytes) -> Pushed {
+        let Some(mailboxes) = &mut state.mailboxes else {
+            return Pushed::NotKept;
+        };
+        match mailboxes.store(uid, message, Instant::now()) {
+            Stored::Queued { dropped } => {
+                self.counters.bump(Counter::MailboxStored);
+                if dropped > 0 {
+                    self.counters.add(Counter::MailboxDropped, dropped as u64);
+                    state.mailbox_warnings.0.warn(&format_args!(
+                        "the mailbox of {uid} is full ({dropped} dropped)"
+                    ));
+                }
+                Pushed::Queued
+            }
+            Stored::OverMemory => {
+                self.counters.bump(Counter::MailboxRefused);
+                state
+                    .mailbox_warnings
+                    .1
+                    .warn(&"the mailboxes together are at their memory limit");
+                Pushed::NotKept
+            }
+        }
     }
 
     /// Queues `message` for every bound connection; returns how many took it.
@@ -316,15 +451,7 @@ impl Registry {
     fn finish_push(&self, delivered: u64, slow: &[ConnId]) -> u64 {
         self.counters.add(Counter::MessagesDelivered, delivered);
         if !slow.is_empty() {
-            let mut state = self.lock();
-            let mut unbound = Vec::new();
-            for &id in slow {
-                unbound.extend(state.unbind(id));
-                if let Some(slot) = state.conns.get(&id) {
-                    slot.handle.request_close(CloseRequest::SlowConsumer);
-                }
-            }
-            drop(state);
+            let unbound = self.lock().disconnect_slow(slow);
             self.counters.add(Counter::SlowConsumers, slow.len() as u64);
             self.mark_changed(unbound);
         }
@@ -337,17 +464,23 @@ impl Registry {
     ///
     /// With `ban`, the uid also cannot bind again for that long (close
     /// 4003), whether or not it was online.
+    ///
+    /// The uid's mailbox is emptied too.
     pub(crate) fn kick(&self, uid: &Uid, reason: &str, ban: Option<Duration>) -> u64 {
         let mut state = self.lock();
         if let Some(ban) = ban {
             state.bans.insert(uid.clone(), Instant::now() + ban);
+        }
+        if let Some(mailboxes) = &mut state.mailboxes {
+            let (cleared, _) = mailboxes.clear(uid, Instant::now());
+            self.counters.add(Counter::MailboxCleared, cleared as u64);
         }
         let Some((key, handles)) = state.uids.remove_entry(uid.as_str()) else {
             return 0;
         };
         for handle in &handles {
             if let Some(slot) = state.conns.get_mut(&handle.id) {
-                slot.uid = None;
+                slot.listed = false;
             }
             handle.request_close(CloseRequest::Kicked {
                 reason: reason.to_owned(),
@@ -437,6 +570,57 @@ impl Registry {
         state.bans.len() as u64
     }
 
+    /// Every uid with waiting messages, sorted (empty with the mailbox off).
+    pub(crate) fn mailboxes(&self) -> Vec<MailboxSummary> {
+        let state = self.lock();
+        let list = state.mailboxes.as_ref().map(|m| m.list(Instant::now()));
+        list.unwrap_or_default()
+    }
+
+    /// Empties the mailbox of each of `uids`; returns what each that had
+    /// messages held.
+    pub(crate) fn clear_mailboxes(&self, uids: &[Uid]) -> Vec<MailboxSummary> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let Some(mailboxes) = &mut state.mailboxes else {
+            return Vec::new();
+        };
+        let before = mailboxes.list(now);
+        let mut cleared = Vec::new();
+        for uid in uids {
+            if let Some(summary) = before.iter().find(|s| s.uid == *uid) {
+                mailboxes.clear(uid, now);
+                cleared.push(summary.clone());
+            }
+        }
+        drop(state);
+        let messages = cleared.iter().map(|s| s.messages).sum();
+        self.counters.add(Counter::MailboxCleared, messages);
+        cleared
+    }
+
+    /// Drops mailbox messages whose TTL has passed, a bounded number per call;
+    /// true when more are due (call again after yielding).
+    pub(crate) fn expire_mailboxes(&self) -> bool {
+        let mut state = self.lock();
+        let Some(mailboxes) = &mut state.mailboxes else {
+            return false;
+        };
+        let (expired, more) = mailboxes.expire(Instant::now(), EXPIRY_BUDGET);
+        drop(state);
+        self.counters.add(Counter::MailboxExpired, expired as u64);
+        more
+    }
+
+    /// Uids with waiting messages, messages, payload bytes.
+    pub(crate) fn mailbox_totals(&self) -> (u64, u64, u64) {
+        let state = self.lock();
+        state
+            .mailboxes
+            .as_ref()
+            .map_or((0, 0, 0), Mailboxes::totals)
+    }
+
     /// Asks every open connection to close for shutdown.
     pub(crate) fn close_all_for_shutdown(&self) {
         let handles: Vec<Arc<ConnHandle>> = self
@@ -518,7 +702,11 @@ mod tests {
     use super::*;
 
     fn registry(queue: QueueLimits, per_uid: Option<(usize, PerUidPolicy)>) -> Registry {
-        let limits = RegistryLimits { queue, per_uid };
+        let limits = RegistryLimits {
+            queue,
+            per_uid,
+            mailbox: None,
+        };
         Registry::new(limits, Clock::new(), Arc::default(), None)
     }
 
@@ -537,6 +725,118 @@ mod tests {
         "127.0.0.1:9".parse().unwrap()
     }
 
+    /// Connections that took the push (0 when kept or not).
+    fn push(registry: &Registry, to: &str, message: &str) -> u64 {
+        match registry.push_to_uid(&uid(to), &message.into(), false) {
+            Pushed::Delivered(n) => n,
+            Pushed::Queued | Pushed::NotKept => 0,
+        }
+    }
+
+    fn with_mailbox(size: usize) -> Registry {
+        let limits = RegistryLimits {
+            queue: limits(8),
+            per_uid: None,
+            mailbox: Some(MailboxLimits {
+                ttl: Duration::from_secs(30),
+                size,
+                memory: 1 << 20,
+            }),
+        };
+        Registry::new(limits, Clock::new(), Arc::default(), None)
+    }
+
+    fn drain(handle: &ConnHandle) -> Vec<String> {
+        std::iter::from_fn(|| handle.pop())
+            .map(|m| m.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_push_to_an_offline_uid_waits_for_its_next_connection_before_newer_pushes() {
+        let registry = with_mailbox(10);
+        for m in ["1", "2"] {
+            assert_eq!(
+                registry.push_to_uid(&uid("42"), &m.into(), false),
+                Pushed::Queued
+            );
+        }
+        assert_eq!(
+            registry.push_to_uid(&uid("42"), &"t".into(), true),
+            Pushed::NotKept,
+            "transient"
+        );
+        let a = registry.open(peer());
+        registry.bind(a.id, &uid("42")).unwrap();
+        assert_eq!(push(&registry, "42", "3"), 1);
+        assert_eq!(drain(&a), ["1", "2", "3"]);
+        let b = registry.open(peer());
+        registry.bind(b.id, &uid("42")).unwrap();
+        assert!(
+            drain(&b).is_empty(),
+            "the mailbox went to the first connection only"
+        );
+        assert_eq!(registry.mailbox_totals(), (0, 0, 0));
+    }
+
+    #[test]
+    fn what_the_last_connection_did_not_write_goes_back_to_the_front() {
+        let registry = with_mailbox(10);
+        let a = registry.open(peer());
+        registry.bind(a.id, &uid("42")).unwrap();
+        push(&registry, "42", "1");
+        push(&registry, "42", "2");
+        assert_eq!(a.pop().unwrap(), "1", "written");
+        registry.close(a.id);
+        assert_eq!(
+            registry.push_to_uid(&uid("42"), &"3".into(), false),
+            Pushed::Queued
+        );
+        let b = registry.open(peer());
+        registry.bind(b.id, &uid("42")).unwrap();
+        assert_eq!(drain(&b), ["2", "3"]);
+    }
+
+    #[test]
+    fn a_kick_empties_the_mailbox_and_its_connections_give_nothing_back() {
+        let registry = with_mailbox(10);
+        let a = registry.open(peer());
+        registry.bind(a.id, &uid("42")).unwrap();
+        push(&registry, "42", "unwritten");
+        registry.kick(&uid("42"), "bye", Some(Duration::from_secs(60)));
+        registry.close(a.id);
+        assert_eq!(registry.mailbox_totals(), (0, 0, 0));
+        assert_eq!(
+            registry.push_to_uid(&uid("42"), &"x".into(), false),
+            Pushed::NotKept,
+            "a banned uid's push is not kept"
+        );
+        registry.push_to_uid(&uid("7"), &"x".into(), false);
+        registry.kick(&uid("7"), "bye", None);
+        assert_eq!(registry.mailbox_totals(), (0, 0, 0), "offline uids too");
+    }
+
+    #[test]
+    fn a_slow_consumer_unlisted_by_a_push_leaves_that_push_in_the_mailbox() {
+        let registry = with_mailbox(10);
+        let a = registry.open(peer());
+        registry.bind(a.id, &uid("42")).unwrap();
+        for i in 0..8 {
+            assert_eq!(push(&registry, "42", &i.to_string()), 1);
+        }
+        assert_eq!(
+            registry.push_to_uid(&uid("42"), &"8".into(), false),
+            Pushed::Queued
+        );
+        registry.close(a.id);
+        let b = registry.open(peer());
+        registry.bind(b.id, &uid("42")).unwrap();
+        let got = drain(&b);
+        assert_eq!(got.len(), 9, "{got:?}");
+        assert_eq!(got.first().map(String::as_str), Some("0"));
+        assert_eq!(got.last().map(String::as_str), Some("8"));
+    }
+
     fn close_request(handle: &ConnHandle) -> Option<CloseRequest> {
         handle.close_request().cloned()
     }
@@ -552,9 +852,9 @@ mod tests {
         );
         let a = registry.open(peer());
         registry.bind(a.id, &uid("a")).unwrap();
-        assert_eq!(registry.push_to_uid("a", &"123456".into()), 1);
-        assert_eq!(registry.push_to_uid("a", &"1234".into()), 1);
-        assert_eq!(registry.push_to_uid("a", &"1".into()), 0, "11 bytes > 10");
+        assert_eq!(push(&registry, "a", "123456"), 1);
+        assert_eq!(push(&registry, "a", "1234"), 1);
+        assert_eq!(push(&registry, "a", "1"), 0, "11 bytes > 10");
         assert_eq!(close_request(&a), Some(CloseRequest::SlowConsumer));
     }
 
@@ -567,11 +867,11 @@ mod tests {
         assert!(registry.bind(a.id, &uid("42")).is_ok());
         assert!(registry.bind(b.id, &uid("42")).is_ok());
         assert!(registry.bind(c.id, &uid("7")).is_ok());
-        assert_eq!(registry.push_to_uid("42", &"hi".into()), 2);
+        assert_eq!(push(&registry, "42", "hi"), 2);
         assert_eq!(a.pop().unwrap(), "hi");
         assert_eq!(b.pop().unwrap(), "hi");
         assert!(c.pop().is_none());
-        assert_eq!(registry.push_to_uid("nobody", &"hi".into()), 0);
+        assert_eq!(push(&registry, "nobody", "hi"), 0);
     }
 
     #[test]
@@ -595,7 +895,7 @@ mod tests {
         assert!(replace.bind(new.id, &uid("42")).is_ok());
         assert_eq!(close_request(&old), Some(CloseRequest::Replaced));
         assert_eq!(replace.online("42"), 1);
-        assert_eq!(replace.push_to_uid("42", &"m".into()), 1);
+        assert_eq!(push(&replace, "42", "m"), 1);
         assert_eq!(new.pop().unwrap(), "m");
     }
 
@@ -617,7 +917,7 @@ mod tests {
         registry.bind(b.id, &uid("42")).unwrap();
         assert_eq!(registry.kick(&uid("42"), "bye", None), 2);
         assert_eq!(registry.online("42"), 0);
-        assert_eq!(registry.push_to_uid("42", &"x".into()), 0);
+        assert_eq!(push(&registry, "42", "x"), 0);
         assert_eq!(
             close_request(&a),
             Some(CloseRequest::Kicked {
@@ -725,6 +1025,7 @@ mod tests {
         let limits = RegistryLimits {
             queue: limits(8),
             per_uid: None,
+            mailbox: None,
         };
         let changed = Arc::new(ChangedUids::default());
         let tracking = Registry::new(limits, Clock::new(), Arc::default(), Some(changed.clone()));

@@ -20,13 +20,18 @@ pub(super) fn local(node: &Node, message: String) -> Result<Response, String> {
     let message = push::frame(node, message)?;
     Ok(Response::Delivered {
         connections: node.registry.broadcast(&message),
+        queued: false,
     })
 }
 
 /// Counts add up.
 pub(super) fn absorb(total: &mut Response, more: Response) -> bool {
-    let (Response::Delivered { connections }, Response::Delivered { connections: more }) =
-        (total, more)
+    let (
+        Response::Delivered { connections, .. },
+        Response::Delivered {
+            connections: more, ..
+        },
+    ) = (total, more)
     else {
         return false;
     };

@@ -11,6 +11,7 @@ mod broadcast;
 mod kick;
 mod kick_idle;
 mod list;
+mod mailbox;
 mod online;
 mod ping;
 mod send;
@@ -46,10 +47,16 @@ pub(crate) async fn answer(node: &Node, request: Request) -> ReplyLine {
         } => kick_idle::answer(node, idle_over_ms, reason).await,
         Request::Unban { uids } => bans::unban(node, uids).await,
         Request::Bans => bans::list(node).await,
-        Request::Send { uid, message } => send::answer(node, uid, message).await,
+        Request::Send {
+            uid,
+            message,
+            transient,
+        } => send::answer(node, uid, message, transient).await,
         Request::Broadcast { message } => broadcast::answer(node, message).await,
         Request::Online { uid } => online::answer(node, uid).await,
         Request::Stats => stats::answer(node).await,
+        Request::Mailboxes => mailbox::list(node).await,
+        Request::ClearMailboxes { uids } => mailbox::clear(node, uids).await,
     }
 }
 
@@ -118,6 +125,8 @@ impl cluster::Local for Node {
             Request::Bans => Ok(bans::local_list(&self)),
             Request::Broadcast { message } => broadcast::local(&self, message),
             Request::Stats => Ok(stats::local(&self)),
+            Request::Mailboxes => Ok(mailbox::local_list(&self)),
+            Request::ClearMailboxes { uids } => Ok(mailbox::local_clear(&self, &uids)),
             Request::Ping | Request::Send { .. } | Request::Online { .. } => {
                 Err("not a request that nodes ask each other".to_owned())
             }
@@ -131,7 +140,10 @@ mod tests {
     use super::*;
 
     fn delivered(n: u64) -> Response {
-        Response::Delivered { connections: n }
+        Response::Delivered {
+            connections: n,
+            queued: false,
+        }
     }
 
     #[test]

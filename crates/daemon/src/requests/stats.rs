@@ -1,7 +1,9 @@
 //! `stats`: this node's figures, and in cluster mode the sum over every node
 //! with each node's own line.
 
-use pushd_proto::admin::{ClusterInfo, Counters, NodeStats, ReplyLine, Request, Response, Stats};
+use pushd_proto::admin::{
+    ClusterInfo, Counters, MailboxTotals, NodeStats, ReplyLine, Request, Response, Stats,
+};
 
 use crate::node::Node;
 
@@ -22,6 +24,14 @@ pub(super) fn local(node: &Node) -> Response {
         connections,
         uids,
         bans: node.registry.ban_count(),
+        mailbox: {
+            let (uids, messages, bytes) = node.registry.mailbox_totals();
+            MailboxTotals {
+                uids,
+                messages,
+                bytes,
+            }
+        },
         text_connections: counters
             .text_connections
             .load(std::sync::atomic::Ordering::Relaxed),
@@ -53,6 +63,9 @@ fn absorb(total: &mut Response, more: Response) -> bool {
     stats.uids += more.uids;
     stats.text_connections += more.text_connections;
     stats.bans += more.bans;
+    stats.mailbox.uids += more.mailbox.uids;
+    stats.mailbox.messages += more.mailbox.messages;
+    stats.mailbox.bytes += more.mailbox.bytes;
     stats.counters.accumulate(&more.counters);
     if let (Some(cluster), Some(more)) = (&mut stats.cluster, more.cluster) {
         cluster.nodes.extend(more.nodes);

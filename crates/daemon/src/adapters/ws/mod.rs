@@ -28,9 +28,9 @@ pub(crate) use admission::Admission;
 use admission::Refusal;
 use session::Session;
 
-use super::accept::Throttled;
 use crate::core::conn::CloseRequest;
 use crate::core::counters::Counter;
+use crate::logging::Throttled;
 use crate::node::Node;
 
 /// Per-connection settings, resolved from the options.
@@ -74,7 +74,10 @@ impl WsServer {
             admission,
             auth,
             settings,
-            at_capacity: Mutex::new(Throttled::new("WebSocket")),
+            at_capacity: Mutex::new(Throttled::new(
+                "WebSocket",
+                "new connections are refused until it recovers",
+            )),
         }
     }
 }
