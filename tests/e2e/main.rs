@@ -10,6 +10,7 @@ mod cluster_harness;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod mailbox;
 mod pushctl;
 mod reliability;
 mod service;
