@@ -102,6 +102,20 @@ enum Scenario {
         #[arg(long, short = 'b', default_value_t = 20)]
         broadcasts: usize,
     },
+    /// Push M messages to U uids that have no connection, so that they wait in
+    /// their mailboxes; report the answers, server RSS per waiting message and
+    /// the RSS at the end.
+    Mailbox {
+        /// Offline uids the messages are spread over.
+        #[arg(long, short = 'u', default_value_t = 10_000)]
+        uids: usize,
+        /// Messages in all.
+        #[arg(long, short = 'm', default_value_t = 100_000)]
+        messages: u64,
+        /// Extra payload bytes per message.
+        #[arg(long, default_value_t = 0)]
+        padding: usize,
+    },
     /// `list` and `kick` latency with N clients online.
     Admin {
         /// Bound clients.
@@ -124,6 +138,7 @@ fn main() -> ExitCode {
         | Scenario::Push { clients: n, .. }
         | Scenario::Broadcast { clients: n, .. }
         | Scenario::Admin { clients: n, .. } => *n as u64 + 64,
+        Scenario::Mailbox { .. } => 64,
     };
     if needed > limit {
         eprintln!(
@@ -176,6 +191,11 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
             clients,
             broadcasts,
         } => scenarios::broadcast(common, *clients, *broadcasts).await,
+        Scenario::Mailbox {
+            uids,
+            messages,
+            padding,
+        } => scenarios::mailbox(common, *uids, *messages, *padding).await,
         Scenario::Admin {
             clients,
             repeat,

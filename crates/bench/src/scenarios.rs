@@ -1,4 +1,4 @@
-//! The four scenarios. Each opens its clients, measures, and returns a report;
+//! The scenarios. Each opens its clients, measures, and returns a report;
 //! every loop is bounded in count and every wait in time.
 
 use std::path::Path;
@@ -139,6 +139,7 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
             .collect(),
     );
     let started_ns = receipts.now_ns();
+    let cpu_before = common.pid.map(sys::sample).transpose()?;
     let writers: Vec<_> = (0..p.text_connections)
         .map(|conn| {
             let (common, receipts, acked) = (common.clone(), receipts.clone(), acked.clone());
@@ -165,6 +166,10 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
         })
         .count();
     let received = receipts.received.load(Ordering::Relaxed);
+    let cpu = match (cpu_before, common.pid) {
+        (Some(before), Some(pid)) => Some(sys::sample(pid)?.cpu.saturating_sub(before.cpu)),
+        _ => None,
+    };
     let span = (receipts
         .last_receipt_ns
         .load(Ordering::Relaxed)
@@ -181,6 +186,14 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
     );
     report.add("elapsed", span, "s");
     report.add("delivered rate", received as f64 / span.max(1e-9), "msg/s");
+    if let Some(cpu) = cpu {
+        // From the first write to the drain: pushd's whole cost of the run.
+        report.add(
+            "server CPU per message",
+            cpu.as_secs_f64() * 1e6 / received.max(1) as f64,
+            "µs",
+        );
+    }
     report.add_latencies("latency", &receipts.latencies());
     drop(crowd);
     Ok(report)
@@ -275,6 +288,101 @@ async fn text_writer(
         }
         input.drain(..consumed);
     }
+}
+
+/// `mailbox`: memory of messages waiting for offline uids, through one
+/// pipelined text connection (64 in flight).
+pub async fn mailbox(
+    common: &Common,
+    uids: usize,
+    messages: u64,
+    padding: usize,
+) -> anyhow::Result<Report> {
+    let pid = server_pid(common)?;
+    let mut report = Report::new(
+        "mailbox",
+        json!({ "uids": uids, "messages": messages, "padding": padding }),
+    );
+    let mut control = admin::connect(&common.socket).await?;
+    let before = sys::sample(pid)?;
+    let waiting_before = admin::stats(&mut control).await?.mailbox.messages;
+    let stream = TcpStream::connect(common.text).await.context("text port")?;
+    let (mut read, mut write) = stream.into_split();
+    let pad = "x".repeat(padding);
+    let writer = async {
+        let mut out = Vec::with_capacity(64 * 1024);
+        for i in 0..messages {
+            let uid = clients::uid(&common.uid_prefix, (i % uids as u64) as usize);
+            out.extend_from_slice(
+                format!("{{\"uid\":\"{uid}\",\"s\":{i},\"p\":\"{pad}\"}}\n").as_bytes(),
+            );
+            if out.len() > 32 * 1024 || i + 1 == messages {
+                write.write_all(&out).await?;
+                out.clear();
+            }
+        }
+        anyhow::Ok(())
+    };
+    let reader = async {
+        let (mut queued, mut other) = (0u64, 0u64);
+        let mut input = Vec::with_capacity(64 * 1024);
+        while queued + other < messages {
+            if read.read_buf(&mut input).await? == 0 {
+                bail!("text port closed after {} replies", queued + other);
+            }
+            let mut consumed = 0;
+            while let Some(end) = input[consumed..].iter().position(|&b| b == b'\n') {
+                if &input[consumed..consumed + end] == b"queued" {
+                    queued += 1;
+                } else {
+                    other += 1;
+                }
+                consumed += end + 1;
+            }
+            input.drain(..consumed);
+        }
+        anyhow::Ok((queued, other))
+    };
+    let started = Instant::now();
+    let (written, replies) =
+        tokio::time::timeout(common.timeout, async { tokio::join!(writer, reader) })
+            .await
+            .context("timed out pushing")?;
+    written?;
+    let (queued, other) = replies?;
+    let elapsed = started.elapsed();
+    // Let the allocator settle before reading RSS.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = sys::sample(pid)?;
+    let stats = admin::stats(&mut control).await?;
+    let waiting = stats.mailbox.messages.saturating_sub(waiting_before);
+    report.add("queued", queued as f64, "");
+    report.add("not queued", other as f64, "");
+    report.add("rate", messages as f64 / elapsed.as_secs_f64(), "msg/s");
+    report.add("waiting", waiting as f64, "");
+    report.add(
+        "waiting payload",
+        stats.mailbox.bytes as f64 / 1048576.0,
+        "MiB",
+    );
+    report.add(
+        "server RSS before",
+        before.rss_bytes as f64 / 1048576.0,
+        "MiB",
+    );
+    report.add(
+        "server RSS after",
+        after.rss_bytes as f64 / 1048576.0,
+        "MiB",
+    );
+    if waiting > 0 {
+        report.add(
+            "RSS per waiting message",
+            after.rss_bytes.saturating_sub(before.rss_bytes) as f64 / waiting as f64,
+            "bytes",
+        );
+    }
+    Ok(report)
 }
 
 /// `broadcast`: time until the last client has each broadcast.
