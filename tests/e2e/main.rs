@@ -13,6 +13,7 @@ mod limits;
 mod mailbox;
 mod pushctl;
 mod reliability;
+mod resume;
 mod service;
 mod text_port;
 mod websocket;

@@ -115,7 +115,7 @@ fn plain_table(mut table: Table) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    let lines: [(&str, String); 40] = [
+    let lines: [(&str, String); 42] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -156,6 +156,8 @@ pub fn stats(stats: &Stats) -> String {
         ("mailbox dropped", c.mailbox_dropped.to_string()),
         ("mailbox refused", c.mailbox_refused.to_string()),
         ("mailbox cleared", c.mailbox_cleared.to_string()),
+        ("mailbox resent", c.mailbox_resent.to_string()),
+        ("resume gaps", c.resume_gaps.to_string()),
     ];
     let mut lines = lines.to_vec();
     if let Some(cluster) = &stats.cluster {

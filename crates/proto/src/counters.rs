@@ -190,6 +190,10 @@ counters! {
     MailboxRefused mailbox_refused => In(Mailbox, "refused");
     /// Messages dropped by a kick or `pushctl mailbox --clear`.
     MailboxCleared mailbox_cleared => In(Mailbox, "cleared");
+    /// Messages sent again to a `pushd.v2` client resuming with `since`.
+    MailboxResent mailbox_resent => In(Mailbox, "resent");
+    /// `pushd.v2` resumes that began with `!gap`: not everything after `since` was kept.
+    ResumeGaps resume_gaps => Alone;
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ use std::time::Instant;
 use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::mailbox::MessageId;
+
 /// Daemon-unique connection number, assigned at accept.
 pub(crate) type ConnId = u64;
 
@@ -53,7 +55,8 @@ pub(crate) struct QueueLimits {
 /// The queue and the payload bytes in it.
 #[derive(Debug, Default)]
 struct Outbound {
-    messages: VecDeque<Utf8Bytes>,
+    /// Frames with the id of the message each carries (0 for none).
+    messages: VecDeque<(MessageId, Utf8Bytes)>,
     bytes: usize,
 }
 
@@ -66,6 +69,8 @@ const RETAINED_QUEUE_CAPACITY: usize = 16;
 pub(crate) struct ConnHandle {
     /// Connection number.
     pub(crate) id: ConnId,
+    /// Speaks `pushd.v2`: its frames are `ID PAYLOAD`, and it can resume.
+    pub(crate) v2: bool,
     /// The client's address.
     pub(crate) peer: SocketAddr,
     /// When the handshake completed.
@@ -82,9 +87,16 @@ pub(crate) struct ConnHandle {
 
 impl ConnHandle {
     /// A handle with an empty queue.
-    pub(crate) fn new(id: ConnId, peer: SocketAddr, connected_at: Instant, now_ms: u64) -> Self {
+    pub(crate) fn new(
+        id: ConnId,
+        v2: bool,
+        peer: SocketAddr,
+        connected_at: Instant,
+        now_ms: u64,
+    ) -> Self {
         ConnHandle {
             id,
+            v2,
             peer,
             connected_at,
             last_activity_ms: AtomicU64::new(now_ms),
@@ -113,14 +125,19 @@ impl ConnHandle {
 
     /// Queues a push without waiting. `Err` means the queue is full: the
     /// caller treats the connection as a slow consumer.
-    pub(crate) fn try_push(&self, message: &Utf8Bytes, limits: QueueLimits) -> Result<(), ()> {
+    pub(crate) fn try_push(
+        &self,
+        id: MessageId,
+        message: &Utf8Bytes,
+        limits: QueueLimits,
+    ) -> Result<(), ()> {
         {
             let mut queue = self.queue();
             let bytes = queue.bytes + message.len();
             if queue.messages.len() >= limits.messages || bytes > limits.bytes {
                 return Err(());
             }
-            queue.messages.push_back(message.clone());
+            queue.messages.push_back((id, message.clone()));
             queue.bytes = bytes;
         }
         self.waker.wake();
@@ -130,10 +147,10 @@ impl ConnHandle {
     /// Queues what waited in the uid's mailbox, at bind, before any push can
     /// reach the connection. Not held to the queue's bounds: the mailbox has
     /// its own (`--mailbox-size`, `--mailbox-memory`).
-    pub(crate) fn push_waiting(&self, messages: Vec<Utf8Bytes>) {
+    pub(crate) fn push_waiting(&self, messages: Vec<(MessageId, Utf8Bytes)>) {
         {
             let mut queue = self.queue();
-            queue.bytes += messages.iter().map(|m| m.len()).sum::<usize>();
+            queue.bytes += messages.iter().map(|(_, m)| m.len()).sum::<usize>();
             queue.messages.extend(messages);
         }
         self.waker.wake();
@@ -141,7 +158,7 @@ impl ConnHandle {
 
     /// Takes every message still queued: the connection is closing and they
     /// were never written.
-    pub(crate) fn take_queue(&self) -> Vec<Utf8Bytes> {
+    pub(crate) fn take_queue(&self) -> Vec<(MessageId, Utf8Bytes)> {
         let mut queue = self.queue();
         queue.bytes = 0;
         std::mem::take(&mut queue.messages).into()
@@ -157,7 +174,7 @@ impl ConnHandle {
     /// Takes the next queued push.
     pub(crate) fn pop(&self) -> Option<Utf8Bytes> {
         let mut queue = self.queue();
-        let message = queue.messages.pop_front()?;
+        let (_, message) = queue.messages.pop_front()?;
         queue.bytes -= message.len();
         if queue.messages.is_empty() && queue.messages.capacity() > RETAINED_QUEUE_CAPACITY {
             queue.messages = VecDeque::new();

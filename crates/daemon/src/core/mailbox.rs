@@ -1,19 +1,24 @@
-//! Messages waiting for a uid that has no connection: the mailbox.
+//! What pushd keeps of a uid's messages: those waiting for a connection (the
+//! mailbox), and for uids with a `pushd.v2` client, the recent ones that were
+//! delivered too, so that a client reconnecting with `?since=ID` resumes with
+//! no gap and no duplicate.
 //!
-//! A web page reconnects at every navigation; a push in that moment waits here
-//! and goes, in push order, to the uid's next connection that binds within
-//! `--mailbox-ttl`. This is plain data with no lock of its own: the registry
-//! holds it under its own lock, so "no connection, so store" and "bind, so take"
-//! can never interleave, and a bind hands every waiting message to the new
-//! connection before any newer push can reach it.
+//! One store per uid: its recent messages in push order, each with its id and
+//! whether it was delivered. A uid whose clients are all raw keeps only the
+//! undelivered ones (an empty mailbox costs nothing); a uid that has or
+//! recently had a `pushd.v2` connection is *resumable* for a TTL and keeps the
+//! delivered ones as well. This is plain data with no lock of its own: the
+//! registry holds it under its own lock, so "no connection, so store" and
+//! "bind, so take" can never interleave, and a bind hands every waiting
+//! message to the new connection before any newer push can reach it.
 //!
 //! Bounds: `--mailbox-size` messages per uid (the oldest goes first), and
-//! `--mailbox-memory` bytes for all mailboxes together, each message counted as
-//! its payload plus [`PER_MESSAGE_OVERHEAD`] so that a flood of tiny messages is
+//! `--mailbox-memory` bytes for all uids together, each message counted as its
+//! payload plus [`PER_MESSAGE_OVERHEAD`] so that a flood of tiny messages is
 //! bounded too (past it a push is refused, not stored). Expiry costs nothing per
 //! idle uid: a message older than the TTL is dropped when its uid is next
-//! touched, and [`Mailboxes::expire`] walks only the mailboxes whose oldest
-//! message is due, in deadline order.
+//! touched, and [`Mailboxes::expire`] walks only the stores that are due, in
+//! deadline order.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -21,9 +26,12 @@ use std::time::{Duration, Instant};
 use pushd_proto::uid::Uid;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// Bytes counted for each waiting message besides its payload: its queue slot
-/// (the shared payload handle and its deadline), the payload allocation's own
-/// overhead, and the mailbox's share of the map. pushd's RSS grew by 134 bytes
+/// A message's number: increasing in push order on this node.
+pub(crate) type MessageId = u64;
+
+/// Bytes counted for each kept message besides its payload: its queue slot
+/// (the shared payload handle, id, deadline), the payload allocation's own
+/// overhead, and the store's share of the map. pushd's RSS grew by 134 bytes
 /// per waiting message besides the payload with 418k small messages waiting and
 /// as many refused (docs/PERFORMANCE.md, "The mailbox"); rounded up so that
 /// `--mailbox-memory` bounds the real memory, not only the accounted bytes.
@@ -32,66 +40,113 @@ pub(crate) const PER_MESSAGE_OVERHEAD: usize = 160;
 /// The mailbox settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MailboxLimits {
-    /// How long a message waits (`--mailbox-ttl`, not zero: zero turns the mailbox off).
+    /// How long a message is kept (`--mailbox-ttl`, not zero: zero turns the mailbox off).
     pub(crate) ttl: Duration,
     /// Most messages per uid (`--mailbox-size`).
     pub(crate) size: usize,
-    /// Most bytes for all mailboxes together (`--mailbox-memory`).
+    /// Most bytes for all uids together (`--mailbox-memory`).
     pub(crate) memory: usize,
 }
 
 /// What became of a message offered to a mailbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stored {
-    /// It waits; `dropped` older messages of the uid made room for it.
+    /// It waits; `dropped` older undelivered messages made room for it.
     Queued {
-        /// Oldest messages pushed out by `--mailbox-size`.
+        /// Waiting messages pushed out by `--mailbox-size`.
         dropped: usize,
     },
-    /// Every mailbox together is at `--mailbox-memory`.
+    /// Every store together is at `--mailbox-memory`.
     OverMemory,
 }
 
-/// One waiting message.
+/// Where a resuming client says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Since {
+    /// After this message.
+    After(MessageId),
+    /// A `since` this node cannot place (malformed, or from before a restart).
+    Unknown,
+}
+
+/// What a binding connection gets from its uid's store.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Handover {
+    /// Tell the client first that messages after its `since` are missing.
+    pub(crate) gap: bool,
+    /// The messages, oldest first.
+    pub(crate) messages: Vec<(MessageId, Utf8Bytes)>,
+    /// Of them, how many had not been delivered before (the mailbox part).
+    pub(crate) waiting: usize,
+    /// Messages found past their TTL and dropped.
+    pub(crate) expired: usize,
+}
+
 #[derive(Debug)]
-struct Waiting {
+struct Entry {
+    id: MessageId,
     message: Utf8Bytes,
-    /// When it is dropped if nobody took it.
+    /// When it is dropped.
     expires: Instant,
+    delivered: bool,
 }
 
 #[derive(Debug, Default)]
-struct Mailbox {
-    messages: VecDeque<Waiting>,
+struct Store {
+    entries: VecDeque<Entry>,
+    /// Entries not delivered yet.
+    waiting: usize,
     /// Accounted bytes: payloads plus overhead.
     cost: usize,
+    /// While in the future, delivered messages are kept too (a `pushd.v2`
+    /// connection had this uid recently).
+    resumable_until: Option<Instant>,
+    /// The newest message this store let go of before a resuming client could
+    /// have it: a resume from before it has a gap.
+    lost_through: MessageId,
+    /// Its key in [`Mailboxes::due`].
+    due: Option<(Instant, u64)>,
+}
+
+impl Store {
+    fn resumable(&self, now: Instant) -> bool {
+        self.resumable_until.is_some_and(|until| until > now)
+    }
+
+    /// When something about this store falls due: its oldest message expires,
+    /// or it stops being resumable.
+    fn next_due(&self) -> Option<Instant> {
+        let first = self.entries.front().map(|e| e.expires);
+        [first, self.resumable_until].into_iter().flatten().min()
+    }
 }
 
 /// What one uid's mailbox holds, for `pushctl mailbox`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MailboxSummary {
     pub(crate) uid: Uid,
+    /// Messages waiting (not delivered yet).
     pub(crate) messages: u64,
-    /// Payload bytes.
+    /// Their payload bytes.
     pub(crate) bytes: u64,
-    /// How long ago the oldest message was pushed.
+    /// How long ago the oldest of them was pushed.
     pub(crate) oldest: Duration,
 }
 
-/// Every uid's mailbox.
+/// Every uid's store.
 #[derive(Debug)]
 pub(crate) struct Mailboxes {
     limits: MailboxLimits,
-    boxes: HashMap<Uid, Mailbox>,
-    /// One entry per non-empty mailbox, keyed by when its oldest message expires
-    /// (a sequence number tells equal instants apart).
+    stores: HashMap<Uid, Store>,
+    /// One entry per store with something due, keyed by when (a sequence
+    /// number tells equal instants apart).
     due: BTreeMap<(Instant, u64), Uid>,
     sequence: u64,
-    /// Accounted bytes of every mailbox together.
+    /// Accounted bytes of every store together.
     cost: usize,
-    /// Payload bytes of every mailbox together.
-    payload: usize,
-    messages: usize,
+    /// Messages waiting, and their payload bytes, in every store together.
+    waiting: usize,
+    waiting_payload: usize,
 }
 
 fn cost_of(message: &Utf8Bytes) -> usize {
@@ -99,121 +154,210 @@ fn cost_of(message: &Utf8Bytes) -> usize {
 }
 
 impl Mailboxes {
-    /// No mailbox yet.
+    /// Nothing kept yet.
     pub(crate) fn new(limits: MailboxLimits) -> Self {
         Mailboxes {
             limits,
-            boxes: HashMap::new(),
+            stores: HashMap::new(),
             due: BTreeMap::new(),
             sequence: 0,
             cost: 0,
-            payload: 0,
-            messages: 0,
+            waiting: 0,
+            waiting_payload: 0,
         }
     }
 
-    /// Keeps `message` for `uid` until its next connection binds or the TTL passes.
-    pub(crate) fn store(&mut self, uid: &Uid, message: &Utf8Bytes, now: Instant) -> Stored {
-        let cost = cost_of(message);
-        let expires = now + self.limits.ttl;
-        let mut dropped = self.expire_uid(uid, now).1;
-        let full = self.boxes.get(uid).map_or(0, |b| b.messages.len()) >= self.limits.size;
-        // What a full mailbox gives back for this message counts as room.
-        let freed = if full {
-            self.boxes[uid]
-                .messages
-                .front()
-                .map_or(0, |w| cost_of(&w.message))
-        } else {
-            0
+    /// How long a message is kept.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.limits.ttl
+    }
+
+    /// Keeps `message` for `uid`, which has no connection, until its next
+    /// connection binds or the TTL passes.
+    pub(crate) fn store(
+        &mut self,
+        uid: &Uid,
+        id: MessageId,
+        message: &Utf8Bytes,
+        now: Instant,
+    ) -> Stored {
+        self.expire_store(uid, now);
+        let full = self.stores.get(uid).map_or(0, |s| s.entries.len()) >= self.limits.size;
+        // What a full store gives back for this message counts as room.
+        let freed = match self.stores.get(uid).and_then(|s| s.entries.front()) {
+            Some(oldest) if full => cost_of(&oldest.message),
+            _ => 0,
         };
-        if self.cost + cost > self.limits.memory + freed {
+        if self.cost + cost_of(message) > self.limits.memory + freed {
+            if let Some(store) = self.stores.get_mut(uid) {
+                store.lost_through = id;
+            }
             return Stored::OverMemory;
         }
-        if full {
-            self.pop_front(uid);
-            dropped += 1;
-        }
-        let was_empty = !self.boxes.contains_key(uid);
-        let mailbox = self.boxes.entry(uid.clone()).or_default();
-        mailbox.messages.push_back(Waiting {
-            message: message.clone(),
-            expires,
-        });
-        mailbox.cost += cost;
-        self.cost += cost;
-        self.payload += message.len();
-        self.messages += 1;
-        if was_empty {
-            self.index(uid, expires);
-        }
+        let dropped = if full { self.pop_front(uid) } else { 0 };
+        self.push_back(uid, id, message, now, false);
         Stored::Queued { dropped }
     }
 
-    /// Takes every message still waiting for `uid`, oldest first, and how many
-    /// had expired (they are dropped, not returned).
-    pub(crate) fn take(&mut self, uid: &str, now: Instant) -> (Vec<Utf8Bytes>, usize) {
-        let Some(mailbox) = self.boxes.remove(uid) else {
-            return (Vec::new(), 0);
+    /// Keeps a message that a connection of `uid` took, if `uid` is resumable:
+    /// a `pushd.v2` client that reconnects with an older `since` gets it again.
+    pub(crate) fn retain(&mut self, uid: &Uid, id: MessageId, message: &Utf8Bytes, now: Instant) {
+        if !self.stores.get(uid).is_some_and(|s| s.resumable(now)) {
+            return;
+        }
+        self.expire_store(uid, now);
+        let full = self.stores.get(uid).map_or(0, |s| s.entries.len()) >= self.limits.size;
+        let freed = match self.stores.get(uid).and_then(|s| s.entries.front()) {
+            Some(oldest) if full => cost_of(&oldest.message),
+            _ => 0,
         };
-        let Mailbox { messages, cost } = mailbox;
-        if let Some(first) = messages.front() {
-            self.unindex(uid, first.expires);
-        }
-        self.cost -= cost;
-        self.messages -= messages.len();
-        let mut expired = 0;
-        let mut taken = Vec::with_capacity(messages.len());
-        for waiting in messages {
-            self.payload -= waiting.message.len();
-            if waiting.expires <= now {
-                expired += 1;
-            } else {
-                taken.push(waiting.message);
+        if self.cost + cost_of(message) > self.limits.memory + freed {
+            if let Some(store) = self.stores.get_mut(uid) {
+                store.lost_through = id;
             }
+            return;
         }
-        (taken, expired)
+        if full {
+            self.pop_front(uid);
+        }
+        self.push_back(uid, id, message, now, true);
+    }
+
+    /// Keeps `uid`'s delivered messages until `until` (it has a `pushd.v2`
+    /// connection, or had one until now).
+    pub(crate) fn keep_resumable(&mut self, uid: &Uid, until: Instant) {
+        let store = self.stores.entry(uid.clone()).or_default();
+        store.resumable_until = Some(store.resumable_until.map_or(until, |u| u.max(until)));
+        self.reindex(uid);
+    }
+
+    /// Hands what a connection binding without `since` gets: the messages
+    /// waiting for `uid`, oldest first. They count as delivered from now on.
+    pub(crate) fn take_waiting(&mut self, uid: &Uid, now: Instant) -> Handover {
+        let expired = self.expire_store(uid, now);
+        let mut handover = Handover {
+            expired,
+            ..Handover::default()
+        };
+        let Some(store) = self.stores.get_mut(uid) else {
+            return handover;
+        };
+        for entry in store.entries.iter_mut().filter(|e| !e.delivered) {
+            entry.delivered = true;
+            handover.messages.push((entry.id, entry.message.clone()));
+        }
+        handover.waiting = handover.messages.len();
+        store.waiting = 0;
+        self.waiting -= handover.waiting;
+        self.waiting_payload -= handover
+            .messages
+            .iter()
+            .map(|(_, m)| m.len())
+            .sum::<usize>();
+        if !store.resumable(now) {
+            self.remove(uid);
+        }
+        handover
+    }
+
+    /// Hands what a `pushd.v2` connection binding with `since` gets: every
+    /// message kept after `since`, oldest first, and whether some are missing.
+    pub(crate) fn resume(&mut self, uid: &Uid, since: Since, now: Instant) -> Handover {
+        let expired = self.expire_store(uid, now);
+        let mut handover = Handover {
+            expired,
+            gap: true,
+            ..Handover::default()
+        };
+        let Some(store) = self.stores.get_mut(uid) else {
+            return handover;
+        };
+        // Only a store that kept everything can vouch that nothing is missing.
+        let after = match since {
+            Since::After(id) => {
+                handover.gap = !store.resumable(now) || id < store.lost_through;
+                id
+            }
+            Since::Unknown => 0,
+        };
+        for entry in store.entries.iter_mut().filter(|e| e.id > after) {
+            if !entry.delivered {
+                entry.delivered = true;
+                handover.waiting += 1;
+                self.waiting -= 1;
+                self.waiting_payload -= entry.message.len();
+                store.waiting -= 1;
+            }
+            handover.messages.push((entry.id, entry.message.clone()));
+        }
+        // Waiting messages at or before `since` were delivered before all the same.
+        for entry in store.entries.iter_mut().filter(|e| !e.delivered) {
+            entry.delivered = true;
+            store.waiting -= 1;
+            self.waiting -= 1;
+            self.waiting_payload -= entry.message.len();
+        }
+        if !store.resumable(now) {
+            self.remove(uid);
+        }
+        handover
     }
 
     /// Puts `messages` (oldest first) back at the front of `uid`'s mailbox: what
     /// its last connection had taken but not written when it closed. Returns how
-    /// many could not be kept (size or memory), oldest first.
-    pub(crate) fn put_back(&mut self, uid: &Uid, messages: Vec<Utf8Bytes>, now: Instant) -> usize {
+    /// many could not be kept (size or memory), oldest first. A resumable uid
+    /// keeps them already (its clients resume by id), so nothing is added there.
+    pub(crate) fn put_back(
+        &mut self,
+        uid: &Uid,
+        messages: Vec<(MessageId, Utf8Bytes)>,
+        now: Instant,
+    ) -> usize {
+        if self.stores.get(uid).is_some_and(|s| s.resumable(now)) {
+            return 0;
+        }
         let mut lost = 0;
         // Newest first, each in front of the last: the result is in push order,
         // and when room runs out it is the oldest that are left out.
-        for message in messages.into_iter().rev() {
-            let len = self.boxes.get(uid).map_or(0, |b| b.messages.len());
-            let cost = cost_of(&message);
-            if len >= self.limits.size || self.cost + cost > self.limits.memory {
+        for (id, message) in messages.into_iter().rev() {
+            let len = self.stores.get(uid).map_or(0, |s| s.entries.len());
+            if len >= self.limits.size || self.cost + cost_of(&message) > self.limits.memory {
                 lost += 1;
                 continue;
             }
-            let expires = now + self.limits.ttl;
-            if let Some(first) = self.boxes.get(uid).and_then(|b| b.messages.front()) {
-                let old = first.expires;
-                self.unindex(uid, old);
-            }
-            let mailbox = self.boxes.entry(uid.clone()).or_default();
-            mailbox.messages.push_front(Waiting { message, expires });
-            mailbox.cost += cost;
+            let cost = cost_of(&message);
+            let store = self.stores.entry(uid.clone()).or_default();
+            self.waiting += 1;
+            self.waiting_payload += message.len();
             self.cost += cost;
-            self.payload += mailbox.messages[0].message.len();
-            self.messages += 1;
-            self.index(uid, expires);
+            store.cost += cost;
+            store.waiting += 1;
+            store.entries.push_front(Entry {
+                id,
+                message,
+                expires: now + self.limits.ttl,
+                delivered: false,
+            });
+            self.reindex(uid);
         }
         lost
     }
 
-    /// Empties `uid`'s mailbox; returns what it held (messages, payload bytes).
-    pub(crate) fn clear(&mut self, uid: &str, now: Instant) -> (usize, usize) {
-        let (messages, _) = self.take(uid, now);
-        (messages.len(), messages.iter().map(|m| m.len()).sum())
+    /// Empties `uid`'s store; returns what was waiting (messages, payload bytes).
+    pub(crate) fn clear(&mut self, uid: &str) -> (usize, usize) {
+        let Some(store) = self.stores.get(uid) else {
+            return (0, 0);
+        };
+        let waiting = store.entries.iter().filter(|e| !e.delivered);
+        let held = (store.waiting, waiting.map(|e| e.message.len()).sum());
+        self.remove(uid);
+        held
     }
 
-    /// Drops every message whose TTL has passed, looking only at the mailboxes
-    /// whose oldest message is due, at most `budget` of them. Returns the
-    /// messages dropped and whether more mailboxes are due.
+    /// Drops every message whose TTL has passed and the stores that are empty
+    /// and no longer resumable, looking only at the stores that are due, at
+    /// most `budget` of them. Returns the waiting messages dropped and whether
+    /// more stores are due.
     pub(crate) fn expire(&mut self, now: Instant, budget: usize) -> (usize, bool) {
         let mut expired = 0;
         for _ in 0..budget {
@@ -224,7 +368,15 @@ impl Mailboxes {
                 return (expired, false);
             }
             let uid = uid.clone();
-            expired += self.expire_uid(&uid, now).1;
+            expired += self.expire_store(&uid, now);
+            if self
+                .stores
+                .get(&uid)
+                .is_some_and(|s| s.due.is_some_and(|(at, _)| at <= now))
+            {
+                // Due for its resumability, which has ended.
+                self.end_resumability(&uid);
+            }
         }
         let more = self
             .due
@@ -233,86 +385,152 @@ impl Mailboxes {
         (expired, more)
     }
 
-    /// Drops `uid`'s expired messages; returns (still waiting, dropped).
-    fn expire_uid(&mut self, uid: &Uid, now: Instant) -> (usize, usize) {
-        let mut dropped = 0;
-        while let Some(first) = self.boxes.get(uid).and_then(|b| b.messages.front()) {
+    /// Drops `uid`'s messages past their TTL; returns how many of them were waiting.
+    fn expire_store(&mut self, uid: &Uid, now: Instant) -> usize {
+        let mut waiting = 0;
+        while let Some(first) = self.stores.get(uid).and_then(|s| s.entries.front()) {
             if first.expires > now {
                 break;
             }
-            self.pop_front(uid);
-            dropped += 1;
+            waiting += self.pop_front(uid);
         }
-        (self.boxes.get(uid).map_or(0, |b| b.messages.len()), dropped)
+        let empty = self
+            .stores
+            .get(uid)
+            .is_some_and(|s| s.entries.is_empty() && !s.resumable(now));
+        if empty {
+            self.remove(uid);
+        }
+        waiting
     }
 
-    /// Removes `uid`'s oldest message, keeping the totals and the index right.
-    fn pop_front(&mut self, uid: &Uid) {
-        let Some(mailbox) = self.boxes.get_mut(uid) else {
+    /// `uid` is no longer resumable: its delivered messages go, the waiting stay.
+    fn end_resumability(&mut self, uid: &Uid) {
+        let Some(store) = self.stores.get_mut(uid) else {
             return;
         };
-        let Some(first) = mailbox.messages.pop_front() else {
-            return;
+        store.resumable_until = None;
+        let before = store.cost;
+        store.entries.retain(|e| !e.delivered);
+        store.cost = store.entries.iter().map(|e| cost_of(&e.message)).sum();
+        self.cost -= before - store.cost;
+        if store.entries.is_empty() {
+            self.remove(uid);
+        } else {
+            self.reindex(uid);
+        }
+    }
+
+    /// Appends one entry, keeping the totals and the index right.
+    fn push_back(
+        &mut self,
+        uid: &Uid,
+        id: MessageId,
+        message: &Utf8Bytes,
+        now: Instant,
+        delivered: bool,
+    ) {
+        let cost = cost_of(message);
+        let store = self.stores.entry(uid.clone()).or_default();
+        store.entries.push_back(Entry {
+            id,
+            message: message.clone(),
+            expires: now + self.limits.ttl,
+            delivered,
+        });
+        store.cost += cost;
+        self.cost += cost;
+        if !delivered {
+            store.waiting += 1;
+            self.waiting += 1;
+            self.waiting_payload += message.len();
+        }
+        if store.entries.len() == 1 {
+            self.reindex(uid);
+        }
+    }
+
+    /// Removes `uid`'s oldest entry; returns 1 if it was still waiting.
+    fn pop_front(&mut self, uid: &Uid) -> usize {
+        let Some(store) = self.stores.get_mut(uid) else {
+            return 0;
+        };
+        let Some(first) = store.entries.pop_front() else {
+            return 0;
         };
         let cost = cost_of(&first.message);
-        mailbox.cost -= cost;
-        let next = mailbox.messages.front().map(|w| w.expires);
+        store.cost -= cost;
+        store.lost_through = store.lost_through.max(first.id);
         self.cost -= cost;
-        self.payload -= first.message.len();
-        self.messages -= 1;
-        self.unindex(uid, first.expires);
-        match next {
-            Some(expires) => self.index(uid, expires),
-            None => {
-                self.boxes.remove(uid);
-            }
+        let waiting = usize::from(!first.delivered);
+        if waiting == 1 {
+            store.waiting -= 1;
+            self.waiting -= 1;
+            self.waiting_payload -= first.message.len();
         }
+        self.reindex(uid);
+        waiting
     }
 
-    fn index(&mut self, uid: &Uid, expires: Instant) {
-        self.sequence += 1;
-        self.due.insert((expires, self.sequence), uid.clone());
-    }
-
-    /// Removes `uid`'s index entry, whose instant is `expires`.
-    fn unindex(&mut self, uid: &str, expires: Instant) {
-        let key = self
-            .due
-            .range((expires, 0)..=(expires, u64::MAX))
-            .find(|(_, owner)| owner.as_str() == uid)
-            .map(|(key, _)| *key);
-        if let Some(key) = key {
+    /// Moves `uid`'s index entry to when its store is next due.
+    fn reindex(&mut self, uid: &Uid) {
+        let Some(store) = self.stores.get_mut(uid) else {
+            return;
+        };
+        if let Some(key) = store.due.take() {
             self.due.remove(&key);
         }
+        if let Some(at) = store.next_due() {
+            self.sequence += 1;
+            let key = (at, self.sequence);
+            store.due = Some(key);
+            self.due.insert(key, uid.clone());
+        }
     }
 
-    /// Every mailbox that holds messages, sorted by uid.
+    /// Forgets `uid`'s store, keeping the totals and the index right.
+    fn remove(&mut self, uid: &str) {
+        let Some(store) = self.stores.remove(uid) else {
+            return;
+        };
+        if let Some(key) = store.due {
+            self.due.remove(&key);
+        }
+        self.cost -= store.cost;
+        self.waiting -= store.waiting;
+        let waiting = store.entries.iter().filter(|e| !e.delivered);
+        self.waiting_payload -= waiting.map(|e| e.message.len()).sum::<usize>();
+    }
+
+    /// Every uid with waiting messages, sorted by uid.
     pub(crate) fn list(&self, now: Instant) -> Vec<MailboxSummary> {
         let ttl = self.limits.ttl;
-        let mut list: Vec<MailboxSummary> = (self.boxes.iter())
-            .map(|(uid, mailbox)| MailboxSummary {
-                uid: uid.clone(),
-                messages: mailbox.messages.len() as u64,
-                bytes: mailbox
-                    .messages
-                    .iter()
-                    .map(|w| w.message.len() as u64)
-                    .sum(),
-                oldest: mailbox.messages.front().map_or(Duration::ZERO, |w| {
-                    (now + ttl).saturating_duration_since(w.expires)
-                }),
+        let mut list: Vec<MailboxSummary> = (self.stores.iter())
+            .filter(|(_, store)| store.waiting > 0)
+            .map(|(uid, store)| {
+                let waiting = store.entries.iter().filter(|e| !e.delivered);
+                let oldest = waiting.clone().next().map_or(Duration::ZERO, |e| {
+                    (now + ttl).saturating_duration_since(e.expires)
+                });
+                MailboxSummary {
+                    uid: uid.clone(),
+                    messages: store.waiting as u64,
+                    bytes: waiting.map(|e| e.message.len() as u64).sum(),
+                    oldest,
+                }
             })
             .collect();
         list.sort_unstable_by(|a, b| a.uid.cmp(&b.uid));
         list
     }
 
-    /// Uids with waiting messages, messages, payload bytes.
+    /// Uids with waiting messages, messages waiting, their payload bytes.
     pub(crate) fn totals(&self) -> (u64, u64, u64) {
+        let uids = self.stores.values().filter(|s| s.waiting > 0).count();
         (
-            self.boxes.len() as u64,
-            self.messages as u64,
-            self.payload as u64,
+            uids as u64,
+            self.waiting as u64,
+            self.waiting_payload as u64,
         )
     }
 }
@@ -333,39 +551,40 @@ mod tests {
         Uid::parse(text).unwrap()
     }
 
-    fn texts(messages: &[Utf8Bytes]) -> Vec<&str> {
-        messages.iter().map(Utf8Bytes::as_str).collect()
+    fn texts(handover: &Handover) -> Vec<&str> {
+        handover.messages.iter().map(|(_, m)| m.as_str()).collect()
+    }
+
+    fn ids(handover: &Handover) -> Vec<MessageId> {
+        handover.messages.iter().map(|(id, _)| *id).collect()
     }
 
     #[test]
     fn messages_wait_in_order_and_are_taken_once() {
         let mut boxes = Mailboxes::new(limits(10, 1 << 20));
         let now = Instant::now();
-        for m in ["a", "b", "c"] {
-            assert_eq!(
-                boxes.store(&uid("42"), &m.into(), now),
-                Stored::Queued { dropped: 0 }
-            );
+        for (id, m) in [(1, "a"), (2, "b"), (3, "c")] {
+            let stored = boxes.store(&uid("42"), id, &m.into(), now);
+            assert_eq!(stored, Stored::Queued { dropped: 0 });
         }
         assert_eq!(boxes.totals(), (1, 3, 3));
-        let (taken, expired) = boxes.take("42", now);
-        assert_eq!((texts(&taken), expired), (vec!["a", "b", "c"], 0));
-        assert_eq!(boxes.take("42", now).0.len(), 0);
+        let taken = boxes.take_waiting(&uid("42"), now);
+        assert_eq!((texts(&taken), taken.waiting), (vec!["a", "b", "c"], 3));
+        assert!(boxes.take_waiting(&uid("42"), now).messages.is_empty());
         assert_eq!(boxes.totals(), (0, 0, 0));
-        assert!(boxes.due.is_empty());
+        assert!(boxes.due.is_empty() && boxes.stores.is_empty());
+        assert_eq!(boxes.cost, 0);
     }
 
     #[test]
     fn a_full_mailbox_drops_its_oldest() {
         let mut boxes = Mailboxes::new(limits(2, 1 << 20));
         let now = Instant::now();
-        boxes.store(&uid("42"), &"1".into(), now);
-        boxes.store(&uid("42"), &"2".into(), now);
-        assert_eq!(
-            boxes.store(&uid("42"), &"3".into(), now),
-            Stored::Queued { dropped: 1 }
-        );
-        assert_eq!(texts(&boxes.take("42", now).0), ["2", "3"]);
+        boxes.store(&uid("42"), 1, &"1".into(), now);
+        boxes.store(&uid("42"), 2, &"2".into(), now);
+        let third = boxes.store(&uid("42"), 3, &"3".into(), now);
+        assert_eq!(third, Stored::Queued { dropped: 1 });
+        assert_eq!(texts(&boxes.take_waiting(&uid("42"), now)), ["2", "3"]);
     }
 
     #[test]
@@ -373,50 +592,42 @@ mod tests {
         let one = 4 + PER_MESSAGE_OVERHEAD;
         let mut boxes = Mailboxes::new(limits(10, 2 * one));
         let now = Instant::now();
-        assert!(matches!(
-            boxes.store(&uid("a"), &"1234".into(), now),
-            Stored::Queued { .. }
-        ));
-        assert!(matches!(
-            boxes.store(&uid("b"), &"1234".into(), now),
-            Stored::Queued { .. }
-        ));
-        assert_eq!(boxes.store(&uid("c"), &"1".into(), now), Stored::OverMemory);
-        boxes.take("a", now);
-        assert!(matches!(
-            boxes.store(&uid("c"), &"1".into(), now),
-            Stored::Queued { .. }
-        ));
+        let queued = |s| matches!(s, Stored::Queued { .. });
+        assert!(queued(boxes.store(&uid("a"), 1, &"1234".into(), now)));
+        assert!(queued(boxes.store(&uid("b"), 2, &"1234".into(), now)));
+        assert_eq!(
+            boxes.store(&uid("c"), 3, &"1".into(), now),
+            Stored::OverMemory
+        );
+        boxes.take_waiting(&uid("a"), now);
+        assert!(queued(boxes.store(&uid("c"), 4, &"1".into(), now)));
     }
 
     #[test]
     fn a_full_mailbox_at_the_memory_limit_still_takes_a_message_of_the_same_size() {
-        let one = 1 + PER_MESSAGE_OVERHEAD;
-        let mut boxes = Mailboxes::new(limits(1, one));
+        let mut boxes = Mailboxes::new(limits(1, 1 + PER_MESSAGE_OVERHEAD));
         let now = Instant::now();
-        boxes.store(&uid("a"), &"1".into(), now);
-        assert_eq!(
-            boxes.store(&uid("a"), &"2".into(), now),
-            Stored::Queued { dropped: 1 }
-        );
-        assert_eq!(texts(&boxes.take("a", now).0), ["2"]);
+        boxes.store(&uid("a"), 1, &"1".into(), now);
+        let second = boxes.store(&uid("a"), 2, &"2".into(), now);
+        assert_eq!(second, Stored::Queued { dropped: 1 });
+        assert_eq!(texts(&boxes.take_waiting(&uid("a"), now)), ["2"]);
     }
 
     #[test]
-    fn expiry_walks_only_what_is_due_and_take_drops_the_expired() {
+    fn expiry_walks_only_what_is_due_and_taking_drops_the_expired() {
         let mut boxes = Mailboxes::new(limits(10, 1 << 20));
         let start = Instant::now();
-        boxes.store(&uid("old"), &"x".into(), start);
-        boxes.store(&uid("old"), &"y".into(), start + Duration::from_secs(20));
-        boxes.store(&uid("new"), &"z".into(), start + Duration::from_secs(10));
-        let later = start + Duration::from_secs(31);
-        assert_eq!(boxes.expire(later, 100), (1, false));
+        let at = |s| start + Duration::from_secs(s);
+        boxes.store(&uid("old"), 1, &"x".into(), start);
+        boxes.store(&uid("old"), 3, &"y".into(), at(20));
+        boxes.store(&uid("new"), 2, &"z".into(), at(10));
+        assert_eq!(boxes.expire(at(31), 100), (1, false));
         assert_eq!(boxes.totals(), (2, 2, 2));
-        let (taken, expired) = boxes.take("new", start + Duration::from_secs(45));
-        assert_eq!((taken.len(), expired), (0, 1));
-        assert_eq!(boxes.expire(start + Duration::from_secs(60), 1), (1, false));
+        let taken = boxes.take_waiting(&uid("new"), at(45));
+        assert_eq!((taken.messages.len(), taken.expired), (0, 1));
+        assert_eq!(boxes.expire(at(60), 1), (1, false));
         assert_eq!(boxes.totals(), (0, 0, 0));
-        assert!(boxes.due.is_empty());
+        assert!(boxes.due.is_empty() && boxes.stores.is_empty());
     }
 
     #[test]
@@ -424,7 +635,7 @@ mod tests {
         let mut boxes = Mailboxes::new(limits(10, 1 << 20));
         let now = Instant::now();
         for i in 0..5 {
-            boxes.store(&uid(&i.to_string()), &"x".into(), now);
+            boxes.store(&uid(&i.to_string()), i, &"x".into(), now);
         }
         let later = now + Duration::from_secs(31);
         assert_eq!(boxes.expire(later, 2), (2, true));
@@ -435,26 +646,98 @@ mod tests {
     fn put_back_goes_in_front_in_push_order_and_keeps_the_newest_when_short_of_room() {
         let mut boxes = Mailboxes::new(limits(3, 1 << 20));
         let now = Instant::now();
-        boxes.store(&uid("42"), &"later".into(), now);
-        let back = vec!["a".into(), "b".into(), "c".into()];
+        boxes.store(&uid("42"), 9, &"later".into(), now);
+        let back = vec![(1, "a".into()), (2, "b".into()), (3, "c".into())];
         assert_eq!(boxes.put_back(&uid("42"), back, now), 1);
-        assert_eq!(texts(&boxes.take("42", now).0), ["b", "c", "later"]);
+        assert_eq!(
+            texts(&boxes.take_waiting(&uid("42"), now)),
+            ["b", "c", "later"]
+        );
         assert!(boxes.due.is_empty());
+    }
+
+    #[test]
+    fn a_resumable_uid_keeps_delivered_messages_and_resumes_after_since() {
+        let mut boxes = Mailboxes::new(limits(10, 1 << 20));
+        let now = Instant::now();
+        let tab = uid("42");
+        boxes.keep_resumable(&tab, now + Duration::from_secs(30));
+        boxes.retain(&tab, 1, &"one".into(), now);
+        boxes.retain(&tab, 2, &"two".into(), now);
+        boxes.store(&tab, 3, &"three".into(), now);
+        assert_eq!(boxes.totals(), (1, 1, 5), "only the undelivered one waits");
+        let resumed = boxes.resume(&tab, Since::After(1), now);
+        assert_eq!(
+            (resumed.gap, ids(&resumed), resumed.waiting),
+            (false, vec![2, 3], 1)
+        );
+        assert_eq!(boxes.totals(), (0, 0, 0));
+        // Again from 2: still kept, nothing twice beyond what was asked.
+        let again = boxes.resume(&tab, Since::After(2), now);
+        assert_eq!((again.gap, ids(&again)), (false, vec![3]));
+        // A new tab without since gets nothing old.
+        assert!(boxes.take_waiting(&tab, now).messages.is_empty());
+    }
+
+    #[test]
+    fn a_resume_from_before_what_was_let_go_reports_a_gap() {
+        let mut boxes = Mailboxes::new(limits(2, 1 << 20));
+        let now = Instant::now();
+        let tab = uid("42");
+        boxes.keep_resumable(&tab, now + Duration::from_secs(30));
+        for id in 1..=3 {
+            boxes.retain(&tab, id, &id.to_string().into(), now);
+        }
+        let from_1 = boxes.resume(&tab, Since::After(1), now);
+        assert_eq!(
+            (from_1.gap, ids(&from_1)),
+            (false, vec![2, 3]),
+            "1 is gone, but the client has it"
+        );
+        let resumed = boxes.resume(&tab, Since::After(0), now);
+        assert_eq!((resumed.gap, ids(&resumed)), (true, vec![2, 3]));
+        let unknown = boxes.resume(&tab, Since::Unknown, now);
+        assert_eq!((unknown.gap, ids(&unknown)), (true, vec![2, 3]));
+        let unknown_uid = boxes.resume(&uid("7"), Since::After(5), now);
+        assert!(unknown_uid.gap && unknown_uid.messages.is_empty());
+    }
+
+    #[test]
+    fn resumability_ends_and_the_store_goes() {
+        let mut boxes = Mailboxes::new(limits(10, 1 << 20));
+        let now = Instant::now();
+        let tab = uid("42");
+        boxes.keep_resumable(&tab, now + Duration::from_secs(5));
+        boxes.retain(&tab, 1, &"delivered".into(), now);
+        boxes.store(&tab, 2, &"waiting".into(), now);
+        assert_eq!(boxes.expire(now + Duration::from_secs(6), 10), (0, false));
+        let left = boxes.take_waiting(&tab, now + Duration::from_secs(6));
+        assert_eq!(
+            texts(&left),
+            ["waiting"],
+            "the delivered one went, the waiting stayed"
+        );
+        boxes.retain(&tab, 3, &"x".into(), now + Duration::from_secs(6));
+        assert!(
+            boxes.stores.is_empty() && boxes.due.is_empty(),
+            "no longer resumable"
+        );
+        assert_eq!(boxes.cost, 0);
     }
 
     #[test]
     fn list_and_clear() {
         let mut boxes = Mailboxes::new(limits(10, 1 << 20));
         let now = Instant::now();
-        boxes.store(&uid("b"), &"12".into(), now);
-        boxes.store(&uid("a"), &"1".into(), now);
+        boxes.store(&uid("b"), 1, &"12".into(), now);
+        boxes.store(&uid("a"), 2, &"1".into(), now);
         let later = now + Duration::from_secs(2);
         let list = boxes.list(later);
         assert_eq!(list.len(), 2);
         assert_eq!((list[0].uid.as_str(), list[0].bytes), ("a", 1));
         assert_eq!(list[1].oldest, Duration::from_secs(2));
-        assert_eq!(boxes.clear("b", later), (1, 2));
-        assert_eq!(boxes.clear("b", later), (0, 0));
+        assert_eq!(boxes.clear("b"), (1, 2));
+        assert_eq!(boxes.clear("b"), (0, 0));
         assert_eq!(boxes.totals(), (1, 1, 1));
     }
 }

@@ -20,7 +20,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::clock::Clock;
 use super::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
 use super::counters::{Counter, Counters};
-use super::mailbox::{MailboxLimits, MailboxSummary, Mailboxes, Stored};
+use super::mailbox::{
+    Handover, MailboxLimits, MailboxSummary, Mailboxes, MessageId, Since, Stored,
+};
 use crate::logging::Throttled;
 
 /// What became of a push to one uid.
@@ -43,6 +45,10 @@ pub(crate) enum PerUidPolicy {
     /// Close the uid's oldest connection (4004).
     CloseOldest,
 }
+
+/// The frame a resuming `pushd.v2` client gets first when messages after its
+/// `since` are no longer kept.
+const GAP_FRAME: &str = "!gap";
 
 /// Mailbox messages examined per lock hold when expiring, so a mass expiry
 /// never holds the registry for long.
@@ -109,6 +115,11 @@ pub(crate) struct ConnSnapshot {
 pub(crate) struct Registry {
     clock: Clock,
     next_id: AtomicU64,
+    /// The next message id.
+    next_message: AtomicU64,
+    /// When this registry started, in milliseconds since the Unix epoch: the
+    /// first part of every message id, so ids never repeat across restarts.
+    boot: u64,
     queue: QueueLimits,
     per_uid: Option<(usize, PerUidPolicy)>,
     state: Mutex<State>,
@@ -222,6 +233,10 @@ impl Registry {
         Registry {
             clock,
             next_id: AtomicU64::new(1),
+            next_message: AtomicU64::new(1),
+            boot: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             queue: limits.queue,
             per_uid: limits.per_uid,
             state: Mutex::new(State {
@@ -255,10 +270,11 @@ impl Registry {
     }
 
     /// Registers a new, unbound connection.
-    pub(crate) fn open(&self, peer: SocketAddr) -> Arc<ConnHandle> {
+    /// `v2`: it speaks `pushd.v2` (frames `ID PAYLOAD`, resumable).
+    pub(crate) fn open(&self, peer: SocketAddr, v2: bool) -> Arc<ConnHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let handle = Arc::new(ConnHandle::new(id, peer, now, self.clock.ms_at(now)));
+        let handle = Arc::new(ConnHandle::new(id, v2, peer, now, self.clock.ms_at(now)));
         let slot = Slot {
             handle: handle.clone(),
             uid: None,
@@ -272,8 +288,15 @@ impl Registry {
     /// Binds an open, unbound connection to `uid` and returns the registry's
     /// shared copy of the uid. Over the per-uid limit, either refuses or asks
     /// the uid's oldest connection to close (4004), as the policy says. The
-    /// uid's waiting messages, if any, are queued for it before anything else.
-    pub(crate) fn bind(&self, id: ConnId, uid: &Uid) -> Result<Uid, BindError> {
+    /// uid's waiting messages, if any, are queued for it before anything else;
+    /// a `pushd.v2` connection that gives `since` gets instead everything kept
+    /// after it, `!gap` first if some of that is gone.
+    pub(crate) fn bind(
+        &self,
+        id: ConnId,
+        uid: &Uid,
+        since: Option<Since>,
+    ) -> Result<Uid, BindError> {
         let mut guard = self.lock();
         let state = &mut *guard;
         let slot = state.conns.get_mut(&id).ok_or(BindError::Closing)?;
@@ -323,22 +346,70 @@ impl Registry {
         let slot = state.conns.get_mut(&id).expect("checked above");
         slot.uid = Some(key.clone());
         slot.listed = true;
-        let (waiting, expired) = match &mut state.mailboxes {
-            Some(mailboxes) => mailboxes.take(uid, Instant::now()),
-            None => (Vec::new(), 0),
+        let now = Instant::now();
+        let handover = match &mut state.mailboxes {
+            Some(mailboxes) => {
+                if handle.v2 {
+                    mailboxes.keep_resumable(&key, now + mailboxes.ttl());
+                }
+                match since.filter(|_| handle.v2) {
+                    Some(since) => mailboxes.resume(&key, since, now),
+                    None => mailboxes.take_waiting(&key, now),
+                }
+            }
+            // No mailbox: nothing is kept, so a resume always has a gap.
+            None => Handover {
+                gap: handle.v2 && since.is_some(),
+                ..Handover::default()
+            },
         };
-        let handed = waiting.len() as u64;
-        if handed > 0 {
-            handle.push_waiting(waiting);
+        let handed = handover.messages.len() as u64;
+        let resent = handed - handover.waiting as u64;
+        let mut frames = Vec::with_capacity(handover.messages.len() + 1);
+        if handover.gap {
+            frames.push((0, Utf8Bytes::from_static(GAP_FRAME)));
+        }
+        frames.extend(handover.messages.into_iter().map(|(id, message)| {
+            let frame = if handle.v2 {
+                self.v2_frame(id, &message)
+            } else {
+                message
+            };
+            (id, frame)
+        }));
+        if !frames.is_empty() {
+            handle.push_waiting(frames);
         }
         state.uids.entry(key.clone()).or_default().push(handle);
         drop(guard);
         self.counters.bump(Counter::Binds);
-        self.counters.add(Counter::MailboxDelivered, handed);
+        self.counters
+            .add(Counter::MailboxDelivered, handover.waiting as u64);
+        self.counters.add(Counter::MailboxResent, resent);
+        self.counters
+            .add(Counter::ResumeGaps, u64::from(handover.gap));
         self.counters.add(Counter::MessagesDelivered, handed);
-        self.counters.add(Counter::MailboxExpired, expired as u64);
+        self.counters
+            .add(Counter::MailboxExpired, handover.expired as u64);
         self.mark_changed([key.clone()]);
         Ok(key)
+    }
+
+    /// The `pushd.v2` frame of message `id`: `ID PAYLOAD`.
+    fn v2_frame(&self, id: MessageId, payload: &Utf8Bytes) -> Utf8Bytes {
+        Utf8Bytes::from(format!("{}-{id} {payload}", self.boot))
+    }
+
+    /// Where a `pushd.v2` client's `since` is in this node's ids: ids look like
+    /// `BOOT-N`, BOOT being when this registry started, so an id from before a
+    /// restart (or anything else) is [`Since::Unknown`].
+    pub(crate) fn since(&self, text: &str) -> Since {
+        match text.split_once('-') {
+            Some((boot, n)) if boot.parse() == Ok(self.boot) => {
+                n.parse().map_or(Since::Unknown, Since::After)
+            }
+            _ => Since::Unknown,
+        }
     }
 
     /// Forgets a connection whose task is ending. If it was its uid's last
@@ -360,6 +431,11 @@ impl Registry {
                 slot.handle.close_request(),
                 Some(CloseRequest::Kicked { .. } | CloseRequest::Shutdown)
             );
+            if slot.handle.v2 && !final_close {
+                // Its client may come back with `since` within the TTL.
+                let ttl = mailboxes.ttl();
+                mailboxes.keep_resumable(bound, Instant::now() + ttl);
+            }
             if !final_close && !state.uids.contains_key(bound.as_str()) {
                 let unwritten = slot.handle.take_queue();
                 let n = unwritten.len();
@@ -384,19 +460,35 @@ impl Registry {
         let mut slow = Vec::new();
         let mut guard = self.lock();
         let state = &mut *guard;
+        // Taken under the lock: ids of one uid increase in push order.
+        let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+        // Encoded once, for every pushd.v2 connection of the uid.
+        let mut v2_frame = None;
         for handle in state.uids.get(uid.as_str()).into_iter().flatten() {
-            match handle.try_push(message, self.queue) {
+            let frame = if handle.v2 {
+                &*v2_frame.get_or_insert_with(|| self.v2_frame(id, message))
+            } else {
+                message
+            };
+            match handle.try_push(id, frame, self.queue) {
                 Ok(()) => delivered += 1,
                 Err(()) => slow.push(handle.id),
             }
         }
         let unbound = state.disconnect_slow(&slow);
         let pushed = if delivered > 0 {
+            if let Some(mailboxes) = &mut state.mailboxes {
+                let now = Instant::now();
+                if v2_frame.is_some() {
+                    mailboxes.keep_resumable(uid, now + mailboxes.ttl());
+                }
+                mailboxes.retain(uid, id, message, now);
+            }
             Pushed::Delivered(delivered)
         } else if transient || state.is_banned(uid, Instant::now()) {
             Pushed::NotKept
         } else {
-            self.keep(state, uid, message)
+            self.keep(state, uid, id, message)
         };
         drop(guard);
         self.counters.add(Counter::MessagesDelivered, delivered);
@@ -407,11 +499,11 @@ impl Registry {
 
     /// Offers `message` to `uid`'s mailbox, counting and (throttled) logging
     /// what its bounds did to it.
-    fn keep(&self, state: &mut State, uid: &Uid, message: &Utf8Bytes) -> Pushed {
+    fn keep(&self, state: &mut State, uid: &Uid, id: MessageId, message: &Utf8Bytes) -> Pushed {
         let Some(mailboxes) = &mut state.mailboxes else {
             return Pushed::NotKept;
         };
-        match mailboxes.store(uid, message, Instant::now()) {
+        match mailboxes.store(uid, id, message, Instant::now()) {
             Stored::Queued { dropped } => {
                 self.counters.bump(Counter::MailboxStored);
                 if dropped > 0 {
@@ -436,10 +528,17 @@ impl Registry {
     /// Queues `message` for every bound connection; returns how many took it.
     pub(crate) fn broadcast(&self, message: &Utf8Bytes) -> u64 {
         let handles: Vec<Arc<ConnHandle>> = self.lock().uids.values().flatten().cloned().collect();
+        let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let mut v2_frame = None;
         let mut delivered = 0;
         let mut slow = Vec::new();
         for handle in &handles {
-            match handle.try_push(message, self.queue) {
+            let frame = if handle.v2 {
+                &*v2_frame.get_or_insert_with(|| self.v2_frame(id, message))
+            } else {
+                message
+            };
+            match handle.try_push(id, frame, self.queue) {
                 Ok(()) => delivered += 1,
                 Err(()) => slow.push(handle.id),
             }
@@ -472,7 +571,7 @@ impl Registry {
             state.bans.insert(uid.clone(), Instant::now() + ban);
         }
         if let Some(mailboxes) = &mut state.mailboxes {
-            let (cleared, _) = mailboxes.clear(uid, Instant::now());
+            let (cleared, _) = mailboxes.clear(uid);
             self.counters.add(Counter::MailboxCleared, cleared as u64);
         }
         let Some((key, handles)) = state.uids.remove_entry(uid.as_str()) else {
@@ -589,7 +688,7 @@ impl Registry {
         let mut cleared = Vec::new();
         for uid in uids {
             if let Some(summary) = before.iter().find(|s| s.uid == *uid) {
-                mailboxes.clear(uid, now);
+                mailboxes.clear(uid);
                 cleared.push(summary.clone());
             }
         }
@@ -766,12 +865,12 @@ mod tests {
             Pushed::NotKept,
             "transient"
         );
-        let a = registry.open(peer());
-        registry.bind(a.id, &uid("42")).unwrap();
+        let a = registry.open(peer(), false);
+        registry.bind(a.id, &uid("42"), None).unwrap();
         assert_eq!(push(&registry, "42", "3"), 1);
         assert_eq!(drain(&a), ["1", "2", "3"]);
-        let b = registry.open(peer());
-        registry.bind(b.id, &uid("42")).unwrap();
+        let b = registry.open(peer(), false);
+        registry.bind(b.id, &uid("42"), None).unwrap();
         assert!(
             drain(&b).is_empty(),
             "the mailbox went to the first connection only"
@@ -782,8 +881,8 @@ mod tests {
     #[test]
     fn what_the_last_connection_did_not_write_goes_back_to_the_front() {
         let registry = with_mailbox(10);
-        let a = registry.open(peer());
-        registry.bind(a.id, &uid("42")).unwrap();
+        let a = registry.open(peer(), false);
+        registry.bind(a.id, &uid("42"), None).unwrap();
         push(&registry, "42", "1");
         push(&registry, "42", "2");
         assert_eq!(a.pop().unwrap(), "1", "written");
@@ -792,16 +891,16 @@ mod tests {
             registry.push_to_uid(&uid("42"), &"3".into(), false),
             Pushed::Queued
         );
-        let b = registry.open(peer());
-        registry.bind(b.id, &uid("42")).unwrap();
+        let b = registry.open(peer(), false);
+        registry.bind(b.id, &uid("42"), None).unwrap();
         assert_eq!(drain(&b), ["2", "3"]);
     }
 
     #[test]
     fn a_kick_empties_the_mailbox_and_its_connections_give_nothing_back() {
         let registry = with_mailbox(10);
-        let a = registry.open(peer());
-        registry.bind(a.id, &uid("42")).unwrap();
+        let a = registry.open(peer(), false);
+        registry.bind(a.id, &uid("42"), None).unwrap();
         push(&registry, "42", "unwritten");
         registry.kick(&uid("42"), "bye", Some(Duration::from_secs(60)));
         registry.close(a.id);
@@ -819,8 +918,8 @@ mod tests {
     #[test]
     fn a_slow_consumer_unlisted_by_a_push_leaves_that_push_in_the_mailbox() {
         let registry = with_mailbox(10);
-        let a = registry.open(peer());
-        registry.bind(a.id, &uid("42")).unwrap();
+        let a = registry.open(peer(), false);
+        registry.bind(a.id, &uid("42"), None).unwrap();
         for i in 0..8 {
             assert_eq!(push(&registry, "42", &i.to_string()), 1);
         }
@@ -829,8 +928,8 @@ mod tests {
             Pushed::Queued
         );
         registry.close(a.id);
-        let b = registry.open(peer());
-        registry.bind(b.id, &uid("42")).unwrap();
+        let b = registry.open(peer(), false);
+        registry.bind(b.id, &uid("42"), None).unwrap();
         let got = drain(&b);
         assert_eq!(got.len(), 9, "{got:?}");
         assert_eq!(got.first().map(String::as_str), Some("0"));
@@ -850,8 +949,8 @@ mod tests {
             },
             None,
         );
-        let a = registry.open(peer());
-        registry.bind(a.id, &uid("a")).unwrap();
+        let a = registry.open(peer(), false);
+        registry.bind(a.id, &uid("a"), None).unwrap();
         assert_eq!(push(&registry, "a", "123456"), 1);
         assert_eq!(push(&registry, "a", "1234"), 1);
         assert_eq!(push(&registry, "a", "1"), 0, "11 bytes > 10");
@@ -861,12 +960,12 @@ mod tests {
     #[test]
     fn push_reaches_every_connection_of_the_uid_only() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer());
-        let b = registry.open(peer());
-        let c = registry.open(peer());
-        assert!(registry.bind(a.id, &uid("42")).is_ok());
-        assert!(registry.bind(b.id, &uid("42")).is_ok());
-        assert!(registry.bind(c.id, &uid("7")).is_ok());
+        let a = registry.open(peer(), false);
+        let b = registry.open(peer(), false);
+        let c = registry.open(peer(), false);
+        assert!(registry.bind(a.id, &uid("42"), None).is_ok());
+        assert!(registry.bind(b.id, &uid("42"), None).is_ok());
+        assert!(registry.bind(c.id, &uid("7"), None).is_ok());
         assert_eq!(push(&registry, "42", "hi"), 2);
         assert_eq!(a.pop().unwrap(), "hi");
         assert_eq!(b.pop().unwrap(), "hi");
@@ -878,21 +977,24 @@ mod tests {
     fn per_uid_limit_refuses_or_replaces_the_oldest() {
         let refuse = registry(limits(8), Some((2, PerUidPolicy::RefuseNew)));
         let (a, b, c) = (
-            refuse.open(peer()),
-            refuse.open(peer()),
-            refuse.open(peer()),
+            refuse.open(peer(), false),
+            refuse.open(peer(), false),
+            refuse.open(peer(), false),
         );
-        assert!(refuse.bind(a.id, &uid("42")).is_ok() && refuse.bind(b.id, &uid("42")).is_ok());
-        assert_eq!(refuse.bind(c.id, &uid("42")), Err(BindError::TooMany));
         assert!(
-            refuse.bind(c.id, &uid("43")).is_ok(),
+            refuse.bind(a.id, &uid("42"), None).is_ok()
+                && refuse.bind(b.id, &uid("42"), None).is_ok()
+        );
+        assert_eq!(refuse.bind(c.id, &uid("42"), None), Err(BindError::TooMany));
+        assert!(
+            refuse.bind(c.id, &uid("43"), None).is_ok(),
             "other uids are not affected"
         );
 
         let replace = registry(limits(8), Some((1, PerUidPolicy::CloseOldest)));
-        let (old, new) = (replace.open(peer()), replace.open(peer()));
-        assert!(replace.bind(old.id, &uid("42")).is_ok());
-        assert!(replace.bind(new.id, &uid("42")).is_ok());
+        let (old, new) = (replace.open(peer(), false), replace.open(peer(), false));
+        assert!(replace.bind(old.id, &uid("42"), None).is_ok());
+        assert!(replace.bind(new.id, &uid("42"), None).is_ok());
         assert_eq!(close_request(&old), Some(CloseRequest::Replaced));
         assert_eq!(replace.online("42"), 1);
         assert_eq!(push(&replace, "42", "m"), 1);
@@ -902,19 +1004,19 @@ mod tests {
     #[test]
     fn a_connection_binds_once() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer());
-        assert!(registry.bind(a.id, &uid("42")).is_ok());
-        assert!(registry.bind(a.id, &uid("43")).is_err());
+        let a = registry.open(peer(), false);
+        assert!(registry.bind(a.id, &uid("42"), None).is_ok());
+        assert!(registry.bind(a.id, &uid("43"), None).is_err());
         assert_eq!(registry.online("43"), 0);
     }
 
     #[test]
     fn kick_takes_the_uid_offline_before_the_tasks_close() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer());
-        let b = registry.open(peer());
-        registry.bind(a.id, &uid("42")).unwrap();
-        registry.bind(b.id, &uid("42")).unwrap();
+        let a = registry.open(peer(), false);
+        let b = registry.open(peer(), false);
+        registry.bind(a.id, &uid("42"), None).unwrap();
+        registry.bind(b.id, &uid("42"), None).unwrap();
         assert_eq!(registry.kick(&uid("42"), "bye", None), 2);
         assert_eq!(registry.online("42"), 0);
         assert_eq!(push(&registry, "42", "x"), 0);
@@ -926,7 +1028,7 @@ mod tests {
         );
         // Still open until the task closes it, but no longer bindable.
         assert_eq!(registry.sizes(), (2, 0));
-        assert!(registry.bind(a.id, &uid("42")).is_err());
+        assert!(registry.bind(a.id, &uid("42"), None).is_err());
         registry.close(a.id);
         registry.close(b.id);
         assert_eq!(registry.sizes(), (0, 0));
@@ -936,26 +1038,29 @@ mod tests {
     #[test]
     fn a_ban_refuses_binds_until_it_ends_or_is_lifted() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer());
-        registry.bind(a.id, &uid("42")).unwrap();
+        let a = registry.open(peer(), false);
+        registry.bind(a.id, &uid("42"), None).unwrap();
         assert_eq!(
             registry.kick(&uid("42"), "out", Some(Duration::from_secs(60))),
             1
         );
-        let b = registry.open(peer());
-        assert_eq!(registry.bind(b.id, &uid("42")), Err(BindError::Banned));
+        let b = registry.open(peer(), false);
+        assert_eq!(
+            registry.bind(b.id, &uid("42"), None),
+            Err(BindError::Banned)
+        );
         assert_eq!(registry.bans().len(), 1);
         assert!(registry.unban("42"));
         assert!(!registry.unban("42"));
-        assert!(registry.bind(b.id, &uid("42")).is_ok());
+        assert!(registry.bind(b.id, &uid("42"), None).is_ok());
         // A ban on an offline uid still applies, and expires by itself.
         assert_eq!(
             registry.kick(&uid("7"), "x", Some(Duration::from_millis(1))),
             0
         );
         std::thread::sleep(Duration::from_millis(5));
-        let c = registry.open(peer());
-        assert!(registry.bind(c.id, &uid("7")).is_ok());
+        let c = registry.open(peer(), false);
+        assert!(registry.bind(c.id, &uid("7"), None).is_ok());
         assert!(registry.bans().is_empty());
     }
 
@@ -964,22 +1069,22 @@ mod tests {
         let registry = registry(limits(8), None);
         let far = Instant::now() + Duration::from_secs(60);
         registry.hold_kicked(&uid("42"), "moving", far);
-        let a = registry.open(peer());
+        let a = registry.open(peer(), false);
         assert_eq!(
-            registry.bind(a.id, &uid("42")),
+            registry.bind(a.id, &uid("42"), None),
             Err(BindError::Kicking(Arc::from("moving")))
         );
         registry.kick_done("42");
-        assert!(registry.bind(a.id, &uid("42")).is_ok());
+        assert!(registry.bind(a.id, &uid("42"), None).is_ok());
     }
 
     #[test]
     fn close_unbinds_and_keeps_the_other_connections() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer());
-        let b = registry.open(peer());
-        registry.bind(a.id, &uid("42")).unwrap();
-        registry.bind(b.id, &uid("42")).unwrap();
+        let a = registry.open(peer(), false);
+        let b = registry.open(peer(), false);
+        registry.bind(a.id, &uid("42"), None).unwrap();
+        registry.bind(b.id, &uid("42"), None).unwrap();
         registry.close(a.id);
         assert_eq!(registry.online("42"), 1);
         registry.close(b.id);
@@ -990,10 +1095,10 @@ mod tests {
     #[test]
     fn a_full_queue_disconnects_the_slow_consumer_only() {
         let registry = registry(limits(2), None);
-        let slow = registry.open(peer());
-        let fast = registry.open(peer());
-        registry.bind(slow.id, &uid("s")).unwrap();
-        registry.bind(fast.id, &uid("f")).unwrap();
+        let slow = registry.open(peer(), false);
+        let fast = registry.open(peer(), false);
+        registry.bind(slow.id, &uid("s"), None).unwrap();
+        registry.bind(fast.id, &uid("f"), None).unwrap();
         for _ in 0..2 {
             assert_eq!(registry.broadcast(&"m".into()), 2);
             fast.pop().unwrap();
@@ -1007,10 +1112,10 @@ mod tests {
     #[test]
     fn kick_idle_uses_last_activity() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer());
-        let b = registry.open(peer());
-        registry.bind(a.id, &uid("old")).unwrap();
-        registry.bind(b.id, &uid("new")).unwrap();
+        let a = registry.open(peer(), false);
+        let b = registry.open(peer(), false);
+        registry.bind(a.id, &uid("old"), None).unwrap();
+        registry.bind(b.id, &uid("new"), None).unwrap();
         a.touch(0);
         b.touch(registry.clock.now_ms() + 10_000);
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -1029,8 +1134,8 @@ mod tests {
         };
         let changed = Arc::new(ChangedUids::default());
         let tracking = Registry::new(limits, Clock::new(), Arc::default(), Some(changed.clone()));
-        let a = tracking.open(peer());
-        tracking.bind(a.id, &uid("42")).unwrap();
+        let a = tracking.open(peer(), false);
+        tracking.bind(a.id, &uid("42"), None).unwrap();
         assert_eq!(changed.take(), vec![uid("42")]);
         tracking.close(a.id);
         assert_eq!(changed.take(), vec![uid("42")]);
@@ -1041,8 +1146,8 @@ mod tests {
     fn list_is_sorted_and_reports_peers() {
         let registry = registry(limits(8), None);
         for name in ["b", "a", "c"] {
-            let h = registry.open(peer());
-            registry.bind(h.id, &uid(name)).unwrap();
+            let h = registry.open(peer(), false);
+            registry.bind(h.id, &uid(name), None).unwrap();
         }
         let list = registry.list();
         let uids: Vec<_> = list.iter().map(|(uid, _)| uid.as_str()).collect();

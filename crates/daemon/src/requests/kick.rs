@@ -155,8 +155,8 @@ mod tests {
         let peer = "127.0.0.1:9".parse().unwrap();
         let uid = |text| Uid::parse(text).unwrap();
         for _ in 0..2 {
-            let conn = node.registry.open(peer);
-            node.registry.bind(conn.id, &uid("42")).unwrap();
+            let conn = node.registry.open(peer, false);
+            node.registry.bind(conn.id, &uid("42"), None).unwrap();
         }
         let answer = local(&node, &[uid("42"), uid("7")], None, Some(60_000));
         assert_eq!(answer, kicked(&[("42", 2)]));

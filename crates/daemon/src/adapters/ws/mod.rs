@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -123,11 +125,22 @@ async fn connection(
     let counters = &*server.node.counters;
     // With --auth token, a token may come in the URL instead of the first message.
     let mut url_token = None;
+    // A pushd.v2 client says where it was with `?since=`.
+    let (mut v2, mut since) = (false, None);
     // A refused connection still gets its handshake, answered with an HTTP
     // status (see `admission`), so the client learns why.
     #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
-    let verdict = |request: &Request, response: Response| {
-        url_token = token_in_query(request.uri().query());
+    let verdict = |request: &Request, mut response: Response| {
+        let query = request.uri().query();
+        url_token = query_param(query, "token");
+        since = query_param(query, "since");
+        v2 = offers_v2(request);
+        if v2 {
+            let selected = HeaderValue::from_static(SUBPROTOCOL);
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_PROTOCOL, selected);
+        }
         let verdict = server.admission.verdict(&admitted, request, counters);
         verdict.map(|()| response).map_err(Refusal::response)
     };
@@ -159,7 +172,10 @@ async fn connection(
     // The verdict passed, so admission did too; the ticket lives as long as
     // the connection.
     let Ok(_ticket) = admitted else { return };
-    let handle = server.node.registry.open(peer);
+    let handle = server.node.registry.open(peer, v2);
+    let since = since
+        .filter(|_| v2)
+        .map(|text| server.node.registry.since(&text));
     // Shutdown asks every registered connection to close; one that registered
     // after that walk finds the token already cancelled here.
     if shutdown.is_cancelled() {
@@ -170,6 +186,7 @@ async fn connection(
         handle,
         server,
         uid: None,
+        since,
         write: Default::default(),
     };
     // Values with drop glue stay in this task's future until they are
@@ -191,11 +208,82 @@ async fn connection(
     Box::pin(end.finish(&mut session.ws)).await;
 }
 
-/// The `token` parameter of a URL query, if any (JWTs need no decoding:
-/// they are made of URL-safe characters).
-fn token_in_query(query: Option<&str>) -> Option<String> {
-    query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .map(str::to_owned)
+/// The subprotocol of clients that keep their place: `ID PAYLOAD` frames, `?since=ID`.
+const SUBPROTOCOL: &str = "pushd.v2";
+
+/// Whether the handshake offers [`SUBPROTOCOL`] among its `Sec-WebSocket-Protocol`s.
+fn offers_v2(request: &Request) -> bool {
+    let offered = request.headers().get_all(SEC_WEBSOCKET_PROTOCOL).iter();
+    offered
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|protocol| protocol.trim() == SUBPROTOCOL)
+}
+
+/// The value of parameter `name` in a URL query, percent-decoded; a value that
+/// does not decode to UTF-8 is kept as it came (it will not match anything).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let raw = query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })?;
+    Some(percent_decode(raw).unwrap_or_else(|| raw.to_owned()))
+}
+
+/// `%XX` escapes and `+` decoded; `None` when that is not UTF-8 or an escape is cut.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        rest = tail;
+        match first {
+            b'%' => {
+                let hex = std::str::from_utf8(rest.get(..2)?).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &rest[2..];
+            }
+            b'+' => bytes.push(b' '),
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_found_and_decoded() {
+        let query = Some("token=a.b.c&since=17330-42&x=%E2%82%AC+%2B");
+        assert_eq!(query_param(query, "token").as_deref(), Some("a.b.c"));
+        assert_eq!(query_param(query, "since").as_deref(), Some("17330-42"));
+        assert_eq!(query_param(query, "x").as_deref(), Some("€ +"));
+        assert_eq!(query_param(query, "y"), None);
+        assert_eq!(
+            query_param(Some("since=%zz"), "since").as_deref(),
+            Some("%zz")
+        );
+        assert_eq!(
+            query_param(Some("since=%4"), "since").as_deref(),
+            Some("%4")
+        );
+        assert_eq!(query_param(None, "since"), None);
+    }
+
+    #[test]
+    fn v2_is_selected_only_when_offered() {
+        let offer = |protocols: &[&str]| {
+            let mut builder = Request::builder().uri("/");
+            for p in protocols {
+                builder = builder.header("Sec-WebSocket-Protocol", *p);
+            }
+            offers_v2(&builder.body(()).unwrap())
+        };
+        assert!(offer(&["pushd.v2"]));
+        assert!(offer(&["chat, pushd.v2"]));
+        assert!(offer(&["chat", "pushd.v2"]));
+        assert!(!offer(&["pushd.v3"]));
+        assert!(!offer(&[]));
+    }
 }

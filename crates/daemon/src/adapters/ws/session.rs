@@ -25,6 +25,7 @@ use super::close::{End, code};
 use super::io::{Io, WriteState, poll_io};
 use crate::core::conn::ConnHandle;
 use crate::core::counters::Counter;
+use crate::core::mailbox::Since;
 use crate::core::registry::BindError;
 
 pub(super) struct Session {
@@ -33,6 +34,8 @@ pub(super) struct Session {
     pub(super) server: Arc<WsServer>,
     /// The bound uid (the registry's shared copy), once bound.
     pub(super) uid: Option<Uid>,
+    /// A `pushd.v2` client's `?since=`, until it binds.
+    pub(super) since: Option<Since>,
     pub(super) write: WriteState,
 }
 
@@ -133,7 +136,12 @@ impl Session {
                 End::Close(code::POLICY, format!("invalid uid: {err}"))
             })?,
         };
-        match self.server.node.registry.bind(self.handle.id, &uid) {
+        match self
+            .server
+            .node
+            .registry
+            .bind(self.handle.id, &uid, self.since.take())
+        {
             Ok(shared) => {
                 debug!(peer = %self.handle.peer, uid = %shared, "connection bound");
                 self.uid = Some(shared);
