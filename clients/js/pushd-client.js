@@ -8,9 +8,18 @@
  * close that means "do not come back": kicked (4000), banned (4003), replaced by a
  * newer page of the same uid (4004), refused (1008).
  *
+ * It keeps its place: it speaks the `pushd.v2` subprotocol, in which every push
+ * carries an id, remembers the last id in sessionStorage (per tab, so a reload or
+ * a navigation to another page of the site in the same tab keeps it) and
+ * reconnects with `?since=ID`, so pushd sends what it missed, with no gap and no
+ * duplicate. When pushd no longer holds all of it (away longer than its
+ * --mailbox-ttl, or pushd restarted), `onGap` is called first: reload what the
+ * page shows from the backend then. `resume: false` turns this off.
+ *
  *   const client = new PushdClient("ws://push.example.com:1234/", {
  *     uid: "42",                                   // or token: "..." / async () => "..."
- *     onMessage: (text) => show(JSON.parse(text)),
+ *     onMessage: (text, { id }) => show(JSON.parse(text)),
+ *     onGap: () => refreshFromBackend(),
  *     onState: (state, info) => console.log(state, info),
  *   });
  *   client.start();
@@ -40,9 +49,35 @@
     minDelay: 1000,
     maxDelay: 30000,
     stableAfter: 10000,
+    resume: true,
+    storage: null,
     onMessage: function () {},
+    onGap: function () {},
     onState: function () {},
   };
+
+  /** The subprotocol of clients that keep their place. */
+  var SUBPROTOCOL = "pushd.v2";
+
+  /** What pushd sends first when it no longer holds everything after `since`. */
+  var GAP = "!gap";
+
+  /** sessionStorage when the page may use it, else a map that lasts as long as the page. */
+  function defaultStorage() {
+    try {
+      var storage = root.sessionStorage;
+      var probe = "pushd-client:probe";
+      storage.setItem(probe, probe);
+      storage.removeItem(probe);
+      return storage;
+    } catch (error) {
+      var items = {};
+      return {
+        getItem: function (key) { return items.hasOwnProperty(key) ? items[key] : null; },
+        setItem: function (key, value) { items[key] = String(value); },
+      };
+    }
+  }
 
   /**
    * The wait before reconnect attempt `attempt` (0 for the first retry): exponential
@@ -79,7 +114,44 @@
     this._openedAt = 0;
     this._running = false;
     this._onBrowserOnline = this._reconnectNow.bind(this);
+    this._storage = this.options.storage || defaultStorage();
+    this._sinceKey = "pushd-client:since:" + url + "#" +
+      (this.options.uid != null ? "uid:" + this.options.uid : "token");
   }
+
+  /** The id of the last push this tab received from this server for this uid, if any. */
+  PushdClient.prototype.lastId = function () {
+    try {
+      return this._storage.getItem(this._sinceKey);
+    } catch (error) {
+      return null;
+    }
+  };
+
+  PushdClient.prototype._remember = function (id) {
+    try {
+      this._storage.setItem(this._sinceKey, id);
+    } catch (error) {
+      // Storage full or gone: the next reconnect resumes from the last id that was kept.
+    }
+  };
+
+  /** Hands one frame to the page: `ID PAYLOAD` (or `!gap`) under pushd.v2, else the payload. */
+  PushdClient.prototype._deliver = function (socket, event) {
+    var data = event.data;
+    if (socket.protocol !== SUBPROTOCOL) {
+      this.options.onMessage(data, { id: null, event: event });
+      return;
+    }
+    if (data === GAP) {
+      this.options.onGap({ since: this._sentSince });
+      return;
+    }
+    var space = data.indexOf(" ");
+    var id = data.slice(0, space);
+    this._remember(id);
+    this.options.onMessage(data.slice(space + 1), { id: id, event: event });
+  };
 
   /** Starts connecting; does nothing when already running. */
   PushdClient.prototype.start = function () {
@@ -153,13 +225,16 @@
   PushdClient.prototype._open = function (credential) {
     var self = this;
     var url = this.url;
+    var addParameter = function (name, value) {
+      url += (url.indexOf("?") < 0 ? "?" : "&") + name + "=" + encodeURIComponent(value);
+    };
     var viaQuery = this.options.token != null && this.options.tokenInQuery;
-    if (viaQuery) {
-      url += (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(credential);
-    }
+    if (viaQuery) addParameter("token", credential);
+    this._sentSince = this.options.resume ? this.lastId() : null;
+    if (this._sentSince) addParameter("since", this._sentSince);
     var socket;
     try {
-      socket = new WebSocket(url);
+      socket = this.options.resume ? new WebSocket(url, [SUBPROTOCOL]) : new WebSocket(url);
     } catch (error) {
       // A malformed URL will not get better by retrying.
       this._halt("refused", { error: String(error) });
@@ -173,7 +248,7 @@
       self._setState("online", { attempt: self._attempt });
     };
     socket.onmessage = function (event) {
-      self.options.onMessage(event.data, event);
+      self._deliver(socket, event);
     };
     socket.onclose = function (event) {
       self._socket = null;

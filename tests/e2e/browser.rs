@@ -255,6 +255,16 @@ async fn demo_page_binds_receives_reconnects_after_restart_and_stays_out_after_a
             .contains("reconnecting (close 1001"),
         "the page saw the shutdown close: {events}"
     );
+    // A restarted pushd cannot vouch for what came in between: the page is told.
+    eventually(STEP, "the page to show a gap", || async {
+        let events = script(
+            &browser,
+            "return document.getElementById('events').textContent;",
+        )
+        .await;
+        events.as_str().unwrap().contains("gap")
+    })
+    .await;
     eventually(STEP, "the page back online", || pushd.is_online(uid)).await;
     let sent = pushd.ctl(&["send", uid, "after the restart"]).await;
     assert_eq!(sent.status, 0, "{sent:?}");
@@ -294,6 +304,94 @@ async fn demo_page_binds_receives_reconnects_after_restart_and_stays_out_after_a
         messages,
         ["hello from pushctl", line.as_str(), "after the restart"],
         "every push exactly once, in order"
+    );
+    within(STEP, "the browser to quit", browser.close())
+        .await
+        .expect("close session");
+}
+
+/// SPEC "Resume for clients that keep their place": the browser client speaks
+/// `pushd.v2`, keeps its place in sessionStorage and resumes after each reload.
+#[tokio::test]
+async fn the_browser_client_resumes_across_reloads_with_every_message_exactly_once() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let web = serve_static(PathBuf::from(env!("CARGO_MANIFEST_DIR"))).await;
+    let origin = format!("http://{web}");
+    let pushd = Pushd::start(&["--allow-origin", &origin]).await;
+    let driver = Chromedriver::start().await;
+    let browser = driver.session(&dir.path().join("profile")).await;
+    let uid = "reloader";
+    let url = format!(
+        "{origin}/examples/browser/index.html?ws=ws://{}/&uid={uid}&minDelay=100&maxDelay=300",
+        pushd.ws
+    );
+    within(STEP, "the demo page to load", browser.goto(&url))
+        .await
+        .expect("goto");
+    wait_for_state(&browser, "online").await;
+    eventually(STEP, "pushctl online", || pushd.is_online(uid)).await;
+
+    const PUSHES: u64 = 150;
+    let mut backend = pushd.text_client().await;
+    let pushing = async {
+        let mut replies = Vec::new();
+        for i in 0..PUSHES {
+            let line = format!(r#"{{"uid":"{uid}","seq":{i}}}"#);
+            replies.push(backend.request(&line).await);
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        replies
+    };
+    let reloading = async {
+        for pause in [250, 400, 300, 350] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            within(STEP, "a reload", browser.refresh())
+                .await
+                .expect("refresh");
+            wait_for_state(&browser, "online").await;
+        }
+    };
+    let (replies, ()) = tokio::join!(pushing, reloading);
+    assert!(
+        replies.iter().all(|r| r == "ok" || r == "queued"),
+        "{replies:?}"
+    );
+    let last = format!(r#"{{"uid":"{uid}","seq":{}}}"#, PUSHES - 1);
+    wait_for_message(&browser, &last).await;
+    let (_, messages) = page(&browser).await;
+    let seqs: Vec<u64> = messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(m).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..PUSHES).collect::<Vec<_>>(),
+        "every push exactly once, in order, across four reloads"
+    );
+    let events = script(
+        &browser,
+        "return document.getElementById('events').textContent;",
+    )
+    .await;
+    assert!(!events.as_str().unwrap().contains("gap"), "{events}");
+    let ids = script(
+        &browser,
+        "return Array.from(document.querySelectorAll('#messages li'), li => li.dataset.id);",
+    )
+    .await;
+    assert!(
+        ids.as_array()
+            .unwrap()
+            .iter()
+            .all(|id| id.as_str().is_some_and(|id| id.contains('-'))),
+        "the page shows each message's id: {ids}"
     );
     within(STEP, "the browser to quit", browser.close())
         .await
