@@ -4,6 +4,7 @@
 
 mod admin;
 mod clients;
+mod navigate;
 mod receipts;
 mod report;
 mod scenarios;
@@ -116,6 +117,29 @@ enum Scenario {
         #[arg(long, default_value_t = 0)]
         padding: usize,
     },
+    /// N pages that navigate all the time (stay, leave, the next page loads)
+    /// while M pushes flow to their uids; report lost and duplicated messages,
+    /// for raw pages or, with --v2, pages that resume with `?since=`.
+    Navigate {
+        /// Pages, one uid each.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        pages: usize,
+        /// Messages in all.
+        #[arg(long, short = 'm', default_value_t = 10_000)]
+        messages: u64,
+        /// Total push rate in messages/s.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// How long a page stays.
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        stay: Duration,
+        /// How long the next page takes to load.
+        #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+        gap: Duration,
+        /// Speak pushd.v2 and resume with since.
+        #[arg(long)]
+        v2: bool,
+    },
     /// `list` and `kick` latency with N clients online.
     Admin {
         /// Bound clients.
@@ -139,6 +163,7 @@ fn main() -> ExitCode {
         | Scenario::Broadcast { clients: n, .. }
         | Scenario::Admin { clients: n, .. } => *n as u64 + 64,
         Scenario::Mailbox { .. } => 64,
+        Scenario::Navigate { pages, .. } => *pages as u64 + 64,
     };
     if needed > limit {
         eprintln!(
@@ -196,6 +221,24 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
             messages,
             padding,
         } => scenarios::mailbox(common, *uids, *messages, *padding).await,
+        Scenario::Navigate {
+            pages,
+            messages,
+            rate,
+            stay,
+            gap,
+            v2,
+        } => {
+            let params = navigate::NavigateParams {
+                pages: *pages,
+                messages: *messages,
+                rate: *rate,
+                stay: *stay,
+                gap: *gap,
+                v2: *v2,
+            };
+            navigate::navigate(common, params).await
+        }
         Scenario::Admin {
             clients,
             repeat,
