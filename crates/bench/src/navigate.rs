@@ -116,7 +116,7 @@ async fn pages(
             return Ok(visits);
         }
         // Half the pages leave with a close frame (a navigation), half without (a crash).
-        if visits % 2 == 0 {
+        if visits.is_multiple_of(2) {
             let _ = ws.close(None).await;
         }
         drop(ws);
