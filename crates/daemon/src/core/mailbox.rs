@@ -188,7 +188,8 @@ impl Mailboxes {
             Some(oldest) if full => cost_of(&oldest.message),
             _ => 0,
         };
-        if self.cost + cost_of(message) > self.limits.memory + freed {
+        let needed = (self.cost + cost_of(message)).saturating_sub(self.limits.memory + freed);
+        if needed > 0 && !self.make_room(needed, uid) {
             if let Some(store) = self.stores.get_mut(uid) {
                 store.lost_through = id;
             }
@@ -197,6 +198,32 @@ impl Mailboxes {
         let dropped = if full { self.pop_front(uid) } else { 0 };
         self.push_back(uid, id, message, now, false);
         Stored::Queued { dropped }
+    }
+
+    /// Frees `needed` bytes, if it can, by letting go of delivered messages kept
+    /// only for resuming clients, oldest first (a waiting message matters more
+    /// than a copy of one that arrived). Looks at a bounded number of stores.
+    fn make_room(&mut self, needed: usize, except: &Uid) -> bool {
+        const LOOK: usize = 64;
+        let start = self.cost;
+        let candidates: Vec<Uid> = self.due.values().take(LOOK).cloned().collect();
+        for uid in candidates {
+            if &uid == except {
+                continue;
+            }
+            while self
+                .stores
+                .get(&uid)
+                .and_then(|s| s.entries.front())
+                .is_some_and(|e| e.delivered)
+            {
+                self.pop_front(&uid);
+                if start - self.cost >= needed {
+                    return true;
+                }
+            }
+        }
+        start - self.cost >= needed
     }
 
     /// Keeps a message that a connection of `uid` took, if `uid` is resumable:
@@ -700,6 +727,30 @@ mod tests {
         assert_eq!((unknown.gap, ids(&unknown)), (true, vec![2, 3]));
         let unknown_uid = boxes.resume(&uid("7"), Since::After(5), now);
         assert!(unknown_uid.gap && unknown_uid.messages.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_message_takes_the_room_of_copies_kept_for_resuming() {
+        let one = 1 + PER_MESSAGE_OVERHEAD;
+        let mut boxes = Mailboxes::new(limits(10, 3 * one));
+        let now = Instant::now();
+        let v2 = uid("v2");
+        boxes.keep_resumable(&v2, now + Duration::from_secs(30));
+        for id in 1..=3 {
+            boxes.retain(&v2, id, &"d".into(), now);
+        }
+        let stored = boxes.store(&uid("away"), 4, &"w".into(), now);
+        assert_eq!(stored, Stored::Queued { dropped: 0 });
+        let resumed = boxes.resume(&v2, Since::After(0), now);
+        assert_eq!((resumed.gap, ids(&resumed)), (true, vec![2, 3]));
+        assert_eq!(texts(&boxes.take_waiting(&uid("away"), now)), ["w"]);
+        // Waiting messages are never given up for room.
+        let mut full = Mailboxes::new(limits(10, one));
+        full.store(&uid("a"), 1, &"w".into(), now);
+        assert_eq!(
+            full.store(&uid("b"), 2, &"w".into(), now),
+            Stored::OverMemory
+        );
     }
 
     #[test]
