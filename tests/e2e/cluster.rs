@@ -19,19 +19,20 @@ async fn a_push_through_any_node_reaches_the_uid_on_another() {
     // Presence reaches the other nodes.
     eventually(STEP, "a to see 42 online", || a.is_online("42")).await;
 
-    // The text port of another node: the exact bytes, `ok`; an offline uid: `fail`.
+    // The text port of another node: the exact bytes, `ok`; an offline uid, transient: `fail`.
     let line = r#"{"uid": 42, "kept": "as is" , "n":1}"#;
     let mut backend = a.text_client().await;
     assert_eq!(backend.request(line).await, "ok");
     assert_eq!(client.recv_text().await, line);
-    assert_eq!(backend.request(r#"{"uid":"nobody-here"}"#).await, "fail");
+    let transient = r#"{"uid":"nobody-here","transient":true}"#;
+    assert_eq!(backend.request(transient).await, "fail");
 
     // pushctl on a third node confirms delivery (one connection).
     let sent = c.ctl(&["--json", "send", "42", "via c"]).await;
     assert_eq!(sent.status, 0, "{sent:?}");
     assert_eq!(sent.json()["connections"], 1);
     assert_eq!(client.recv_text().await, "via c");
-    let offline = c.ctl(&["send", "nobody-here", "x"]).await;
+    let offline = c.ctl(&["send", "--transient", "nobody-here", "x"]).await;
     assert_eq!(offline.status, 1, "{offline:?}");
 
     // list on any node shows the uid with its node; stats adds every node up.
@@ -99,7 +100,8 @@ async fn a_kick_through_one_node_is_done_everywhere_when_it_returns() {
     for node in [a, b, c] {
         assert!(!node.is_online("9").await);
         let mut backend = node.text_client().await;
-        assert_eq!(backend.request(r#"{"uid":9}"#).await, "fail");
+        // Offline, so kept for its return (a kick is not a ban).
+        assert_eq!(backend.request(r#"{"uid":9}"#).await, "queued");
     }
     for client in &mut clients {
         let closed = client.closed(STEP).await;
@@ -173,7 +175,11 @@ async fn a_paused_node_makes_kick_exit_3_yet_the_uid_is_offline_and_held_out_mea
     // The coordinator took the uid out of c's presence itself.
     assert!(!a.is_online("5").await);
     let mut backend = a.text_client().await;
-    assert_eq!(backend.request(r#"{"uid":5}"#).await, "fail");
+    assert_eq!(
+        backend.request(r#"{"uid":5}"#).await,
+        "queued",
+        "offline everywhere"
+    );
 }
 
 #[tokio::test]
@@ -309,7 +315,8 @@ async fn an_old_snapshot_never_routes_to_dead_nodes() {
     )
     .await;
     let mut backend = a.text_client().await;
-    assert_eq!(backend.request(r#"{"uid":"ghost"}"#).await, "fail");
+    // Never routed to the dead node: nobody holds the uid, so it waits in its mailbox.
+    assert_eq!(backend.request(r#"{"uid":"ghost"}"#).await, "queued");
 }
 
 #[tokio::test]
@@ -384,12 +391,12 @@ async fn text_confirm_delivered_counts_connections_on_the_holding_node() {
     let mut backend = a.text_client().await;
     assert_eq!(backend.request(r#"{"uid":"strict","n":1}"#).await, "ok");
     assert_eq!(client.recv_text().await, r#"{"uid":"strict","n":1}"#);
-    assert_eq!(backend.request(r#"{"uid":"absent"}"#).await, "fail");
+    assert_eq!(backend.request(r#"{"uid":"absent"}"#).await, "queued");
     // Pipelined lines are confirmed one by one, still in order.
     let lines =
         "{\"uid\":\"strict\",\"n\":2}\n{\"uid\":\"absent\"}\n{\"uid\":\"strict\",\"n\":3}\n";
     backend.write(lines.as_bytes()).await;
-    for expected in ["ok", "fail", "ok"] {
+    for expected in ["ok", "queued", "ok"] {
         assert_eq!(backend.reply().await, expected);
     }
     assert_eq!(client.recv_text().await, r#"{"uid":"strict","n":2}"#);
@@ -607,4 +614,69 @@ async fn the_cluster_up_gauge_follows_redis() {
         sample(&http_get(metrics, "/metrics").await, "pushd_cluster_up") == 1.0
     })
     .await;
+}
+
+/// SPEC "Delivery across reconnects", cluster mode: the mailbox lives in Redis, so a uid
+/// that left one node and comes back on another gets what was pushed meanwhile, once.
+#[tokio::test]
+async fn a_push_for_a_uid_nobody_holds_waits_in_redis_and_goes_once_to_the_node_it_binds_on() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    // The uid leaves node a.
+    let first = a.bound_client("mb").await;
+    eventually(STEP, "b to see mb", || b.is_online("mb")).await;
+    drop(first);
+    eventually(STEP, "b to see mb gone", || async {
+        !b.is_online("mb").await
+    })
+    .await;
+    // Pushed through b, and through c's pushctl: kept in Redis.
+    let mut backend = b.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"mb","seq":0}"#).await, "queued");
+    let sent = c.ctl(&["send", "mb", r#"{"seq":1}"#]).await;
+    assert_eq!(
+        (sent.status, sent.stdout.as_str()),
+        (0, "mb is offline; queued for its next connection\n")
+    );
+    assert_eq!(three.redis.cli(&["XLEN", "pushd:mb:mb"]).await, "2");
+    // It comes back on c: the mailbox first, in order, then what is pushed now.
+    let mut page = c.bound_client("mb").await;
+    eventually(STEP, "a to see mb on c", || a.is_online("mb")).await;
+    assert_eq!(backend.request(r#"{"uid":"mb","seq":2}"#).await, "ok");
+    assert_eq!(page.recv_text().await, r#"{"uid":"mb","seq":0}"#);
+    assert_eq!(page.recv_text().await, r#"{"seq":1}"#);
+    assert_eq!(page.recv_text().await, r#"{"uid":"mb","seq":2}"#);
+    // Taken once: the stream is gone, and a second tab on a gets nothing old.
+    assert_eq!(three.redis.cli(&["EXISTS", "pushd:mb:mb"]).await, "0");
+    let mut tab = a.bound_client("mb").await;
+    a.fence("mb", &mut [&mut page, &mut tab]).await;
+}
+
+#[tokio::test]
+async fn a_cluster_kick_empties_the_mailbox_and_with_redis_down_nothing_is_falsely_queued() {
+    let Some(mut three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let mut backend = three.nodes[0].text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"k","seq":0}"#).await, "queued");
+    let kicked = three.nodes[1].ctl(&["kick", "k"]).await;
+    assert_eq!(kicked.status, 1, "nobody was online: {kicked:?}");
+    assert_eq!(three.redis.cli(&["EXISTS", "pushd:mb:k"]).await, "0");
+    let mut page = three.nodes[2].bound_client("k").await;
+    three.nodes[2].fence("k", &mut [&mut page]).await;
+    // Redis gone: a push that would be kept answers fail, never queued.
+    three.redis.kill().await;
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        answers.push(
+            backend
+                .request(&format!(r#"{{"uid":"away","seq":{i}}}"#))
+                .await,
+        );
+    }
+    assert!(answers.iter().all(|a| a == "fail"), "{answers:?}");
 }

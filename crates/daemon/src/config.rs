@@ -404,17 +404,21 @@ impl Config {
                 };
                 (limit, policy)
             }),
-            // In cluster mode the mailboxes belong in Redis, shared by every node; until
-            // they live there, a node keeps none (a push to an offline uid fails, as before).
-            mailbox: self
-                .mailbox_ttl
-                .filter(|_| self.cluster.is_none())
-                .map(|ttl| crate::core::mailbox::MailboxLimits {
-                    ttl,
-                    size: self.mailbox_size,
-                    memory: self.mailbox_memory,
-                }),
+            // In cluster mode the mailboxes live in Redis, shared by every node; a
+            // connection that binds is held until its uid's mailbox was taken from there.
+            mailbox: self.mailbox_limits().filter(|_| self.cluster.is_none()),
+            hold_at_bind: self.cluster.is_some() && self.mailbox_limits().is_some(),
         }
+    }
+
+    /// The mailbox's bounds; `None` with `--mailbox-ttl 0`.
+    pub(crate) fn mailbox_limits(&self) -> Option<crate::core::mailbox::MailboxLimits> {
+        self.mailbox_ttl
+            .map(|ttl| crate::core::mailbox::MailboxLimits {
+                ttl,
+                size: self.mailbox_size,
+                memory: self.mailbox_memory,
+            })
     }
 
     /// Granularity of connection timers: deadlines are rounded up to a

@@ -128,7 +128,7 @@ pub async fn run(
     };
     let cluster = match &config.cluster {
         Some(settings) => {
-            let (cluster, inbox) = Cluster::new(settings)?;
+            let (cluster, inbox) = Cluster::new(settings, config.mailbox_limits())?;
             Some((Arc::new(cluster), inbox, Arc::new(ChangedUids::default())))
         }
         None => None,
@@ -183,7 +183,7 @@ pub async fn run(
         socket = %config.socket.display(),
         heartbeat = %config::describe(config.heartbeat),
         ping_interval = %config::describe(config.ping_interval),
-        mailbox_ttl = %config::describe(config.mailbox_ttl.filter(|_| config.cluster.is_none())),
+        mailbox_ttl = %config::describe(config.mailbox_ttl),
         max_connections,
         metrics = %metrics_addr,
         cluster = %cluster_desc,

@@ -53,6 +53,7 @@ pub(crate) fn test_node() -> Node {
             size: 100,
             memory: 1 << 20,
         }),
+        hold_at_bind: false,
     };
     Node {
         registry: Arc::new(Registry::new(limits, clock, counters.clone(), None)),

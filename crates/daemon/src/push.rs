@@ -10,7 +10,13 @@
 use pushd_proto::uid::Uid;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use std::sync::Arc;
+
+use tracing::debug;
+
 use crate::config::Confirm;
+use crate::core::conn::ConnHandle;
+use crate::core::counters::Counter;
 use crate::core::registry::Pushed;
 use crate::node::Node;
 
@@ -48,8 +54,37 @@ pub(crate) fn deliver(node: &Node, uid: Uid, message: Utf8Bytes, transient: bool
 pub(crate) fn deliver_here(node: &Node, uid: &Uid, message: &Utf8Bytes) -> u64 {
     match node.registry.push_to_uid(uid, message, true) {
         Pushed::Delivered(n) => n,
-        Pushed::Queued | Pushed::NotKept => 0,
+        Pushed::Queued | Pushed::NotKept | Pushed::Offline => 0,
     }
+}
+
+/// After a connection of `uid` bound in cluster mode: takes the uid's mailbox from
+/// Redis and hands it to the connection (held until then) before anything pushed
+/// to it meanwhile. In its own task, so the connection's loop never waits on Redis.
+pub(crate) fn after_bind(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>) {
+    let Some(cluster) = node.cluster.clone().filter(|c| c.mailbox_on()) else {
+        return;
+    };
+    let (node, uid, handle) = (node.clone(), uid.clone(), handle.clone());
+    tokio::spawn(async move {
+        let (payloads, expired) = match cluster.take_mailbox(&uid).await {
+            Ok(taken) => taken,
+            Err(err) => {
+                // What waits stays in Redis for the uid's next bind, or its TTL.
+                debug!(uid = %uid, %err, "cluster: could not take the mailbox");
+                (Vec::new(), 0)
+            }
+        };
+        let frames: Vec<_> = (payloads.into_iter())
+            .filter_map(|payload| String::from_utf8(payload).ok())
+            .map(|text| node.registry.frame_for(&handle, Utf8Bytes::from(text)))
+            .collect();
+        let counters = &node.counters;
+        counters.add(Counter::MailboxDelivered, frames.len() as u64);
+        counters.add(Counter::MessagesDelivered, frames.len() as u64);
+        counters.add(Counter::MailboxExpired, expired);
+        handle.release(frames);
+    });
 }
 
 impl Push {
@@ -63,7 +98,7 @@ impl Push {
                 queued: true,
                 ..Delivered::default()
             },
-            Pushed::NotKept => Delivered::default(),
+            Pushed::NotKept | Pushed::Offline => Delivered::default(),
         }
     }
 }
@@ -81,9 +116,15 @@ pub(crate) async fn finish<'a>(
         return batch.into_iter().map(Push::here).collect();
     };
     let batch: Vec<&Push> = batch.into_iter().collect();
-    let routes: Vec<(&Uid, &[u8])> = batch
+    let routes: Vec<(&Uid, &[u8], bool)> = batch
         .iter()
-        .map(|push| (&push.uid, push.message.as_bytes()))
+        .map(|push| {
+            (
+                &push.uid,
+                push.message.as_bytes(),
+                push.here == Pushed::Offline,
+            )
+        })
         .collect();
     let routed = cluster.route(&routes, confirm).await;
     batch
@@ -91,9 +132,12 @@ pub(crate) async fn finish<'a>(
         .zip(routed)
         .map(|(push, remote)| {
             let here = push.here();
+            if remote.value.queued {
+                node.counters.bump(Counter::MailboxStored);
+            }
             Delivered {
-                connections: here.connections + remote.value,
-                queued: here.queued,
+                connections: here.connections + remote.value.connections,
+                queued: here.queued || remote.value.queued,
                 incomplete: remote.incomplete,
             }
         })

@@ -66,6 +66,15 @@ pub async fn run(cluster: Arc<Cluster>, token: CancellationToken) {
             .arg(cluster.keys.prefix())
             .invoke_async(&mut cluster.conn())
             .await;
+        if cluster.mailbox.is_some() {
+            // Mailboxes whose key expired give their bytes back to the memory bound.
+            let _: redis::RedisResult<u64> = cluster
+                .scripts
+                .reap_mailboxes
+                .arg(cluster.keys.prefix())
+                .invoke_async(&mut cluster.conn())
+                .await;
+        }
         if let Ok(dead) = reaped
             && !dead.is_empty()
         {

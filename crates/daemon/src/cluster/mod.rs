@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ClusterConfig, Confirm};
+use crate::core::mailbox::MailboxLimits;
 use crate::core::registry::{ChangedUids, Registry};
 use bus::Header;
 use keys::Keys;
@@ -83,6 +84,17 @@ pub(crate) struct Cluster {
     /// The subscriber connection is subscribed.
     subscribed: AtomicBool,
     presence: mpsc::Sender<PresenceCommand>,
+    /// The mailbox's bounds, kept in Redis for every node; `None`: off.
+    mailbox: Option<MailboxLimits>,
+}
+
+/// What became of one push on the other nodes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Routed {
+    /// Connections that took it.
+    pub(crate) connections: u64,
+    /// Nobody holds the uid: it waits in the uid's mailbox in Redis.
+    pub(crate) queued: bool,
 }
 
 /// The presence writer's end of its command channel, made by [`Cluster::new`] and
@@ -118,7 +130,10 @@ pub(crate) struct Partial<T> {
 
 impl Cluster {
     /// Prepares the link; connects lazily, so a node starts even while Redis is down.
-    pub(crate) fn new(config: &ClusterConfig) -> anyhow::Result<(Self, PresenceInbox)> {
+    pub(crate) fn new(
+        config: &ClusterConfig,
+        mailbox: Option<MailboxLimits>,
+    ) -> anyhow::Result<(Self, PresenceInbox)> {
         let client = redis::Client::open(config.url.as_str())
             .with_context(|| format!("--cluster: invalid Redis URL {:?}", redacted(&config.url)))?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()
@@ -148,6 +163,7 @@ impl Cluster {
             lease_ok: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             presence,
+            mailbox,
         };
         Ok((cluster, PresenceInbox(presence_rx)))
     }
@@ -210,6 +226,11 @@ impl Cluster {
         self.timeout
     }
 
+    /// Whether pushes to uids nobody holds wait in Redis.
+    pub(crate) fn mailbox_on(&self) -> bool {
+        self.mailbox.is_some()
+    }
+
     /// Whether this node is in the cluster now: lease renewed and subscribed.
     pub(crate) fn is_up(&self) -> bool {
         self.lease_ok.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
@@ -233,14 +254,18 @@ impl Cluster {
     /// what the nodes that received the push had registered; with [`Confirm::Delivered`]
     /// it is what they report having queued (awaited together within one timeout), and
     /// each result names the nodes that could not confirm.
+    ///
+    /// A push whose `keep` is set (no connection took it on this node, and it is not
+    /// transient) is kept in the uid's mailbox in Redis when no other node holds the uid,
+    /// in the same script: nobody can bind in between.
     pub(crate) async fn route(
         &self,
-        pushes: &[(&Uid, &[u8])],
+        pushes: &[(&Uid, &[u8], bool)],
         confirm: Confirm,
-    ) -> Vec<Partial<u64>> {
+    ) -> Vec<Partial<Routed>> {
         let failed = |note: String| {
             (pushes.iter())
-                .map(|_| self.partial(0, note.clone()))
+                .map(|_| self.partial(Routed::default(), note.clone()))
                 .collect()
         };
         if pushes.is_empty() {
@@ -260,7 +285,14 @@ impl Cluster {
             .arg(self.keys.prefix())
             .arg(&self.id)
             .arg(u8::from(confirming));
-        for ((uid, message), ticket) in pushes.iter().zip(&tickets) {
+        match self.mailbox {
+            Some(limits) => invocation
+                .arg(limits.ttl.as_millis() as u64)
+                .arg(limits.size)
+                .arg(limits.memory),
+            None => invocation.arg(0).arg(0).arg(0),
+        };
+        for ((uid, message, keep), ticket) in pushes.iter().zip(&tickets) {
             let header = Header::Send {
                 from: self.id.clone(),
                 uid: (*uid).clone(),
@@ -268,16 +300,17 @@ impl Cluster {
             };
             invocation
                 .arg(uid.as_str())
-                .arg(bus::encode(&header, message));
+                .arg(bus::encode(&header, message))
+                .arg(u8::from(*keep));
         }
         if !confirming {
-            let counts: redis::RedisResult<Vec<u64>> =
+            let counts: redis::RedisResult<Vec<i64>> =
                 invocation.invoke_async(&mut self.conn()).await;
             return match counts {
                 Ok(counts) => counts
                     .into_iter()
-                    .map(|value| Partial {
-                        value,
+                    .map(|count| Partial {
+                        value: route_result(count),
                         incomplete: Vec::new(),
                     })
                     .collect(),
@@ -300,9 +333,19 @@ impl Cluster {
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut results = Vec::with_capacity(pushes.len());
-        for (((uid, _), (_, reached, missed)), ticket) in pushes.iter().zip(routed).zip(tickets) {
+        for (((uid, _, _), (count, reached, missed)), ticket) in
+            pushes.iter().zip(routed).zip(tickets)
+        {
             let (id, wake) = ticket.expect("a ticket per push when confirming");
             self.pending.expect(id, reached);
+            if count < 0 {
+                self.pending.close(id);
+                results.push(Partial {
+                    value: route_result(count),
+                    incomplete: Vec::new(),
+                });
+                continue;
+            }
             let gathered = self.wait_until(id, &wake, deadline).await;
             let mut incomplete: Vec<String> = missed
                 .iter()
@@ -310,11 +353,56 @@ impl Cluster {
                 .collect();
             incomplete.extend(self.missing_notes(&gathered));
             results.push(Partial {
-                value: delivered(&gathered),
+                value: Routed {
+                    connections: delivered(&gathered),
+                    queued: false,
+                },
                 incomplete,
             });
         }
         results
+    }
+
+    /// Takes what waits for `uid` in Redis, once this node's presence of it is
+    /// written: from then on every push reaches this node instead, so nothing
+    /// lands in the mailbox after it was taken. Returns the payloads, oldest
+    /// first, and how many had expired.
+    pub(crate) async fn take_mailbox(&self, uid: &Uid) -> Result<(Vec<Vec<u8>>, u64), String> {
+        let Some(limits) = self.mailbox else {
+            return Ok((Vec::new(), 0));
+        };
+        self.flush_presence().await?;
+        let taken: redis::RedisResult<(u64, Vec<Vec<u8>>)> = self
+            .scripts
+            .take
+            .arg(self.keys.prefix())
+            .arg(uid.as_str())
+            .arg(limits.ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await;
+        let (expired, encoded) = taken.map_err(|err| self.unreachable_note(Some(&err)))?;
+        let payloads = encoded
+            .iter()
+            .filter_map(|message| {
+                bus::decode(message)
+                    .ok()
+                    .map(|(_, payload)| payload.to_vec())
+            })
+            .collect();
+        Ok((payloads, expired))
+    }
+
+    /// Empties the mailboxes of `uids` in Redis (a kick); returns the messages dropped.
+    pub(crate) async fn clear_mailboxes(&self, uids: &[Uid]) -> u64 {
+        if self.mailbox.is_none() {
+            return 0;
+        }
+        let mut invocation = self.scripts.clear.prepare_invoke();
+        invocation.arg(self.keys.prefix()).arg(0);
+        for uid in uids {
+            invocation.arg(uid.as_str());
+        }
+        invocation.invoke_async(&mut self.conn()).await.unwrap_or(0)
     }
 
     /// Connections of `uid` on the other live nodes, from presence.
@@ -519,7 +607,15 @@ impl Cluster {
 
 /// One push as the route script answers it with names: the connections registered by
 /// the nodes that received it, those nodes, and the holders without a subscriber.
-type NamedRoute = (u64, Vec<String>, Vec<String>);
+type NamedRoute = (i64, Vec<String>, Vec<String>);
+
+/// A route script's count: connections, or -1 kept in the mailbox, -2 over its memory.
+fn route_result(count: i64) -> Routed {
+    Routed {
+        connections: count.max(0) as u64,
+        queued: count == -1,
+    }
+}
 
 /// Connections the replying nodes say took a confirmed push.
 fn delivered(gathered: &Gathered) -> u64 {

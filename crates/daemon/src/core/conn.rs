@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::task::Context;
 use std::time::Instant;
@@ -79,6 +79,8 @@ pub(crate) struct ConnHandle {
     last_activity_ms: AtomicU64,
     /// Pushes on their way to the socket, bounded by the registry's [`QueueLimits`].
     outbound: Mutex<Outbound>,
+    /// While set, nothing is written: its uid's mailbox is on its way (cluster mode).
+    held: AtomicBool,
     /// Set once when something outside the task asks it to close.
     close_request: OnceLock<CloseRequest>,
     /// Wakes the task after a push or a close request.
@@ -101,6 +103,7 @@ impl ConnHandle {
             connected_at,
             last_activity_ms: AtomicU64::new(now_ms),
             outbound: Mutex::default(),
+            held: AtomicBool::new(false),
             close_request: OnceLock::new(),
             waker: AtomicWaker::new(),
         }
@@ -171,8 +174,30 @@ impl ConnHandle {
         self.waker.register(cx.waker());
     }
 
+    /// Writes nothing until [`ConnHandle::release`].
+    pub(crate) fn hold(&self) {
+        self.held.store(true, Ordering::Release);
+    }
+
+    /// Puts `front` (oldest first) before everything queued meanwhile, and lets
+    /// the task write again.
+    pub(crate) fn release(&self, front: Vec<(MessageId, Utf8Bytes)>) {
+        {
+            let mut queue = self.queue();
+            queue.bytes += front.iter().map(|(_, m)| m.len()).sum::<usize>();
+            for entry in front.into_iter().rev() {
+                queue.messages.push_front(entry);
+            }
+            self.held.store(false, Ordering::Release);
+        }
+        self.waker.wake();
+    }
+
     /// Takes the next queued push.
     pub(crate) fn pop(&self) -> Option<Utf8Bytes> {
+        if self.held.load(Ordering::Acquire) {
+            return None;
+        }
         let mut queue = self.queue();
         let (_, message) = queue.messages.pop_front()?;
         queue.bytes -= message.len();

@@ -35,6 +35,9 @@ pub(crate) enum Pushed {
     /// No connection here, and not kept: mailbox off or full, uid banned, or
     /// the push was transient.
     NotKept,
+    /// No connection here, not transient, not banned, and no mailbox on this
+    /// node: in cluster mode the uid's mailbox in Redis may keep it.
+    Offline,
 }
 
 /// What to do with one connection too many for a uid.
@@ -122,6 +125,7 @@ pub(crate) struct Registry {
     boot: u64,
     queue: QueueLimits,
     per_uid: Option<(usize, PerUidPolicy)>,
+    hold_at_bind: bool,
     state: Mutex<State>,
     counters: Arc<Counters>,
     /// In cluster mode, the uids whose connection count changed.
@@ -219,6 +223,9 @@ pub(crate) struct RegistryLimits {
     pub(crate) per_uid: Option<(usize, PerUidPolicy)>,
     /// The mailbox's bounds; `None` turns it off.
     pub(crate) mailbox: Option<MailboxLimits>,
+    /// Cluster mode with mailboxes in Redis: a connection that binds gets
+    /// nothing written until its uid's mailbox was handed over ([`ConnHandle::release`]).
+    pub(crate) hold_at_bind: bool,
 }
 
 impl Registry {
@@ -239,6 +246,7 @@ impl Registry {
                 .map_or(0, |d| d.as_millis() as u64),
             queue: limits.queue,
             per_uid: limits.per_uid,
+            hold_at_bind: limits.hold_at_bind,
             state: Mutex::new(State {
                 conns: HashMap::new(),
                 uids: HashMap::new(),
@@ -380,6 +388,10 @@ impl Registry {
         if !frames.is_empty() {
             handle.push_waiting(frames);
         }
+        if self.hold_at_bind {
+            // Before it is listed: nothing pushed to it can be written ahead of its mailbox.
+            handle.hold();
+        }
         state.uids.entry(key.clone()).or_default().push(handle);
         drop(guard);
         self.counters.bump(Counter::Binds);
@@ -398,6 +410,21 @@ impl Registry {
     /// The `pushd.v2` frame of message `id`: `ID PAYLOAD`.
     fn v2_frame(&self, id: MessageId, payload: &Utf8Bytes) -> Utf8Bytes {
         Utf8Bytes::from(format!("{}-{id} {payload}", self.boot))
+    }
+
+    /// A connection's frame for `message`: itself, or `ID PAYLOAD` with a new id for
+    /// a `pushd.v2` connection (a mailbox handed over from Redis carries no ids of ours).
+    pub(crate) fn frame_for(
+        &self,
+        handle: &ConnHandle,
+        message: Utf8Bytes,
+    ) -> (MessageId, Utf8Bytes) {
+        let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+        if handle.v2 {
+            (id, self.v2_frame(id, &message))
+        } else {
+            (id, message)
+        }
     }
 
     /// Where a `pushd.v2` client's `since` is in this node's ids: ids look like
@@ -501,7 +528,7 @@ impl Registry {
     /// what its bounds did to it.
     fn keep(&self, state: &mut State, uid: &Uid, id: MessageId, message: &Utf8Bytes) -> Pushed {
         let Some(mailboxes) = &mut state.mailboxes else {
-            return Pushed::NotKept;
+            return Pushed::Offline;
         };
         match mailboxes.store(uid, id, message, Instant::now()) {
             Stored::Queued { dropped } => {
@@ -805,6 +832,7 @@ mod tests {
             queue,
             per_uid,
             mailbox: None,
+            hold_at_bind: false,
         };
         Registry::new(limits, Clock::new(), Arc::default(), None)
     }
@@ -828,7 +856,7 @@ mod tests {
     fn push(registry: &Registry, to: &str, message: &str) -> u64 {
         match registry.push_to_uid(&uid(to), &message.into(), false) {
             Pushed::Delivered(n) => n,
-            Pushed::Queued | Pushed::NotKept => 0,
+            Pushed::Queued | Pushed::NotKept | Pushed::Offline => 0,
         }
     }
 
@@ -841,6 +869,7 @@ mod tests {
                 size,
                 memory: 1 << 20,
             }),
+            hold_at_bind: false,
         };
         Registry::new(limits, Clock::new(), Arc::default(), None)
     }
@@ -1131,6 +1160,7 @@ mod tests {
             queue: limits(8),
             per_uid: None,
             mailbox: None,
+            hold_at_bind: false,
         };
         let changed = Arc::new(ChangedUids::default());
         let tracking = Registry::new(limits, Clock::new(), Arc::default(), Some(changed.clone()));

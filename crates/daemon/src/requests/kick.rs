@@ -20,6 +20,7 @@ use pushd_proto::uid::Uid;
 
 use super::DEFAULT_KICK_REASON;
 use crate::cluster::Cluster;
+use crate::core::counters::Counter;
 use crate::node::Node;
 
 pub(super) async fn answer(
@@ -47,6 +48,9 @@ pub(super) async fn answer(
     if !gathered.value.missing.is_empty() {
         cluster.forget(&gathered.value.missing, &uids).await;
     }
+    // The uids' mailboxes are in Redis, shared: emptied once, here.
+    let cleared = cluster.clear_mailboxes(&uids).await;
+    node.counters.add(Counter::MailboxCleared, cleared);
     let replies = gathered.value.replies.into_values();
     let merged = super::merge(local, replies, absorb, &mut incomplete);
     cluster.kick_done(&uids).await;

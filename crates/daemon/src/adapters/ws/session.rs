@@ -144,6 +144,7 @@ impl Session {
         {
             Ok(shared) => {
                 debug!(peer = %self.handle.peer, uid = %shared, "connection bound");
+                crate::push::after_bind(&self.server.node, &shared, &self.handle);
                 self.uid = Some(shared);
             }
             // A close request is already on its way.
