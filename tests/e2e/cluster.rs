@@ -643,6 +643,12 @@ async fn a_push_for_a_uid_nobody_holds_waits_in_redis_and_goes_once_to_the_node_
         (0, "mb is offline; queued for its next connection\n")
     );
     assert_eq!(three.redis.cli(&["XLEN", "pushd:mb:mb"]).await, "2");
+    // Any node lists it, and counts it in stats.
+    let listed = a.ctl(&["--json", "mailbox"]).await.json();
+    assert_eq!(listed[0]["uid"], "mb");
+    assert_eq!(listed[0]["messages"], 2);
+    assert_eq!(listed[0]["bytes"], 20 + 9);
+    assert_eq!(b.stats().await["mailbox"]["messages"], 2);
     // It comes back on c: the mailbox first, in order, then what is pushed now.
     let mut page = c.bound_client("mb").await;
     eventually(STEP, "a to see mb on c", || a.is_online("mb")).await;
@@ -665,6 +671,15 @@ async fn a_cluster_kick_empties_the_mailbox_and_with_redis_down_nothing_is_false
     assert_eq!(backend.request(r#"{"uid":"k","seq":0}"#).await, "queued");
     let kicked = three.nodes[1].ctl(&["kick", "k"]).await;
     assert_eq!(kicked.status, 1, "nobody was online: {kicked:?}");
+    assert_eq!(three.redis.cli(&["EXISTS", "pushd:mb:k"]).await, "0");
+    assert_eq!(backend.request(r#"{"uid":"k","seq":1}"#).await, "queued");
+    let cleared = three.nodes[2]
+        .ctl(&["mailbox", "--clear", "k", "other"])
+        .await;
+    assert_eq!(
+        (cleared.status, cleared.stdout.as_str()),
+        (0, "cleared k (1 message)\n")
+    );
     assert_eq!(three.redis.cli(&["EXISTS", "pushd:mb:k"]).await, "0");
     let mut page = three.nodes[2].bound_client("k").await;
     three.nodes[2].fence("k", &mut [&mut page]).await;

@@ -380,16 +380,32 @@ impl Cluster {
             .arg(limits.ttl.as_millis() as u64)
             .invoke_async(&mut self.conn())
             .await;
-        let (expired, encoded) = taken.map_err(|err| self.unreachable_note(Some(&err)))?;
-        let payloads = encoded
-            .iter()
-            .filter_map(|message| {
-                bus::decode(message)
-                    .ok()
-                    .map(|(_, payload)| payload.to_vec())
-            })
-            .collect();
+        let (expired, payloads) = taken.map_err(|err| self.unreachable_note(Some(&err)))?;
         Ok((payloads, expired))
+    }
+
+    /// Every mailbox in Redis that holds messages: uid, messages, payload bytes, and
+    /// milliseconds since its oldest message.
+    pub(crate) async fn mailboxes(&self) -> Partial<Vec<(String, u64, u64, u64)>> {
+        if self.mailbox.is_none() {
+            return Partial::default();
+        }
+        let listed: redis::RedisResult<Vec<(String, u64, u64, u64)>> = self
+            .scripts
+            .mailboxes
+            .arg(self.keys.prefix())
+            .invoke_async(&mut self.conn())
+            .await;
+        match listed {
+            Ok(mut listed) => {
+                listed.sort();
+                Partial {
+                    value: listed,
+                    incomplete: Vec::new(),
+                }
+            }
+            Err(err) => self.partial(Vec::new(), self.unreachable_note(Some(&err))),
+        }
     }
 
     /// Empties the mailboxes of `uids` in Redis (a kick); returns the messages dropped.

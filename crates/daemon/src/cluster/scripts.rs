@@ -35,7 +35,8 @@ pub struct Scripts {
     /// received it; with names, `[connections, [node ids that received it], [node ids that
     /// hold the uid but have no subscriber]]`. When no other live node holds the uid and the
     /// flag is `1` (the pushing node has no connection for it, the push is not transient),
-    /// the payload is kept in the uid's mailbox stream instead, and the count is -1, or -2
+    /// the pushed bytes (the payload without its bus header) are kept in the uid's mailbox
+    /// stream instead, and the count is -1, or -2
     /// when every mailbox together is at the memory bound.
     pub route: Script,
     /// ARGV prefix, uid, TTL ms. Takes the uid's mailbox: `[expired, [payloads...]]`,
@@ -45,6 +46,9 @@ pub struct Scripts {
     pub clear: Script,
     /// ARGV prefix. Gives back the bytes of mailboxes that expired (at most 100 a call).
     pub reap_mailboxes: Script,
+    /// ARGV prefix. Every mailbox that holds messages: `[uid, messages, payload bytes,
+    /// ms since its oldest message, ...]`.
+    pub mailboxes: Script,
 }
 
 /// The bytes a mailbox message is counted for in Redis besides its payload (the same
@@ -117,7 +121,9 @@ impl Scripts {
                    end
                    if not held and ARGV[i + 2] == '1' and ttl > 0 then
                      local key = mb .. uid
-                     local cost = string.len(payload) + OVERHEAD
+                     -- Kept without the bus header: the pushed bytes alone.
+                     local raw = string.sub(payload, string.find(payload, '\\n', 1, true) + 1)
+                     local cost = string.len(raw) + OVERHEAD
                      local bytes = tonumber(redis.call('GET', mb .. 'bytes') or '0')
                      local oldest = nil
                      if redis.call('XLEN', key) >= size then
@@ -133,7 +139,7 @@ impl Scripts {
                          redis.call('DECRBY', mb .. 'bytes', freed)
                          redis.call('HINCRBY', mb .. 'size', uid, -freed)
                        end
-                       redis.call('XADD', key, '*', 'm', payload)
+                       redis.call('XADD', key, '*', 'm', raw)
                        redis.call('PEXPIRE', key, ttl)
                        redis.call('INCRBY', mb .. 'bytes', cost)
                        redis.call('HINCRBY', mb .. 'size', uid, cost)
@@ -176,6 +182,23 @@ impl Scripts {
                 "end
                  return dropped"
             )),
+            mailboxes: Script::new(&with_clock!(
+                "local mb, out = ARGV[1] .. ':mb:', {}
+                 for _, uid in ipairs(redis.call('ZRANGE', mb .. 'due', 0, -1)) do
+                   local key = mb .. uid
+                   local n = redis.call('XLEN', key)
+                   if n > 0 then
+                     local size = tonumber(redis.call('HGET', mb .. 'size', uid) or '0')
+                     local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+                     local since = now - tonumber(string.match(first[1], '^(%d+)'))
+                     table.insert(out, uid)
+                     table.insert(out, n)
+                     table.insert(out, size - n * OVERHEAD)
+                     table.insert(out, since)
+                   end
+                 end
+                 return out"
+            ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())),
             reap_mailboxes: Script::new(concat!(
                 with_clock!(
                     "local mb = ARGV[1] .. ':mb:'

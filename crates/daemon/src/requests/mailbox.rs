@@ -1,22 +1,67 @@
 //! `mailbox` and `mailbox --clear`: the uids with messages waiting for their next
-//! connection. Each node keeps the mailboxes of its own uids (single node), so
-//! both ask every node and the answers add up by uid.
+//! connection. A single node keeps them itself; in cluster mode they are in Redis,
+//! shared by every node, and asked for there (the merge by uid stays for nodes that
+//! still keep their own).
 
 use std::collections::BTreeMap;
 
 use pushd_proto::admin::{MailboxInfo, ReplyLine, Request, Response};
 use pushd_proto::uid::Uid;
 
+use crate::cluster::{Cluster, Partial};
+use crate::core::counters::Counter;
 use crate::core::mailbox::MailboxSummary;
 use crate::node::Node;
 
 pub(super) async fn list(node: &Node) -> ReplyLine {
-    super::gather(node, Request::Mailboxes, local_list(node), absorb).await
+    match &node.cluster {
+        Some(cluster) if cluster.mailbox_on() => {
+            let listed = in_redis(cluster).await;
+            ReplyLine::partial(
+                Response::Mailboxes { uids: listed.value },
+                listed.incomplete,
+            )
+        }
+        _ => super::gather(node, Request::Mailboxes, local_list(node), absorb).await,
+    }
 }
 
 pub(super) async fn clear(node: &Node, uids: Vec<Uid>) -> ReplyLine {
-    let local = local_clear(node, &uids);
-    super::gather(node, Request::ClearMailboxes { uids }, local, absorb).await
+    match &node.cluster {
+        Some(cluster) if cluster.mailbox_on() => {
+            let listed = in_redis(cluster).await;
+            let held: Vec<MailboxInfo> = (listed.value.into_iter())
+                .filter(|info| uids.iter().any(|uid| uid.as_str() == info.uid))
+                .collect();
+            let held_uids: Vec<Uid> = uids
+                .into_iter()
+                .filter(|uid| held.iter().any(|info| info.uid == uid.as_str()))
+                .collect();
+            let cleared = cluster.clear_mailboxes(&held_uids).await;
+            node.counters.add(Counter::MailboxCleared, cleared);
+            ReplyLine::partial(Response::Cleared { uids: held }, listed.incomplete)
+        }
+        _ => {
+            let local = local_clear(node, &uids);
+            super::gather(node, Request::ClearMailboxes { uids }, local, absorb).await
+        }
+    }
+}
+
+/// Every mailbox kept in Redis, as rows.
+pub(super) async fn in_redis(cluster: &Cluster) -> Partial<Vec<MailboxInfo>> {
+    let listed = cluster.mailboxes().await;
+    Partial {
+        value: (listed.value.into_iter())
+            .map(|(uid, messages, bytes, oldest_ms)| MailboxInfo {
+                uid,
+                messages,
+                bytes,
+                oldest_ms,
+            })
+            .collect(),
+        incomplete: listed.incomplete,
+    }
 }
 
 /// This node's mailboxes, sorted by uid.

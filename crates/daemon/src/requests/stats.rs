@@ -8,7 +8,20 @@ use pushd_proto::admin::{
 use crate::node::Node;
 
 pub(super) async fn answer(node: &Node) -> ReplyLine {
-    super::gather(node, Request::Stats, local(node), absorb).await
+    let mut reply = super::gather(node, Request::Stats, local(node), absorb).await;
+    // In cluster mode the mailboxes are in Redis, not on any node: count them there.
+    if let (Some(cluster), Some(Response::Stats(stats))) = (&node.cluster, &mut reply.result)
+        && cluster.mailbox_on()
+    {
+        let listed = super::mailbox::in_redis(cluster).await;
+        stats.mailbox = MailboxTotals {
+            uids: listed.value.len() as u64,
+            messages: listed.value.iter().map(|m| m.messages).sum(),
+            bytes: listed.value.iter().map(|m| m.bytes).sum(),
+        };
+        reply.incomplete.extend(listed.incomplete);
+    }
+    reply
 }
 
 pub(super) fn local(node: &Node) -> Response {
