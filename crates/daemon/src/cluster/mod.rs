@@ -366,22 +366,48 @@ impl Cluster {
     /// Takes what waits for `uid` in Redis, once this node's presence of it is
     /// written: from then on every push reaches this node instead, so nothing
     /// lands in the mailbox after it was taken. Returns the payloads, oldest
-    /// first, and how many had expired.
-    pub(crate) async fn take_mailbox(&self, uid: &Uid) -> Result<(Vec<Vec<u8>>, u64), String> {
-        let Some(limits) = self.mailbox else {
+    /// first, and how many had expired. Binds that take at the same time share
+    /// one presence write and one script call (through the presence writer).
+    pub(crate) async fn take_mailbox(&self, uid: &Uid) -> presence::Taken {
+        if self.mailbox.is_none() {
             return Ok((Vec::new(), 0));
+        }
+        let stopped = || "the presence writer has stopped".to_owned();
+        let (done, taken) = oneshot::channel();
+        let command = PresenceCommand::Take(uid.clone(), done);
+        self.presence.send(command).await.map_err(|_| stopped())?;
+        match tokio::time::timeout(self.timeout, taken).await {
+            Ok(taken) => taken.unwrap_or_else(|_| Err(stopped())),
+            Err(_) => Err(format!(
+                "Redis did not answer within {}",
+                humantime::format_duration(self.timeout)
+            )),
+        }
+    }
+
+    /// The mailboxes of `uids`, taken in one script (for the presence writer, right
+    /// after it wrote the uids' presence).
+    async fn take_mailboxes(&self, uids: &[&Uid]) -> Result<Vec<(Vec<Vec<u8>>, u64)>, String> {
+        let Some(limits) = self.mailbox else {
+            return Ok(uids.iter().map(|_| (Vec::new(), 0)).collect());
         };
-        self.flush_presence().await?;
-        let taken: redis::RedisResult<(u64, Vec<Vec<u8>>)> = self
-            .scripts
-            .take
+        let mut invocation = self.scripts.take.prepare_invoke();
+        invocation
             .arg(self.keys.prefix())
-            .arg(uid.as_str())
-            .arg(limits.ttl.as_millis() as u64)
-            .invoke_async(&mut self.conn())
-            .await;
-        let (expired, payloads) = taken.map_err(|err| self.unreachable_note(Some(&err)))?;
-        Ok((payloads, expired))
+            .arg(limits.ttl.as_millis() as u64);
+        for uid in uids {
+            invocation.arg(uid.as_str());
+        }
+        let taken: redis::RedisResult<Vec<(u64, Vec<Vec<u8>>)>> =
+            invocation.invoke_async(&mut self.conn()).await;
+        match taken {
+            Ok(taken) if taken.len() == uids.len() => Ok(taken
+                .into_iter()
+                .map(|(expired, payloads)| (payloads, expired))
+                .collect()),
+            Ok(_) => Err("Redis answered the take script with the wrong shape".into()),
+            Err(err) => Err(self.unreachable_note(Some(&err))),
+        }
     }
 
     /// Every mailbox in Redis that holds messages: uid, messages, payload bytes, and

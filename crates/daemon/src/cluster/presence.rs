@@ -10,6 +10,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use pushd_proto::uid::Uid;
+
 use super::Cluster;
 use crate::core::registry::{ChangedUids, Registry};
 
@@ -24,7 +26,16 @@ pub enum PresenceCommand {
     Resync(oneshot::Sender<Result<(), String>>),
     /// Remove this node from Redis, announce it, and stop.
     Leave(oneshot::Sender<()>),
+    /// A connection of the uid bound here: write pending changes, then take the uid's
+    /// mailbox from Redis. Takes waiting together share one write and one script.
+    Take(Uid, oneshot::Sender<Taken>),
 }
+
+/// The messages taken from a uid's mailbox, oldest first, and how many had expired.
+pub type Taken = Result<(Vec<Vec<u8>>, u64), String>;
+
+/// Takes handled together at most.
+const TAKE_BATCH: usize = 256;
 
 /// Runs until [`PresenceCommand::Leave`].
 pub async fn run(
@@ -35,15 +46,56 @@ pub async fn run(
 ) {
     let changed = &*changed;
     let mut resync = true;
+    // A command read while gathering takes, served next.
+    let mut deferred = None;
     loop {
-        let command = tokio::select! {
-            () = changed.notify.notified() => None,
-            command = commands.recv() => match command {
-                Some(command) => Some(command),
-                None => return,
+        let command = match deferred.take() {
+            Some(command) => Some(command),
+            None => tokio::select! {
+                () = changed.notify.notified() => None,
+                command = commands.recv() => match command {
+                    Some(command) => Some(command),
+                    None => return,
+                },
             },
         };
         match command {
+            Some(PresenceCommand::Take(uid, done)) => {
+                let mut takes = vec![(uid, done)];
+                while takes.len() < TAKE_BATCH {
+                    match commands.try_recv() {
+                        Ok(PresenceCommand::Take(uid, done)) => takes.push((uid, done)),
+                        Ok(other) => {
+                            deferred = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let written = if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
+                    write(&cluster, &registry, changed, &mut resync).await
+                } else {
+                    resync = true;
+                    Err(cluster.unreachable_note(None))
+                };
+                let uids: Vec<&Uid> = takes.iter().map(|(uid, _)| uid).collect();
+                let taken = match written {
+                    Ok(()) => cluster.take_mailboxes(&uids).await,
+                    Err(err) => Err(err),
+                };
+                match taken {
+                    Ok(taken) => {
+                        for ((_, done), taken) in takes.into_iter().zip(taken) {
+                            let _ = done.send(Ok(taken));
+                        }
+                    }
+                    Err(err) => {
+                        for (_, done) in takes {
+                            let _ = done.send(Err(err.clone()));
+                        }
+                    }
+                }
+            }
             None => {
                 // Without a lease there is nobody to tell; the lease task asks for a
                 // full rewrite once Redis answers again.

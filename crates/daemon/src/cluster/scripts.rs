@@ -39,8 +39,8 @@ pub struct Scripts {
     /// stream instead, and the count is -1, or -2
     /// when every mailbox together is at the memory bound.
     pub route: Script,
-    /// ARGV prefix, uid, TTL ms. Takes the uid's mailbox: `[expired, [payloads...]]`,
-    /// oldest first; the stream is gone afterwards.
+    /// ARGV prefix, TTL ms, then uids. Takes each uid's mailbox: per uid
+    /// `[expired, [payloads...]]`, oldest first; the streams are gone afterwards.
     pub take: Script,
     /// ARGV prefix, TTL ms, then uids. Empties their mailboxes; returns the messages dropped.
     pub clear: Script,
@@ -157,20 +157,24 @@ impl Scripts {
             ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())),
             take: Script::new(concat!(
                 with_clock!(
-                    "local mb, uid = ARGV[1] .. ':mb:', ARGV[2]
-                     local key = mb .. uid
-                     local entries = redis.call('XRANGE', key, '-', '+')\n"
+                    "local mb, cutoff, result = ARGV[1] .. ':mb:', now - tonumber(ARGV[2]), {}
+                     for i = 3, #ARGV do
+                       local uid = ARGV[i]
+                       local key = mb .. uid
+                       local entries = redis.call('XRANGE', key, '-', '+')\n"
                 ),
                 forget_mailbox!(),
-                "local cutoff, expired, out = now - tonumber(ARGV[3]), 0, {}
-                 for _, entry in ipairs(entries) do
-                   if tonumber(string.match(entry[1], '^(%d+)')) > cutoff then
-                     table.insert(out, entry[2][2])
-                   else
-                     expired = expired + 1
-                   end
-                 end
-                 return {expired, out}"
+                "local expired, out = 0, {}
+                       for _, entry in ipairs(entries) do
+                         if tonumber(string.match(entry[1], '^(%d+)')) > cutoff then
+                           table.insert(out, entry[2][2])
+                         else
+                           expired = expired + 1
+                         end
+                       end
+                       table.insert(result, {expired, out})
+                     end
+                     return result"
             )),
             clear: Script::new(concat!(
                 "local mb, dropped = ARGV[1] .. ':mb:', 0
