@@ -75,9 +75,21 @@ pub(crate) fn after_bind(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>) 
                 (Vec::new(), 0)
             }
         };
-        let frames: Vec<_> = (payloads.into_iter())
+        let messages: Vec<Utf8Bytes> = (payloads.into_iter())
             .filter_map(|payload| String::from_utf8(payload).ok())
-            .map(|text| node.registry.frame_for(&handle, Utf8Bytes::from(text)))
+            .map(Utf8Bytes::from)
+            .collect();
+        if !messages.is_empty() && !node.registry.is_listed(handle.id) {
+            // The connection went while its mailbox was being taken: push it again,
+            // in order, so it waits for the uid's next connection (or reaches one).
+            let again: Vec<Push> = (messages.into_iter())
+                .map(|message| deliver(&node, uid.clone(), message, false))
+                .collect();
+            finish(&node, &again, Confirm::Received).await;
+            return;
+        }
+        let frames: Vec<_> = (messages.into_iter())
+            .map(|message| node.registry.frame_for(&handle, message))
             .collect();
         let counters = &node.counters;
         counters.add(Counter::MailboxDelivered, frames.len() as u64);

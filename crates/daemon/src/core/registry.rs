@@ -778,6 +778,11 @@ impl Registry {
             .collect()
     }
 
+    /// Whether connection `id` is still open and bound to its uid.
+    pub(crate) fn is_listed(&self, id: ConnId) -> bool {
+        self.lock().conns.get(&id).is_some_and(|slot| slot.listed)
+    }
+
     /// Number of connections bound to `uid`.
     pub(crate) fn online(&self, uid: &str) -> u64 {
         self.lock()
