@@ -483,30 +483,17 @@ impl Registry {
     /// Queues `message` for every connection of `uid`; with none (or none that
     /// could take it), keeps it in the uid's mailbox unless `transient`.
     pub(crate) fn push_to_uid(&self, uid: &Uid, message: &Utf8Bytes, transient: bool) -> Pushed {
-        let mut delivered = 0;
-        let mut slow = Vec::new();
         let mut guard = self.lock();
         let state = &mut *guard;
         // Taken under the lock: ids of one uid increase in push order.
         let id = self.next_message.fetch_add(1, Ordering::Relaxed);
-        // Encoded once, for every pushd.v2 connection of the uid.
-        let mut v2_frame = None;
-        for handle in state.uids.get(uid.as_str()).into_iter().flatten() {
-            let frame = if handle.v2 {
-                &*v2_frame.get_or_insert_with(|| self.v2_frame(id, message))
-            } else {
-                message
-            };
-            match handle.try_push(id, frame, self.queue) {
-                Ok(()) => delivered += 1,
-                Err(()) => slow.push(handle.id),
-            }
-        }
+        let handles = state.uids.get(uid.as_str()).into_iter().flatten();
+        let (delivered, slow, any_v2) = self.offer(handles, id, message);
         let unbound = state.disconnect_slow(&slow);
         let pushed = if delivered > 0 {
             if let Some(mailboxes) = &mut state.mailboxes {
                 let now = Instant::now();
-                if v2_frame.is_some() {
+                if any_v2 {
                     mailboxes.keep_resumable(uid, now + mailboxes.ttl());
                 }
                 mailboxes.retain(uid, id, message, now);
@@ -556,10 +543,23 @@ impl Registry {
     pub(crate) fn broadcast(&self, message: &Utf8Bytes) -> u64 {
         let handles: Vec<Arc<ConnHandle>> = self.lock().uids.values().flatten().cloned().collect();
         let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let (delivered, slow, _) = self.offer(&handles, id, message);
+        self.finish_push(delivered, &slow)
+    }
+
+    /// Queues message `id` for each of `handles`: the bare message, or for
+    /// `pushd.v2` connections `ID PAYLOAD`, encoded once for all of them. Returns
+    /// how many took it, those that could not (slow consumers), and whether a
+    /// `pushd.v2` connection was among them.
+    fn offer<'a>(
+        &self,
+        handles: impl IntoIterator<Item = &'a Arc<ConnHandle>>,
+        id: MessageId,
+        message: &Utf8Bytes,
+    ) -> (u64, Vec<ConnId>, bool) {
         let mut v2_frame = None;
-        let mut delivered = 0;
-        let mut slow = Vec::new();
-        for handle in &handles {
+        let (mut delivered, mut slow) = (0, Vec::new());
+        for handle in handles {
             let frame = if handle.v2 {
                 &*v2_frame.get_or_insert_with(|| self.v2_frame(id, message))
             } else {
@@ -570,7 +570,7 @@ impl Registry {
                 Err(()) => slow.push(handle.id),
             }
         }
-        self.finish_push(delivered, &slow)
+        (delivered, slow, v2_frame.is_some())
     }
 
     /// Counts a push and disconnects the connections that could not take it.
@@ -899,12 +899,10 @@ mod tests {
             Pushed::NotKept,
             "transient"
         );
-        let a = registry.open(peer(), false);
-        registry.bind(a.id, &uid("42"), None).unwrap();
+        let a = bound(&registry, "42");
         assert_eq!(push(&registry, "42", "3"), 1);
         assert_eq!(drain(&a), ["1", "2", "3"]);
-        let b = registry.open(peer(), false);
-        registry.bind(b.id, &uid("42"), None).unwrap();
+        let b = bound(&registry, "42");
         assert!(
             drain(&b).is_empty(),
             "the mailbox went to the first connection only"
@@ -915,8 +913,7 @@ mod tests {
     #[test]
     fn what_the_last_connection_did_not_write_goes_back_to_the_front() {
         let registry = with_mailbox(10);
-        let a = registry.open(peer(), false);
-        registry.bind(a.id, &uid("42"), None).unwrap();
+        let a = bound(&registry, "42");
         push(&registry, "42", "1");
         push(&registry, "42", "2");
         assert_eq!(a.pop().unwrap(), "1", "written");
@@ -925,16 +922,14 @@ mod tests {
             registry.push_to_uid(&uid("42"), &"3".into(), false),
             Pushed::Queued
         );
-        let b = registry.open(peer(), false);
-        registry.bind(b.id, &uid("42"), None).unwrap();
+        let b = bound(&registry, "42");
         assert_eq!(drain(&b), ["2", "3"]);
     }
 
     #[test]
     fn a_kick_empties_the_mailbox_and_its_connections_give_nothing_back() {
         let registry = with_mailbox(10);
-        let a = registry.open(peer(), false);
-        registry.bind(a.id, &uid("42"), None).unwrap();
+        let a = bound(&registry, "42");
         push(&registry, "42", "unwritten");
         registry.kick(&uid("42"), "bye", Some(Duration::from_secs(60)));
         registry.close(a.id);
@@ -952,8 +947,7 @@ mod tests {
     #[test]
     fn a_slow_consumer_unlisted_by_a_push_leaves_that_push_in_the_mailbox() {
         let registry = with_mailbox(10);
-        let a = registry.open(peer(), false);
-        registry.bind(a.id, &uid("42"), None).unwrap();
+        let a = bound(&registry, "42");
         for i in 0..8 {
             assert_eq!(push(&registry, "42", &i.to_string()), 1);
         }
@@ -962,12 +956,18 @@ mod tests {
             Pushed::Queued
         );
         registry.close(a.id);
-        let b = registry.open(peer(), false);
-        registry.bind(b.id, &uid("42"), None).unwrap();
+        let b = bound(&registry, "42");
         let got = drain(&b);
         assert_eq!(got.len(), 9, "{got:?}");
         assert_eq!(got.first().map(String::as_str), Some("0"));
         assert_eq!(got.last().map(String::as_str), Some("8"));
+    }
+
+    /// A new connection, bound to `to`.
+    fn bound(registry: &Registry, to: &str) -> Arc<ConnHandle> {
+        let handle = registry.open(peer(), false);
+        registry.bind(handle.id, &uid(to), None).unwrap();
+        handle
     }
 
     fn close_request(handle: &ConnHandle) -> Option<CloseRequest> {
@@ -983,8 +983,7 @@ mod tests {
             },
             None,
         );
-        let a = registry.open(peer(), false);
-        registry.bind(a.id, &uid("a"), None).unwrap();
+        let a = bound(&registry, "a");
         assert_eq!(push(&registry, "a", "123456"), 1);
         assert_eq!(push(&registry, "a", "1234"), 1);
         assert_eq!(push(&registry, "a", "1"), 0, "11 bytes > 10");
@@ -1047,10 +1046,8 @@ mod tests {
     #[test]
     fn kick_takes_the_uid_offline_before_the_tasks_close() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer(), false);
-        let b = registry.open(peer(), false);
-        registry.bind(a.id, &uid("42"), None).unwrap();
-        registry.bind(b.id, &uid("42"), None).unwrap();
+        let a = bound(&registry, "42");
+        let b = bound(&registry, "42");
         assert_eq!(registry.kick(&uid("42"), "bye", None), 2);
         assert_eq!(registry.online("42"), 0);
         assert_eq!(push(&registry, "42", "x"), 0);
@@ -1072,8 +1069,7 @@ mod tests {
     #[test]
     fn a_ban_refuses_binds_until_it_ends_or_is_lifted() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer(), false);
-        registry.bind(a.id, &uid("42"), None).unwrap();
+        let _a = bound(&registry, "42");
         assert_eq!(
             registry.kick(&uid("42"), "out", Some(Duration::from_secs(60))),
             1
@@ -1115,10 +1111,8 @@ mod tests {
     #[test]
     fn close_unbinds_and_keeps_the_other_connections() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer(), false);
-        let b = registry.open(peer(), false);
-        registry.bind(a.id, &uid("42"), None).unwrap();
-        registry.bind(b.id, &uid("42"), None).unwrap();
+        let a = bound(&registry, "42");
+        let b = bound(&registry, "42");
         registry.close(a.id);
         assert_eq!(registry.online("42"), 1);
         registry.close(b.id);
@@ -1129,10 +1123,8 @@ mod tests {
     #[test]
     fn a_full_queue_disconnects_the_slow_consumer_only() {
         let registry = registry(limits(2), None);
-        let slow = registry.open(peer(), false);
-        let fast = registry.open(peer(), false);
-        registry.bind(slow.id, &uid("s"), None).unwrap();
-        registry.bind(fast.id, &uid("f"), None).unwrap();
+        let slow = bound(&registry, "s");
+        let fast = bound(&registry, "f");
         for _ in 0..2 {
             assert_eq!(registry.broadcast(&"m".into()), 2);
             fast.pop().unwrap();
@@ -1146,10 +1138,8 @@ mod tests {
     #[test]
     fn kick_idle_uses_last_activity() {
         let registry = registry(limits(8), None);
-        let a = registry.open(peer(), false);
-        let b = registry.open(peer(), false);
-        registry.bind(a.id, &uid("old"), None).unwrap();
-        registry.bind(b.id, &uid("new"), None).unwrap();
+        let a = bound(&registry, "old");
+        let b = bound(&registry, "new");
         a.touch(0);
         b.touch(registry.clock.now_ms() + 10_000);
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -1169,8 +1159,7 @@ mod tests {
         };
         let changed = Arc::new(ChangedUids::default());
         let tracking = Registry::new(limits, Clock::new(), Arc::default(), Some(changed.clone()));
-        let a = tracking.open(peer(), false);
-        tracking.bind(a.id, &uid("42"), None).unwrap();
+        let a = bound(&tracking, "42");
         assert_eq!(changed.take(), vec![uid("42")]);
         tracking.close(a.id);
         assert_eq!(changed.take(), vec![uid("42")]);
