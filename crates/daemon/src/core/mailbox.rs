@@ -181,6 +181,25 @@ impl Mailboxes {
         message: &Utf8Bytes,
         now: Instant,
     ) -> Stored {
+        match self.append(uid, id, message, now, false) {
+            Some(dropped) => Stored::Queued { dropped },
+            None => Stored::OverMemory,
+        }
+    }
+
+    /// Appends message `id` to `uid`'s store, within its bounds: past
+    /// `--mailbox-size` the oldest goes; past `--mailbox-memory` a waiting message
+    /// takes the room of copies kept for resumes, a copy takes none and is not kept.
+    /// Returns how many waiting messages made room, or `None` when it was not kept
+    /// (then a resume from before `id` has a gap).
+    fn append(
+        &mut self,
+        uid: &Uid,
+        id: MessageId,
+        message: &Utf8Bytes,
+        now: Instant,
+        delivered: bool,
+    ) -> Option<usize> {
         self.expire_store(uid, now);
         let full = self.stores.get(uid).map_or(0, |s| s.entries.len()) >= self.limits.size;
         // What a full store gives back for this message counts as room.
@@ -189,15 +208,15 @@ impl Mailboxes {
             _ => 0,
         };
         let needed = (self.cost + cost_of(message)).saturating_sub(self.limits.memory + freed);
-        if needed > 0 && !self.make_room(needed, uid) {
+        if needed > 0 && (delivered || !self.make_room(needed, uid)) {
             if let Some(store) = self.stores.get_mut(uid) {
                 store.lost_through = id;
             }
-            return Stored::OverMemory;
+            return None;
         }
         let dropped = if full { self.pop_front(uid) } else { 0 };
-        self.push_back(uid, id, message, now, false);
-        Stored::Queued { dropped }
+        self.push_back(uid, id, message, now, delivered);
+        Some(dropped)
     }
 
     /// Frees `needed` bytes, if it can, by letting go of delivered messages kept
@@ -232,22 +251,7 @@ impl Mailboxes {
         if !self.stores.get(uid).is_some_and(|s| s.resumable(now)) {
             return;
         }
-        self.expire_store(uid, now);
-        let full = self.stores.get(uid).map_or(0, |s| s.entries.len()) >= self.limits.size;
-        let freed = match self.stores.get(uid).and_then(|s| s.entries.front()) {
-            Some(oldest) if full => cost_of(&oldest.message),
-            _ => 0,
-        };
-        if self.cost + cost_of(message) > self.limits.memory + freed {
-            if let Some(store) = self.stores.get_mut(uid) {
-                store.lost_through = id;
-            }
-            return;
-        }
-        if full {
-            self.pop_front(uid);
-        }
-        self.push_back(uid, id, message, now, true);
+        self.append(uid, id, message, now, true);
     }
 
     /// Keeps `uid`'s delivered messages until `until` (it has a `pushd.v2`
