@@ -5,7 +5,7 @@ use std::io::Write;
 use pushd_proto::admin::{Request, Response};
 use serde_json::json;
 
-use super::{Answer, print_json, uid_argument};
+use super::{Answer, print_json, uid_arguments};
 use crate::client::Client;
 use crate::error::CtlError;
 use crate::render;
@@ -17,10 +17,7 @@ pub async fn unban(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Answer, CtlError> {
-    let uids = uids
-        .iter()
-        .map(|uid| uid_argument(uid))
-        .collect::<Result<_, _>>()?;
+    let uids = uid_arguments(uids)?;
     let Response::Unbanned { uids } = client.request(Request::Unban { uids }).await? else {
         return Err(CtlError::Protocol("expected an unban result".into()));
     };

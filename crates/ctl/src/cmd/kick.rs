@@ -5,7 +5,7 @@ use std::io::Write;
 use pushd_proto::admin::{Request, Response};
 use serde_json::json;
 
-use super::{Answer, print_json, uid_argument};
+use super::{Answer, print_json, uid_arguments};
 use crate::cli::KickArgs;
 use crate::client::Client;
 use crate::error::CtlError;
@@ -27,11 +27,7 @@ pub async fn run(
             reason: args.reason,
         },
         None => {
-            let uids = args
-                .uids
-                .iter()
-                .map(|uid| uid_argument(uid))
-                .collect::<Result<Vec<_>, _>>()?;
+            let uids = uid_arguments(&args.uids)?;
             if ban.is_some() {
                 banned.clone_from(&uids);
             }

@@ -5,7 +5,7 @@ use std::io::Write;
 use pushd_proto::admin::{Request, Response};
 use serde_json::json;
 
-use super::{Answer, print_json, uid_argument};
+use super::{Answer, print_json, uid_arguments};
 use crate::client::Client;
 use crate::error::CtlError;
 use crate::render;
@@ -34,10 +34,7 @@ pub async fn clear(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Answer, CtlError> {
-    let uids = uids
-        .iter()
-        .map(|uid| uid_argument(uid))
-        .collect::<Result<_, _>>()?;
+    let uids = uid_arguments(uids)?;
     let Response::Cleared { uids } = client.request(Request::ClearMailboxes { uids }).await? else {
         return Err(CtlError::Protocol("expected a clear result".into()));
     };

@@ -72,6 +72,11 @@ pub fn message_argument(arg: String) -> Result<String, CtlError> {
     Ok(text)
 }
 
+/// Checks every uid argument, as [`uid_argument`] does.
+pub fn uid_arguments(uids: &[String]) -> Result<Vec<Uid>, CtlError> {
+    uids.iter().map(|uid| uid_argument(uid)).collect()
+}
+
 /// Checks a uid argument like the daemon will, so a typo is a usage error.
 pub fn uid_argument(uid: &str) -> Result<Uid, CtlError> {
     Uid::parse(uid).map_err(|err| CtlError::Usage(format!("invalid uid {uid:?}: {err}")))
