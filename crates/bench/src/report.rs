@@ -43,6 +43,20 @@ impl Report {
         });
     }
 
+    /// Adds the server's RSS before and after a phase, in MiB.
+    pub fn add_rss(&mut self, before: &crate::sys::ProcSample, after: &crate::sys::ProcSample) {
+        self.add(
+            "server RSS before",
+            before.rss_bytes as f64 / 1048576.0,
+            "MiB",
+        );
+        self.add(
+            "server RSS after",
+            after.rss_bytes as f64 / 1048576.0,
+            "MiB",
+        );
+    }
+
     /// Adds p50, p99, p99.9 and max of a nanosecond histogram, in milliseconds.
     pub fn add_latencies(&mut self, prefix: &str, histogram: &hdrhistogram::Histogram<u64>) {
         if histogram.is_empty() {

@@ -86,16 +86,7 @@ pub async fn idle(common: &Common, connections: usize, hold: Duration) -> anyhow
         connections as f64 / crowd.connect_time.as_secs_f64(),
         "conn/s",
     );
-    report.add(
-        "server RSS before",
-        before.rss_bytes as f64 / 1048576.0,
-        "MiB",
-    );
-    report.add(
-        "server RSS after",
-        after.rss_bytes as f64 / 1048576.0,
-        "MiB",
-    );
+    report.add_rss(&before, &after);
     report.add(
         "RSS per connection",
         (after.rss_bytes.saturating_sub(before.rss_bytes)) as f64 / connections as f64,
@@ -365,16 +356,7 @@ pub async fn mailbox(
         stats.mailbox.bytes as f64 / 1048576.0,
         "MiB",
     );
-    report.add(
-        "server RSS before",
-        before.rss_bytes as f64 / 1048576.0,
-        "MiB",
-    );
-    report.add(
-        "server RSS after",
-        after.rss_bytes as f64 / 1048576.0,
-        "MiB",
-    );
+    report.add_rss(&before, &after);
     if waiting > 0 {
         report.add(
             "RSS per waiting message",
