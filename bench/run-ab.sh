@@ -22,11 +22,8 @@ messages=${MESSAGES:-200000}
 bench=./target/release/pushbench
 [ -x "$bench" ] || cargo build --release --quiet -p pushbench
 : > "$results"
-dir=$(mktemp -d)
-socket="$dir/pushd.sock"
 # shellcheck source=bench/single-node.sh
 . bench/single-node.sh
-trap 'stop_pushd; rm -rf "$dir"' EXIT
 
 # run SIDE BINARY LABEL PUSHBENCH ARGS...
 run() {

@@ -14,11 +14,8 @@ results=${1:-target/bench-results.jsonl}
 runs=${RUNS:-3}
 cargo build --release --quiet
 : > "$results"
-dir=$(mktemp -d)
-socket="$dir/pushd.sock"
 # shellcheck source=bench/single-node.sh
 . bench/single-node.sh
-trap 'stop_pushd; rm -rf "$dir"' EXIT
 
 # run LABEL "PUSHD OPTIONS" PUSHBENCH ARGS...
 run() {

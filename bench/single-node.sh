@@ -4,8 +4,12 @@
 #   start_pushd BINARY [PUSHD OPTIONS...]   sets $pushd_pid, $ws, $text
 #   stop_pushd
 #
-# The caller sets $dir (a temporary directory) and $socket before the first start.
+# It makes a temporary directory for the socket and the log, and removes it, with
+# any pushd still running, when the script exits.
 pushd_pid=""
+dir=$(mktemp -d)
+socket="$dir/pushd.sock"
+trap 'stop_pushd; rm -rf "$dir"' EXIT
 
 start_pushd() {
     local bin=$1
