@@ -582,6 +582,15 @@ mod tests {
         Uid::parse(text).unwrap()
     }
 
+    /// Nothing kept, and every total and index back to zero.
+    fn assert_empty(boxes: &Mailboxes) {
+        assert!(boxes.stores.is_empty() && boxes.due.is_empty());
+        assert_eq!(
+            (boxes.cost, boxes.waiting, boxes.waiting_payload),
+            (0, 0, 0)
+        );
+    }
+
     fn texts(handover: &Handover) -> Vec<&str> {
         handover.messages.iter().map(|(_, m)| m.as_str()).collect()
     }
@@ -602,9 +611,7 @@ mod tests {
         let taken = boxes.take_waiting(&uid("42"), now);
         assert_eq!((texts(&taken), taken.waiting), (vec!["a", "b", "c"], 3));
         assert!(boxes.take_waiting(&uid("42"), now).messages.is_empty());
-        assert_eq!(boxes.totals(), (0, 0, 0));
-        assert!(boxes.due.is_empty() && boxes.stores.is_empty());
-        assert_eq!(boxes.cost, 0);
+        assert_empty(&boxes);
     }
 
     #[test]
@@ -657,8 +664,7 @@ mod tests {
         let taken = boxes.take_waiting(&uid("new"), at(45));
         assert_eq!((taken.messages.len(), taken.expired), (0, 1));
         assert_eq!(boxes.expire(at(60), 1), (1, false));
-        assert_eq!(boxes.totals(), (0, 0, 0));
-        assert!(boxes.due.is_empty() && boxes.stores.is_empty());
+        assert_empty(&boxes);
     }
 
     #[test]
@@ -773,11 +779,7 @@ mod tests {
             "the delivered one went, the waiting stayed"
         );
         boxes.retain(&tab, 3, &"x".into(), now + Duration::from_secs(6));
-        assert!(
-            boxes.stores.is_empty() && boxes.due.is_empty(),
-            "no longer resumable"
-        );
-        assert_eq!(boxes.cost, 0);
+        assert_empty(&boxes); // no longer resumable
     }
 
     #[test]
