@@ -144,8 +144,11 @@ async fn out_of_descriptors_on_the_text_port_closes_the_new_connection_and_recov
     );
     backends.clear();
     // With descriptors back, the admin socket and the text port work again.
-    eventually(STEP, "pushd to answer again", || async {
-        pushd.ctl(&["--json", "stats"]).await.status == 0
+    // pushd frees them as it reads each closed connection's EOF, so wait until
+    // it has closed them all before asking in ways that must not be refused.
+    eventually(STEP, "pushd to close the text connections", || async {
+        let stats = pushd.ctl(&["--json", "stats"]).await;
+        stats.status == 0 && stats.json()["text_connections"] == 0
     })
     .await;
     let stats = pushd.stats().await;

@@ -95,8 +95,11 @@ pub(crate) async fn serve<L, S, F, Fut>(
                         drop(stream);
                         counters.bump(Counter::ConnectionsRefused);
                     }
-                    spare = File::open("/dev/null").ok();
                 }
+                // Another thread may take the descriptor freed above before the
+                // spare is reopened; trying again at every failure rearms the
+                // spare once one is free, instead of leaving the backlog to hang.
+                spare = File::open("/dev/null").ok();
                 if spare.is_none() {
                     tokio::time::sleep(BACKOFF).await;
                 }
