@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster_harness::{NodeOptions, Three, pause_ms};
 use crate::harness::{STEP, WsClient, eventually, within};
+use crate::resume::{bound_v2, split};
 
 #[tokio::test]
 async fn a_push_through_any_node_reaches_the_uid_on_another() {
@@ -694,4 +695,135 @@ async fn a_cluster_kick_empties_the_mailbox_and_with_redis_down_nothing_is_false
         );
     }
     assert!(answers.iter().all(|a| a == "fail"), "{answers:?}");
+}
+
+/// N of a cluster id `ms-N`.
+fn number(id: &str) -> u64 {
+    let (ms, n) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("not ms-N: {id}"));
+    ms.parse::<u64>().expect("ms");
+    n.parse().expect("N")
+}
+
+/// SPEC "Resume for clients that keep their place", cluster mode: ids increase across
+/// nodes, and a `pushd.v2` client that comes back on another node gets everything after
+/// its `since`, once, in order, before newer pushes.
+#[tokio::test]
+async fn a_v2_client_resumes_on_another_node_with_nothing_lost_or_twice() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let mut tab = bound_v2(a, "r", None).await;
+    eventually(STEP, "b to see r", || b.is_online("r")).await;
+    // Pushed through each node in turn, and through a's own pushctl.
+    let mut backend_b = b.text_client().await;
+    let mut backend_c = c.text_client().await;
+    let mut backend_a = a.text_client().await;
+    assert_eq!(backend_b.request(r#"{"uid":"r","seq":0}"#).await, "ok");
+    assert_eq!(backend_c.request(r#"{"uid":"r","seq":1}"#).await, "ok");
+    assert_eq!(backend_a.request(r#"{"uid":"r","seq":2}"#).await, "ok");
+    assert_eq!(a.ctl(&["send", "r", "three"]).await.status, 0);
+    let mut ids = Vec::new();
+    for expected in [
+        r#"{"uid":"r","seq":0}"#,
+        r#"{"uid":"r","seq":1}"#,
+        r#"{"uid":"r","seq":2}"#,
+        "three",
+    ] {
+        let (id, payload) = split(&tab.recv_text().await);
+        assert_eq!(payload, expected);
+        ids.push(id);
+    }
+    let numbers: Vec<u64> = ids.iter().map(|id| number(id)).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // The tab goes having seen seq 1 only (say its page was closing), a push arrives
+    // while it is away, and it comes back on c.
+    drop(tab);
+    eventually(STEP, "b to see r gone", || async {
+        !b.is_online("r").await
+    })
+    .await;
+    assert_eq!(backend_b.request(r#"{"uid":"r","seq":4}"#).await, "queued");
+    let mut back = bound_v2(c, "r", Some(&ids[1])).await;
+    eventually(STEP, "a to see r on c", || a.is_online("r")).await;
+    assert_eq!(backend_a.request(r#"{"uid":"r","seq":5}"#).await, "ok");
+    let mut resumed = Vec::new();
+    for _ in 0..4 {
+        resumed.push(split(&back.recv_text().await));
+    }
+    let payloads: Vec<&str> = resumed.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(
+        payloads,
+        [
+            r#"{"uid":"r","seq":2}"#,
+            "three",
+            r#"{"uid":"r","seq":4}"#,
+            r#"{"uid":"r","seq":5}"#
+        ],
+        "after since, once, in order, then the new push"
+    );
+    assert_eq!(
+        (resumed[0].0.as_str(), resumed[1].0.as_str()),
+        (ids[2].as_str(), ids[3].as_str())
+    );
+    assert!(number(&resumed[2].0) > number(&ids[3]));
+    c.fence("r", &mut [&mut back]).await;
+    let stats = c.stats().await;
+    assert_eq!(stats["counters"]["mailbox_resent"], 2, "{stats}");
+    assert_eq!(stats["counters"]["resume_gaps"], 0, "{stats}");
+    // A second tab without since on b gets nothing old; one with an unplaceable since
+    // gets `!gap`, then everything held.
+    let mut fresh = bound_v2(b, "r", None).await;
+    let mut lost = bound_v2(b, "r", Some("nonsense")).await;
+    assert_eq!(lost.recv_text().await, "!gap");
+    for expected in [0, 1, 2] {
+        let (_, payload) = split(&lost.recv_text().await);
+        assert!(
+            payload.contains(&format!("\"seq\":{expected}")),
+            "{payload}"
+        );
+    }
+    b.fence("r", &mut [&mut fresh]).await;
+}
+
+/// A resume from before what Redis still holds (the oldest dropped past
+/// `--mailbox-size`) begins with `!gap`, then what is held, on any node.
+#[tokio::test]
+async fn a_resume_from_before_what_redis_holds_begins_with_gap() {
+    let options = NodeOptions {
+        extra: &["--mailbox-size", "2"],
+        ..NodeOptions::default()
+    };
+    let Some(three) = Three::start_if_available(options).await else {
+        return;
+    };
+    let [a, b, _] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let mut tab = bound_v2(a, "g", None).await;
+    eventually(STEP, "b to see g", || b.is_online("g")).await;
+    let mut backend = b.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"g","seq":0}"#).await, "ok");
+    let (since, _) = split(&tab.recv_text().await);
+    drop(tab);
+    eventually(STEP, "b to see g gone", || async {
+        !b.is_online("g").await
+    })
+    .await;
+    for seq in 1..=3 {
+        let line = format!(r#"{{"uid":"g","seq":{seq}}}"#);
+        assert_eq!(backend.request(&line).await, "queued");
+    }
+    let mut back = bound_v2(b, "g", Some(&since)).await;
+    assert_eq!(back.recv_text().await, "!gap", "seq 1 was dropped");
+    for seq in [2, 3] {
+        let (_, payload) = split(&back.recv_text().await);
+        assert_eq!(payload, format!(r#"{{"uid":"g","seq":{seq}}}"#));
+    }
+    b.fence("g", &mut [&mut back]).await;
+    assert_eq!(b.stats().await["counters"]["resume_gaps"], 1);
 }

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{Pushd, STEP, WsClient, within};
 
 /// A `pushd.v2` frame's id and payload.
-fn split(frame: &str) -> (String, String) {
+pub fn split(frame: &str) -> (String, String) {
     let (id, payload) = frame
         .split_once(' ')
         .unwrap_or_else(|| panic!("not ID PAYLOAD: {frame:?}"));
@@ -22,7 +22,7 @@ fn seq(payload: &str) -> u64 {
     value["seq"].as_u64().expect("a seq field")
 }
 
-async fn bound_v2(pushd: &Pushd, uid: &str, since: Option<&str>) -> WsClient {
+pub async fn bound_v2(pushd: &Pushd, uid: &str, since: Option<&str>) -> WsClient {
     let before = pushd.connections(uid).await;
     let mut client = WsClient::connect_v2(pushd.ws, since).await;
     client.send_text(uid).await;

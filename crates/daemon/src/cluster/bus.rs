@@ -22,6 +22,10 @@ pub enum Header {
         /// Request id to confirm delivery under.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply: Option<u64>,
+        /// The message's id, `ms-N`, written in by the route script (so never sent by
+        /// a node itself): what `pushd.v2` connections get before the payload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// On `P:all`: carry out an admin request on this node's own connections and
     /// answer [`Header::Reply`] to the sender's inbox.
@@ -115,10 +119,31 @@ mod tests {
             from: "n1".into(),
             uid: Uid::parse("42").unwrap(),
             reply: None,
+            id: None,
         };
         let message = encode(&header, line);
         assert!(message.starts_with(br#"{"op":"send","from":"n1","uid":"42"}"#));
         assert_eq!(decode(&message).unwrap(), (header, &line[..]));
+    }
+
+    #[test]
+    fn the_id_the_route_script_writes_in_front_is_read() {
+        // What the script does: `{"id":"…",` in place of the header's `{`.
+        let sent = encode(
+            &Header::Send {
+                from: "n1".into(),
+                uid: Uid::parse("42").unwrap(),
+                reply: Some(3),
+                id: None,
+            },
+            b"hi",
+        );
+        let routed = [&br#"{"id":"1733-9","#[..], &sent[1..]].concat();
+        let (header, payload) = decode(&routed).unwrap();
+        assert_eq!(payload, b"hi");
+        assert!(
+            matches!(header, Header::Send { id: Some(id), reply: Some(3), .. } if id == "1733-9")
+        );
     }
 
     #[test]

@@ -38,4 +38,10 @@ impl Keys {
     pub fn inbox(&self, id: &str) -> String {
         format!("{}:n:{id}", self.prefix)
     }
+
+    /// `P:v2:<uid>`: hash, the uid is resumable (`l`: the last message number that may be
+    /// missing from its stream, `t`: the last one handed over at a bind).
+    pub fn v2(&self, uid: &str) -> String {
+        format!("{}:v2:{uid}", self.prefix)
+    }
 }

@@ -12,14 +12,16 @@
 //! handed to it at [`Cluster::spawn`].
 //!
 //! Tasks: `lease` renews this node's lease and reaps dead nodes, `subscriber`
-//! receives and serves bus messages, `presence` copies uid counts to Redis. All
-//! three stop with the daemon; [`Cluster::leave`] removes this node at once on SIGTERM.
+//! receives and serves bus messages, `presence` copies uid counts to Redis,
+//! `resumable` keeps the uids of `pushd.v2` connections resumable. All stop with
+//! the daemon; [`Cluster::leave`] removes this node at once on SIGTERM.
 
 mod bus;
 mod keys;
 mod lease;
 mod pending;
 mod presence;
+mod resumable;
 mod scripts;
 mod subscriber;
 
@@ -52,11 +54,20 @@ use scripts::Scripts;
 /// and request code.
 pub(crate) trait Local: Send + Sync + 'static {
     /// Delivers a push routed here to the uid's connections; returns how many took it.
-    fn push(&self, uid: &Uid, message: &Utf8Bytes) -> u64;
+    fn push(&self, uid: &Uid, message: &Utf8Bytes, to: Recipients) -> u64;
 
     /// Carries out a request fanned out by another node. What must happen in bus
     /// order (a kick) happens before this returns; the future makes the reply.
     fn serve(self: Arc<Self>, request: Request) -> BoxFuture<'static, Result<Response, String>>;
+}
+
+/// Which of a uid's connections a push from the bus is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Recipients {
+    /// The push's id, for `pushd.v2` connections (`ID PAYLOAD`).
+    pub(crate) id: Option<String>,
+    /// Raw connections too (not when this node pushed it: they had it then).
+    pub(crate) raw: bool,
 }
 
 /// How often a request waiting for replies re-reads the live nodes, so that a
@@ -95,6 +106,76 @@ pub(crate) struct Routed {
     pub(crate) connections: u64,
     /// Nobody holds the uid: it waits in the uid's mailbox in Redis.
     pub(crate) queued: bool,
+    /// Redis ran the route: the push has its id, and this node's `pushd.v2`
+    /// connections of the uid get it from the bus.
+    pub(crate) sent: bool,
+}
+
+/// One push for [`Cluster::route`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route<'a> {
+    pub(crate) uid: &'a Uid,
+    pub(crate) message: &'a [u8],
+    /// No connection here took it and it is not transient: it waits in the uid's
+    /// mailbox if no other node holds the uid either.
+    pub(crate) keep: bool,
+    /// Connections here took it (or get it from the bus, below).
+    pub(crate) delivered_here: bool,
+    /// This node has `pushd.v2` connections of the uid: they get it from the bus,
+    /// with its id, in the cluster's order.
+    pub(crate) v2_here: bool,
+}
+
+impl Route<'_> {
+    /// The flags the route script reads.
+    fn flags(&self) -> &'static str {
+        match (self.keep, self.delivered_here, self.v2_here) {
+            (true, _, _) => "k",
+            (false, true, true) => "dv",
+            (false, true, false) => "d",
+            (false, false, true) => "v",
+            (false, false, false) => "",
+        }
+    }
+}
+
+/// What a bind took from its uid's mailbox in Redis.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    /// Oldest first: the id (`ms-N`) and the payload.
+    pub(crate) messages: Vec<(String, Vec<u8>)>,
+    /// How many of them had not been delivered before.
+    pub(crate) waiting: u64,
+    /// Waiting messages found past the TTL and dropped.
+    pub(crate) expired: u64,
+    /// A resume whose `since` is older than what Redis still holds.
+    pub(crate) gap: bool,
+}
+
+/// Where a binding connection is, for [`Cluster::take_mailbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// A raw connection: the waiting messages.
+    Raw,
+    /// A `pushd.v2` connection without `since`: the waiting messages, and from
+    /// now on the uid's pushes are kept for resumes.
+    Fresh,
+    /// A `pushd.v2` connection after message number N.
+    After(u64),
+    /// A `pushd.v2` connection whose `since` is no id of the cluster's.
+    Unknown,
+}
+
+impl Resume {
+    /// The take script's argument.
+    fn arg(self) -> String {
+        match self {
+            Resume::Raw => String::new(),
+            Resume::Fresh => "new".into(),
+            Resume::After(n) => n.to_string(),
+            Resume::Unknown => "gap".into(),
+        }
+    }
 }
 
 /// The presence writer's end of its command channel, made by [`Cluster::new`] and
@@ -190,6 +271,11 @@ impl Cluster {
             inbox.0,
         ));
         let token = tasks.token.clone();
+        (tasks.tracker).spawn(resumable::run(
+            self.clone(),
+            registry.clone(),
+            token.clone(),
+        ));
         (tasks.tracker).spawn(subscriber::run(self.clone(), registry, local, token));
         (tasks.tracker).spawn(lease::run(self.clone(), tasks.token.clone()));
         tasks.tracker.close();
@@ -249,8 +335,8 @@ impl Cluster {
         self.conn.clone()
     }
 
-    /// Pushes each `(uid, message)` to the uid's connections on the other nodes, in
-    /// order, with one script call for all of them. With [`Confirm::Received`] a count is
+    /// Pushes each message to the uid's connections on the other nodes (and this
+    /// node's `pushd.v2` ones), in order, with one script call for all of them. With [`Confirm::Received`] a count is
     /// what the nodes that received the push had registered; with [`Confirm::Delivered`]
     /// it is what they report having queued (awaited together within one timeout), and
     /// each result names the nodes that could not confirm.
@@ -260,7 +346,7 @@ impl Cluster {
     /// in the same script: nobody can bind in between.
     pub(crate) async fn route(
         &self,
-        pushes: &[(&Uid, &[u8], bool)],
+        pushes: &[Route<'_>],
         confirm: Confirm,
     ) -> Vec<Partial<Routed>> {
         let failed = |note: String| {
@@ -292,16 +378,17 @@ impl Cluster {
                 .arg(limits.memory),
             None => invocation.arg(0).arg(0).arg(0),
         };
-        for ((uid, message, keep), ticket) in pushes.iter().zip(&tickets) {
+        for (push, ticket) in pushes.iter().zip(&tickets) {
             let header = Header::Send {
                 from: self.id.clone(),
-                uid: (*uid).clone(),
+                uid: push.uid.clone(),
                 reply: ticket.as_ref().map(|(id, _)| *id),
+                id: None,
             };
             invocation
-                .arg(uid.as_str())
-                .arg(bus::encode(&header, message))
-                .arg(u8::from(*keep));
+                .arg(push.uid.as_str())
+                .arg(bus::encode(&header, push.message))
+                .arg(push.flags());
         }
         if !confirming {
             let counts: redis::RedisResult<Vec<i64>> =
@@ -333,9 +420,8 @@ impl Cluster {
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut results = Vec::with_capacity(pushes.len());
-        for (((uid, _, _), (count, reached, missed)), ticket) in
-            pushes.iter().zip(routed).zip(tickets)
-        {
+        for ((push, (count, reached, missed)), ticket) in pushes.iter().zip(routed).zip(tickets) {
+            let uid = push.uid;
             let (id, wake) = ticket.expect("a ticket per push when confirming");
             self.pending.expect(id, reached);
             if count < 0 {
@@ -356,6 +442,7 @@ impl Cluster {
                 value: Routed {
                     connections: delivered(&gathered),
                     queued: false,
+                    sent: true,
                 },
                 incomplete,
             });
@@ -365,16 +452,16 @@ impl Cluster {
 
     /// Takes what waits for `uid` in Redis, once this node's presence of it is
     /// written: from then on every push reaches this node instead, so nothing
-    /// lands in the mailbox after it was taken. Returns the payloads, oldest
-    /// first, and how many had expired. Binds that take at the same time share
-    /// one presence write and one script call (through the presence writer).
-    pub(crate) async fn take_mailbox(&self, uid: &Uid) -> presence::Taken {
+    /// lands in the mailbox after it was taken. A `pushd.v2` connection that
+    /// resumes gets everything after its place too. Binds that take at the same
+    /// time share one presence write and one script call (through the presence writer).
+    pub(crate) async fn take_mailbox(&self, uid: &Uid, resume: Resume) -> Result<Taken, String> {
         if self.mailbox.is_none() {
-            return Ok((Vec::new(), 0));
+            return Ok(Taken::default());
         }
         let stopped = || "the presence writer has stopped".to_owned();
         let (done, taken) = oneshot::channel();
-        let command = PresenceCommand::Take(uid.clone(), done);
+        let command = PresenceCommand::Take(uid.clone(), resume, done);
         self.presence.send(command).await.map_err(|_| stopped())?;
         match tokio::time::timeout(self.timeout, taken).await {
             Ok(taken) => taken.unwrap_or_else(|_| Err(stopped())),
@@ -387,27 +474,57 @@ impl Cluster {
 
     /// The mailboxes of `uids`, taken in one script (for the presence writer, right
     /// after it wrote the uids' presence).
-    async fn take_mailboxes(&self, uids: &[&Uid]) -> Result<Vec<(Vec<Vec<u8>>, u64)>, String> {
+    async fn take_mailboxes(&self, uids: &[(&Uid, Resume)]) -> Result<Vec<Taken>, String> {
         let Some(limits) = self.mailbox else {
-            return Ok(uids.iter().map(|_| (Vec::new(), 0)).collect());
+            return Ok(uids.iter().map(|_| Taken::default()).collect());
         };
         let mut invocation = self.scripts.take.prepare_invoke();
         invocation
             .arg(self.keys.prefix())
             .arg(limits.ttl.as_millis() as u64);
-        for uid in uids {
-            invocation.arg(uid.as_str());
+        for (uid, resume) in uids {
+            invocation.arg(uid.as_str()).arg(resume.arg());
         }
-        let taken: redis::RedisResult<Vec<(u64, Vec<Vec<u8>>)>> =
+        type Answer = (u64, u8, u64, Vec<Vec<u8>>);
+        let taken: redis::RedisResult<Vec<Answer>> =
             invocation.invoke_async(&mut self.conn()).await;
         match taken {
             Ok(taken) if taken.len() == uids.len() => Ok(taken
                 .into_iter()
-                .map(|(expired, payloads)| (payloads, expired))
+                .map(|(expired, gap, waiting, flat)| {
+                    let mut flat = flat.into_iter();
+                    let mut messages = Vec::new();
+                    while let (Some(id), Some(payload)) = (flat.next(), flat.next()) {
+                        messages.push((String::from_utf8_lossy(&id).into_owned(), payload));
+                    }
+                    Taken {
+                        messages,
+                        waiting,
+                        expired,
+                        gap: gap == 1,
+                    }
+                })
                 .collect()),
             Ok(_) => Err("Redis answered the take script with the wrong shape".into()),
             Err(err) => Err(self.unreachable_note(Some(&err))),
         }
+    }
+
+    /// Keeps the uids that have `pushd.v2` connections here resumable (see
+    /// [`scripts::KEEPALIVE_MS`]).
+    async fn keep_resumable(&self, uids: &[Uid]) -> redis::RedisResult<()> {
+        let Some(limits) = self.mailbox else {
+            return Ok(());
+        };
+        let expiry = limits.ttl.as_millis() as u64 + scripts::KEEPALIVE_MS;
+        for chunk in uids.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for uid in chunk {
+                pipe.pexpire(self.keys.v2(uid), expiry as i64).ignore();
+            }
+            pipe.query_async::<()>(&mut self.conn()).await?;
+        }
+        Ok(())
     }
 
     /// Every mailbox in Redis that holds messages: uid, messages, payload bytes, and
@@ -656,6 +773,7 @@ fn route_result(count: i64) -> Routed {
     Routed {
         connections: count.max(0) as u64,
         queued: count == -1,
+        sent: true,
     }
 }
 

@@ -12,7 +12,7 @@ use tracing::debug;
 
 use pushd_proto::uid::Uid;
 
-use super::Cluster;
+use super::{Cluster, Resume, Taken};
 use crate::core::registry::{ChangedUids, Registry};
 
 /// Uids per `HSET` in a full rewrite.
@@ -28,11 +28,8 @@ pub enum PresenceCommand {
     Leave(oneshot::Sender<()>),
     /// A connection of the uid bound here: write pending changes, then take the uid's
     /// mailbox from Redis. Takes waiting together share one write and one script.
-    Take(Uid, oneshot::Sender<Taken>),
+    Take(Uid, Resume, oneshot::Sender<Result<Taken, String>>),
 }
-
-/// The messages taken from a uid's mailbox, oldest first, and how many had expired.
-pub type Taken = Result<(Vec<Vec<u8>>, u64), String>;
 
 /// Takes handled together at most.
 const TAKE_BATCH: usize = 256;
@@ -60,11 +57,13 @@ pub async fn run(
             },
         };
         match command {
-            Some(PresenceCommand::Take(uid, done)) => {
-                let mut takes = vec![(uid, done)];
+            Some(PresenceCommand::Take(uid, resume, done)) => {
+                let mut takes = vec![(uid, resume, done)];
                 while takes.len() < TAKE_BATCH {
                     match commands.try_recv() {
-                        Ok(PresenceCommand::Take(uid, done)) => takes.push((uid, done)),
+                        Ok(PresenceCommand::Take(uid, resume, done)) => {
+                            takes.push((uid, resume, done));
+                        }
                         Ok(other) => {
                             deferred = Some(other);
                             break;
@@ -78,19 +77,19 @@ pub async fn run(
                     resync = true;
                     Err(cluster.unreachable_note(None))
                 };
-                let uids: Vec<&Uid> = takes.iter().map(|(uid, _)| uid).collect();
+                let uids: Vec<(&Uid, Resume)> = takes.iter().map(|(uid, r, _)| (uid, *r)).collect();
                 let taken = match written {
                     Ok(()) => cluster.take_mailboxes(&uids).await,
                     Err(err) => Err(err),
                 };
                 match taken {
                     Ok(taken) => {
-                        for ((_, done), taken) in takes.into_iter().zip(taken) {
+                        for ((_, _, done), taken) in takes.into_iter().zip(taken) {
                             let _ = done.send(Ok(taken));
                         }
                     }
                     Err(err) => {
-                        for (_, done) in takes {
+                        for (_, _, done) in takes {
                             let _ = done.send(Err(err.clone()));
                         }
                     }

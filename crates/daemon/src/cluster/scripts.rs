@@ -29,31 +29,43 @@ pub struct Scripts {
     /// live node whose hash has the uid.
     pub online: Script,
     /// `KEYS[1]` nodes; ARGV prefix, my id, `1` to name nodes (else `0`), the mailbox's TTL
-    /// in ms (`0`: off), size and memory, then uid, payload and keep-flag triples. For each
-    /// triple in order, publishes the payload to the inbox of every other live node whose
-    /// hash has the uid. Returns per triple the connections registered by the nodes that
+    /// in ms (`0`: off), size and memory, then uid, payload and flags triples. Each push,
+    /// in order, gets the id `ms-N` (N from the counter `P:seq`), written into its bus
+    /// header, and is published to the inbox of every other live node whose hash has the
+    /// uid, and with flag `v` (the pusher has `pushd.v2` connections for it) to the
+    /// pusher's own. Returns per push the connections registered by the nodes that
     /// received it; with names, `[connections, [node ids that received it], [node ids that
-    /// hold the uid but have no subscriber]]`. When no other live node holds the uid and the
-    /// flag is `1` (the pushing node has no connection for it, the push is not transient),
-    /// the pushed bytes (the payload without its bus header) are kept in the uid's mailbox
-    /// stream instead, and the count is -1, or -2
-    /// when every mailbox together is at the memory bound.
+    /// hold the uid but have no subscriber]]`. When no other live node holds the uid and
+    /// the flags have `k` (no connection took it on the pusher, not transient), the pushed
+    /// bytes (the payload without its bus header) wait in the uid's stream instead, and
+    /// the count is -1, or -2 when every mailbox together is at the memory bound. A push
+    /// that was delivered (flag `d`: on the pusher) to a uid with a `P:v2:<uid>` hash is
+    /// kept in the stream too, marked `d`, for resumes.
     pub route: Script,
-    /// ARGV prefix, TTL ms, then uids. Takes each uid's mailbox: per uid
-    /// `[expired, [payloads...]]`, oldest first; the streams are gone afterwards.
+    /// ARGV prefix, TTL ms, then uid and since pairs: since is empty for a raw connection,
+    /// `new` for a `pushd.v2` one without `since`, `gap` for an unplaceable one, else the N of
+    /// its id. Per uid `[expired, gap, waiting, [id, payload, ...]]`: the messages not yet
+    /// delivered and, with a since, every one after it, oldest first. A `pushd.v2` bind
+    /// makes the uid resumable (`P:v2:<uid>`); the stream of a uid that is not resumable
+    /// is gone afterwards.
     pub take: Script,
     /// ARGV prefix, TTL ms, then uids. Empties their mailboxes; returns the messages dropped.
     pub clear: Script,
     /// ARGV prefix. Gives back the bytes of mailboxes that expired (at most 100 a call).
     pub reap_mailboxes: Script,
-    /// ARGV prefix. Every mailbox that holds messages: `[uid, messages, payload bytes,
-    /// ms since its oldest message, ...]`.
+    /// ARGV prefix. Every mailbox that holds waiting messages (not only copies kept for
+    /// resumes): `[uid, messages, payload bytes, ms since its oldest message, ...]`.
     pub mailboxes: Script,
 }
 
 /// The bytes a mailbox message is counted for in Redis besides its payload (the same
 /// figure as a node's own mailbox).
 const PER_MESSAGE_OVERHEAD: usize = crate::core::mailbox::PER_MESSAGE_OVERHEAD;
+
+/// How much longer than the mailbox's TTL a resumable uid's `P:v2:<uid>` lives after
+/// its last refresh; nodes refresh theirs at half this interval while a `pushd.v2`
+/// connection of the uid is bound, so it lapses only a TTL after the last one went.
+pub const KEEPALIVE_MS: u64 = 10_000;
 
 /// Lua that empties mailbox `key` of `uid` and gives its bytes back (`mb` is the
 /// prefix's mailbox key stem).
@@ -64,6 +76,23 @@ macro_rules! forget_mailbox {
          redis.call('HDEL', mb .. 'size', uid)
          redis.call('ZREM', mb .. 'due', uid)
          if size > 0 then redis.call('DECRBY', mb .. 'bytes', size) end\n"
+    };
+}
+
+/// Lua that counts the waiting messages of `uid` (not the delivered copies kept for
+/// resumes) into `n` and `bytes`, with `oldest` the ms of the first.
+macro_rules! count_waiting {
+    () => {
+        "local taken = tonumber(redis.call('HGET', ARGV[1] .. ':v2:' .. uid, 't') or '0')
+         local n, bytes, oldest = 0, 0, nil
+         for _, entry in ipairs(redis.call('XRANGE', mb .. uid, '-', '+')) do
+           local ms, seq = string.match(entry[1], '^(%d+)-(%d+)$')
+           if entry[2][3] ~= 'd' and tonumber(seq) > taken then
+             n = n + 1
+             bytes = bytes + string.len(entry[2][2])
+             oldest = oldest or tonumber(ms)
+           end
+         end\n"
     };
 }
 
@@ -103,24 +132,43 @@ impl Scripts {
                  local named = ARGV[3] == '1'
                  local ttl, size, memory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
                  local mb = ARGV[1] .. ':mb:'
+                 -- One number per push from the cluster's counter; ids are `ms-N`, and
+                 -- `ms` never goes back, so every stream accepts them in order.
+                 local n = (#ARGV - 6) / 3
+                 local seq = redis.call('INCRBY', ARGV[1] .. ':seq', n) - n
+                 local clock = ARGV[1] .. ':clock'
+                 now = math.max(now, tonumber(redis.call('GET', clock) or '0'))
+                 redis.call('SET', clock, now)
                  local routed = {}
                  for i = 7, #ARGV, 3 do
-                   local uid, payload = ARGV[i], ARGV[i + 1]
+                   seq = seq + 1
+                   local uid, payload, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+                   local keep = string.find(flags, 'k', 1, true) ~= nil
+                   local here = string.find(flags, 'd', 1, true) ~= nil
+                   local id = now .. '-' .. seq
+                   -- The header is a JSON object: the id goes in as its first field.
+                   payload = '{\"id\":\"' .. id .. '\",' .. string.sub(payload, 2)
                    local count, reached, missed, held = 0, {}, {}, false
-                   for _, id in ipairs(others) do
-                     local n = redis.call('HGET', ARGV[1] .. ':node:' .. id, uid)
+                   for _, node in ipairs(others) do
+                     local n = redis.call('HGET', ARGV[1] .. ':node:' .. node, uid)
                      if n then
                        held = true
-                       if redis.call('PUBLISH', ARGV[1] .. ':n:' .. id, payload) > 0 then
+                       if redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, payload) > 0 then
                          count = count + tonumber(n)
-                         if named then table.insert(reached, id) end
+                         if named then table.insert(reached, node) end
                        elseif named then
-                         table.insert(missed, id)
+                         table.insert(missed, node)
                        end
                      end
                    end
-                   if not held and ARGV[i + 2] == '1' and ttl > 0 then
-                     local key = mb .. uid
+                   if string.find(flags, 'v', 1, true) then
+                     -- The pusher's own pushd.v2 connections get it in this order too.
+                     redis.call('PUBLISH', ARGV[1] .. ':n:' .. ARGV[2], payload)
+                   end
+                   local key, v2 = mb .. uid, ARGV[1] .. ':v2:' .. uid
+                   local waiting = not held and keep and ttl > 0
+                   local resumable = ttl > 0 and (held or here) and redis.call('EXISTS', v2) == 1
+                   if waiting or resumable then
                      -- Kept without the bus header: the pushed bytes alone.
                      local raw = string.sub(payload, string.find(payload, '\\n', 1, true) + 1)
                      local cost = string.len(raw) + OVERHEAD
@@ -132,19 +180,27 @@ impl Scripts {
                      local freed = 0
                      if oldest then freed = string.len(oldest[2][2]) + OVERHEAD end
                      if bytes + cost > memory + freed then
-                       count = -2
+                       if waiting then count = -2 end
+                       if resumable then redis.call('HSET', v2, 'l', seq) end
                      else
                        if oldest then
                          redis.call('XDEL', key, oldest[1])
                          redis.call('DECRBY', mb .. 'bytes', freed)
                          redis.call('HINCRBY', mb .. 'size', uid, -freed)
+                         if redis.call('EXISTS', v2) == 1 then
+                           redis.call('HSET', v2, 'l', string.match(oldest[1], '-(%d+)$'))
+                         end
                        end
-                       redis.call('XADD', key, '*', 'm', raw)
+                       if waiting then
+                         redis.call('XADD', key, id, 'm', raw)
+                         count = -1
+                       else
+                         redis.call('XADD', key, id, 'm', raw, 'd', '1')
+                       end
                        redis.call('PEXPIRE', key, ttl)
                        redis.call('INCRBY', mb .. 'bytes', cost)
                        redis.call('HINCRBY', mb .. 'size', uid, cost)
                        redis.call('ZADD', mb .. 'due', now + ttl, uid)
-                       count = -1
                      end
                    end
                    if named then
@@ -155,54 +211,81 @@ impl Scripts {
                  end
                  return routed"
             ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())),
-            take: Script::new(concat!(
+            take: Script::new(&concat!(
                 with_clock!(
-                    "local mb, cutoff, result = ARGV[1] .. ':mb:', now - tonumber(ARGV[2]), {}
-                     for i = 3, #ARGV do
-                       local uid = ARGV[i]
-                       local key = mb .. uid
-                       local entries = redis.call('XRANGE', key, '-', '+')\n"
+                    "local mb, ttl, result = ARGV[1] .. ':mb:', tonumber(ARGV[2]), {}
+                     local cutoff = now - ttl
+                     for i = 3, #ARGV, 2 do
+                       local uid, since = ARGV[i], ARGV[i + 1]
+                       local key, v2 = mb .. uid, ARGV[1] .. ':v2:' .. uid
+                       if since ~= '' and redis.call('EXISTS', v2) == 0 then
+                         -- From now on the uid's pushes are kept for resumes; what came
+                         -- before may be gone.
+                         redis.call('HSET', v2, 'l', redis.call('GET', ARGV[1] .. ':seq') or '0')
+                       end
+                       local resumable = redis.call('EXISTS', v2) == 1
+                       local taken = tonumber(redis.call('HGET', v2, 't') or '0')
+                       -- An unplaceable since: a gap, then everything held.
+                       local after = tonumber(since) or (since == 'gap' and 0) or nil
+                       local gap = since == 'gap'
+                         or (after ~= nil and tonumber(redis.call('HGET', v2, 'l') or '0') > after)
+                       local expired, waiting, out, last = 0, 0, {}, taken
+                       for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+                         local ms, n = string.match(entry[1], '^(%d+)-(%d+)$')
+                         ms, n = tonumber(ms), tonumber(n)
+                         local delivered = entry[2][3] == 'd' or n <= taken
+                         -- With a since, what is after it; else what was never delivered.
+                         local resumed = after ~= nil and n > after
+                         if resumed or (after == nil and not delivered) then
+                           if ms > cutoff then
+                             table.insert(out, entry[1])
+                             table.insert(out, entry[2][2])
+                             if not delivered then waiting = waiting + 1 end
+                           else
+                             if not delivered then expired = expired + 1 end
+                             if resumed then gap = true end
+                           end
+                         end
+                         if n > last then last = n end
+                       end
+                       if resumable then
+                         redis.call('HSET', v2, 't', last)
+                         redis.call('PEXPIRE', v2, ttl + KEEPALIVE)
+                       else\n"
                 ),
                 forget_mailbox!(),
-                "local expired, out = 0, {}
-                       for _, entry in ipairs(entries) do
-                         if tonumber(string.match(entry[1], '^(%d+)')) > cutoff then
-                           table.insert(out, entry[2][2])
-                         else
-                           expired = expired + 1
-                         end
-                       end
-                       table.insert(result, {expired, out})
+                "end
+                       table.insert(result, {expired, gap and 1 or 0, waiting, out})
                      end
                      return result"
-            )),
+            ).replace("KEEPALIVE", &KEEPALIVE_MS.to_string())),
             clear: Script::new(concat!(
                 "local mb, dropped = ARGV[1] .. ':mb:', 0
                  for i = 3, #ARGV do
                    local uid = ARGV[i]
-                   local key = mb .. uid
-                   dropped = dropped + redis.call('XLEN', key)\n",
+                   local key = mb .. uid\n",
+                count_waiting!(),
+                "dropped = dropped + n
+                   redis.call('DEL', ARGV[1] .. ':v2:' .. uid)\n",
                 forget_mailbox!(),
                 "end
                  return dropped"
             )),
-            mailboxes: Script::new(&with_clock!(
-                "local mb, out = ARGV[1] .. ':mb:', {}
-                 for _, uid in ipairs(redis.call('ZRANGE', mb .. 'due', 0, -1)) do
-                   local key = mb .. uid
-                   local n = redis.call('XLEN', key)
-                   if n > 0 then
-                     local size = tonumber(redis.call('HGET', mb .. 'size', uid) or '0')
-                     local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
-                     local since = now - tonumber(string.match(first[1], '^(%d+)'))
+            mailboxes: Script::new(concat!(
+                with_clock!(
+                    "local mb, out = ARGV[1] .. ':mb:', {}
+                     for _, uid in ipairs(redis.call('ZRANGE', mb .. 'due', 0, -1)) do\n"
+                ),
+                count_waiting!(),
+                "if n > 0 then
                      table.insert(out, uid)
                      table.insert(out, n)
-                     table.insert(out, size - n * OVERHEAD)
-                     table.insert(out, since)
+                     table.insert(out, bytes)
+                     table.insert(out, now - oldest)
                    end
                  end
                  return out"
-            ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())),
+            )),
             reap_mailboxes: Script::new(concat!(
                 with_clock!(
                     "local mb = ARGV[1] .. ':mb:'
@@ -212,7 +295,11 @@ impl Scripts {
                        if redis.call('EXISTS', key) == 0 then\n"
                 ),
                 forget_mailbox!(),
-                "gone = gone + 1
+                "local v2 = ARGV[1] .. ':v2:' .. uid
+                       if redis.call('EXISTS', v2) == 1 then
+                         redis.call('HSET', v2, 'l', redis.call('GET', ARGV[1] .. ':seq') or '0')
+                       end
+                       gone = gone + 1
                        end
                      end
                      return gone"

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use super::bus::{self, Header};
 use super::pending::NodeReply;
 use super::presence::PresenceCommand;
-use super::{Cluster, Local};
+use super::{Cluster, Local, Recipients};
 use crate::core::registry::Registry;
 
 /// First and longest wait between subscription attempts.
@@ -101,16 +101,28 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
             return;
         }
     };
-    if header.from() == cluster.id {
+    let own = header.from() == cluster.id;
+    if own && !matches!(header, Header::Send { .. }) {
         // Our own requests and announcements on P:all.
         return;
     }
     match header {
-        Header::Send { from, uid, reply } => {
+        Header::Send {
+            from,
+            uid,
+            reply,
+            id,
+        } => {
+            // One of our own pushes comes back for our pushd.v2 connections only:
+            // the others had it when it was pushed.
+            let to = Recipients { id, raw: !own };
             let delivered = match Utf8Bytes::try_from(Bytes::copy_from_slice(payload)) {
-                Ok(message) => local.push(&uid, &message),
+                Ok(message) => local.push(&uid, &message, to),
                 Err(_) => 0,
             };
+            if own {
+                return;
+            }
             if let Some(id) = reply {
                 let cluster = cluster.clone();
                 tokio::spawn(async move {

@@ -81,6 +81,9 @@ pub(crate) struct ConnHandle {
     outbound: Mutex<Outbound>,
     /// While set, nothing is written: its uid's mailbox is on its way (cluster mode).
     held: AtomicBool,
+    /// Cluster mode, `pushd.v2`: the number of the newest message queued (ids are
+    /// `ms-N`), which a broadcast, having no number of its own, repeats.
+    last_number: AtomicU64,
     /// Set once when something outside the task asks it to close.
     close_request: OnceLock<CloseRequest>,
     /// Wakes the task after a push or a close request.
@@ -104,6 +107,7 @@ impl ConnHandle {
             last_activity_ms: AtomicU64::new(now_ms),
             outbound: Mutex::default(),
             held: AtomicBool::new(false),
+            last_number: AtomicU64::new(0),
             close_request: OnceLock::new(),
             waker: AtomicWaker::new(),
         }
@@ -180,10 +184,18 @@ impl ConnHandle {
     }
 
     /// Puts `front` (oldest first) before everything queued meanwhile, and lets
-    /// the task write again.
-    pub(crate) fn release(&self, front: Vec<(MessageId, Utf8Bytes)>) {
+    /// the task write again. With `through`, a message queued meanwhile whose id
+    /// is at most that is dropped: `front` has it already.
+    pub(crate) fn release(&self, front: Vec<(MessageId, Utf8Bytes)>, through: Option<MessageId>) {
         {
             let mut queue = self.queue();
+            if let Some(through) = through {
+                let before = queue.messages.len();
+                queue.messages.retain(|(id, _)| *id > through);
+                if queue.messages.len() < before {
+                    queue.bytes = queue.messages.iter().map(|(_, m)| m.len()).sum();
+                }
+            }
             queue.bytes += front.iter().map(|(_, m)| m.len()).sum::<usize>();
             for entry in front.into_iter().rev() {
                 queue.messages.push_front(entry);
@@ -191,6 +203,16 @@ impl ConnHandle {
             self.held.store(false, Ordering::Release);
         }
         self.waker.wake();
+    }
+
+    /// Notes that message number `n` was queued (cluster mode, `pushd.v2`).
+    pub(crate) fn note_number(&self, n: MessageId) {
+        self.last_number.fetch_max(n, Ordering::Relaxed);
+    }
+
+    /// The newest message number queued (cluster mode, `pushd.v2`).
+    pub(crate) fn last_number(&self) -> MessageId {
+        self.last_number.load(Ordering::Relaxed)
     }
 
     /// Takes the next queued push.

@@ -49,9 +49,16 @@ pub(crate) enum PerUidPolicy {
     CloseOldest,
 }
 
+/// N of a cluster id `ms-N`.
+fn cluster_number(id: &str) -> Option<MessageId> {
+    let (ms, n) = id.split_once('-')?;
+    ms.parse::<u64>().ok()?;
+    n.parse().ok()
+}
+
 /// The frame a resuming `pushd.v2` client gets first when messages after its
 /// `since` are no longer kept.
-const GAP_FRAME: &str = "!gap";
+pub(crate) const GAP_FRAME: &str = "!gap";
 
 /// Mailbox messages examined per lock hold when expiring, so a mass expiry
 /// never holds the registry for long.
@@ -365,9 +372,10 @@ impl Registry {
                     None => mailboxes.take_waiting(&key, now),
                 }
             }
-            // No mailbox: nothing is kept, so a resume always has a gap.
+            // No mailbox here: in cluster mode with a mailbox, Redis hands over (and
+            // says whether there is a gap); with none at all a resume always has one.
             None => Handover {
-                gap: handle.v2 && since.is_some(),
+                gap: handle.v2 && since.is_some() && !self.hold_at_bind,
                 ..Handover::default()
             },
         };
@@ -412,25 +420,31 @@ impl Registry {
         Utf8Bytes::from(format!("{}-{id} {payload}", self.boot))
     }
 
-    /// A connection's frame for `message`: itself, or `ID PAYLOAD` with a new id for
-    /// a `pushd.v2` connection (a mailbox handed over from Redis carries no ids of ours).
+    /// A connection's frame for message `id` (the cluster's `ms-N`) handed over
+    /// from Redis: the message itself, or `ID PAYLOAD` for a `pushd.v2` connection.
     pub(crate) fn frame_for(
         &self,
         handle: &ConnHandle,
+        id: &str,
         message: Utf8Bytes,
     ) -> (MessageId, Utf8Bytes) {
-        let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let n = cluster_number(id).unwrap_or(0);
         if handle.v2 {
-            (id, self.v2_frame(id, &message))
+            handle.note_number(n);
+            (n, Utf8Bytes::from(format!("{id} {message}")))
         } else {
-            (id, message)
+            (n, message)
         }
     }
 
-    /// Where a `pushd.v2` client's `since` is in this node's ids: ids look like
-    /// `BOOT-N`, BOOT being when this registry started, so an id from before a
-    /// restart (or anything else) is [`Since::Unknown`].
+    /// Where a `pushd.v2` client's `since` is. A node's own ids look like `BOOT-N`,
+    /// BOOT being when this registry started, so an id from before a restart (or
+    /// anything else) is [`Since::Unknown`]; in cluster mode ids are the cluster's,
+    /// `ms-N`, and N places them.
     pub(crate) fn since(&self, text: &str) -> Since {
+        if self.changed.is_some() {
+            return cluster_number(text).map_or(Since::Unknown, Since::After);
+        }
         match text.split_once('-') {
             Some((boot, n)) if boot.parse() == Ok(self.boot) => {
                 n.parse().map_or(Since::Unknown, Since::After)
@@ -482,15 +496,31 @@ impl Registry {
 
     /// Queues `message` for every connection of `uid`; with none (or none that
     /// could take it), keeps it in the uid's mailbox unless `transient`.
+    #[cfg(test)]
     pub(crate) fn push_to_uid(&self, uid: &Uid, message: &Utf8Bytes, transient: bool) -> Pushed {
+        self.push(uid, message, transient).0
+    }
+
+    /// [`Registry::push_to_uid`], and how many `pushd.v2` connections of the uid
+    /// are left to the bus: in cluster mode they get the push from there, with the
+    /// cluster's id, and count as having taken it.
+    pub(crate) fn push(&self, uid: &Uid, message: &Utf8Bytes, transient: bool) -> (Pushed, u64) {
         let mut guard = self.lock();
         let state = &mut *guard;
         // Taken under the lock: ids of one uid increase in push order.
         let id = self.next_message.fetch_add(1, Ordering::Relaxed);
         let handles = state.uids.get(uid.as_str()).into_iter().flatten();
+        let by_bus = self.changed.is_some();
+        let v2_left = if by_bus {
+            handles.clone().filter(|h| h.v2).count() as u64
+        } else {
+            0
+        };
+        let handles = handles.filter(|h| !(by_bus && h.v2));
         let (delivered, slow, any_v2) = self.offer(handles, id, message);
+        let delivered_or_due = delivered + v2_left;
         let unbound = state.disconnect_slow(&slow);
-        let pushed = if delivered > 0 {
+        let pushed = if delivered_or_due > 0 {
             if let Some(mailboxes) = &mut state.mailboxes {
                 let now = Instant::now();
                 if any_v2 {
@@ -498,7 +528,7 @@ impl Registry {
                 }
                 mailboxes.retain(uid, id, message, now);
             }
-            Pushed::Delivered(delivered)
+            Pushed::Delivered(delivered_or_due)
         } else if transient || state.is_banned(uid, Instant::now()) {
             Pushed::NotKept
         } else {
@@ -508,7 +538,53 @@ impl Registry {
         self.counters.add(Counter::MessagesDelivered, delivered);
         self.counters.add(Counter::SlowConsumers, slow.len() as u64);
         self.mark_changed(unbound);
-        pushed
+        (pushed, v2_left)
+    }
+
+    /// Queues a push that came over the bus for `uid`'s connections here: with
+    /// `id`, `pushd.v2` ones get `ID PAYLOAD`; raw ones get the message unless
+    /// `!raw`. Nothing is kept: in cluster mode the mailbox is in Redis. Returns
+    /// how many took it.
+    pub(crate) fn push_from_bus(
+        &self,
+        uid: &Uid,
+        message: &Utf8Bytes,
+        id: Option<&str>,
+        raw: bool,
+    ) -> u64 {
+        let n = id.and_then(cluster_number).unwrap_or(0);
+        let mut v2_frame = None;
+        let (mut delivered, mut slow) = (0, Vec::new());
+        {
+            let state = self.lock();
+            for handle in state.uids.get(uid.as_str()).into_iter().flatten() {
+                let frame = match (handle.v2, id) {
+                    (true, Some(id)) => {
+                        handle.note_number(n);
+                        &*v2_frame.get_or_insert_with(|| Utf8Bytes::from(format!("{id} {message}")))
+                    }
+                    // A node that gave no id is older than the cluster's ids; a
+                    // pushd.v2 client then places nothing, and resumes with a gap.
+                    (true, None) => &*v2_frame.get_or_insert_with(|| self.v2_frame(n, message)),
+                    (false, _) if raw => message,
+                    (false, _) => continue,
+                };
+                match handle.try_push(n, frame, self.queue) {
+                    Ok(()) => delivered += 1,
+                    Err(()) => slow.push(handle.id),
+                }
+            }
+        }
+        self.finish_push(delivered, &slow)
+    }
+
+    /// The uids that have a `pushd.v2` connection here.
+    pub(crate) fn v2_uids(&self) -> Vec<Uid> {
+        let state = self.lock();
+        (state.uids.iter())
+            .filter(|(_, handles)| handles.iter().any(|h| h.v2))
+            .map(|(uid, _)| uid.clone())
+            .collect()
     }
 
     /// Offers `message` to `uid`'s mailbox, counting and (throttled) logging
@@ -540,10 +616,27 @@ impl Registry {
     }
 
     /// Queues `message` for every bound connection; returns how many took it.
+    ///
+    /// In cluster mode a broadcast has no number of the cluster's: `pushd.v2`
+    /// connections get it under the number of the last message they were given
+    /// (`0-N`), so that a resume from it neither skips nor repeats anything.
     pub(crate) fn broadcast(&self, message: &Utf8Bytes) -> u64 {
         let handles: Vec<Arc<ConnHandle>> = self.lock().uids.values().flatten().cloned().collect();
-        let id = self.next_message.fetch_add(1, Ordering::Relaxed);
-        let (delivered, slow, _) = self.offer(&handles, id, message);
+        if self.changed.is_none() {
+            let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+            let (delivered, slow, _) = self.offer(&handles, id, message);
+            return self.finish_push(delivered, &slow);
+        }
+        let (raw, v2): (Vec<_>, Vec<_>) = handles.iter().partition(|h| !h.v2);
+        let (mut delivered, mut slow, _) = self.offer(raw, 0, message);
+        for handle in v2 {
+            let n = handle.last_number();
+            let frame = Utf8Bytes::from(format!("0-{n} {message}"));
+            match handle.try_push(n, &frame, self.queue) {
+                Ok(()) => delivered += 1,
+                Err(()) => slow.push(handle.id),
+            }
+        }
         self.finish_push(delivered, &slow)
     }
 

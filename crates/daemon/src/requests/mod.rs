@@ -105,8 +105,8 @@ fn merge(
 /// What this node does when another node asks: the requests that [`gather`]
 /// fans out, and the pushes that presence routes here.
 impl cluster::Local for Node {
-    fn push(&self, uid: &Uid, message: &Utf8Bytes) -> u64 {
-        crate::push::deliver_here(self, uid, message)
+    fn push(&self, uid: &Uid, message: &Utf8Bytes, to: cluster::Recipients) -> u64 {
+        crate::push::deliver_here(self, uid, message, &to)
     }
 
     fn serve(self: Arc<Self>, request: Request) -> BoxFuture<'static, Result<Response, String>> {

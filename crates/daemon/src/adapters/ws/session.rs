@@ -136,15 +136,11 @@ impl Session {
                 End::Close(code::POLICY, format!("invalid uid: {err}"))
             })?,
         };
-        match self
-            .server
-            .node
-            .registry
-            .bind(self.handle.id, &uid, self.since.take())
-        {
+        let since = self.since.take();
+        match self.server.node.registry.bind(self.handle.id, &uid, since) {
             Ok(shared) => {
                 debug!(peer = %self.handle.peer, uid = %shared, "connection bound");
-                crate::push::after_bind(&self.server.node, &shared, &self.handle);
+                crate::push::after_bind(&self.server.node, &shared, &self.handle, since);
                 self.uid = Some(shared);
             }
             // A close request is already on its way.
