@@ -826,4 +826,21 @@ async fn a_resume_from_before_what_redis_holds_begins_with_gap() {
     }
     b.fence("g", &mut [&mut back]).await;
     assert_eq!(b.stats().await["counters"]["resume_gaps"], 1);
+    // A broadcast has no number of its own: it repeats the last one the connection
+    // got, so resuming from it skips nothing.
+    assert_eq!(b.ctl(&["send", "g", "last"]).await.status, 0);
+    let (last, _) = split(&back.recv_text().await);
+    assert_eq!(b.ctl(&["broadcast", "all"]).await.status, 0);
+    let (id, payload) = split(&back.recv_text().await);
+    assert_eq!(payload, "all");
+    assert_eq!(number(&id), number(&last));
+    drop(back);
+    eventually(STEP, "b to see g gone", || async {
+        !b.is_online("g").await
+    })
+    .await;
+    assert_eq!(backend.request(r#"{"uid":"g","seq":4}"#).await, "queued");
+    let mut again = bound_v2(a, "g", Some(&id)).await;
+    let (_, payload) = split(&again.recv_text().await);
+    assert_eq!(payload, r#"{"uid":"g","seq":4}"#, "no gap, nothing twice");
 }
