@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cluster scale run behind docs/PERFORMANCE.md ("Cluster mode"):
 #
-#   bench/run-cluster.sh [RESULTS.jsonl]
+#   bench/run-cluster.sh [RESULTS.jsonl]         (IDLE=19000, BIN=./target/release)
 #
 # One redis-server (Unix socket, persistence off), three pushd nodes a, b, c in
 # cluster mode and, for comparison in the same run, one single pushd without
@@ -20,8 +20,14 @@ cd "$(dirname "$0")/.."
 results=${1:-target/bench-cluster.jsonl}
 # Appends, so that several runs can share one file (the doc reports medians of 3).
 idle=${IDLE:-19000}
-cargo build --release --quiet
-bin=./target/release
+# BIN: a directory with prebuilt pushd, pushctl and pushbench (an A/B run of two builds);
+# by default this tree's release build.
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+else
+    cargo build --release --quiet --workspace
+    bin=./target/release
+fi
 dir=$(mktemp -d)
 pids=()
 cleanup() {

@@ -1,7 +1,8 @@
 //! What nodes say to each other over Redis pub/sub.
 //!
 //! A bus message is one JSON header line, `\n`, then the raw payload bytes (a pushed
-//! message exactly as the backend sent it, or nothing), so that `redis-cli
+//! message exactly as the backend sent it, or nothing); a push routed by the route
+//! script has its id and a space in front of the header. So `redis-cli
 //! SUBSCRIBE` shows something a person can read and pushed bytes are never re-encoded.
 
 use pushd_proto::admin::{Request, Response};
@@ -22,9 +23,10 @@ pub enum Header {
         /// Request id to confirm delivery under.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply: Option<u64>,
-        /// The message's id, `ms-N`, written in by the route script (so never sent by
-        /// a node itself): what `pushd.v2` connections get before the payload.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// The message's id, `MS-N`, that the route script puts in front of the
+        /// header line (`ID {header}`): what `pushd.v2` connections get before the
+        /// payload. Never in the JSON.
+        #[serde(skip)]
         id: Option<String>,
     },
     /// On `P:all`: carry out an admin request on this node's own connections and
@@ -89,7 +91,18 @@ pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), String> {
         .iter()
         .position(|&b| b == b'\n')
         .ok_or("no header line")?;
-    let header = serde_json::from_slice(&message[..end]).map_err(|e| e.to_string())?;
+    let (routed_id, json) = match message.iter().position(|&b| b == b' ') {
+        // A push numbered by the route script: `ID {header}`.
+        Some(space) if space < end && message[0] != b'{' => {
+            let id = std::str::from_utf8(&message[..space]).map_err(|e| e.to_string())?;
+            (Some(id.to_owned()), &message[space + 1..end])
+        }
+        _ => (None, &message[..end]),
+    };
+    let mut header = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    if let (Header::Send { id, .. }, Some(routed)) = (&mut header, routed_id) {
+        *id = Some(routed);
+    }
     Ok((header, &message[end + 1..]))
 }
 
@@ -128,7 +141,7 @@ mod tests {
 
     #[test]
     fn the_id_the_route_script_writes_in_front_is_read() {
-        // What the script does: `{"id":"…",` in place of the header's `{`.
+        // What the script does: the id and a space in front of the header.
         let sent = encode(
             &Header::Send {
                 from: "n1".into(),
@@ -138,7 +151,7 @@ mod tests {
             },
             b"hi",
         );
-        let routed = [&br#"{"id":"1733-9","#[..], &sent[1..]].concat();
+        let routed = [&b"1733-9 "[..], &sent].concat();
         let (header, payload) = decode(&routed).unwrap();
         assert_eq!(payload, b"hi");
         assert!(

@@ -30,8 +30,8 @@ pub struct Scripts {
     pub online: Script,
     /// `KEYS[1]` nodes; ARGV prefix, my id, `1` to name nodes (else `0`), the mailbox's TTL
     /// in ms (`0`: off), size and memory, then uid, payload and flags triples. Each push,
-    /// in order, gets the id `ms-N` (N from the counter `P:seq`), written into its bus
-    /// header, and is published to the inbox of every other live node whose hash has the
+    /// in order, gets the id `MS-N` (N from the counter `P:seq`), put in front of its
+    /// bus header (`ID {header}`), and is published to the inbox of every other live node whose hash has the
     /// uid, and with flag `v` (the pusher has `pushd.v2` connections for it) to the
     /// pusher's own. Returns per push the connections registered by the nodes that
     /// received it; with names, `[connections, [node ids that received it], [node ids that
@@ -139,15 +139,15 @@ impl Scripts {
                  local clock = ARGV[1] .. ':clock'
                  now = math.max(now, tonumber(redis.call('GET', clock) or '0'))
                  redis.call('SET', clock, now)
+                 local stem = now .. '-'
                  local routed = {}
                  for i = 7, #ARGV, 3 do
                    seq = seq + 1
                    local uid, payload, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-                   local keep = string.find(flags, 'k', 1, true) ~= nil
-                   local here = string.find(flags, 'd', 1, true) ~= nil
-                   local id = now .. '-' .. seq
-                   -- The header is a JSON object: the id goes in as its first field.
-                   payload = '{\"id\":\"' .. id .. '\",' .. string.sub(payload, 2)
+                   local keep, here = flags == 'k', flags == 'd' or flags == 'dv'
+                   local id = stem .. seq
+                   -- `ID {header}`: the node reads the id in front of the header line.
+                   payload = id .. ' ' .. payload
                    local count, reached, missed, held = 0, {}, {}, false
                    for _, node in ipairs(others) do
                      local n = redis.call('HGET', ARGV[1] .. ':node:' .. node, uid)
@@ -161,14 +161,15 @@ impl Scripts {
                        end
                      end
                    end
-                   if string.find(flags, 'v', 1, true) then
+                   if flags == 'v' or flags == 'dv' then
                      -- The pusher's own pushd.v2 connections get it in this order too.
                      redis.call('PUBLISH', ARGV[1] .. ':n:' .. ARGV[2], payload)
                    end
-                   local key, v2 = mb .. uid, ARGV[1] .. ':v2:' .. uid
+                   local v2 = (held or here) and ttl > 0 and ARGV[1] .. ':v2:' .. uid
                    local waiting = not held and keep and ttl > 0
-                   local resumable = ttl > 0 and (held or here) and redis.call('EXISTS', v2) == 1
+                   local resumable = v2 and redis.call('EXISTS', v2) == 1
                    if waiting or resumable then
+                     local key = mb .. uid
                      -- Kept without the bus header: the pushed bytes alone.
                      local raw = string.sub(payload, string.find(payload, '\\n', 1, true) + 1)
                      local cost = string.len(raw) + OVERHEAD
@@ -187,8 +188,9 @@ impl Scripts {
                          redis.call('XDEL', key, oldest[1])
                          redis.call('DECRBY', mb .. 'bytes', freed)
                          redis.call('HINCRBY', mb .. 'size', uid, -freed)
-                         if redis.call('EXISTS', v2) == 1 then
-                           redis.call('HSET', v2, 'l', string.match(oldest[1], '-(%d+)$'))
+                         local v2key = ARGV[1] .. ':v2:' .. uid
+                         if redis.call('EXISTS', v2key) == 1 then
+                           redis.call('HSET', v2key, 'l', string.match(oldest[1], '-(%d+)$'))
                          end
                        end
                        if waiting then
