@@ -56,6 +56,31 @@ fn cluster_number(id: &str) -> Option<MessageId> {
     n.parse().ok()
 }
 
+/// How one push went over a set of connections.
+#[derive(Debug, Default)]
+struct Offered {
+    /// Connections that took it.
+    delivered: u64,
+    /// Those whose queue was full: slow consumers, to be disconnected.
+    slow: Vec<ConnId>,
+}
+
+impl Offered {
+    /// Queues `frame` (message `id`) for `handle`, or notes it as slow.
+    fn queue(
+        &mut self,
+        handle: &ConnHandle,
+        id: MessageId,
+        frame: &Utf8Bytes,
+        limits: QueueLimits,
+    ) {
+        match handle.try_push(id, frame, limits) {
+            Ok(()) => self.delivered += 1,
+            Err(()) => self.slow.push(handle.id),
+        }
+    }
+}
+
 /// The frame a resuming `pushd.v2` client gets first when messages after its
 /// `since` are no longer kept.
 pub(crate) const GAP_FRAME: &str = "!gap";
@@ -517,7 +542,7 @@ impl Registry {
             0
         };
         let handles = handles.filter(|h| !(by_bus && h.v2));
-        let (delivered, slow, any_v2) = self.offer(handles, id, message);
+        let (Offered { delivered, slow }, any_v2) = self.offer(handles, id, message);
         let delivered_or_due = delivered + v2_left;
         let unbound = state.disconnect_slow(&slow);
         let pushed = if delivered_or_due > 0 {
@@ -554,7 +579,7 @@ impl Registry {
     ) -> u64 {
         let n = id.and_then(cluster_number).unwrap_or(0);
         let mut v2_frame = None;
-        let (mut delivered, mut slow) = (0, Vec::new());
+        let mut offered = Offered::default();
         {
             let state = self.lock();
             for handle in state.uids.get(uid.as_str()).into_iter().flatten() {
@@ -569,13 +594,10 @@ impl Registry {
                     (false, _) if raw => message,
                     (false, _) => continue,
                 };
-                match handle.try_push(n, frame, self.queue) {
-                    Ok(()) => delivered += 1,
-                    Err(()) => slow.push(handle.id),
-                }
+                offered.queue(handle, n, frame, self.queue);
             }
         }
-        self.finish_push(delivered, &slow)
+        self.finish_push(offered)
     }
 
     /// The uids that have a `pushd.v2` connection here.
@@ -624,20 +646,16 @@ impl Registry {
         let handles: Vec<Arc<ConnHandle>> = self.lock().uids.values().flatten().cloned().collect();
         if self.changed.is_none() {
             let id = self.next_message.fetch_add(1, Ordering::Relaxed);
-            let (delivered, slow, _) = self.offer(&handles, id, message);
-            return self.finish_push(delivered, &slow);
+            return self.finish_push(self.offer(&handles, id, message).0);
         }
         let (raw, v2): (Vec<_>, Vec<_>) = handles.iter().partition(|h| !h.v2);
-        let (mut delivered, mut slow, _) = self.offer(raw, 0, message);
+        let (mut offered, _) = self.offer(raw, 0, message);
         for handle in v2 {
             let n = handle.last_number();
             let frame = Utf8Bytes::from(format!("0-{n} {message}"));
-            match handle.try_push(n, &frame, self.queue) {
-                Ok(()) => delivered += 1,
-                Err(()) => slow.push(handle.id),
-            }
+            offered.queue(handle, n, &frame, self.queue);
         }
-        self.finish_push(delivered, &slow)
+        self.finish_push(offered)
     }
 
     /// Queues message `id` for each of `handles`: the bare message, or for
@@ -649,28 +667,25 @@ impl Registry {
         handles: impl IntoIterator<Item = &'a Arc<ConnHandle>>,
         id: MessageId,
         message: &Utf8Bytes,
-    ) -> (u64, Vec<ConnId>, bool) {
+    ) -> (Offered, bool) {
         let mut v2_frame = None;
-        let (mut delivered, mut slow) = (0, Vec::new());
+        let mut offered = Offered::default();
         for handle in handles {
             let frame = if handle.v2 {
                 &*v2_frame.get_or_insert_with(|| self.v2_frame(id, message))
             } else {
                 message
             };
-            match handle.try_push(id, frame, self.queue) {
-                Ok(()) => delivered += 1,
-                Err(()) => slow.push(handle.id),
-            }
+            offered.queue(handle, id, frame, self.queue);
         }
-        (delivered, slow, v2_frame.is_some())
+        (offered, v2_frame.is_some())
     }
 
     /// Counts a push and disconnects the connections that could not take it.
-    fn finish_push(&self, delivered: u64, slow: &[ConnId]) -> u64 {
+    fn finish_push(&self, Offered { delivered, slow }: Offered) -> u64 {
         self.counters.add(Counter::MessagesDelivered, delivered);
         if !slow.is_empty() {
-            let unbound = self.lock().disconnect_slow(slow);
+            let unbound = self.lock().disconnect_slow(&slow);
             self.counters.add(Counter::SlowConsumers, slow.len() as u64);
             self.mark_changed(unbound);
         }
