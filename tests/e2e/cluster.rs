@@ -718,7 +718,7 @@ async fn a_v2_client_resumes_on_another_node_with_nothing_lost_or_twice() {
         unreachable!()
     };
     let mut tab = bound_v2(a, "r", None).await;
-    eventually(STEP, "b to see r", || b.is_online("r")).await;
+    b.wait_connections("r", 1).await;
     // Pushed through each node in turn, and through a's own pushctl.
     let mut backend_b = b.text_client().await;
     let mut backend_c = c.text_client().await;
@@ -743,13 +743,10 @@ async fn a_v2_client_resumes_on_another_node_with_nothing_lost_or_twice() {
     // The tab goes having seen seq 1 only (say its page was closing), a push arrives
     // while it is away, and it comes back on c.
     drop(tab);
-    eventually(STEP, "b to see r gone", || async {
-        !b.is_online("r").await
-    })
-    .await;
+    b.wait_connections("r", 0).await;
     assert_eq!(backend_b.request(r#"{"uid":"r","seq":4}"#).await, "queued");
     let mut back = bound_v2(c, "r", Some(&ids[1])).await;
-    eventually(STEP, "a to see r on c", || a.is_online("r")).await;
+    a.wait_connections("r", 1).await;
     assert_eq!(backend_a.request(r#"{"uid":"r","seq":5}"#).await, "ok");
     let mut resumed = Vec::new();
     for _ in 0..4 {
@@ -805,15 +802,12 @@ async fn a_resume_from_before_what_redis_holds_begins_with_gap() {
         unreachable!()
     };
     let mut tab = bound_v2(a, "g", None).await;
-    eventually(STEP, "b to see g", || b.is_online("g")).await;
+    b.wait_connections("g", 1).await;
     let mut backend = b.text_client().await;
     assert_eq!(backend.request(r#"{"uid":"g","seq":0}"#).await, "ok");
     let (since, _) = split(&tab.recv_text().await);
     drop(tab);
-    eventually(STEP, "b to see g gone", || async {
-        !b.is_online("g").await
-    })
-    .await;
+    b.wait_connections("g", 0).await;
     for seq in 1..=3 {
         let line = format!(r#"{{"uid":"g","seq":{seq}}}"#);
         assert_eq!(backend.request(&line).await, "queued");
@@ -835,10 +829,7 @@ async fn a_resume_from_before_what_redis_holds_begins_with_gap() {
     assert_eq!(payload, "all");
     assert_eq!(number(&id), number(&last));
     drop(back);
-    eventually(STEP, "b to see g gone", || async {
-        !b.is_online("g").await
-    })
-    .await;
+    b.wait_connections("g", 0).await;
     assert_eq!(backend.request(r#"{"uid":"g","seq":4}"#).await, "queued");
     let mut again = bound_v2(a, "g", Some(&id)).await;
     let (_, payload) = split(&again.recv_text().await);
