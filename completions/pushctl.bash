@@ -37,6 +37,9 @@ _pushctl() {
             pushctl,online)
                 cmd="pushctl__subcmd__online"
                 ;;
+            pushctl,reload)
+                cmd="pushctl__subcmd__reload"
+                ;;
             pushctl,send)
                 cmd="pushctl__subcmd__send"
                 ;;
@@ -73,6 +76,9 @@ _pushctl() {
             pushctl__subcmd__help,online)
                 cmd="pushctl__subcmd__help__subcmd__online"
                 ;;
+            pushctl__subcmd__help,reload)
+                cmd="pushctl__subcmd__help__subcmd__reload"
+                ;;
             pushctl__subcmd__help,send)
                 cmd="pushctl__subcmd__help__subcmd__send"
                 ;;
@@ -95,7 +101,7 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans token help"
+            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans reload token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -149,7 +155,7 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats watch unban mailbox bans token help"
+            opts="list kick send broadcast online stats watch unban mailbox bans reload token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,6 +253,20 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help__subcmd__online)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__reload)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -405,6 +425,24 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__online)
+            opts="-h --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__reload)
             opts="-h --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

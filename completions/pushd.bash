@@ -23,7 +23,7 @@ _pushd() {
 
     case "${cmd}" in
         pushd)
-            opts="-h -V --ws-listen --text-listen --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --handshake-timeout --metrics-listen --log-format --bind-timeout --mailbox-ttl --mailbox-size --mailbox-memory --cluster --cluster-prefix --node-name --cluster-lease --cluster-timeout --text-confirm --help --version"
+            opts="-h -V --ws-listen --text-listen --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --auth-public-key-file --tls-cert --tls-key --trusted-proxy --proxy-protocol --handshake-timeout --metrics-listen --log-format --bind-timeout --mailbox-ttl --mailbox-size --mailbox-memory --cluster --cluster-prefix --node-name --cluster-lease --cluster-timeout --text-confirm --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,6 +90,22 @@ _pushd() {
                     return 0
                     ;;
                 --auth-secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-public-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trusted-proxy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -15,7 +15,11 @@ close-oldest\t'Close the oldest one ("one session per user": the newest page win
 complete -c pushd -l allow-origin -d 'Only browsers from these origins may connect (exact `scheme://host[:port]`, repeatable or comma-separated); others get HTTP 403. Default: any origin' -r
 complete -c pushd -l auth -d 'How clients prove their uid: `none` trusts the first message (the original recipe\'s behaviour); `token` requires a signed token (JWT HS256, uid in `sub`, `exp` required) as the first message or as `?token=` in the URL' -r -f -a "none\t'The first text message is the uid, unverified'
 token\t'The client presents a signed token carrying the uid'"
-complete -c pushd -l auth-secret-file -d 'File holding the token secret (at least 32 bytes); required with `--auth token`. The secret never goes on the command line' -r -F
+complete -c pushd -l auth-secret-file -d 'File holding the token secret (at least 32 bytes), for HS256 tokens. With `--auth token`, give this or --auth-public-key-file. The secret never goes on the command line' -r -F
+complete -c pushd -l auth-public-key-file -d 'PEM public key (RSA, EC P-256/P-384 or Ed25519) verifying tokens signed with RS256, ES256 or EdDSA by its private half, which stays with the backend; instead of --auth-secret-file' -r -F
+complete -c pushd -l tls-cert -d 'PEM certificate chain for the WebSocket listener, which then speaks TLS (`wss://`) only. Reloaded on SIGHUP and `pushctl reload`' -r -F
+complete -c pushd -l tls-key -d 'PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)' -r -F
+complete -c pushd -l trusted-proxy -d 'A proxy in this range (CIDR, or one address; repeatable or comma-separated) is believed about the client\'s address: `Forwarded`, else the rightmost untrusted `X-Forwarded-For` address, else `X-Real-IP`, and with --proxy-protocol its PROXY header. Other peers\' headers are ignored' -r
 complete -c pushd -l handshake-timeout -d 'Longest a WebSocket handshake may take before the socket is dropped' -r
 complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics; off by default' -r
 complete -c pushd -l log-format -d 'Log lines as text for people, or as one JSON object per line for log shippers. The level comes from RUST_LOG (default `info`; `debug` adds a line per connection bound and closed)' -r -f -a "human\t'Text for people (colour only on a terminal)'
@@ -31,5 +35,6 @@ complete -c pushd -l cluster-lease -d 'A node whose lease (renewed every third o
 complete -c pushd -l cluster-timeout -d 'Longest wait for Redis and for the other nodes\' replies (list, stats, kick, confirmed sends) before answering with what arrived (pushctl exit status 3)' -r
 complete -c pushd -l text-confirm -d 'When the text port answers `ok` for a uid held by another node: once that node `received` the message from Redis, or once it `delivered` it to a connection (a round trip more). pushctl send always waits for delivery' -r -f -a "received\t'The node holding the uid received the message from Redis'
 delivered\t'The node holding the uid queued it to at least one connection'"
+complete -c pushd -l proxy-protocol -d 'Every WebSocket connection starts with a PROXY protocol header (v1 or v2, as HAProxy, nginx and load balancers send it) from a --trusted-proxy; a connection without one, or from another peer, is dropped and counted'
 complete -c pushd -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pushd -s V -l version -d 'Print version'

@@ -388,6 +388,38 @@ impl WsClient {
         WsClient { ws }
     }
 
+    /// Connects to `ws://addr/` from the local address `source` (another
+    /// 127.0.0.0/8 address plays another machine), writing `prefix` (a PROXY
+    /// header, say) before the handshake and adding `headers` to it.
+    pub async fn connect_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        prefix: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind the source address");
+        let mut stream = within(STEP, "TCP connect", socket.connect(addr))
+            .await
+            .expect("connect");
+        stream.write_all(prefix).await.expect("write the prefix");
+        let mut request = format!("ws://{addr}/").into_client_request()?;
+        for (name, value) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .expect("header name");
+            request
+                .headers_mut()
+                .append(name, value.parse().expect("header value"));
+        }
+        let handshake = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
+        let (ws, _) = within(STEP, "WebSocket handshake", handshake).await?;
+        Ok(WsClient { ws })
+    }
+
     /// Sends one text frame.
     pub async fn send_text(&mut self, text: &str) {
         within(STEP, "WebSocket send", self.ws.send(Message::text(text)))

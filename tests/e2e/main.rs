@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod cluster;
 mod cluster_harness;
+mod edge;
 mod hostile;
 mod lifecycle;
 mod limits;

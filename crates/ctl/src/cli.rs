@@ -134,6 +134,14 @@ pub enum Command {
     /// Show active bans and the time left on each.
     #[command(after_help = "Example:\n  pushctl --json bans | jq -r '.[].uid'")]
     Bans,
+    /// Make pushd read its TLS certificate and key and its token secret or
+    /// public key again, without closing a connection. Exit status 2, with
+    /// the reason, when a file did not load: pushd keeps its previous key.
+    #[command(
+        after_help = "Examples:\n  pushctl reload    # after renewing the certificate\n  \
+                      systemctl reload pushd   # the same, through SIGHUP"
+    )]
+    Reload,
     /// Mint a token for UID (for `pushd --auth token`), signed with the
     /// secret in --secret-file. Needs no running daemon.
     #[command(

@@ -91,6 +91,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         Command::Mailbox { clear: true, uids } => {
             cmd::mailbox::clear(&mut client, &uids, json, out).await
         }
+        Command::Reload => cmd::reload::run(&mut client, json, out).await,
         Command::Token { .. } => unreachable!("handled before connecting"),
         Command::Watch {
             interval,

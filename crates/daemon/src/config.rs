@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use ipnet::IpNet;
 
 /// Hard upper bound for `--max-message-size`: keeps one text-port line and
 /// one admin `send` comfortably inside the admin protocol's line limit.
@@ -137,18 +138,71 @@ pub struct DaemonArgs {
     /// original recipe's behaviour); `token` requires a signed token (JWT
     /// HS256, uid in `sub`, `exp` required) as the first message or as
     /// `?token=` in the URL.
-    #[arg(long, env = "PUSHD_AUTH", value_enum, default_value_t = AuthMode::None)]
+    #[arg(long, env = "PUSHD_AUTH", value_enum, default_value_t = AuthMode::None,
+          requires_if("token", "auth_key"))]
     pub auth: AuthMode,
 
-    /// File holding the token secret (at least 32 bytes); required with
-    /// `--auth token`. The secret never goes on the command line.
+    /// File holding the token secret (at least 32 bytes), for HS256 tokens.
+    /// With `--auth token`, give this or --auth-public-key-file. The secret
+    /// never goes on the command line.
     #[arg(
         long,
         env = "PUSHD_AUTH_SECRET_FILE",
         value_name = "PATH",
-        required_if_eq("auth", "token")
+        group = "auth_key"
     )]
     pub auth_secret_file: Option<PathBuf>,
+
+    /// PEM public key (RSA, EC P-256/P-384 or Ed25519) verifying tokens signed
+    /// with RS256, ES256 or EdDSA by its private half, which stays with the
+    /// backend; instead of --auth-secret-file.
+    #[arg(
+        long,
+        env = "PUSHD_AUTH_PUBLIC_KEY_FILE",
+        value_name = "PATH",
+        group = "auth_key"
+    )]
+    pub auth_public_key_file: Option<PathBuf>,
+
+    /// PEM certificate chain for the WebSocket listener, which then speaks TLS
+    /// (`wss://`) only. Reloaded on SIGHUP and `pushctl reload`.
+    #[arg(
+        long,
+        env = "PUSHD_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key",
+        help_heading = "TLS and proxies"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "PUSHD_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert",
+        help_heading = "TLS and proxies"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// A proxy in this range (CIDR, or one address; repeatable or comma-separated)
+    /// is believed about the client's address: `Forwarded`, else the rightmost
+    /// untrusted `X-Forwarded-For` address, else `X-Real-IP`, and with
+    /// --proxy-protocol its PROXY header. Other peers' headers are ignored.
+    #[arg(long, env = "PUSHD_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',',
+          value_parser = parse_cidr, help_heading = "TLS and proxies")]
+    pub trusted_proxy: Vec<IpNet>,
+
+    /// Every WebSocket connection starts with a PROXY protocol header (v1 or v2,
+    /// as HAProxy, nginx and load balancers send it) from a --trusted-proxy; a
+    /// connection without one, or from another peer, is dropped and counted.
+    #[arg(
+        long,
+        env = "PUSHD_PROXY_PROTOCOL",
+        requires = "trusted_proxy",
+        help_heading = "TLS and proxies"
+    )]
+    pub proxy_protocol: bool,
 
     /// Longest a WebSocket handshake may take before the socket is dropped.
     #[arg(long, env = "PUSHD_HANDSHAKE_TIMEOUT", default_value = "10s", value_name = "DUR",
@@ -291,6 +345,33 @@ pub enum PerUidPolicy {
     CloseOldest,
 }
 
+/// Where tokens are checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthKey {
+    /// HS256 with the shared secret in this file.
+    Secret(PathBuf),
+    /// RS256, ES256 or EdDSA with the PEM public key in this file.
+    PublicKey(PathBuf),
+}
+
+/// The WebSocket listener's TLS certificate chain and key files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `--trusted-proxy`: a CIDR range, or one address (a range of one).
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{text:?} is not an address or a CIDR range like 10.0.0.0/8"))
+}
+
 /// The daemon's settings, resolved from [`DaemonArgs`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -322,8 +403,14 @@ pub struct Config {
     pub allow_origin: Vec<String>,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
-    /// With `--auth token`, the file holding the secret.
-    pub auth_secret_file: Option<PathBuf>,
+    /// With `--auth token`, the file holding the secret or public key.
+    pub auth_key: Option<AuthKey>,
+    /// With `--tls-cert`: the WebSocket listener's certificate and key.
+    pub tls: Option<TlsFiles>,
+    /// Peers believed about the client's address.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Whether every WebSocket connection starts with a PROXY header.
+    pub proxy_protocol: bool,
     /// Longest a WebSocket handshake may take.
     pub handshake_timeout: Duration,
     /// Longest a connection may stay unbound; `None` disables.
@@ -364,10 +451,19 @@ impl From<DaemonArgs> for Config {
                 .iter()
                 .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
-            auth_secret_file: match args.auth {
-                AuthMode::Token => args.auth_secret_file,
+            auth_key: match args.auth {
+                AuthMode::Token => args
+                    .auth_public_key_file
+                    .map(AuthKey::PublicKey)
+                    .or(args.auth_secret_file.map(AuthKey::Secret)),
                 AuthMode::None => None,
             },
+            tls: args
+                .tls_cert
+                .zip(args.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            trusted_proxies: args.trusted_proxy,
+            proxy_protocol: args.proxy_protocol,
             metrics_listen: args.metrics_listen,
             handshake_timeout: args.handshake_timeout,
             bind_timeout: nonzero(args.bind_timeout),
@@ -492,6 +588,39 @@ mod tests {
             Duration::from_millis(10)
         );
         assert_eq!(config("0", "0").timer_grain(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn auth_token_needs_exactly_one_key_file() {
+        let parse = |extra: &[&str]| {
+            let args = ["pushd", "--auth", "token"].iter().chain(extra);
+            DaemonArgs::try_parse_from(args).map(Config::from)
+        };
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--auth-secret-file", "s", "--auth-public-key-file", "p"]).is_err());
+        let config = parse(&["--auth-public-key-file", "p.pem"]).unwrap();
+        assert_eq!(config.auth_key, Some(AuthKey::PublicKey("p.pem".into())));
+        let config = parse(&["--auth-secret-file", "s"]).unwrap();
+        assert_eq!(config.auth_key, Some(AuthKey::Secret("s".into())));
+    }
+
+    #[test]
+    fn tls_and_proxy_options_come_in_pairs() {
+        let parse = |extra: &[&str]| DaemonArgs::try_parse_from(["pushd"].iter().chain(extra));
+        assert!(parse(&["--tls-cert", "c.pem"]).is_err());
+        assert!(parse(&["--proxy-protocol"]).is_err());
+        let args = parse(&[
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.7",
+            "--trusted-proxy",
+            "10.1.2.3/8",
+            "--proxy-protocol",
+        ])
+        .unwrap();
+        let ranges: Vec<String> = args.trusted_proxy.iter().map(|n| n.to_string()).collect();
+        assert_eq!(ranges, ["10.0.0.0/8", "192.0.2.7/32", "10.0.0.0/8"]);
+        assert!(parse(&["--trusted-proxy", "10.0.0.0/33"]).is_err());
+        assert!(parse(&["--trusted-proxy", "nginx"]).is_err());
     }
 
     #[test]

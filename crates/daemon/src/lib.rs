@@ -20,6 +20,7 @@ pub mod logging;
 mod node;
 mod push;
 mod requests;
+mod secrets;
 pub mod sys;
 
 use std::future::Future;
@@ -108,6 +109,22 @@ async fn expire_mailboxes(
     }
 }
 
+/// Reloads the key files at every SIGHUP (`systemctl reload pushd`), until shutdown.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = hangup.recv() => if received.is_none() { return },
+        }
+        info!("SIGHUP: reloading the key files");
+        requests::reload::reload(&node);
+    }
+}
+
 /// Serves `listeners` until `shutdown` completes, then closes every client
 /// with 1001, waits (bounded) for them, and removes the admin socket.
 pub async fn run(
@@ -115,17 +132,15 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let auth = match &config.auth_secret_file {
-        Some(path) => Some(pushd_proto::token::Verifier::new(
-            &pushd_proto::token::read_secret_file(path)?,
-        )),
-        None => {
-            warn!(
-                "--auth none: uids are not authenticated, any client can claim any uid (see --auth token)"
-            );
-            None
-        }
-    };
+    // Before READY: SIGHUP's default action would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
+    let secrets = secrets::Secrets::load(config.tls.as_ref(), config.auth_key.as_ref())?;
+    if !secrets.has_auth() {
+        warn!(
+            "--auth none: uids are not authenticated, any client can claim any uid (see --auth token)"
+        );
+    }
     let cluster = match &config.cluster {
         Some(settings) => {
             let (cluster, inbox) = Cluster::new(settings, config.mailbox_limits())?;
@@ -150,6 +165,7 @@ pub async fn run(
         ws_addr: listeners.ws.local_addr()?,
         text_addr: listeners.text.local_addr()?,
         socket: config.socket.clone(),
+        secrets,
     });
     let fd_limit = sys::raise_nofile_limit();
     let fd_cap = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
@@ -167,7 +183,8 @@ pub async fn run(
         max_message_size: config.max_message_size,
         timer_grain: config.timer_grain(),
     };
-    let ws_server = Arc::new(WsServer::new(node.clone(), admission, auth, settings));
+    let edge = ws::Edge::new(config.trusted_proxies.clone(), config.proxy_protocol);
+    let ws_server = Arc::new(WsServer::new(node.clone(), admission, edge, settings));
 
     let metrics_addr = match &listeners.metrics {
         Some(listener) => listener.local_addr()?.to_string(),
@@ -234,6 +251,7 @@ pub async fn run(
     if let Some(ttl) = config.mailbox_ttl {
         tracker.spawn(expire_mailboxes(registry.clone(), ttl, token.clone()));
     }
+    tracker.spawn(reload_on_hangup(hangup, node.clone(), token.clone()));
 
     shutdown.await;
     let (connections, _) = registry.sizes();

@@ -8,6 +8,7 @@ use crate::cluster::Cluster;
 use crate::core::clock::Clock;
 use crate::core::counters::Counters;
 use crate::core::registry::Registry;
+use crate::secrets::Secrets;
 
 /// This node: its registry and counters, its link to the cluster (if any), and
 /// what `stats` says about it.
@@ -26,6 +27,8 @@ pub(crate) struct Node {
     pub(crate) text_addr: SocketAddr,
     /// The admin socket's path.
     pub(crate) socket: PathBuf,
+    /// TLS and token keys, reloadable.
+    pub(crate) secrets: Secrets,
 }
 
 impl Node {
@@ -64,5 +67,6 @@ pub(crate) fn test_node() -> Node {
         ws_addr: "127.0.0.1:1".parse().unwrap(),
         text_addr: "127.0.0.1:2".parse().unwrap(),
         socket: PathBuf::from("/tmp/test.sock"),
+        secrets: Secrets::default(),
     }
 }

@@ -97,6 +97,10 @@ pub enum Request {
         /// The uids whose waiting messages are dropped.
         uids: Vec<Uid>,
     },
+    /// Read the TLS certificate and key and the auth key files again
+    /// ([`Response::Reloaded`]); this node only, as the files are its own.
+    /// An error reply when a file did not load (its old key stays in use).
+    Reload,
 }
 
 /// A reply as written on the wire: the daemon's version and either a result
@@ -206,6 +210,12 @@ pub enum Response {
         /// The uids that had waiting messages, with what was dropped.
         uids: Vec<MailboxInfo>,
     },
+    /// Answer to [`Request::Reload`] when every file loaded.
+    Reloaded {
+        /// What was loaded again (`TLS certificate`, `auth key`); empty when
+        /// pushd reads no key files.
+        loaded: Vec<String>,
+    },
 }
 
 impl Response {
@@ -222,6 +232,7 @@ impl Response {
             Response::Bans { .. } => "bans",
             Response::Mailboxes { .. } => "mailboxes",
             Response::Cleared { .. } => "cleared",
+            Response::Reloaded { .. } => "reloaded",
         }
     }
 }

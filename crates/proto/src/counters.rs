@@ -142,6 +142,12 @@ counters! {
     /// Connections (WebSocket or text port) closed unserved because pushd
     /// was out of file descriptors.
     ConnectionsRefused connections_refused => In(Refused, "no_fds");
+    /// Connections dropped for a missing, malformed or untrusted PROXY header
+    /// (`--proxy-protocol`).
+    ProxyHeadersRefused proxy_headers_refused => In(Refused, "proxy_header");
+    /// TLS handshakes that failed or timed out (`--tls-cert`): a plaintext
+    /// client on the TLS port, a client that refused the certificate.
+    TlsHandshakesFailed tls_handshakes_failed => In(Refused, "tls");
     /// Handshakes answered HTTP 503: over `--max-connections` or the open-file cap.
     CapacityRefused capacity_refused => In(Refused, "capacity");
     /// Handshakes answered HTTP 429: over `--max-connections-per-ip`.
@@ -194,6 +200,9 @@ counters! {
     MailboxResent mailbox_resent => In(Mailbox, "resent");
     /// `pushd.v2` resumes that began with `!gap`: not everything after `since` was kept.
     ResumeGaps resume_gaps => Alone;
+    /// Key files (TLS, auth) that did not load on SIGHUP or `pushctl reload`;
+    /// the previous key stayed in use.
+    ReloadFailures reload_failures => Alone;
 }
 
 #[cfg(test)]

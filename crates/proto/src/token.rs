@@ -1,10 +1,11 @@
 //! Signed tokens that carry a uid, for `--auth token`.
 //!
 //! The format is the field's convention, so that every backend language can
-//! mint tokens with its standard library: a JWT signed with HS256 whose
-//! `sub` is the uid and whose `exp` (seconds since the epoch) is required.
-//! pushd verifies them; `pushctl token` mints them; both read the shared
-//! secret from a file, never from the command line.
+//! mint tokens with its standard library: a JWT whose `sub` is the uid and
+//! whose `exp` (seconds since the epoch) is required, signed with HS256 and a
+//! shared secret, or with RS256, ES256 or EdDSA and a private key whose public
+//! half pushd holds. pushd verifies them; `pushctl token` mints HS256 ones;
+//! keys are read from files, never from the command line.
 
 use std::path::Path;
 
@@ -47,6 +48,14 @@ pub enum TokenError {
         path: String,
         /// Its length after trimming.
         len: usize,
+    },
+    /// The public key file could not be read or holds no usable key.
+    #[error("cannot use the public key in {path}: {reason}")]
+    PublicKey {
+        /// The path tried.
+        path: String,
+        /// Why.
+        reason: String,
     },
     /// Bad signature, expired, malformed, wrong algorithm, no `exp`.
     #[error("invalid token: {0}")]
@@ -109,6 +118,39 @@ impl Verifier {
             key: DecodingKey::from_secret(secret),
             validation,
         }
+    }
+
+    /// A verifier for tokens signed by the private half of the PEM public key
+    /// in `path` (`-----BEGIN PUBLIC KEY-----`, or `RSA PUBLIC KEY`): RS256
+    /// (and RS384/RS512, PS256/384/512) for an RSA key, ES256 (ES384) for a
+    /// P-256 (P-384) key, EdDSA for an Ed25519 key.
+    pub fn from_public_key_file(path: &Path) -> Result<Self, TokenError> {
+        let refuse = |reason: String| TokenError::PublicKey {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|err| refuse(err.to_string()))?;
+        use Algorithm::*;
+        type Decode = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+        let families: [(Decode, &[Algorithm]); 3] = [
+            (
+                DecodingKey::from_rsa_pem,
+                &[RS256, RS384, RS512, PS256, PS384, PS512],
+            ),
+            (DecodingKey::from_ec_pem, &[ES256, ES384]),
+            (DecodingKey::from_ed_pem, &[EdDSA]),
+        ];
+        for (decode, algorithms) in families {
+            if let Ok(key) = decode(&pem) {
+                let mut validation = Validation::new(algorithms[0]);
+                validation.algorithms = algorithms.to_vec();
+                validation.leeway = LEEWAY_SECS;
+                return Ok(Verifier { key, validation });
+            }
+        }
+        Err(refuse(
+            "not a PEM RSA, EC (P-256, P-384) or Ed25519 public key".into(),
+        ))
     }
 
     /// The uid of a valid token.

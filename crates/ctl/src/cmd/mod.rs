@@ -7,6 +7,7 @@ pub mod list;
 pub mod mailbox;
 pub mod online;
 pub mod push;
+pub mod reload;
 pub mod stats;
 pub mod token;
 pub mod watch;

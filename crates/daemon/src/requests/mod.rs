@@ -14,6 +14,7 @@ mod list;
 mod mailbox;
 mod online;
 mod ping;
+pub(crate) mod reload;
 mod send;
 mod stats;
 
@@ -57,6 +58,7 @@ pub(crate) async fn answer(node: &Node, request: Request) -> ReplyLine {
         Request::Stats => stats::answer(node).await,
         Request::Mailboxes => mailbox::list(node).await,
         Request::ClearMailboxes { uids } => mailbox::clear(node, uids).await,
+        Request::Reload => reload::answer(node),
     }
 }
 
@@ -127,7 +129,7 @@ impl cluster::Local for Node {
             Request::Stats => Ok(stats::local(&self)),
             Request::Mailboxes => Ok(mailbox::local_list(&self)),
             Request::ClearMailboxes { uids } => Ok(mailbox::local_clear(&self, &uids)),
-            Request::Ping | Request::Send { .. } | Request::Online { .. } => {
+            Request::Ping | Request::Send { .. } | Request::Online { .. } | Request::Reload => {
                 Err("not a request that nodes ask each other".to_owned())
             }
         };

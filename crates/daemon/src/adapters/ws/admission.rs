@@ -1,8 +1,9 @@
 //! Who may open a WebSocket: connection slots, per-IP counts, origins.
 //!
 //! Checked in the order a refusal is cheapest: before the handshake, pushd
-//! decides whether the connection fits (total, per IP); during the handshake
-//! it checks the `Origin` header; the answer to a refused handshake is an
+//! decides whether the connection fits in the total; during the handshake,
+//! once the client's address is known (a trusted proxy may report it in a
+//! header), the count per IP and then the `Origin` header; the answer to a refused handshake is an
 //! HTTP status, so browsers and proxies see why:
 //!
 //! | refusal | HTTP status | counter |
@@ -114,18 +115,23 @@ impl Admission {
         }
     }
 
-    /// Takes a slot for a connection from `ip`, or says why not.
-    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Ticket, Refusal> {
+    /// Takes a connection slot, or says why not.
+    pub(crate) fn admit(&self) -> Result<Ticket, Refusal> {
         let slot = self
             .slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refusal::Capacity)?;
+        Ok(Ticket {
+            _slot: slot,
+            ip: None,
+        })
+    }
+
+    /// Counts `ticket` as a connection from `ip`, or says it is one too many.
+    fn count_ip(&self, ticket: &mut Ticket, ip: IpAddr) -> Result<(), Refusal> {
         let Some(limit) = self.per_ip_limit else {
-            return Ok(Ticket {
-                _slot: slot,
-                ip: None,
-            });
+            return Ok(());
         };
         let mut counts = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(ip).or_default();
@@ -134,10 +140,8 @@ impl Admission {
         }
         *count += 1;
         drop(counts);
-        Ok(Ticket {
-            _slot: slot,
-            ip: Some((ip, self.per_ip.clone())),
-        })
+        ticket.ip = Some((ip, self.per_ip.clone()));
+        Ok(())
     }
 
     /// Checks the handshake's `Origin` header against `--allow-origin`.
@@ -162,18 +166,24 @@ impl Admission {
         }
     }
 
-    /// The handshake callback's verdict: the admission result from before
-    /// the handshake, then the origin. Counts the refusal it returns; the
-    /// caller answers it with [`Refusal::response`].
+    /// The handshake callback's verdict: the slot taken before the
+    /// handshake, the count of connections from the client's address `ip`
+    /// (known only now when a proxy reports it in a header), then the
+    /// origin. Counts the refusal it returns; the caller answers it with
+    /// [`Refusal::response`].
     pub(crate) fn verdict(
         &self,
-        admitted: &Result<Ticket, Refusal>,
+        admitted: &mut Result<Ticket, Refusal>,
+        ip: IpAddr,
         request: &Request,
         counters: &Counters,
     ) -> Result<(), Refusal> {
         let refusal = match admitted {
             Err(refusal) => Some(*refusal),
-            Ok(_) => self.check_origin(request).err(),
+            Ok(ticket) => self
+                .count_ip(ticket, ip)
+                .and_then(|()| self.check_origin(request))
+                .err(),
         };
         match refusal {
             Some(refusal) => {
@@ -200,12 +210,11 @@ mod tests {
     #[test]
     fn slots_run_out_and_come_back() {
         let admission = Admission::new(2, None, vec![]);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let a = admission.admit(ip).unwrap();
-        let _b = admission.admit(ip).unwrap();
-        assert_eq!(admission.admit(ip).unwrap_err(), Refusal::Capacity);
+        let a = admission.admit().unwrap();
+        let _b = admission.admit().unwrap();
+        assert_eq!(admission.admit().unwrap_err(), Refusal::Capacity);
         drop(a);
-        assert!(admission.admit(ip).is_ok());
+        assert!(admission.admit().is_ok());
     }
 
     #[test]
@@ -213,11 +222,15 @@ mod tests {
         let admission = Admission::new(10, Some(1), vec![]);
         let one: IpAddr = "10.0.0.1".parse().unwrap();
         let two: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = admission.admit(one).unwrap();
-        assert_eq!(admission.admit(one).unwrap_err(), Refusal::PerIp);
-        let other = admission.admit(two).unwrap();
+        let admit = |ip| {
+            let mut ticket = admission.admit().unwrap();
+            admission.count_ip(&mut ticket, ip).map(|()| ticket)
+        };
+        let first = admit(one).unwrap();
+        assert_eq!(admit(one).unwrap_err(), Refusal::PerIp);
+        let other = admit(two).unwrap();
         drop(first);
-        let again = admission.admit(one).unwrap();
+        let again = admit(one).unwrap();
         assert_eq!(admission.per_ip.lock().unwrap().len(), 2);
         drop(again);
         drop(other);

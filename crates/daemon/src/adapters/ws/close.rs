@@ -1,11 +1,10 @@
 //! How a connection ends: the close codes pushd sends, why, and the closing
 //! handshake.
 
+use super::Ws;
 use futures_util::{SinkExt, StreamExt};
 use pushd_proto::admin::MAX_CLOSE_REASON;
-use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -68,7 +67,7 @@ impl End {
 
     /// Sends the close frame (if any) and waits, bounded, for the peer to
     /// finish the closing handshake; the caller then drops the socket.
-    pub(super) async fn finish(self, ws: &mut WebSocketStream<TcpStream>) {
+    pub(super) async fn finish(self, ws: &mut Ws) {
         let closing = async {
             match self {
                 End::Close(code, reason) => {

@@ -6,12 +6,11 @@
 //! deadline and close requests (awaiting a `flush()` inside the loop would
 //! park it there, where no heartbeat or kick could reach it).
 
+use super::Ws;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -74,7 +73,7 @@ pub(super) struct WriteState {
 /// for whatever it is waiting on; never waits for one side before the other.
 pub(super) fn poll_io(
     cx: &mut Context<'_>,
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut Ws,
     handle: &ConnHandle,
     write: &mut WriteState,
 ) -> Poll<Io> {
@@ -98,7 +97,7 @@ pub(super) fn poll_io(
 /// The write half of [`poll_io`]: queue → tungstenite → socket, without blocking.
 fn pump_writes(
     cx: &mut Context<'_>,
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut Ws,
     handle: &ConnHandle,
     write: &mut WriteState,
 ) -> Result<(), WsError> {

@@ -8,16 +8,19 @@
 
 mod admission;
 pub(crate) mod close;
+mod edge;
 mod io;
 mod session;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pushd_proto::token::Verifier;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -27,8 +30,13 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 pub(crate) use admission::Admission;
-use admission::Refusal;
+use admission::{Refusal, Ticket};
+pub(crate) use edge::Edge;
 use session::Session;
+use stream::ClientStream;
+
+/// A client's WebSocket, over TCP or TLS.
+type Ws = WebSocketStream<ClientStream>;
 
 use crate::core::conn::CloseRequest;
 use crate::core::counters::Counter;
@@ -57,8 +65,8 @@ pub(crate) struct Settings {
 pub(crate) struct WsServer {
     pub(crate) node: Arc<Node>,
     pub(crate) admission: Admission,
-    /// With `--auth token`, checks the tokens clients present.
-    pub(crate) auth: Option<Verifier>,
+    /// Which peers are believed about the client's address.
+    pub(crate) edge: Edge,
     pub(crate) settings: Settings,
     /// "At the connection limit" warning, throttled.
     at_capacity: Mutex<Throttled>,
@@ -68,13 +76,13 @@ impl WsServer {
     pub(crate) fn new(
         node: Arc<Node>,
         admission: Admission,
-        auth: Option<Verifier>,
+        edge: Edge,
         settings: Settings,
     ) -> Self {
         WsServer {
             node,
             admission,
-            auth,
+            edge,
             settings,
             at_capacity: Mutex::new(Throttled::new(
                 "WebSocket",
@@ -104,14 +112,15 @@ pub(crate) async fn serve(
     .await;
 }
 
-/// One client, from handshake to the end of its close.
+/// One client, from accept to the end of its close.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     server: Arc<WsServer>,
     shutdown: CancellationToken,
 ) {
-    let admitted = server.admission.admit(peer.ip());
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let mut admitted = server.admission.admit();
     if let Err(Refusal::Capacity) = admitted {
         let limit = server.admission.max_connections;
         let mut warning = server.at_capacity.lock().unwrap_or_else(|p| p.into_inner());
@@ -121,60 +130,24 @@ async fn connection(
     }
     // Pushes are small and latency-bound; Nagle would hold them back.
     let _ = stream.set_nodelay(true);
-    let config = io::ws_config(server.settings.max_message_size);
-    let counters = &*server.node.counters;
-    // With --auth token, a token may come in the URL instead of the first message.
-    let mut url_token = None;
-    // A pushd.v2 client says where it was with `?since=`.
-    let (mut v2, mut since) = (false, None);
-    // A refused connection still gets its handshake, answered with an HTTP
-    // status (see `admission`), so the client learns why.
-    #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
-    let verdict = |request: &Request, mut response: Response| {
-        let query = request.uri().query();
-        url_token = query_param(query, "token");
-        since = query_param(query, "since");
-        v2 = offers_v2(request);
-        if v2 {
-            let selected = HeaderValue::from_static(SUBPROTOCOL);
-            response
-                .headers_mut()
-                .insert(SEC_WEBSOCKET_PROTOCOL, selected);
-        }
-        let verdict = server.admission.verdict(&admitted, request, counters);
-        verdict.map(|()| response).map_err(Refusal::response)
-    };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, verdict, Some(config));
     // Boxed: the handshake's state is large and short-lived; inline, it would
     // size this task's future (and so every idle connection) for its whole life.
-    let handshake = Box::pin(async {
+    let opening = Box::pin(async {
         tokio::select! {
             _ = shutdown.cancelled() => None,
-            ws = timeout(server.settings.handshake_timeout, handshake) => Some(ws),
+            opened = open(stream, peer, &server, &mut admitted) => opened,
         }
     });
-    let ws = match handshake.await {
-        None => return,
-        Some(Ok(Ok(ws))) => ws,
-        // Refused by `verdict`, already counted.
-        Some(Ok(Err(WsError::Http(_)))) => return,
-        Some(Ok(Err(err))) => {
-            counters.bump(Counter::HandshakesFailed);
-            debug!(%peer, %err, "handshake failed");
-            return;
-        }
-        Some(Err(_)) => {
-            counters.bump(Counter::HandshakesFailed);
-            debug!(%peer, "handshake timed out");
-            return;
-        }
+    let Some((ws, facts)) = opening.await else {
+        return;
     };
     // The verdict passed, so admission did too; the ticket lives as long as
     // the connection.
     let Ok(_ticket) = admitted else { return };
-    let handle = server.node.registry.open(peer, v2);
-    let since = since
-        .filter(|_| v2)
+    let handle = server.node.registry.open(facts.client, facts.v2);
+    let since = facts
+        .since
+        .filter(|_| facts.v2)
         .map(|text| server.node.registry.since(&text));
     // Shutdown asks every registered connection to close; one that registered
     // after that walk finds the token already cancelled here.
@@ -192,7 +165,10 @@ async fn connection(
     // Values with drop glue stay in this task's future until they are
     // dropped; nothing below needs the token, so it goes now.
     drop(shutdown);
-    let bound_by_url = match url_token.filter(|_| session.server.auth.is_some()) {
+    let bound_by_url = match facts
+        .url_token
+        .filter(|_| session.server.node.secrets.has_auth())
+    {
         Some(token) => session.bind(&token),
         None => Ok(()),
     };
@@ -206,6 +182,98 @@ async fn connection(
     session.server.node.registry.close(session.handle.id);
     // Boxed for the same reason as the handshake.
     Box::pin(end.finish(&mut session.ws)).await;
+}
+
+/// What the handshake told about the client.
+struct Facts {
+    /// Its address, as the trusted proxies in front of pushd report it.
+    client: SocketAddr,
+    /// Whether it speaks [`SUBPROTOCOL`].
+    v2: bool,
+    /// Its `?since=`.
+    since: Option<String>,
+    /// With `--auth token`, a token may come in the URL instead of the first message.
+    url_token: Option<String>,
+}
+
+/// The way in, every step within one `--handshake-timeout`: the PROXY
+/// header (`--proxy-protocol`), TLS (`--tls-cert`), the WebSocket handshake
+/// with its admission verdict. `None` when the connection ends there, each
+/// way counted.
+async fn open(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    server: &WsServer,
+    admitted: &mut Result<Ticket, Refusal>,
+) -> Option<(Ws, Facts)> {
+    let deadline = Instant::now() + server.settings.handshake_timeout;
+    let counters = &*server.node.counters;
+    let peer = match timeout_at(deadline, server.edge.proxied_peer(&mut stream, peer)).await {
+        Ok(Ok(proxied)) => proxied,
+        outcome => {
+            counters.bump(Counter::ProxyHeadersRefused);
+            let err =
+                outcome.map_or_else(|_| "timed out".to_owned(), |e| e.unwrap_err().to_string());
+            debug!(%peer, %err, "connection dropped before its PROXY header was read");
+            return None;
+        }
+    };
+    let stream = match server.node.secrets.tls() {
+        None => ClientStream::Plain(stream),
+        Some(tls) => match timeout_at(deadline, TlsAcceptor::from(tls).accept(stream)).await {
+            Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
+            outcome => {
+                counters.bump(Counter::TlsHandshakesFailed);
+                let err =
+                    outcome.map_or_else(|_| "timed out".to_owned(), |e| e.unwrap_err().to_string());
+                debug!(%peer, %err, "TLS handshake failed");
+                return None;
+            }
+        },
+    };
+    let mut facts = Facts {
+        client: peer,
+        v2: false,
+        since: None,
+        url_token: None,
+    };
+    // A refused connection still gets its handshake, answered with an HTTP
+    // status (see `admission`), so the client learns why.
+    #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
+    let verdict = |request: &Request, mut response: Response| {
+        facts.client = server.edge.client(peer, request);
+        let query = request.uri().query();
+        facts.url_token = query_param(query, "token");
+        facts.since = query_param(query, "since");
+        facts.v2 = offers_v2(request);
+        if facts.v2 {
+            let selected = HeaderValue::from_static(SUBPROTOCOL);
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_PROTOCOL, selected);
+        }
+        let verdict = server
+            .admission
+            .verdict(admitted, facts.client.ip(), request, counters);
+        verdict.map(|()| response).map_err(Refusal::response)
+    };
+    let config = io::ws_config(server.settings.max_message_size);
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, verdict, Some(config));
+    match timeout_at(deadline, handshake).await {
+        Ok(Ok(ws)) => Some((ws, facts)),
+        // Refused by `verdict`, already counted.
+        Ok(Err(WsError::Http(_))) => None,
+        Ok(Err(err)) => {
+            counters.bump(Counter::HandshakesFailed);
+            debug!(%peer, %err, "handshake failed");
+            None
+        }
+        Err(_) => {
+            counters.bump(Counter::HandshakesFailed);
+            debug!(%peer, "handshake timed out");
+            None
+        }
+    }
 }
 
 /// The subprotocol of clients that keep their place: `ID PAYLOAD` frames, `?since=ID`.

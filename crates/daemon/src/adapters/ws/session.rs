@@ -8,15 +8,14 @@
 //! connections therefore cost no work per second, and busy ones no timer
 //! operation per frame.
 
+use super::Ws;
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use pushd_proto::uid::Uid;
-use tokio::net::TcpStream;
 use tokio::time::sleep_until;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 use tracing::debug;
 
@@ -29,7 +28,7 @@ use crate::core::mailbox::Since;
 use crate::core::registry::BindError;
 
 pub(super) struct Session {
-    pub(super) ws: WebSocketStream<TcpStream>,
+    pub(super) ws: Ws,
     pub(super) handle: Arc<ConnHandle>,
     pub(super) server: Arc<WsServer>,
     /// The bound uid (the registry's shared copy), once bound.
@@ -126,7 +125,7 @@ impl Session {
     /// itself, or with `--auth token` a token that carries it.
     pub(super) fn bind(&mut self, text: &str) -> Result<(), End> {
         let counters = &self.server.node.counters;
-        let uid = match &self.server.auth {
+        let uid = match self.server.node.secrets.verifier() {
             Some(verifier) => verifier.verify(text).map_err(|err| {
                 counters.bump(Counter::InvalidTokens);
                 End::Close(code::POLICY, err.to_string())
