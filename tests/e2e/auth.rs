@@ -128,3 +128,161 @@ async fn the_default_mode_warns_that_uids_are_not_authenticated() {
             .contains("--auth none: uids are not authenticated")
     );
 }
+
+/// A private key made by openssl (`RSA`, `EC` or `ED25519`), and its public
+/// half's PEM file.
+fn openssl_key_pair(dir: &Path, kind: &str, name: &str) -> (Vec<u8>, PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let mut genpkey = std::process::Command::new("openssl");
+    genpkey
+        .args(["genpkey", "-algorithm", kind, "-out"])
+        .arg(&private);
+    match kind {
+        "RSA" => genpkey.args(["-pkeyopt", "rsa_keygen_bits:2048"]),
+        "EC" => genpkey.args(["-pkeyopt", "ec_paramgen_curve:P-256"]),
+        _ => &mut genpkey,
+    };
+    let mut pubout = std::process::Command::new("openssl");
+    pubout
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public);
+    for mut command in [genpkey, pubout] {
+        let out = command.output().expect("openssl (installed by .ci/run)");
+        assert!(out.status.success(), "{out:?}");
+    }
+    (std::fs::read(&private).unwrap(), public)
+}
+
+/// A token for `uid` signed with `private` (PEM) by `algorithm`.
+fn sign(algorithm: jsonwebtoken::Algorithm, private: &[u8], uid: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let key = match algorithm {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(private),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(private),
+        _ => EncodingKey::from_ed_pem(private),
+    }
+    .unwrap();
+    let claims = pushd_proto::token::Claims {
+        sub: uid.to_owned(),
+        exp: pushd_proto::token::now_secs() + 600,
+    };
+    jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).unwrap()
+}
+
+async fn first_message_closes_with(pushd: &Pushd, token: &str) -> Option<u16> {
+    let mut client = WsClient::connect(pushd.ws).await;
+    client.send_text(token).await;
+    client.closed(STEP).await.code
+}
+
+#[tokio::test]
+async fn tokens_signed_by_a_private_key_bind_with_its_public_key_rs256_es256_eddsa() {
+    use jsonwebtoken::Algorithm;
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, algorithm) in [
+        ("RSA", Algorithm::RS256),
+        ("EC", Algorithm::ES256),
+        ("ED25519", Algorithm::EdDSA),
+    ] {
+        let (private, public) = openssl_key_pair(dir.path(), kind, kind);
+        let (stranger, _) = openssl_key_pair(dir.path(), kind, &format!("{kind}-other"));
+        let public = public.to_str().unwrap();
+        let pushd = Pushd::start(&["--auth", "token", "--auth-public-key-file", public]).await;
+
+        let mut client = WsClient::connect(pushd.ws).await;
+        client.send_text(&sign(algorithm, &private, "42")).await;
+        pushd.wait_connections("42", 1).await;
+
+        let hs256 = pushd_proto::token::mint(SECRET.as_bytes(), "43", 4_000_000_000).unwrap();
+        let foreign = sign(algorithm, &stranger, "44");
+        for token in [hs256, foreign] {
+            assert_eq!(
+                first_message_closes_with(&pushd, &token).await,
+                Some(1008),
+                "{kind}"
+            );
+        }
+        assert_eq!(
+            pushd.stats().await["counters"]["invalid_tokens"],
+            2,
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reload_rotates_the_public_key_and_a_bad_key_file_keeps_the_old_one() {
+    use jsonwebtoken::Algorithm::EdDSA;
+    let dir = tempfile::tempdir().unwrap();
+    let (old_private, public) = openssl_key_pair(dir.path(), "ED25519", "old");
+    let (new_private, new_public) = openssl_key_pair(dir.path(), "ED25519", "new");
+    let public_arg = public.to_str().unwrap();
+    let pushd = Pushd::start(&["--auth", "token", "--auth-public-key-file", public_arg]).await;
+    let mut bound = WsClient::connect(pushd.ws).await;
+    bound.send_text(&sign(EdDSA, &old_private, "stays")).await;
+    pushd.wait_connections("stays", 1).await;
+
+    std::fs::write(&public, "-----BEGIN PUBLIC KEY-----\ngarbage\n").unwrap();
+    let out = pushd.ctl(&["reload"]).await;
+    assert_eq!(out.status, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(public_arg) && out.stderr.contains("previous auth key"),
+        "{out:?}"
+    );
+    let mut still_old = WsClient::connect(pushd.ws).await;
+    still_old.send_text(&sign(EdDSA, &old_private, "old")).await;
+    pushd.wait_connections("old", 1).await;
+
+    std::fs::copy(&new_public, &public).unwrap();
+    let out = pushd.ctl(&["reload"]).await;
+    assert_eq!(
+        (out.status, out.stdout.trim()),
+        (0, "reloaded: auth key"),
+        "{out:?}"
+    );
+    let old_token = sign(EdDSA, &old_private, "late");
+    assert_eq!(
+        first_message_closes_with(&pushd, &old_token).await,
+        Some(1008)
+    );
+    let mut new = WsClient::connect(pushd.ws).await;
+    new.send_text(&sign(EdDSA, &new_private, "new")).await;
+    pushd.wait_connections("new", 1).await;
+    assert_eq!(
+        pushd
+            .ctl(&["send", "stays", "no one was closed"])
+            .await
+            .status,
+        0
+    );
+    assert_eq!(bound.recv_text().await, "no one was closed");
+}
+
+#[tokio::test]
+async fn auth_token_takes_exactly_one_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s");
+    let secret = secret_file(dir.path());
+    let (_, public) = openssl_key_pair(dir.path(), "ED25519", "k");
+    let both = [
+        "--auth",
+        "token",
+        "--auth-secret-file",
+        secret.to_str().unwrap(),
+        "--auth-public-key-file",
+        public.to_str().unwrap(),
+    ];
+    let err = Pushd::try_start_at(&socket, &both).await.err().unwrap();
+    assert!(err.contains("cannot be used with"), "{err}");
+    let wrong = [
+        "--auth",
+        "token",
+        "--auth-public-key-file",
+        secret.to_str().unwrap(),
+    ];
+    let err = Pushd::try_start_at(&socket, &wrong).await.err().unwrap();
+    assert!(err.contains("not a PEM RSA, EC"), "{err}");
+}
