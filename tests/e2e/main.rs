@@ -12,6 +12,7 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod mailbox;
+mod nginx;
 mod pushctl;
 mod reliability;
 mod resume;
