@@ -1,6 +1,6 @@
 //! SPEC "Production edge": TLS with a test CA and rotation, the client address
 //! from trusted proxies (headers, PROXY protocol), hostile input at the edge.
-//! The same behind a real nginx is in `nginx.rs`.
+//! The same behind a real nginx is in `proxies.rs`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

@@ -12,7 +12,7 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod mailbox;
-mod nginx;
+mod proxies;
 mod pushctl;
 mod reliability;
 mod resume;

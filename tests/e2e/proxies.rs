@@ -4,7 +4,9 @@
 //! passed through to pushd. Clients from 127.0.0.5 and 127.0.0.6 play two
 //! machines; pushd must see each as itself, and count them apart.
 //!
-//! Needs Debian's `nginx` and `libnginx-mod-stream` (`.ci/run` installs them).
+//! And `contrib/haproxy/pushd.cfg` likewise, with PROXY protocol v2.
+//!
+//! Needs Debian's `nginx`, `libnginx-mod-stream` and `haproxy` (`.ci/run` installs them).
 //! Without them these tests say so and pass, unless `PUSHD_REQUIRE_NGINX=1`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -269,4 +271,57 @@ async fn behind_nginx_as_a_stream_proxy_with_proxy_protocol_and_tls_each_client_
     })
     .await;
     assert_eq!(text, "through nginx");
+}
+
+/// `contrib/haproxy/pushd.cfg` (PROXY v2) in front of pushd, the same way.
+#[tokio::test]
+async fn behind_haproxy_with_proxy_protocol_v2_each_client_is_itself() {
+    const HAPROXY: &str = "/usr/sbin/haproxy";
+    if !Path::new(HAPROXY).exists() {
+        assert!(
+            std::env::var_os("PUSHD_REQUIRE_NGINX").is_none(),
+            "PUSHD_REQUIRE_NGINX is set but {HAPROXY} is missing (apt-get install haproxy)"
+        );
+        eprintln!("skipped: {HAPROXY} is missing");
+        return;
+    }
+    let pushd = Pushd::start(&["--trusted-proxy", "127.0.0.1", "--proxy-protocol"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/haproxy/pushd.cfg"),
+    )
+    .unwrap();
+    let cfg = shipped
+        .replace("127.0.0.1:1234", &pushd.ws.to_string())
+        .replace("bind :443", &format!("bind 127.0.0.1:{port}"));
+    assert_ne!(cfg, shipped, "contrib/haproxy/pushd.cfg changed shape");
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let _haproxy = Command::new(HAPROXY)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start haproxy");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    eventually(STEP, "haproxy to listen", || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    let mut five = WsClient::connect_from(ip("127.0.0.5"), addr, b"", &[])
+        .await
+        .unwrap();
+    five.send_text("five").await;
+    pushd.wait_connections("five", 1).await;
+    let peers = peers(&pushd).await;
+    assert!(peers[0].1.starts_with("127.0.0.5:"), "{peers:?}");
+    assert_eq!(
+        pushd.ctl(&["send", "five", "through haproxy"]).await.status,
+        0
+    );
+    assert_eq!(five.recv_text().await, "through haproxy");
 }
