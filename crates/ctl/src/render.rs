@@ -115,7 +115,9 @@ fn plain_table(mut table: Table) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    let lines: [(&str, String); 42] = [
+    // One line per counter, and the 12 figures before them: a counter added to
+    // the table without a line here does not compile.
+    let lines: [(&str, String); 12 + pushd_proto::counters::Counter::COUNT] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -135,6 +137,11 @@ pub fn stats(stats: &Stats) -> String {
         ("refused (capacity)", c.capacity_refused.to_string()),
         ("refused (per ip)", c.per_ip_refused.to_string()),
         ("refused (origin)", c.origin_refused.to_string()),
+        ("refused (tls)", c.tls_handshakes_failed.to_string()),
+        (
+            "refused (proxy header)",
+            c.proxy_headers_refused.to_string(),
+        ),
         ("refused (per uid)", c.per_uid_refused.to_string()),
         ("replaced (per uid)", c.per_uid_replaced.to_string()),
         ("bind timeouts", c.bind_timeouts.to_string()),
@@ -158,6 +165,7 @@ pub fn stats(stats: &Stats) -> String {
         ("mailbox cleared", c.mailbox_cleared.to_string()),
         ("mailbox resent", c.mailbox_resent.to_string()),
         ("resume gaps", c.resume_gaps.to_string()),
+        ("reload failures", c.reload_failures.to_string()),
     ];
     let mut lines = lines.to_vec();
     if let Some(cluster) = &stats.cluster {
