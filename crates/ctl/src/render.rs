@@ -138,10 +138,7 @@ pub fn stats(stats: &Stats) -> String {
         ("refused (per ip)", c.per_ip_refused.to_string()),
         ("refused (origin)", c.origin_refused.to_string()),
         ("refused (tls)", c.tls_handshakes_failed.to_string()),
-        (
-            "refused (proxy header)",
-            c.proxy_headers_refused.to_string(),
-        ),
+        ("refused (proxy)", c.proxy_headers_refused.to_string()),
         ("refused (per uid)", c.per_uid_refused.to_string()),
         ("replaced (per uid)", c.per_uid_replaced.to_string()),
         ("bind timeouts", c.bind_timeouts.to_string()),
