@@ -138,16 +138,15 @@ async fn connection(
             opened = open(stream, peer, &server, &mut admitted) => opened,
         }
     });
-    let Some((ws, facts)) = opening.await else {
+    let Some((ws, Facts { client, v2, since, url_token })) = opening.await else {
         return;
     };
     // The verdict passed, so admission did too; the ticket lives as long as
     // the connection.
     let Ok(_ticket) = admitted else { return };
-    let handle = server.node.registry.open(facts.client, facts.v2);
-    let since = facts
-        .since
-        .filter(|_| facts.v2)
+    let handle = server.node.registry.open(client, v2);
+    let since = since
+        .filter(|_| v2)
         .map(|text| server.node.registry.since(&text));
     // Shutdown asks every registered connection to close; one that registered
     // after that walk finds the token already cancelled here.
@@ -165,8 +164,7 @@ async fn connection(
     // Values with drop glue stay in this task's future until they are
     // dropped; nothing below needs the token, so it goes now.
     drop(shutdown);
-    let bound_by_url = match facts
-        .url_token
+    let bound_by_url = match url_token
         .filter(|_| session.server.node.secrets.has_auth())
     {
         Some(token) => session.bind(&token),
