@@ -21,7 +21,9 @@ complete -c pushd -l tls-cert -d 'PEM certificate chain for the WebSocket listen
 complete -c pushd -l tls-key -d 'PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)' -r -F
 complete -c pushd -l trusted-proxy -d 'A proxy in this range (CIDR, or one address; repeatable or comma-separated) is believed about the client\'s address: `Forwarded`, else the rightmost untrusted `X-Forwarded-For` address, else `X-Real-IP`, and with --proxy-protocol its PROXY header. Other peers\' headers are ignored' -r
 complete -c pushd -l handshake-timeout -d 'Longest a WebSocket handshake may take before the socket is dropped' -r
-complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics; off by default' -r
+complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics, to whoever reaches ADDR (no token); off by default. `--http-listen` serves /metrics too, behind its access rule' -r
+complete -c pushd -l http-listen -d 'Serve the HTTP API for backends (/v1/send, /v1/push, /v1/kick, ... and /metrics) on ADDR; off by default. See docs/http-api.md' -r
+complete -c pushd -l http-token-file -d 'Every API request must carry `Authorization: Bearer <this file\'s token>` (at least 16 bytes; reloaded with the other keys). Without it the API serves loopback clients only' -r -F
 complete -c pushd -l log-format -d 'Log lines as text for people, or as one JSON object per line for log shippers. The level comes from RUST_LOG (default `info`; `debug` adds a line per connection bound and closed)' -r -f -a "human\t'Text for people (colour only on a terminal)'
 json\t'One JSON object per line'"
 complete -c pushd -l bind-timeout -d 'Close a connection that has not sent its uid this long after the handshake (code 1008); 0 disables' -r

@@ -163,6 +163,17 @@ impl Pushd {
         })
     }
 
+    /// The address of another listener in the "listening" line (`http=`,
+    /// `metrics=`).
+    pub fn listener(&self, key: &str) -> SocketAddr {
+        let log = self.log.lock().unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains(" listening "))
+            .expect("listening line");
+        field(line, &format!("{key}="))
+    }
+
     /// The child's pid.
     pub fn pid(&self) -> i32 {
         self.child.id().expect("running") as i32

@@ -2,6 +2,7 @@
 //! loopback, a real WebSocket client. One module per part of SPEC.md.
 
 mod harness;
+mod http_api;
 
 mod auth;
 mod browser;

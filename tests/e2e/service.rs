@@ -111,7 +111,8 @@ async fn json_logs_are_one_object_per_line_with_the_bound_addresses() {
 pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: pushd\r\n\r\n");
+    // Read to the end: the server keeps HTTP/1.1 connections alive unless asked not to.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: pushd\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     within(

@@ -209,9 +209,31 @@ pub struct DaemonArgs {
           value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics; off by default.
+    /// Serve Prometheus metrics at http://ADDR/metrics, to whoever reaches ADDR (no
+    /// token); off by default. `--http-listen` serves /metrics too, behind its access rule.
     #[arg(long, env = "PUSHD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// Serve the HTTP API for backends (/v1/send, /v1/push, /v1/kick, ... and
+    /// /metrics) on ADDR; off by default. See docs/http-api.md.
+    #[arg(
+        long,
+        env = "PUSHD_HTTP_LISTEN",
+        value_name = "ADDR",
+        help_heading = "HTTP API"
+    )]
+    pub http_listen: Option<SocketAddr>,
+
+    /// Every API request must carry `Authorization: Bearer <this file's token>`
+    /// (at least 16 bytes; reloaded with the other keys). Without it the API
+    /// serves loopback clients only.
+    #[arg(
+        long,
+        env = "PUSHD_HTTP_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "HTTP API"
+    )]
+    pub http_token_file: Option<PathBuf>,
 
     /// Log lines as text for people, or as one JSON object per line for log
     /// shippers. The level comes from RUST_LOG (default `info`; `debug`
@@ -401,8 +423,12 @@ pub struct Config {
     pub max_connections_per_uid: Option<(usize, PerUidPolicy)>,
     /// Allowed `Origin` values, lowercased; empty allows every origin.
     pub allow_origin: Vec<String>,
-    /// Where to serve `/metrics`, if anywhere.
+    /// Where to serve `/metrics` alone, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the HTTP API, if anywhere.
+    pub http_listen: Option<SocketAddr>,
+    /// The HTTP API's bearer token file.
+    pub http_token_file: Option<PathBuf>,
     /// With `--auth token`, the file holding the secret or public key.
     pub auth_key: Option<AuthKey>,
     /// With `--tls-cert`: the WebSocket listener's certificate and key.
@@ -465,6 +491,8 @@ impl From<DaemonArgs> for Config {
             trusted_proxies: args.trusted_proxy,
             proxy_protocol: args.proxy_protocol,
             metrics_listen: args.metrics_listen,
+            http_listen: args.http_listen,
+            http_token_file: args.http_token_file,
             handshake_timeout: args.handshake_timeout,
             bind_timeout: nonzero(args.bind_timeout),
             mailbox_ttl: nonzero(args.mailbox_ttl),

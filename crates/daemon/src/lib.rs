@@ -7,7 +7,7 @@
 //! binary.
 //!
 //! Inside, dependencies point one way: `adapters` (WebSocket, text port, admin
-//! socket, metrics) turn bytes into calls on `push` and `requests`, which act
+//! socket, HTTP API and metrics) turn bytes into calls on `push` and `requests`, which act
 //! on `core` (registry, connection handles, counters, clock) and, in cluster
 //! mode, on `cluster`, which itself sees only `core`. The README's "How it is
 //! built" has the picture.
@@ -24,6 +24,7 @@ mod secrets;
 pub mod sys;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -35,8 +36,9 @@ use tracing::{info, warn};
 
 pub use config::{Config, DaemonArgs};
 
+use crate::adapters::http::{self, HttpServer, Routes};
 use crate::adapters::ws::{self, Admission, WsServer};
-use crate::adapters::{admin, metrics, text};
+use crate::adapters::{admin, text};
 use crate::cluster::Cluster;
 use crate::config::SHUTDOWN_GRACE;
 use crate::core::clock::Clock;
@@ -51,11 +53,12 @@ pub struct Listeners {
     text: TcpListener,
     admin: interprocess::local_socket::tokio::Listener,
     metrics: Option<TcpListener>,
+    http: Option<TcpListener>,
 }
 
 impl Listeners {
     /// Binds the WebSocket listener, the text port, the admin socket and, with
-    /// `--metrics-listen`, the metrics listener.
+    /// `--metrics-listen`, the metrics listener and with `--http-listen`, the HTTP API.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         let ws = TcpListener::bind(config.ws_listen).await.with_context(|| {
             format!(
@@ -66,20 +69,24 @@ impl Listeners {
         let text = TcpListener::bind(config.text_listen)
             .await
             .with_context(|| format!("cannot listen on the text port {}", config.text_listen))?;
-        let metrics = match config.metrics_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
+        let optional = |addr: Option<SocketAddr>, what: &'static str| async move {
+            match addr {
+                Some(addr) => TcpListener::bind(addr)
                     .await
-                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
-            ),
-            None => None,
+                    .map(Some)
+                    .with_context(|| format!("cannot listen for {what} on {addr}")),
+                None => Ok(None),
+            }
         };
+        let metrics = optional(config.metrics_listen, "metrics").await?;
+        let http = optional(config.http_listen, "the HTTP API").await?;
         let admin = admin::bind(&config.socket, config.socket_group.as_deref()).await?;
         Ok(Listeners {
             ws,
             text,
             admin,
             metrics,
+            http,
         })
     }
 }
@@ -135,7 +142,11 @@ pub async fn run(
     // Before READY: SIGHUP's default action would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
-    let secrets = secrets::Secrets::load(config.tls.as_ref(), config.auth_key.as_ref())?;
+    let secrets = secrets::Secrets::load(
+        config.tls.as_ref(),
+        config.auth_key.as_ref(),
+        config.http_token_file.as_ref(),
+    )?;
     if !secrets.has_auth() {
         warn!(
             "--auth none: uids are not authenticated, any client can claim any uid (see --auth token)"
@@ -186,10 +197,13 @@ pub async fn run(
     let edge = ws::Edge::new(config.trusted_proxies.clone(), config.proxy_protocol);
     let ws_server = Arc::new(WsServer::new(node.clone(), admission, edge, settings));
 
-    let metrics_addr = match &listeners.metrics {
-        Some(listener) => listener.local_addr()?.to_string(),
-        None => "off".to_owned(),
+    let address = |listener: &Option<TcpListener>| -> std::io::Result<String> {
+        Ok(match listener {
+            Some(listener) => listener.local_addr()?.to_string(),
+            None => "off".to_owned(),
+        })
     };
+    let (metrics_addr, http_addr) = (address(&listeners.metrics)?, address(&listeners.http)?);
     let cluster_desc = match &node.cluster {
         Some(cluster) => format!("{} node={}", cluster.redis_display(), cluster.name()),
         None => "off".to_owned(),
@@ -203,6 +217,7 @@ pub async fn run(
         mailbox_ttl = %config::describe(config.mailbox_ttl),
         max_connections,
         metrics = %metrics_addr,
+        http = %http_addr,
         cluster = %cluster_desc,
         "pushd {} listening",
         env!("CARGO_PKG_VERSION")
@@ -234,13 +249,23 @@ pub async fn run(
         token.clone(),
         tracker.clone(),
     ));
-    if let Some(listener) = listeners.metrics {
-        tracker.spawn(metrics::serve(
-            listener,
-            node.clone(),
-            token.clone(),
-            tracker.clone(),
-        ));
+    for (listener, routes) in [
+        (listeners.metrics, Routes::MetricsOnly),
+        (listeners.http, Routes::Api),
+    ] {
+        if let Some(listener) = listener {
+            let server = Arc::new(HttpServer::new(
+                node.clone(),
+                routes,
+                config.handshake_timeout,
+            ));
+            tracker.spawn(http::serve(
+                listener,
+                server,
+                token.clone(),
+                tracker.clone(),
+            ));
+        }
     }
     tracker.spawn(admin::serve(
         listeners.admin,

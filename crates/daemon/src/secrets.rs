@@ -1,5 +1,5 @@
-//! The keys pushd reads from files: the TLS certificate chain and key, and the
-//! token secret or public key. Loaded at start (a file that does not load
+//! The keys pushd reads from files: the TLS certificate chain and key, the
+//! token secret or public key, and the HTTP API's bearer token. Loaded at start (a file that does not load
 //! stops pushd there), and again on SIGHUP or `pushctl reload`, where a file
 //! that does not load keeps the previous key in service.
 //!
@@ -25,6 +25,7 @@ use crate::config::{AuthKey, TlsFiles};
 pub(crate) struct Secrets {
     tls: Option<Reloadable<ServerConfig>>,
     auth: Option<Reloadable<Verifier>>,
+    http_token: Option<Reloadable<String>>,
 }
 
 /// What a reload did: the keys it replaced, and why the others stayed.
@@ -38,13 +39,23 @@ pub(crate) struct Reloaded {
 
 impl Secrets {
     /// Loads every key the configuration names; any failure is an error.
-    pub(crate) fn load(tls: Option<&TlsFiles>, auth: Option<&AuthKey>) -> anyhow::Result<Self> {
+    pub(crate) fn load(
+        tls: Option<&TlsFiles>,
+        auth: Option<&AuthKey>,
+        http_token: Option<&PathBuf>,
+    ) -> anyhow::Result<Self> {
         Ok(Secrets {
             tls: tls
                 .map(|files| Reloadable::new("TLS certificate", tls_loader(files.clone())))
                 .transpose()?,
             auth: auth
                 .map(|key| Reloadable::new("auth key", auth_loader(key.clone())))
+                .transpose()?,
+            http_token: http_token
+                .map(|path| {
+                    let path = path.clone();
+                    Reloadable::new("HTTP token", move || read_http_token(&path))
+                })
                 .transpose()?,
         })
     }
@@ -59,6 +70,11 @@ impl Secrets {
         self.auth.as_ref().map(Reloadable::current)
     }
 
+    /// The bearer token HTTP API requests must carry, with `--http-token-file`.
+    pub(crate) fn http_token(&self) -> Option<Arc<String>> {
+        self.http_token.as_ref().map(Reloadable::current)
+    }
+
     /// Whether clients must present tokens.
     pub(crate) fn has_auth(&self) -> bool {
         self.auth.is_some()
@@ -67,9 +83,10 @@ impl Secrets {
     /// Reads every key file again; each that loads replaces its key.
     pub(crate) fn reload(&self) -> Reloaded {
         let mut reloaded = Reloaded::default();
-        let slots: [Option<&dyn Reload>; 2] = [
+        let slots: [Option<&dyn Reload>; 3] = [
             self.tls.as_ref().map(|s| s as &dyn Reload),
             self.auth.as_ref().map(|s| s as &dyn Reload),
+            self.http_token.as_ref().map(|s| s as &dyn Reload),
         ];
         for slot in slots.into_iter().flatten() {
             match slot.reload() {
@@ -149,6 +166,22 @@ fn auth_loader(key: AuthKey) -> impl Fn() -> anyhow::Result<Verifier> {
             AuthKey::PublicKey(path) => Verifier::from_public_key_file(path)?,
         })
     }
+}
+
+/// Shortest accepted HTTP API token: it is a password sent with every request.
+const MIN_HTTP_TOKEN: usize = 16;
+
+/// The bearer token in `path`, surrounding whitespace not part of it.
+fn read_http_token(path: &PathBuf) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the HTTP token file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        token.len() >= MIN_HTTP_TOKEN && token.bytes().all(|b| b.is_ascii_graphic()),
+        "the HTTP token in {} must be at least {MIN_HTTP_TOKEN} printable ASCII characters",
+        path.display()
+    );
+    Ok(token.to_owned())
 }
 
 /// A rustls server configuration from a PEM certificate chain and key.

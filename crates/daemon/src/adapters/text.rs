@@ -70,21 +70,57 @@ async fn session(
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let confirm = node
-        .cluster
-        .as_ref()
-        .map_or(Confirm::Received, |cluster| cluster.text_confirm());
-    let mut splitter = LineSplitter::new(node.max_message_size);
+    let mut lines = Lines::new(node);
     let mut input = BytesMut::with_capacity(READ_BUFFER);
     let mut replies = Vec::new();
-    let mut batch: Vec<Option<Push>> = Vec::with_capacity(LINES_PER_TURN);
     while read_more(&mut stream, &mut input, shutdown).await? {
+        lines.answer(node, &mut input, &mut replies).await;
+        if !replies.is_empty() {
+            stream.write_all(&replies).await?;
+            replies.clear();
+        }
+        if input.capacity() == 0 {
+            input.reserve(READ_BUFFER);
+        }
+    }
+    Ok(())
+}
+
+/// The text-port protocol over any byte source: complete lines in, one reply
+/// line each out, in order. `POST /v1/push` answers its body with it too.
+pub(crate) struct Lines {
+    splitter: LineSplitter,
+    batch: Vec<Option<Push>>,
+    confirm: Confirm,
+}
+
+impl Lines {
+    pub(crate) fn new(node: &Node) -> Self {
+        Lines {
+            splitter: LineSplitter::new(node.max_message_size),
+            batch: Vec::with_capacity(LINES_PER_TURN),
+            confirm: node
+                .cluster
+                .as_ref()
+                .map_or(Confirm::Received, |cluster| cluster.text_confirm()),
+        }
+    }
+
+    /// Answers every complete line in `input` (consuming them), appending
+    /// `ok\n`, `queued\n` or `fail\n` per line to `replies`.
+    pub(crate) async fn answer(
+        &mut self,
+        node: &Node,
+        input: &mut BytesMut,
+        replies: &mut Vec<u8>,
+    ) {
+        let batch = &mut self.batch;
         loop {
             // Up to LINES_PER_TURN lines are delivered here in order, then finished
             // together (in cluster mode: one Redis round trip for all of them).
             let started = Instant::now();
             while batch.len() < LINES_PER_TURN {
-                let Some(line) = splitter.next_line(&mut input) else {
+                let Some(line) = self.splitter.next_line(input) else {
                     break;
                 };
                 batch.push(match line {
@@ -93,10 +129,10 @@ async fn session(
                 });
             }
             if batch.is_empty() {
-                break;
+                return;
             }
             let full = batch.len() == LINES_PER_TURN;
-            let mut finished = push::finish(node, batch.iter().flatten(), confirm)
+            let mut finished = push::finish(node, batch.iter().flatten(), self.confirm)
                 .await
                 .into_iter();
             node.counters
@@ -115,19 +151,11 @@ async fn session(
                 replies.extend_from_slice(reply);
             }
             if !full {
-                break;
+                return;
             }
             tokio::task::yield_now().await;
         }
-        if !replies.is_empty() {
-            stream.write_all(&replies).await?;
-            replies.clear();
-        }
-        if input.capacity() == 0 {
-            input.reserve(READ_BUFFER);
-        }
     }
-    Ok(())
 }
 
 /// Parses one request line and delivers it to the uid's connections here;

@@ -138,7 +138,16 @@ async fn connection(
             opened = open(stream, peer, &server, &mut admitted) => opened,
         }
     });
-    let Some((ws, Facts { client, v2, since, url_token })) = opening.await else {
+    let Some((
+        ws,
+        Facts {
+            client,
+            v2,
+            since,
+            url_token,
+        },
+    )) = opening.await
+    else {
         return;
     };
     // The verdict passed, so admission did too; the ticket lives as long as
@@ -164,9 +173,7 @@ async fn connection(
     // Values with drop glue stay in this task's future until they are
     // dropped; nothing below needs the token, so it goes now.
     drop(shutdown);
-    let bound_by_url = match url_token
-        .filter(|_| session.server.node.secrets.has_auth())
-    {
+    let bound_by_url = match url_token.filter(|_| session.server.node.secrets.has_auth()) {
         Some(token) => session.bind(&token),
         None => Ok(()),
     };
@@ -293,26 +300,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         let (key, value) = pair.split_once('=')?;
         (key == name).then_some(value)
     })?;
-    Some(percent_decode(raw).unwrap_or_else(|| raw.to_owned()))
-}
-
-/// `%XX` escapes and `+` decoded; `None` when that is not UTF-8 or an escape is cut.
-fn percent_decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&first, tail)) = rest.split_first() {
-        rest = tail;
-        match first {
-            b'%' => {
-                let hex = std::str::from_utf8(rest.get(..2)?).ok()?;
-                bytes.push(u8::from_str_radix(hex, 16).ok()?);
-                rest = &rest[2..];
-            }
-            b'+' => bytes.push(b' '),
-            other => bytes.push(other),
-        }
-    }
-    String::from_utf8(bytes).ok()
+    Some(super::percent::decode(raw, true).unwrap_or_else(|| raw.to_owned()))
 }
 
 #[cfg(test)]

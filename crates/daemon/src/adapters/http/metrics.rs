@@ -1,15 +1,11 @@
-//! Prometheus metrics on `--metrics-listen` (off by default).
+//! `GET /metrics`: the Prometheus/OpenMetrics text.
 //!
 //! The figures already live in the daemon's atomics; a collector reads them at
 //! scrape time (prometheus-client's `Collector`), so counting costs the hot path
 //! nothing extra. Which counters exist, and under which name, comes from the one
-//! table in `pushd_proto::counters`. The HTTP side is deliberately tiny: `GET
-//! /metrics` answers the OpenMetrics text, anything else 404, one request per
-//! connection, bounded in size and time.
+//! table in `pushd_proto::counters`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -17,25 +13,11 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use pushd_proto::counters::{Counter, Family, Metric};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::debug;
 
 use crate::node::Node;
 
-/// Longest scrape request accepted, and how long it may take to arrive.
-const MAX_REQUEST: usize = 8 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Serves `/metrics` until shutdown.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    node: Arc<Node>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
+/// The registry every scrape encodes: the push histogram and the node's figures.
+pub(super) fn registry(node: &Arc<Node>) -> Registry {
     let mut registry = Registry::with_prefix("pushd");
     registry.register(
         "text_push_duration_seconds",
@@ -43,52 +25,19 @@ pub(crate) async fn serve(
         node.counters.push_seconds.clone(),
     );
     registry.register_collector(Box::new(NodeCollector(node.clone())));
-    let registry = Arc::new(registry);
-    let counters = &node.counters;
-    super::accept::serve(
-        listener, "metrics", counters, &registry, &shutdown, &tracker, scrape,
-    )
-    .await;
+    registry
 }
 
-/// Answers one scrape; an error only ends that connection.
-async fn scrape(stream: TcpStream, _: SocketAddr, registry: Arc<Registry>, _: CancellationToken) {
-    if let Err(err) = answer(stream, &registry).await {
-        debug!(%err, "metrics request failed");
-    }
+/// The OpenMetrics text of `registry`, now.
+pub(super) fn render(registry: &Registry) -> String {
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, registry)
+        .expect("writing to a String cannot fail");
+    body
 }
 
-/// Answers one HTTP request.
-async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(512);
-    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let mut chunk = [0u8; 1024];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            request.extend_from_slice(&chunk[..n]);
-        }
-        std::io::Result::Ok(())
-    });
-    read.await.map_err(|_| std::io::ErrorKind::TimedOut)??;
-    let response = if request.starts_with(b"GET /metrics ") || request.starts_with(b"GET /metrics?")
-    {
-        let mut body = String::new();
-        prometheus_client::encoding::text::encode(&mut body, registry)
-            .map_err(std::io::Error::other)?;
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
-    };
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
+/// The content type of [`render`]'s text.
+pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Reads the node's gauges and counters at scrape time.
 #[derive(Debug)]

@@ -1,0 +1,371 @@
+//! SPEC "Backends beyond the text port": the HTTP API, with real clients:
+//! hyper over keep-alive, and curl running every example of docs/http-api.md.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::harness::{Pushd, STEP, within};
+
+const TOKEN: &str = "a-test-token-of-enough-length";
+
+/// pushd with the HTTP API behind `TOKEN`, and the token file.
+async fn pushd_with_api(dir: &Path, extra: &[&str]) -> Pushd {
+    let token = dir.join("http-token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let mut args = vec![
+        "--http-listen",
+        "127.0.0.1:0",
+        "--http-token-file",
+        token.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Pushd::start(&args).await
+}
+
+/// One request with hyper's client: status and body.
+async fn call(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut request = hyper::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let response = within(STEP, "an HTTP answer", client.request(request))
+        .await
+        .expect("HTTP request");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+#[tokio::test]
+async fn backends_push_kick_and_ask_over_keep_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let pushd = pushd_with_api(dir.path(), &[]).await;
+    let api = format!("http://{}", pushd.listener("http"));
+    let client = client();
+    let mut page = pushd.bound_client("user one").await;
+    let t = Some(TOKEN);
+
+    for i in 0..50 {
+        let (status, body) = call(
+            &client,
+            "POST",
+            &format!("{api}/v1/send/user%20one"),
+            t,
+            &format!("m{i}"),
+        )
+        .await;
+        assert_eq!(
+            (status, body.trim()),
+            (200, r#"{"delivered":1,"queued":false}"#)
+        );
+    }
+    for i in 0..50 {
+        assert_eq!(page.recv_text().await, format!("m{i}"), "in order");
+    }
+    let opened = pushd.stats().await["counters"]["connections_opened"].clone();
+    assert_eq!(opened, 1, "HTTP clients are not WebSocket connections");
+
+    let lines = "{\"uid\":\"user one\",\"message\":\"a\"}\n{\"uid\":\"nobody\",\"message\":\"b\",\"transient\":true}\n";
+    let (status, body) = call(&client, "POST", &format!("{api}/v1/push"), t, lines).await;
+    assert_eq!((status, body.as_str()), (200, "ok\nfail\n"));
+    // As on the text port, the line is the frame.
+    assert_eq!(
+        page.recv_text().await,
+        r#"{"uid":"user one","message":"a"}"#
+    );
+
+    let (status, body) = call(
+        &client,
+        "GET",
+        &format!("{api}/v1/online/user%20one"),
+        t,
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, body.trim()),
+        (200, r#"{"connections":1,"uid":"user one"}"#)
+    );
+    let (status, list) = call(&client, "GET", &format!("{api}/v1/list"), t, "").await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let ctl = pushd.ctl(&["--json", "list"]).await.json();
+    assert_eq!(list[0]["uid"], "user one");
+    let ids = |list: &serde_json::Value| list[0]["connections"][0]["id"].clone();
+    assert_eq!(
+        ids(&list),
+        ids(&ctl),
+        "the same JSON as pushctl --json list"
+    );
+
+    let kick = r#"{"reason":"bye","ban":"1m"}"#;
+    let (status, body) = call(
+        &client,
+        "POST",
+        &format!("{api}/v1/kick/user%20one"),
+        t,
+        kick,
+    )
+    .await;
+    assert_eq!((status, body.trim()), (200, r#"{"kicked":1}"#));
+    let closed = page.closed(STEP).await;
+    assert_eq!((closed.code, closed.reason.as_str()), (Some(4000), "bye"));
+    assert_eq!(
+        pushd.ctl(&["--json", "bans"]).await.json()[0]["uid"],
+        "user one"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_status_and_the_token_is_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pushd = pushd_with_api(dir.path(), &["--max-message-size", "1024"]).await;
+    let api = format!("http://{}", pushd.listener("http"));
+    let client = client();
+    let t = Some(TOKEN);
+    let cases: [(&str, String, Option<&str>, String, u16); 8] = [
+        ("POST", format!("{api}/v1/send/42"), None, "x".into(), 401),
+        (
+            "POST",
+            format!("{api}/v1/send/42"),
+            Some("wrong-token-of-enough-length"),
+            "x".into(),
+            401,
+        ),
+        ("POST", format!("{api}/v1/send/%00"), t, "x".into(), 400),
+        ("POST", format!("{api}/v1/send/%E2%82"), t, "x".into(), 400),
+        (
+            "POST",
+            format!("{api}/v1/send/42"),
+            t,
+            "x".repeat(1025),
+            413,
+        ),
+        ("POST", format!("{api}/v1/kick/42"), t, "[1]".into(), 400),
+        ("GET", format!("{api}/v1/nothing"), t, String::new(), 404),
+        ("DELETE", format!("{api}/v1/list"), t, String::new(), 405),
+    ];
+    for (method, url, token, body, expected) in cases {
+        let (status, answer) = call(&client, method, &url, token, &body).await;
+        assert_eq!(status, expected, "{method} {url}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).expect("a JSON error");
+        assert!(answer["error"].is_string(), "{answer}");
+        assert!(!answer.to_string().contains("token-of-enough"), "{answer}");
+    }
+    assert!(!pushd.log.lock().unwrap().contains("token-of-enough"));
+}
+
+#[tokio::test]
+async fn a_slow_request_is_dropped_after_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pushd = pushd_with_api(dir.path(), &["--handshake-timeout", "300ms"]).await;
+    let mut slow = tokio::net::TcpStream::connect(pushd.listener("http"))
+        .await
+        .unwrap();
+    slow.write_all(b"POST /v1/send/42 HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    within(
+        STEP,
+        "pushd to drop the slow head",
+        slow.read_to_end(&mut rest),
+    )
+    .await
+    .ok();
+    // A head that arrives, then a body that does not: 408.
+    let mut slow = tokio::net::TcpStream::connect(pushd.listener("http"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/send/42 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 10\r\n\r\nab"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 512];
+    let n = within(STEP, "the 408", slow.read(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn metrics_listen_serves_metrics_alone_and_the_api_token_rotates_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let pushd = pushd_with_api(dir.path(), &["--metrics-listen", "127.0.0.1:0"]).await;
+    let (api, metrics) = (pushd.listener("http"), pushd.listener("metrics"));
+    let client = client();
+    let (status, body) = call(
+        &client,
+        "GET",
+        &format!("http://{metrics}/metrics"),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("pushd_connections 0"), "{body}");
+    let (status, _) = call(
+        &client,
+        "GET",
+        &format!("http://{metrics}/v1/list"),
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404, "the metrics listener serves no API");
+    let (status, _) = call(&client, "GET", &format!("http://{api}/metrics"), None, "").await;
+    assert_eq!(status, 401, "on the API listener, /metrics needs the token");
+
+    std::fs::write(
+        dir.path().join("http-token"),
+        "the-next-token-of-enough-length",
+    )
+    .unwrap();
+    let out = pushd.ctl(&["reload"]).await;
+    assert_eq!(
+        (out.status, out.stdout.trim()),
+        (0, "reloaded: HTTP token"),
+        "{out:?}"
+    );
+    let url = format!("http://{api}/v1/stats");
+    assert_eq!(call(&client, "GET", &url, Some(TOKEN), "").await.0, 401);
+    let (status, stats) = call(
+        &client,
+        "GET",
+        &url,
+        Some("the-next-token-of-enough-length"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// Every `$ command` in docs/http-api.md's console blocks, with the output under it.
+fn examples(doc: &str) -> Vec<(String, Vec<String>)> {
+    let mut examples: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_console = false;
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_console = line == "```console";
+            continue;
+        }
+        if !in_console {
+            continue;
+        }
+        match line.strip_prefix("$ ") {
+            Some(command) => examples.push((command.to_owned(), Vec::new())),
+            None => examples
+                .last_mut()
+                .expect("output after a command")
+                .1
+                .push(line.to_owned()),
+        }
+    }
+    examples
+}
+
+/// Whether `actual` is `expected`, where `...` in an expected line stands for anything.
+fn matches(expected: &str, actual: &str) -> bool {
+    let mut pieces = expected.split("...");
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = actual.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i == pieces.len() - 1 {
+            return rest.ends_with(piece);
+        }
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+#[tokio::test]
+async fn every_example_in_http_api_md_runs_as_shown() {
+    if !Path::new("/usr/bin/curl").exists() {
+        assert!(
+            std::env::var_os("PUSHD_REQUIRE_CURL").is_none(),
+            "PUSHD_REQUIRE_CURL is set but /usr/bin/curl is missing (apt-get install curl)"
+        );
+        eprintln!("skipped: /usr/bin/curl is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pushd = pushd_with_api(dir.path(), &[]).await;
+    let api = format!("http://{}", pushd.listener("http"));
+    let mut page = pushd.bound_client("42").await;
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/http-api.md"))
+            .unwrap();
+    let examples = examples(&doc);
+    assert!(examples.len() >= 15, "{} examples", examples.len());
+    for (command, expected) in examples {
+        let run = Command::new("sh")
+            .args(["-c", &command])
+            .env("API", &api)
+            .env("TOKEN", TOKEN)
+            .kill_on_drop(true)
+            .output();
+        let out = within(STEP, &command, run).await.expect("sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let actual: Vec<&str> = stdout.lines().collect();
+        let agree = actual.len() == expected.len()
+            && expected.iter().zip(&actual).all(|(e, a)| matches(e, a));
+        assert!(
+            agree,
+            "$ {command}\nexpected:\n{}\ngot:\n{stdout}",
+            expected.join("\n")
+        );
+    }
+    // What the examples sent the page, in order, and the kick that ended it.
+    for text in [
+        "hello",
+        r#"{"uid":42,"message":"one"}"#,
+        "maintenance at 22:00",
+    ] {
+        assert_eq!(page.recv_text().await, text);
+    }
+    let closed = page.closed(Duration::from_secs(5)).await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (Some(4000), "account suspended")
+    );
+}
+
+#[test]
+fn the_example_matcher_matches() {
+    assert!(matches("a...c", "abc"));
+    assert!(matches("a...c...e", "abcde"));
+    assert!(matches("abc", "abc"));
+    assert!(!matches("abc", "abcd"));
+    assert!(!matches("a...c", "abd"));
+    assert!(matches("{\"x\":...}", "{\"x\":12}"));
+}
