@@ -22,6 +22,9 @@ _pushctl() {
             pushctl,broadcast)
                 cmd="pushctl__subcmd__broadcast"
                 ;;
+            pushctl,events)
+                cmd="pushctl__subcmd__events"
+                ;;
             pushctl,help)
                 cmd="pushctl__subcmd__help"
                 ;;
@@ -60,6 +63,9 @@ _pushctl() {
                 ;;
             pushctl__subcmd__help,broadcast)
                 cmd="pushctl__subcmd__help__subcmd__broadcast"
+                ;;
+            pushctl__subcmd__help,events)
+                cmd="pushctl__subcmd__help__subcmd__events"
                 ;;
             pushctl__subcmd__help,help)
                 cmd="pushctl__subcmd__help__subcmd__help"
@@ -101,7 +107,7 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans reload token help"
+            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans events reload token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,8 +160,30 @@ _pushctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pushctl__subcmd__events)
+            opts="-h --type --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --type)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats watch unban mailbox bans reload token help"
+            opts="list kick send broadcast online stats watch unban mailbox bans events reload token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -183,6 +211,20 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help__subcmd__broadcast)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__events)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -24,6 +24,9 @@ complete -c pushd -l handshake-timeout -d 'Longest a WebSocket handshake may tak
 complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics, to whoever reaches ADDR (no token); off by default. `--http-listen` serves /metrics too, behind its access rule' -r
 complete -c pushd -l http-listen -d 'Serve the HTTP API for backends (/v1/send, /v1/push, /v1/kick, ... and /metrics) on ADDR; off by default. See docs/http-api.md' -r
 complete -c pushd -l http-token-file -d 'Every API request must carry `Authorization: Bearer <this file\'s token>` (at least 16 bytes; reloaded with the other keys). Without it the API serves loopback clients only' -r -F
+complete -c pushd -l offline-grace -d 'A uid whose last connection closed is announced `offline` only if it has not bound again within this (so a page navigation is not offline/online)' -r
+complete -c pushd -l webhook -d 'POST events to URL (http:// or https://) in batches, retried with backoff while the receiver fails' -r
+complete -c pushd -l webhook-secret-file -d 'Sign each webhook body: `X-Pushd-Signature: sha256=<hex HMAC-SHA256 of the body>` with the secret in this file (at least 32 bytes)' -r -F
 complete -c pushd -l log-format -d 'Log lines as text for people, or as one JSON object per line for log shippers. The level comes from RUST_LOG (default `info`; `debug` adds a line per connection bound and closed)' -r -f -a "human\t'Text for people (colour only on a terminal)'
 json\t'One JSON object per line'"
 complete -c pushd -l bind-timeout -d 'Close a connection that has not sent its uid this long after the handshake (code 1008); 0 disables' -r

@@ -9,6 +9,7 @@ mod browser;
 mod cluster;
 mod cluster_harness;
 mod edge;
+mod events;
 mod hostile;
 mod lifecycle;
 mod limits;

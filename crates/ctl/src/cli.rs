@@ -134,6 +134,16 @@ pub enum Command {
     /// Show active bans and the time left on each.
     #[command(after_help = "Example:\n  pushctl --json bans | jq -r '.[].uid'")]
     Bans,
+    /// Print presence events as they happen (connect, disconnect, online,
+    /// offline), one line each, until interrupted; `--json`: one JSON object
+    /// per line. This node's events.
+    #[command(after_help = "Examples:\n  pushctl events --type online,offline\n  \
+                      pushctl --json events | jq -c 'select(.uid == \"42\")'")]
+    Events {
+        /// Only these types (comma-separated or repeated): connect, disconnect, online, offline.
+        #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
+        types: Vec<String>,
+    },
     /// Make pushd read its TLS certificate and key and its token secret or
     /// public key again, without closing a connection. Exit status 2, with
     /// the reason, when a file did not load: pushd keeps its previous key.

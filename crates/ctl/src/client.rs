@@ -100,6 +100,22 @@ impl Client {
             .ok_or_else(|| CtlError::Protocol("reply has neither result nor error".into()))
     }
 
+    /// The next line the daemon sends on a stream (after `events`), without
+    /// its newline; `None` when the daemon closed the connection. No time
+    /// limit: a stream may be quiet for as long as nothing happens.
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, CtlError> {
+        let mut line = Vec::new();
+        let limit = MAX_LINE as u64 + 1;
+        (&mut self.stream)
+            .take(limit)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if line.pop() != Some(b'\n') {
+            return Ok(None);
+        }
+        Ok(Some(line))
+    }
+
     /// Takes the notes of what the cluster could not confirm (empty on a single node).
     pub fn take_incomplete(&mut self) -> Vec<String> {
         std::mem::take(&mut self.incomplete)

@@ -115,9 +115,9 @@ fn plain_table(mut table: Table) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    // One line per counter, and the 12 figures before them: a counter added to
+    // One line per counter, and the 13 figures before them: a counter added to
     // the table without a line here does not compile.
-    let lines: [(&str, String); 12 + pushd_proto::counters::Counter::COUNT] = [
+    let lines: [(&str, String); 13 + pushd_proto::counters::Counter::COUNT] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -130,6 +130,7 @@ pub fn stats(stats: &Stats) -> String {
         ("mailbox uids", stats.mailbox.uids.to_string()),
         ("mailbox messages", stats.mailbox.messages.to_string()),
         ("mailbox bytes", stats.mailbox.bytes.to_string()),
+        ("event subscribers", stats.event_subscribers.to_string()),
         ("connections opened", c.connections_opened.to_string()),
         ("connections closed", c.connections_closed.to_string()),
         ("handshakes failed", c.handshakes_failed.to_string()),
@@ -163,6 +164,9 @@ pub fn stats(stats: &Stats) -> String {
         ("mailbox resent", c.mailbox_resent.to_string()),
         ("resume gaps", c.resume_gaps.to_string()),
         ("reload failures", c.reload_failures.to_string()),
+        ("events dropped", c.events_dropped.to_string()),
+        ("webhook posts", c.webhook_posts.to_string()),
+        ("webhook failures", c.webhook_failures.to_string()),
     ];
     let mut lines = lines.to_vec();
     if let Some(cluster) = &stats.cluster {

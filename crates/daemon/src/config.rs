@@ -235,6 +235,33 @@ pub struct DaemonArgs {
     )]
     pub http_token_file: Option<PathBuf>,
 
+    /// A uid whose last connection closed is announced `offline` only if it has
+    /// not bound again within this (so a page navigation is not offline/online).
+    #[arg(long, env = "PUSHD_OFFLINE_GRACE", default_value = "5s", value_name = "DUR",
+          value_parser = humantime::parse_duration, help_heading = "Events")]
+    pub offline_grace: Duration,
+
+    /// POST events to URL (http:// or https://) in batches, retried with backoff
+    /// while the receiver fails.
+    #[arg(
+        long,
+        env = "PUSHD_WEBHOOK",
+        value_name = "URL",
+        help_heading = "Events"
+    )]
+    pub webhook: Option<String>,
+
+    /// Sign each webhook body: `X-Pushd-Signature: sha256=<hex HMAC-SHA256 of the
+    /// body>` with the secret in this file (at least 32 bytes).
+    #[arg(
+        long,
+        env = "PUSHD_WEBHOOK_SECRET_FILE",
+        value_name = "PATH",
+        requires = "webhook",
+        help_heading = "Events"
+    )]
+    pub webhook_secret_file: Option<PathBuf>,
+
     /// Log lines as text for people, or as one JSON object per line for log
     /// shippers. The level comes from RUST_LOG (default `info`; `debug`
     /// adds a line per connection bound and closed).
@@ -429,6 +456,12 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     /// The HTTP API's bearer token file.
     pub http_token_file: Option<PathBuf>,
+    /// How long a uid stays unannounced after its last connection closed.
+    pub offline_grace: Duration,
+    /// Where events are POSTed, and the file of the secret that signs them.
+    pub webhook: Option<(String, Option<PathBuf>)>,
+    /// This node's name in events and, in cluster mode, in `list` and `stats`.
+    pub node_name: String,
     /// With `--auth token`, the file holding the secret or public key.
     pub auth_key: Option<AuthKey>,
     /// With `--tls-cert`: the WebSocket listener's certificate and key.
@@ -493,6 +526,9 @@ impl From<DaemonArgs> for Config {
             metrics_listen: args.metrics_listen,
             http_listen: args.http_listen,
             http_token_file: args.http_token_file,
+            offline_grace: args.offline_grace,
+            webhook: args.webhook.map(|url| (url, args.webhook_secret_file)),
+            node_name: args.node_name.clone().unwrap_or_else(host_name),
             handshake_timeout: args.handshake_timeout,
             bind_timeout: nonzero(args.bind_timeout),
             mailbox_ttl: nonzero(args.mailbox_ttl),

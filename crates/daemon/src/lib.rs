@@ -22,6 +22,7 @@ mod push;
 mod requests;
 mod secrets;
 pub mod sys;
+mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use crate::cluster::Cluster;
 use crate::config::SHUTDOWN_GRACE;
 use crate::core::clock::Clock;
 use crate::core::counters::Counters;
+use crate::core::events::Events;
 use crate::core::registry::{ChangedUids, Registry};
 use crate::node::Node;
 
@@ -161,12 +163,20 @@ pub async fn run(
     };
     let clock = Clock::new();
     let counters = Arc::new(Counters::default());
-    let registry = Arc::new(Registry::new(
-        config.registry_limits(),
-        clock,
-        counters.clone(),
-        cluster.as_ref().map(|(_, _, changed)| changed.clone()),
-    ));
+    let webhook = match &config.webhook {
+        Some((url, secret)) => Some(webhook::Webhook::new(url, secret.as_deref())?),
+        None => None,
+    };
+    let events = Events::new(config.node_name.clone(), config.offline_grace);
+    let registry = Arc::new(
+        Registry::new(
+            config.registry_limits(),
+            clock,
+            counters.clone(),
+            cluster.as_ref().map(|(_, _, changed)| changed.clone()),
+        )
+        .with_events(events.clone()),
+    );
     let node = Arc::new(Node {
         registry: registry.clone(),
         counters,
@@ -177,6 +187,7 @@ pub async fn run(
         text_addr: listeners.text.local_addr()?,
         socket: config.socket.clone(),
         secrets,
+        events,
     });
     let fd_limit = sys::raise_nofile_limit();
     let fd_cap = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
@@ -232,6 +243,11 @@ pub async fn run(
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Subscribed before any connection is served, so that it misses nothing.
+    if let Some(webhook) = webhook {
+        let events = node.events.subscribe(Vec::new(), node.counters.clone());
+        tracker.spawn(webhook::run(webhook, events, node.clone(), token.clone()));
+    }
     let cluster_tasks = cluster.map(|(cluster, inbox, changed)| {
         let local = node.clone();
         let tasks = cluster.spawn(registry.clone(), changed, local, inbox, &tracker);
@@ -258,6 +274,7 @@ pub async fn run(
                 node.clone(),
                 routes,
                 config.handshake_timeout,
+                token.clone(),
             ));
             tracker.spawn(http::serve(
                 listener,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::cluster::Cluster;
 use crate::core::clock::Clock;
 use crate::core::counters::Counters;
+use crate::core::events::Events;
 use crate::core::registry::Registry;
 use crate::secrets::Secrets;
 
@@ -29,6 +30,8 @@ pub(crate) struct Node {
     pub(crate) socket: PathBuf,
     /// TLS and token keys, reloadable.
     pub(crate) secrets: Secrets,
+    /// Presence events, for SSE, `pushctl events` and the webhook.
+    pub(crate) events: Arc<Events>,
 }
 
 impl Node {
@@ -68,5 +71,6 @@ pub(crate) fn test_node() -> Node {
         text_addr: "127.0.0.1:2".parse().unwrap(),
         socket: PathBuf::from("/tmp/test.sock"),
         secrets: Secrets::default(),
+        events: Events::new("test".into(), std::time::Duration::from_secs(5)),
     }
 }

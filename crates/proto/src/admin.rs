@@ -101,6 +101,14 @@ pub enum Request {
     /// ([`Response::Reloaded`]); this node only, as the files are its own.
     /// An error reply when a file did not load (its old key stays in use).
     Reload,
+    /// Stream presence events ([`Response::Events`], then one JSON event per
+    /// line until the client hangs up); this node's, as it sees them.
+    Events {
+        /// The event types wanted (`connect`, `disconnect`, `online`,
+        /// `offline`); every type when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        types: Vec<String>,
+    },
 }
 
 /// A reply as written on the wire: the daemon's version and either a result
@@ -210,6 +218,9 @@ pub enum Response {
         /// The uids that had waiting messages, with what was dropped.
         uids: Vec<MailboxInfo>,
     },
+    /// Answer to [`Request::Events`]: the stream of events follows, one JSON
+    /// object per line.
+    Events,
     /// Answer to [`Request::Reload`] when every file loaded.
     Reloaded {
         /// What was loaded again (`TLS certificate`, `auth key`); empty when
@@ -233,6 +244,7 @@ impl Response {
             Response::Mailboxes { .. } => "mailboxes",
             Response::Cleared { .. } => "cleared",
             Response::Reloaded { .. } => "reloaded",
+            Response::Events => "events",
         }
     }
 }
@@ -342,6 +354,9 @@ pub struct Stats {
     /// Messages waiting in mailboxes.
     #[serde(default)]
     pub mailbox: MailboxTotals,
+    /// Consumers of presence events now (SSE streams, `pushctl events`, the webhook).
+    #[serde(default)]
+    pub event_subscribers: u64,
     /// Monotonic counters since start.
     pub counters: Counters,
     /// In cluster mode: this node, Redis, and every node's figures. `connections`,

@@ -203,6 +203,13 @@ counters! {
     /// Key files (TLS, auth) that did not load on SIGHUP or `pushctl reload`;
     /// the previous key stayed in use.
     ReloadFailures reload_failures => Alone;
+    /// Events a slow consumer (an SSE stream, `pushctl events`, the webhook's
+    /// backlog) fell too far behind to get.
+    EventsDropped events_dropped => Alone;
+    /// Batches of events the webhook receiver accepted (a 2xx answer).
+    WebhookPosts webhook_posts => Alone;
+    /// Webhook attempts that failed (no answer, or not 2xx); each is retried.
+    WebhookFailures webhook_failures => Alone;
 }
 
 #[cfg(test)]

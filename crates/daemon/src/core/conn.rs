@@ -91,6 +91,16 @@ pub(crate) struct ConnHandle {
 }
 
 impl ConnHandle {
+    /// This connection, as its events describe it.
+    pub(crate) fn event_ref(&self) -> crate::core::events::ConnRef {
+        crate::core::events::ConnRef {
+            id: self.id,
+            peer: self.peer,
+        }
+    }
+}
+
+impl ConnHandle {
     /// A handle with an empty queue.
     pub(crate) fn new(
         id: ConnId,

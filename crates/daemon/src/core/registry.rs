@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::clock::Clock;
 use super::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
 use super::counters::{Counter, Counters};
+use super::events::Events;
 use super::mailbox::{
     Handover, MailboxLimits, MailboxSummary, Mailboxes, MessageId, Since, Stored,
 };
@@ -180,6 +181,9 @@ struct State {
     mailboxes: Option<Mailboxes>,
     /// "Mailbox full" and "mailbox memory full" warnings, throttled.
     mailbox_warnings: (Throttled, Throttled),
+    /// Told, under this lock, when a uid gains its first bound connection and
+    /// loses its last (`online` / `offline` events).
+    events: Option<Arc<Events>>,
 }
 
 #[derive(Debug)]
@@ -203,6 +207,9 @@ impl State {
             list.get_mut().retain(|h| h.id != id);
             if list.get().is_empty() {
                 list.remove();
+                if let Some(events) = &self.events {
+                    events.last_unbound(&uid);
+                }
             }
         }
         Some(uid)
@@ -289,10 +296,17 @@ impl Registry {
                     Throttled::new("--mailbox-size", "the oldest messages are dropped"),
                     Throttled::new("--mailbox-memory", "pushes to offline uids answer fail"),
                 ),
+                events: None,
             }),
             counters,
             changed,
         }
+    }
+
+    /// This registry, telling `events` when uids come and go.
+    pub(crate) fn with_events(self, events: Arc<Events>) -> Self {
+        self.lock().events = Some(events);
+        self
     }
 
     fn mark_changed(&self, uids: impl IntoIterator<Item = Uid>) {
@@ -425,7 +439,13 @@ impl Registry {
             // Before it is listed: nothing pushed to it can be written ahead of its mailbox.
             handle.hold();
         }
-        state.uids.entry(key.clone()).or_default().push(handle);
+        let connections = state.uids.entry(key.clone()).or_default();
+        if connections.is_empty()
+            && let Some(events) = &state.events
+        {
+            events.first_bound(&key);
+        }
+        connections.push(handle);
         drop(guard);
         self.counters.bump(Counter::Binds);
         self.counters
@@ -712,6 +732,9 @@ impl Registry {
         let Some((key, handles)) = state.uids.remove_entry(uid.as_str()) else {
             return 0;
         };
+        if let Some(events) = &state.events {
+            events.last_unbound(&key);
+        }
         for handle in &handles {
             if let Some(slot) = state.conns.get_mut(&handle.id) {
                 slot.listed = false;

@@ -59,6 +59,10 @@ pub(crate) async fn answer(node: &Node, request: Request) -> ReplyLine {
         Request::Mailboxes => mailbox::list(node).await,
         Request::ClearMailboxes { uids } => mailbox::clear(node, uids).await,
         Request::Reload => reload::answer(node),
+        // A stream, not a reply: the admin adapter serves it.
+        Request::Events { .. } => {
+            ReplyLine::error("events is a stream; ask for it first on a connection")
+        }
     }
 }
 
@@ -129,9 +133,11 @@ impl cluster::Local for Node {
             Request::Stats => Ok(stats::local(&self)),
             Request::Mailboxes => Ok(mailbox::local_list(&self)),
             Request::ClearMailboxes { uids } => Ok(mailbox::local_clear(&self, &uids)),
-            Request::Ping | Request::Send { .. } | Request::Online { .. } | Request::Reload => {
-                Err("not a request that nodes ask each other".to_owned())
-            }
+            Request::Ping
+            | Request::Send { .. }
+            | Request::Online { .. }
+            | Request::Reload
+            | Request::Events { .. } => Err("not a request that nodes ask each other".to_owned()),
         };
         std::future::ready(local).boxed()
     }

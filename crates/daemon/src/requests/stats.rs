@@ -45,6 +45,7 @@ pub(super) fn local(node: &Node) -> Response {
                 bytes,
             }
         },
+        event_subscribers: node.events.subscribers(),
         text_connections: counters
             .text_connections
             .load(std::sync::atomic::Ordering::Relaxed),
@@ -76,6 +77,7 @@ fn absorb(total: &mut Response, more: Response) -> bool {
     stats.uids += more.uids;
     stats.text_connections += more.text_connections;
     stats.bans += more.bans;
+    stats.event_subscribers += more.event_subscribers;
     stats.mailbox.uids += more.mailbox.uids;
     stats.mailbox.messages += more.mailbox.messages;
     stats.mailbox.bytes += more.mailbox.bytes;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use interprocess::local_socket::tokio::{Listener, Stream};
-use pushd_proto::admin::{MAX_LINE, PROTOCOL_VERSION, ReplyLine, RequestLine};
-use tokio::io::AsyncWriteExt;
+use pushd_proto::admin::{MAX_LINE, PROTOCOL_VERSION, ReplyLine, Request, RequestLine, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -19,6 +19,7 @@ use tracing::debug;
 pub(crate) use socket::bind;
 
 use super::lines::{Line, LineSplitter, read_more};
+use crate::core::events::parse_kinds;
 use crate::node::Node;
 
 /// Accepts admin clients until shutdown. Dropping the listener on return
@@ -53,19 +54,66 @@ async fn session(
     while read_more(&mut stream, &mut input, shutdown).await? {
         while let Some(line) = splitter.next_line(&mut input) {
             let reply = match line {
-                Line::Complete(line) => answer(node, &line).await,
+                Line::Complete(line) => match parse(&line) {
+                    Ok(Request::Events { types }) => {
+                        return stream_events(stream, node, &types, shutdown).await;
+                    }
+                    Ok(request) => crate::requests::answer(node, request).await,
+                    Err(refusal) => refusal,
+                },
                 Line::TooLong => ReplyLine::error(format!("request longer than {MAX_LINE} bytes")),
             };
-            let mut out = serde_json::to_vec(&reply).expect("replies always serialize");
-            out.push(b'\n');
-            stream.write_all(&out).await?;
+            write_reply(&mut stream, &reply).await?;
         }
     }
     Ok(())
 }
 
-/// Parses one request line and carries it out.
-async fn answer(node: &Node, line: &[u8]) -> ReplyLine {
+async fn write_reply(stream: &mut Stream, reply: &ReplyLine) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(reply).expect("replies always serialize");
+    out.push(b'\n');
+    stream.write_all(&out).await
+}
+
+/// `events`: the connection becomes a stream of events, one JSON object per
+/// line, until the client hangs up or pushd shuts down. A reader slower than
+/// the events loses the oldest (counted), never pushd's memory.
+async fn stream_events(
+    mut stream: Stream,
+    node: &Node,
+    types: &[String],
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let kinds = match parse_kinds(&types.join(",")) {
+        Ok(kinds) => kinds,
+        Err(why) => return write_reply(&mut stream, &ReplyLine::error(why)).await,
+    };
+    let mut events = node.events.subscribe(kinds, node.counters.clone());
+    write_reply(&mut stream, &ReplyLine::ok(Response::Events)).await?;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut sink = [0u8; 64];
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            // Anything the client sends is ignored; end of input is its goodbye.
+            read = reader.read(&mut sink) => match read? {
+                0 => return Ok(()),
+                _ => continue,
+            },
+            event = events.next() => match event {
+                Some(event) => event,
+                None => return Ok(()),
+            },
+        };
+        let mut line = Vec::with_capacity(event.json.len() + 1);
+        line.extend_from_slice(&event.json);
+        line.push(b'\n');
+        writer.write_all(&line).await?;
+    }
+}
+
+/// Parses one request line; a line that is not a request gets its error reply.
+fn parse(line: &[u8]) -> Result<Request, ReplyLine> {
     let request: RequestLine = match serde_json::from_slice(line) {
         Ok(request) => request,
         Err(err) => {
@@ -74,16 +122,16 @@ async fn answer(node: &Node, line: &[u8]) -> ReplyLine {
             let version = serde_json::from_slice::<serde_json::Value>(line)
                 .ok()
                 .and_then(|v| v.get("version")?.as_u64());
-            return match version {
+            return Err(match version {
                 Some(v) if v != u64::from(PROTOCOL_VERSION) => version_mismatch(v),
                 _ => ReplyLine::error(format!("malformed request: {err}")),
-            };
+            });
         }
     };
     if request.version != PROTOCOL_VERSION {
-        return version_mismatch(request.version.into());
+        return Err(version_mismatch(request.version.into()));
     }
-    crate::requests::answer(node, request.request).await
+    Ok(request.request)
 }
 
 fn version_mismatch(client: u64) -> ReplyLine {

@@ -62,6 +62,11 @@ impl Collector for NodeCollector {
             ("text_connections", "Open text-port connections", text),
             ("bans", "Active bans", node.registry.ban_count()),
             (
+                "event_subscribers",
+                "Consumers of presence events (SSE streams, pushctl events, the webhook)",
+                node.events.subscribers(),
+            ),
+            (
                 "mailbox_uids",
                 "Uids with messages waiting in their mailbox",
                 waiting.0,

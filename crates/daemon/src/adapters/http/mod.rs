@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -35,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::text::Lines;
+use crate::core::events::parse_kinds;
 use crate::node::Node;
 
 /// Largest request head (request line and headers) hyper buffers.
@@ -55,7 +57,10 @@ pub(crate) enum Routes {
     MetricsOnly,
 }
 
-type Body = BoxBody<Bytes, Infallible>;
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// An SSE comment sent on a quiet stream, so that proxies keep it open.
+const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// What every HTTP connection of one listener shares.
 pub(crate) struct HttpServer {
@@ -65,6 +70,8 @@ pub(crate) struct HttpServer {
     /// Longest a request's head, and then its body, may take to arrive
     /// (slowloris): `--handshake-timeout`, as for WebSocket handshakes.
     request_timeout: Duration,
+    /// Ends event streams at shutdown.
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -74,13 +81,19 @@ impl std::fmt::Debug for HttpServer {
 }
 
 impl HttpServer {
-    pub(crate) fn new(node: Arc<Node>, routes: Routes, request_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        node: Arc<Node>,
+        routes: Routes,
+        request_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
         let metrics = metrics::registry(&node);
         HttpServer {
             node,
             routes,
             metrics,
             request_timeout,
+            shutdown,
         }
     }
 }
@@ -141,6 +154,7 @@ enum Route {
     Online(String),
     List,
     Stats,
+    Events,
 }
 
 impl Route {
@@ -164,6 +178,7 @@ impl Route {
             ("broadcast", None) => (Method::POST, Route::Broadcast),
             ("list", None) => (Method::GET, Route::List),
             ("stats", None) => (Method::GET, Route::Stats),
+            ("events", None) => (Method::GET, Route::Events),
             _ => return None,
         })
     }
@@ -225,7 +240,8 @@ impl HttpServer {
             response.headers_mut().insert(header::ALLOW, allow);
             return response;
         }
-        let transient = query_flag(request.uri().query(), "transient");
+        let query = request.uri().query().map(str::to_owned);
+        let transient = query_flag(query.as_deref(), "transient");
         let answered = match route {
             Route::Metrics => Ok(self.metrics()),
             Route::Send(uid) => self.send(&uid, request.into_body(), transient).await,
@@ -235,6 +251,7 @@ impl HttpServer {
             Route::Online(uid) => self.online(&uid).await,
             Route::List => self.list().await,
             Route::Stats => self.stats().await,
+            Route::Events => self.events(query.as_deref()),
         };
         answered.unwrap_or_else(Refusal::into_response)
     }
@@ -404,6 +421,57 @@ impl HttpServer {
         Ok(json_response(StatusCode::OK, &stats, incomplete))
     }
 
+    /// `GET /v1/events[?type=online,offline]`: Server-Sent Events, one event per
+    /// `data:` line, until the client leaves or pushd shuts down.
+    fn events(&self, query: Option<&str>) -> Result<Response<Body>, Refusal> {
+        let kinds = query_value(query, "type").unwrap_or_default();
+        let kinds =
+            parse_kinds(&kinds).map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, why))?;
+        let subscription = self
+            .node
+            .events
+            .subscribe(kinds, self.node.counters.clone());
+        let shutdown = self.shutdown.clone();
+        let frames = futures_util::stream::unfold(
+            (subscription, shutdown),
+            |(mut subscription, shutdown)| async move {
+                let frame = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    event = subscription.next() => {
+                        let event = event?;
+                        let mut frame = Vec::with_capacity(event.json.len() + 64);
+                        frame.extend_from_slice(b"id: ");
+                        frame.extend_from_slice(event.id.as_bytes());
+                        frame.extend_from_slice(b"\nevent: ");
+                        frame.extend_from_slice(event.kind.name().as_bytes());
+                        frame.extend_from_slice(b"\ndata: ");
+                        frame.extend_from_slice(&event.json);
+                        frame.extend_from_slice(b"\n\n");
+                        Bytes::from(frame)
+                    }
+                    () = tokio::time::sleep(SSE_KEEPALIVE) => Bytes::from_static(b": keepalive\n\n"),
+                };
+                Some((
+                    Ok::<_, Infallible>(Frame::data(frame)),
+                    (subscription, shutdown),
+                ))
+            },
+        );
+        // The first bytes go out at once, so a client knows it is subscribed.
+        let hello = futures_util::stream::once(async {
+            Ok::<_, Infallible>(Frame::data(Bytes::from_static(b": pushd events\n\n")))
+        });
+        let body = StreamBody::new(futures_util::StreamExt::chain(hello, frames));
+        let mut response = Response::new(BodyExt::boxed_unsync(body));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok(response)
+    }
+
     /// Carries out `request` as pushctl's would be: the result, and what the
     /// cluster did not confirm.
     async fn ask(&self, request: AdminRequest) -> Result<(AdminResponse, Vec<String>), Refusal> {
@@ -485,6 +553,15 @@ fn path_uid(segment: &str) -> Result<Uid, Refusal> {
         .map_err(|err| Refusal::new(StatusCode::BAD_REQUEST, format!("invalid uid: {err}")))
 }
 
+/// The percent-decoded value of `?name=` in the query.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    let raw = query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })?;
+    super::percent::decode(raw, true)
+}
+
 /// Whether `?name=1` (or `true`) is in the query.
 fn query_flag(query: Option<&str>, name: &str) -> bool {
     query
@@ -500,7 +577,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into()).boxed_unsync()
 }
 
 /// A JSON answer; a non-empty `incomplete` is added to an object answer.

@@ -49,6 +49,26 @@ pub(super) enum End {
 }
 
 impl End {
+    /// Why the connection ended, as events say it.
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            End::ClosedByPeer => "client",
+            End::Lost => "lost",
+            End::Close(code, _) => match *code {
+                code::KICKED => "kicked",
+                code::HEARTBEAT_TIMEOUT => "heartbeat",
+                code::SLOW_CONSUMER => "slow_consumer",
+                code::BANNED => "banned",
+                code::REPLACED => "replaced",
+                code::GOING_AWAY => "shutdown",
+                code::TOO_BIG => "too_big",
+                code::PROTOCOL_ERROR => "protocol_error",
+                code::INVALID_DATA => "invalid_data",
+                _ => "policy",
+            },
+        }
+    }
+
     /// The close that answers a request from outside the connection's task.
     pub(super) fn requested(request: CloseRequest) -> End {
         match request {

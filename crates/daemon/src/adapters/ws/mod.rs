@@ -184,7 +184,12 @@ async fn connection(
     let (peer, uid) = (session.handle.peer, session.uid.as_deref().unwrap_or(""));
     debug!(%peer, uid, ?end, "connection closed");
     // Unbind first, so pushes stop targeting a connection that is closing.
-    session.server.node.registry.close(session.handle.id);
+    let node = &session.server.node;
+    node.registry.close(session.handle.id);
+    if let Some(uid) = &session.uid {
+        node.events
+            .disconnected(uid, session.handle.event_ref(), end.reason());
+    }
     // Boxed for the same reason as the handshake.
     Box::pin(end.finish(&mut session.ws)).await;
 }

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use pushd_proto::uid::Uid;
 use tokio::time::sleep_until;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
 use super::WsServer;
@@ -93,6 +94,10 @@ impl Session {
                         Io::Failed(WsError::Utf8(_)) => {
                             return End::Close(code::INVALID_DATA, "invalid UTF-8 in a text frame".into());
                         }
+                        // The client went without a closing handshake: nobody to tell.
+                        Io::Failed(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                            return End::Lost;
+                        }
                         Io::Failed(WsError::Protocol(err)) => {
                             debug!(peer = %self.handle.peer, %err, "protocol error");
                             return End::Close(code::PROTOCOL_ERROR, err.to_string());
@@ -139,6 +144,8 @@ impl Session {
         match self.server.node.registry.bind(self.handle.id, &uid, since) {
             Ok(shared) => {
                 debug!(peer = %self.handle.peer, uid = %shared, "connection bound");
+                let node = &self.server.node;
+                node.events.connected(&shared, self.handle.event_ref());
                 crate::push::after_bind(&self.server.node, &shared, &self.handle, since);
                 self.uid = Some(shared);
             }

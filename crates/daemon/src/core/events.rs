@@ -1,0 +1,331 @@
+//! Presence events: a uid's connections coming and going (`connect`,
+//! `disconnect`), and the uid itself (`online`, `offline`).
+//!
+//! Each event is serialized once and published on a bounded broadcast ring
+//! that every consumer (SSE streams, `pushctl events`, the webhook) reads at
+//! its own pace; one that falls more than [`RING`] events behind loses the
+//! oldest, counted in `events_dropped` when it reads on, and memory stays put.
+//!
+//! `online` and `offline` come from the registry, called under its lock at
+//! the moment a uid gains its first bound connection or loses its last one,
+//! so that their order is the registry's own. `offline` waits
+//! `--offline-grace`: a uid that binds again within it (a page navigation, a
+//! reload) was never offline, and neither event is emitted.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pushd_proto::uid::Uid;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::counters::{Counter, Counters};
+
+/// Events kept for consumers that fall behind.
+pub(crate) const RING: usize = 4096;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Kind {
+    /// A connection bound to the uid.
+    Connect,
+    /// A bound connection of the uid ended.
+    Disconnect,
+    /// The uid's first connection bound.
+    Online,
+    /// The uid's last connection closed, and `--offline-grace` passed.
+    Offline,
+}
+
+impl Kind {
+    /// The `type` field's value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Connect => "connect",
+            Kind::Disconnect => "disconnect",
+            Kind::Online => "online",
+            Kind::Offline => "offline",
+        }
+    }
+
+    /// The kind named `name`.
+    pub(crate) fn parse(name: &str) -> Option<Kind> {
+        [Kind::Connect, Kind::Disconnect, Kind::Online, Kind::Offline]
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
+}
+
+/// One event as published: its kind, for filtering, and its JSON.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    pub(crate) kind: Kind,
+    /// The event's id, for SSE's `id:` line.
+    pub(crate) id: Arc<str>,
+    /// One JSON object, without a newline.
+    pub(crate) json: Bytes,
+}
+
+/// The wire form of an event (docs/http-api.md, "Events").
+#[derive(Serialize)]
+struct Wire<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: Kind,
+    uid: &'a str,
+    node: &'a str,
+    at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conn: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+/// Where events are made and published.
+#[derive(Debug)]
+pub(crate) struct Events {
+    sender: broadcast::Sender<Published>,
+    node: String,
+    /// First part of every id: this process's start, in ms since the epoch.
+    boot: u64,
+    next: AtomicU64,
+    grace: Duration,
+    /// Uids whose last connection closed and whose grace has not passed, with
+    /// a generation that a rebind or a later close changes.
+    pending: Mutex<HashMap<Uid, u64>>,
+    generation: AtomicU64,
+}
+
+/// A connection, as its events describe it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnRef {
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+}
+
+impl Events {
+    /// Events of node `node`, with `offline` after `grace`.
+    pub(crate) fn new(node: String, grace: Duration) -> Arc<Self> {
+        let (sender, _) = broadcast::channel(RING);
+        Arc::new(Events {
+            sender,
+            node,
+            boot: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            next: AtomicU64::new(1),
+            grace,
+            pending: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    /// A new consumer of the `kinds` given (every kind when empty), reading
+    /// from now on; what it falls behind by is counted in `counters`.
+    pub(crate) fn subscribe(&self, kinds: Vec<Kind>, counters: Arc<Counters>) -> Subscription {
+        Subscription {
+            receiver: self.sender.subscribe(),
+            kinds,
+            counters,
+        }
+    }
+
+    /// How many consumers read the events now.
+    pub(crate) fn subscribers(&self) -> u64 {
+        self.sender.receiver_count() as u64
+    }
+
+    /// Makes and publishes one event, unless nobody listens.
+    fn emit(&self, kind: Kind, uid: &str, conn: Option<ConnRef>, reason: Option<&str>) {
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        let id = format!(
+            "{}-{}",
+            self.boot,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let wire = Wire {
+            id: &id,
+            kind,
+            uid,
+            node: &self.node,
+            at_ms,
+            conn: conn.map(|c| c.id),
+            peer: conn.map(|c| c.peer.to_string()),
+            reason,
+        };
+        let json = serde_json::to_vec(&wire).expect("events serialize");
+        let _ = self.sender.send(Published {
+            kind,
+            id: id.into(),
+            json: json.into(),
+        });
+    }
+
+    /// A connection bound to `uid`.
+    pub(crate) fn connected(&self, uid: &str, conn: ConnRef) {
+        self.emit(Kind::Connect, uid, Some(conn), None);
+    }
+
+    /// A bound connection of `uid` ended, for `reason`.
+    pub(crate) fn disconnected(&self, uid: &str, conn: ConnRef, reason: &str) {
+        self.emit(Kind::Disconnect, uid, Some(conn), Some(reason));
+    }
+
+    /// `uid` gained its first bound connection (called under the registry's
+    /// lock): `online`, unless it was only within its grace.
+    pub(crate) fn first_bound(&self, uid: &Uid) {
+        let was_pending = self.lock_pending().remove(uid).is_some();
+        if !was_pending {
+            self.emit(Kind::Online, uid, None, None);
+        }
+    }
+
+    /// `uid` lost its last bound connection (called under the registry's
+    /// lock): `offline` once the grace passes without a rebind.
+    pub(crate) fn last_unbound(self: &Arc<Self>, uid: &Uid) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        self.lock_pending().insert(uid.clone(), generation);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (events, uid) = (self.clone(), uid.clone());
+        runtime.spawn(async move {
+            tokio::time::sleep(events.grace).await;
+            let mut pending = events.lock_pending();
+            if let Entry::Occupied(entry) = pending.entry(uid) {
+                // A rebind removed it; a later close gave it a newer generation.
+                if *entry.get() == generation {
+                    let (uid, _) = entry.remove_entry();
+                    drop(pending);
+                    events.emit(Kind::Offline, &uid, None, None);
+                }
+            }
+        });
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<Uid, u64>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One consumer's view of the events.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    receiver: broadcast::Receiver<Published>,
+    kinds: Vec<Kind>,
+    counters: Arc<Counters>,
+}
+
+impl Subscription {
+    /// The next event of the kinds asked for; `None` once events end.
+    pub(crate) async fn next(&mut self) -> Option<Published> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(event) if self.kinds.is_empty() || self.kinds.contains(&event.kind) => {
+                    return Some(event);
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    self.counters.add(Counter::EventsDropped, missed);
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// Kinds named in a comma-separated list (`online,offline`); an unknown name
+/// is an error that names it.
+pub(crate) fn parse_kinds(list: &str) -> Result<Vec<Kind>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            Kind::parse(name).ok_or_else(|| {
+                format!("unknown event type {name:?} (connect, disconnect, online, offline)")
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(receiver: &mut broadcast::Receiver<Published>) -> Vec<(Kind, String)> {
+        let mut seen = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            let json: serde_json::Value = serde_json::from_slice(&event.json).unwrap();
+            seen.push((event.kind, json["uid"].as_str().unwrap().to_owned()));
+        }
+        seen
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rebind_within_the_grace_is_neither_offline_nor_online() {
+        let events = Events::new("n1".into(), Duration::from_secs(5));
+        let mut receiver = events.sender.subscribe();
+        let uid = Uid::parse("42").unwrap();
+        events.first_bound(&uid);
+        events.last_unbound(&uid);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        events.first_bound(&uid);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(kinds(&mut receiver), [(Kind::Online, "42".to_owned())]);
+
+        events.last_unbound(&uid);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(kinds(&mut receiver), [(Kind::Offline, "42".to_owned())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_latest_close_counts() {
+        let events = Events::new("n1".into(), Duration::from_secs(5));
+        let mut receiver = events.sender.subscribe();
+        let uid = Uid::parse("7").unwrap();
+        events.first_bound(&uid);
+        events.last_unbound(&uid);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        events.first_bound(&uid);
+        events.last_unbound(&uid);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The first close's timer fired here, and found a newer close pending.
+        assert_eq!(kinds(&mut receiver), [(Kind::Online, "7".to_owned())]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(kinds(&mut receiver), [(Kind::Offline, "7".to_owned())]);
+    }
+
+    #[test]
+    fn events_are_one_json_object_with_the_documented_fields() {
+        let events = Events::new("n1".into(), Duration::from_secs(5));
+        let mut receiver = events.sender.subscribe();
+        let conn = ConnRef {
+            id: 3,
+            peer: "192.0.2.7:4711".parse().unwrap(),
+        };
+        events.disconnected("42", conn, "heartbeat");
+        let event = receiver.try_recv().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&event.json).unwrap();
+        assert_eq!(json["type"], "disconnect");
+        assert_eq!(json["uid"], "42");
+        assert_eq!(json["node"], "n1");
+        assert_eq!(json["conn"], 3);
+        assert_eq!(json["peer"], "192.0.2.7:4711");
+        assert_eq!(json["reason"], "heartbeat");
+        assert_eq!(json["id"].as_str(), Some(&*event.id));
+        assert!(json["at_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+}

@@ -1,0 +1,359 @@
+//! SPEC "presence events": connect, disconnect with its reason, online, and
+//! offline after `--offline-grace`; read as Server-Sent Events with hyper, by
+//! `pushctl events`, and POSTed to a real HTTP receiver by `--webhook`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::harness::{Pushd, STEP, WsClient, eventually, within};
+
+/// An SSE stream read with hyper: each event's `data:` JSON, in order.
+struct Sse {
+    body: Incoming,
+    buffer: String,
+}
+
+impl Sse {
+    async fn open(pushd: &Pushd, query: &str) -> Sse {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let url = format!("http://{}/v1/events{query}", pushd.listener("http"));
+        let response = within(STEP, "the SSE answer", client.get(url.parse().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut sse = Sse {
+            body: response.into_body(),
+            buffer: String::new(),
+        };
+        // The greeting comment says the subscription is in place.
+        within(STEP, "the SSE greeting", async {
+            while !sse.buffer.contains("\n\n") {
+                sse.read_more().await;
+            }
+        })
+        .await;
+        sse.buffer.clear();
+        sse
+    }
+
+    async fn read_more(&mut self) {
+        let frame = self
+            .body
+            .frame()
+            .await
+            .expect("the stream goes on")
+            .unwrap();
+        if let Some(data) = frame.data_ref() {
+            self.buffer.push_str(std::str::from_utf8(data).unwrap());
+        }
+    }
+
+    /// The next event, skipping comments.
+    async fn next(&mut self) -> Value {
+        within(STEP, "an event", async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        return serde_json::from_str(data).unwrap();
+                    }
+                    continue;
+                }
+                self.read_more().await;
+            }
+        })
+        .await
+    }
+}
+
+fn kind_uid(event: &Value) -> (String, String) {
+    (
+        event["type"].as_str().unwrap().to_owned(),
+        event["uid"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn pair(kind: &str, uid: &str) -> (String, String) {
+    (kind.to_owned(), uid.to_owned())
+}
+
+#[tokio::test]
+async fn sse_tells_connect_online_disconnect_and_offline_after_the_grace() {
+    let pushd = Pushd::start(&["--http-listen", "127.0.0.1:0", "--offline-grace", "300ms"]).await;
+    let mut sse = Sse::open(&pushd, "").await;
+    let client = pushd.bound_client("42").await;
+    let online = sse.next().await;
+    assert_eq!(kind_uid(&online), pair("online", "42"));
+    let connect = sse.next().await;
+    assert_eq!(kind_uid(&connect), pair("connect", "42"));
+    assert!(
+        connect["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{connect}"
+    );
+    assert!(connect["conn"].is_u64() && connect["at_ms"].is_u64() && connect["node"].is_string());
+    assert_ne!(online["id"], connect["id"]);
+    drop(client);
+    let disconnect = sse.next().await;
+    assert_eq!(kind_uid(&disconnect), pair("disconnect", "42"));
+    assert_eq!(disconnect["conn"], connect["conn"]);
+    assert_eq!(
+        disconnect["reason"], "lost",
+        "gone without a closing handshake"
+    );
+    let offline = sse.next().await;
+    assert_eq!(kind_uid(&offline), pair("offline", "42"));
+    let waited = offline["at_ms"].as_u64().unwrap() - disconnect["at_ms"].as_u64().unwrap();
+    assert!(waited >= 250, "offline came {waited} ms after the close");
+}
+
+#[tokio::test]
+async fn a_page_navigation_within_the_grace_is_not_offline_then_online() {
+    let pushd = Pushd::start(&["--http-listen", "127.0.0.1:0", "--offline-grace", "5s"]).await;
+    let mut sse = Sse::open(&pushd, "?type=online,offline,disconnect").await;
+    let first = pushd.bound_client("7").await;
+    assert_eq!(kind_uid(&sse.next().await), pair("online", "7"));
+    drop(first);
+    assert_eq!(kind_uid(&sse.next().await), pair("disconnect", "7"));
+    // The next page of the same user, within the grace.
+    let mut second = pushd.bound_client("7").await;
+    // And a kick: its reason is in the event, and the uid goes offline (after the grace).
+    let kicked = pushd.ctl(&["kick", "7", "--reason", "bye"]).await;
+    assert_eq!(kicked.status, 0);
+    assert_eq!(second.closed(STEP).await.code, Some(4000));
+    let disconnect = sse.next().await;
+    assert_eq!(kind_uid(&disconnect), pair("disconnect", "7"));
+    assert_eq!(disconnect["reason"], "kicked");
+    let offline = within(Duration::from_secs(8), "offline", sse.next()).await;
+    assert_eq!(
+        kind_uid(&offline),
+        pair("offline", "7"),
+        "no second online before it"
+    );
+}
+
+#[tokio::test]
+async fn pushctl_events_prints_them_as_they_happen() {
+    let pushd = Pushd::start(&["--offline-grace", "0"]).await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+    command
+        .arg("--socket")
+        .arg(&pushd.socket)
+        .args(["--json", "events", "--type", "online,offline"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut events = command.spawn().unwrap();
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    eventually(STEP, "pushctl to subscribe", || async {
+        pushd.stats().await["event_subscribers"] == 1
+    })
+    .await;
+    let client = pushd.bound_client("9").await;
+    let line = within(STEP, "online", lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    let online: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(kind_uid(&online), pair("online", "9"));
+    drop(client);
+    let line = within(STEP, "offline", lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    let offline: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(kind_uid(&offline), pair("offline", "9"));
+
+    let bad = pushd.ctl(&["events", "--type", "nonsense"]).await;
+    assert_eq!(bad.status, 2);
+    assert!(bad.stderr.contains("unknown event type"), "{bad:?}");
+}
+
+/// A real HTTP receiver: answers each POST with the next status of `script`
+/// (then 200), and keeps what it was sent.
+struct Receiver {
+    posts: Arc<Mutex<Vec<Post>>>,
+}
+
+/// One POST as received: its `X-Pushd-Signature`, and its body.
+type Post = (Option<String>, Bytes);
+
+impl Receiver {
+    async fn start_at(addr: SocketAddr, script: Vec<u16>) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let kept = posts.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (kept, script) = (kept.clone(), script.clone());
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                            let (kept, script) = (kept.clone(), script.clone());
+                            async move {
+                                let signature = request
+                                    .headers()
+                                    .get("x-pushd-signature")
+                                    .map(|v| v.to_str().unwrap().to_owned());
+                                let body = request.into_body().collect().await.unwrap().to_bytes();
+                                kept.lock().unwrap().push((signature, body));
+                                let status = script.lock().unwrap().next().unwrap_or(200);
+                                let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                                *response.status_mut() =
+                                    hyper::StatusCode::from_u16(status).unwrap();
+                                Ok::<_, Infallible>(response)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver { posts }
+    }
+
+    /// Every event received, in order, duplicates included.
+    fn events(&self) -> Vec<Value> {
+        let posts = self.posts.lock().unwrap();
+        posts
+            .iter()
+            .flat_map(|(_, body)| {
+                let batch: Value = serde_json::from_slice(body).unwrap();
+                batch["events"].as_array().unwrap().clone()
+            })
+            .collect()
+    }
+}
+
+const WEBHOOK_SECRET: &str = "a webhook secret of at least thirty-two bytes";
+
+fn hex_hmac(body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, WEBHOOK_SECRET.as_bytes());
+    let tag = ring::hmac::sign(&key, body);
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn the_webhook_signs_batches_and_retries_through_500s_and_while_the_receiver_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("webhook-secret");
+    std::fs::write(&secret, WEBHOOK_SECRET).unwrap();
+    // The receiver's address, with nothing listening on it yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}/hooks/pushd");
+    let pushd = Pushd::start(&[
+        "--webhook",
+        &url,
+        "--webhook-secret-file",
+        secret.to_str().unwrap(),
+        "--offline-grace",
+        "0",
+    ])
+    .await;
+    let client = pushd.bound_client("5").await;
+    drop(client);
+    // Down: the attempts fail and are counted, the events wait.
+    eventually(STEP, "failed attempts", || async {
+        pushd.stats().await["counters"]["webhook_failures"].as_u64() >= Some(2)
+    })
+    .await;
+    // Up, but answering 500 twice more: then the batch goes through.
+    let receiver = Receiver::start_at(addr, vec![500, 500]).await;
+    eventually(
+        Duration::from_secs(40),
+        "a batch to be accepted",
+        || async { pushd.stats().await["counters"]["webhook_posts"].as_u64() >= Some(1) },
+    )
+    .await;
+    let posts = receiver.posts.lock().unwrap().clone();
+    assert!(
+        posts.len() >= 3,
+        "two 500s, then the batch again: {}",
+        posts.len()
+    );
+    for (signature, body) in &posts {
+        assert_eq!(
+            signature.as_deref(),
+            Some(&*format!("sha256={}", hex_hmac(body)))
+        );
+    }
+    // Retries repeat whole batches; ids tell the copies apart from new events.
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for event in receiver.events() {
+        let id = event["id"].as_str().unwrap().to_owned();
+        if !seen.iter().any(|(known, _)| *known == id) {
+            seen.push((id, event["type"].as_str().unwrap().to_owned()));
+        }
+    }
+    let kinds: Vec<&str> = seen.iter().map(|(_, kind)| kind.as_str()).collect();
+    assert_eq!(kinds, ["online", "connect", "disconnect", "offline"]);
+    let stats = pushd.stats().await;
+    assert!(
+        stats["counters"]["webhook_posts"].as_u64() >= Some(1),
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_loses_events_not_pushd_memory() {
+    let pushd = Pushd::start(&["--offline-grace", "0"]).await;
+    // An events stream on the admin socket that is never read after its answer.
+    let mut stalled = pushd_ctl::client::Client::connect(&pushd.socket)
+        .await
+        .unwrap();
+    let answer = stalled
+        .request(pushd_proto::admin::Request::Events { types: Vec::new() })
+        .await
+        .unwrap();
+    assert_eq!(answer, pushd_proto::admin::Response::Events);
+    let rss_before = rss_kib(pushd.pid());
+    // 3,000 pages open and close: about 12,000 events, more than the socket
+    // buffers and the 4,096 pushd keeps.
+    for round in 0..30 {
+        let mut clients = Vec::new();
+        for i in 0..100 {
+            let mut client = WsClient::connect(pushd.ws).await;
+            client.send_text(&format!("u{round}-{i}")).await;
+            clients.push(client);
+        }
+        pushd.wait_connections(&format!("u{round}-99"), 1).await;
+        drop(clients);
+    }
+    let grown = rss_kib(pushd.pid()).saturating_sub(rss_before);
+    assert!(grown < 16 * 1024, "pushd grew by {grown} KiB");
+    // The reader reads on: what it missed is counted, and the stream goes on.
+    let reading = tokio::spawn(async move { while let Ok(Some(_)) = stalled.next_line().await {} });
+    eventually(STEP, "the events it missed to be counted", || async {
+        pushd.stats().await["counters"]["events_dropped"].as_u64() > Some(0)
+    })
+    .await;
+    reading.abort();
+}
+
+/// A process's resident memory, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
