@@ -328,6 +328,27 @@ async fn every_example_in_http_api_md_runs_as_shown() {
     let examples = examples(&doc);
     assert!(examples.len() >= 15, "{} examples", examples.len());
     for (command, expected) in examples {
+        // The events example shows a page connecting while it listens.
+        let page_for_events = command.contains("/v1/events").then(|| {
+            let (ws, socket) = (pushd.ws, pushd.socket.clone());
+            tokio::spawn(async move {
+                let mut client = pushd_ctl::client::Client::connect(&socket).await.unwrap();
+                loop {
+                    let request = pushd_proto::admin::Request::Stats;
+                    if let pushd_proto::admin::Response::Stats(stats) =
+                        client.request(request).await.unwrap()
+                        && stats.event_subscribers > 0
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let mut page = crate::harness::WsClient::connect(ws).await;
+                page.send_text("ann").await;
+                page.round_trip().await;
+                page
+            })
+        });
         let run = Command::new("sh")
             .args(["-c", &command])
             .env("API", &api)
@@ -344,6 +365,9 @@ async fn every_example_in_http_api_md_runs_as_shown() {
             "$ {command}\nexpected:\n{}\ngot:\n{stdout}",
             expected.join("\n")
         );
+        if let Some(page) = page_for_events {
+            drop(page.await.unwrap());
+        }
     }
     // What the examples sent the page, in order, and the kick that ended it.
     for text in [
