@@ -93,6 +93,10 @@ enum Scenario {
         /// Extra payload bytes per message.
         #[arg(long, default_value_t = 0)]
         padding: usize,
+        /// Push through pushd's HTTP API at ADDR (`--http-listen`): K connections,
+        /// each POSTing /v1/push bodies of P lines, one at a time, keep-alive.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
     },
     /// Send B broadcasts to N clients; report the time until the last client has each.
     Broadcast {
@@ -201,8 +205,10 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
             in_flight,
             rate,
             padding,
+            http,
         } => {
             let params = scenarios::PushParams {
+                http: *http,
                 clients: *clients,
                 messages: *messages,
                 text_connections: *text_connections,

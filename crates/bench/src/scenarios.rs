@@ -111,6 +111,10 @@ pub struct PushParams {
     pub rate: Option<f64>,
     /// Extra payload bytes per message.
     pub padding: usize,
+    /// Push through the HTTP API at this address (`POST /v1/push`, one
+    /// request of `in_flight` lines at a time per connection, keep-alive)
+    /// instead of the text port.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// `push`: text-port pushes to bound clients: rate, latency, loss.
@@ -120,6 +124,7 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
         json!({
             "clients": p.clients, "messages": p.messages, "text_connections": p.text_connections,
             "in_flight": p.in_flight, "rate": p.rate, "padding": p.padding,
+            "via": if p.http.is_some() { "http" } else { "text" },
         }),
     );
     let crowd = crowd(common, p.clients, p.messages, 0).await?;
@@ -134,7 +139,12 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
     let writers: Vec<_> = (0..p.text_connections)
         .map(|conn| {
             let (common, receipts, acked) = (common.clone(), receipts.clone(), acked.clone());
-            tokio::spawn(async move { text_writer(&common, conn, p, &receipts, &acked).await })
+            tokio::spawn(async move {
+                match p.http {
+                    Some(addr) => http_writer(&common, addr, conn, p, &receipts, &acked).await,
+                    None => text_writer(&common, conn, p, &receipts, &acked).await,
+                }
+            })
         })
         .collect();
     let (mut ok, mut fail) = (0u64, 0u64);
@@ -222,19 +232,7 @@ async fn text_writer(
         if room > 0 && next_seq < p.messages {
             let t = receipts.now_ns();
             while room > 0 && next_seq < p.messages {
-                let uid = clients::uid(&common.uid_prefix, (next_seq % p.clients as u64) as usize);
-                if padding.is_empty() {
-                    out.extend_from_slice(
-                        format!("{{\"uid\":\"{uid}\",\"s\":{next_seq},\"t\":{t}}}\n").as_bytes(),
-                    );
-                } else {
-                    out.extend_from_slice(
-                        format!(
-                            "{{\"uid\":\"{uid}\",\"s\":{next_seq},\"t\":{t},\"p\":\"{padding}\"}}\n"
-                        )
-                        .as_bytes(),
-                    );
-                }
+                push_line(&mut out, common, &p, next_seq, t, &padding);
                 in_flight.push_back(next_seq);
                 next_seq += step;
                 sent += 1;
@@ -279,6 +277,65 @@ async fn text_writer(
         }
         input.drain(..consumed);
     }
+}
+
+/// Appends the text-port line of message `seq`, stamped `t`.
+fn push_line(out: &mut Vec<u8>, common: &Common, p: &PushParams, seq: u64, t: u64, padding: &str) {
+    let uid = clients::uid(&common.uid_prefix, (seq % p.clients as u64) as usize);
+    let line = if padding.is_empty() {
+        format!("{{\"uid\":\"{uid}\",\"s\":{seq},\"t\":{t}}}\n")
+    } else {
+        format!("{{\"uid\":\"{uid}\",\"s\":{seq},\"t\":{t},\"p\":\"{padding}\"}}\n")
+    };
+    out.extend_from_slice(line.as_bytes());
+}
+
+/// One HTTP connection's share of the pushes, as `POST /v1/push` bodies of
+/// `in_flight` lines, one request at a time (keep-alive).
+async fn http_writer(
+    common: &Common,
+    addr: std::net::SocketAddr,
+    conn: usize,
+    p: PushParams,
+    receipts: &Receipts,
+    acked: &[AtomicU64],
+) -> anyhow::Result<(u64, u64)> {
+    use http_body_util::{BodyExt, Full};
+    let stream = TcpStream::connect(addr).await.context("HTTP API")?;
+    stream.set_nodelay(true)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let step = p.text_connections as u64;
+    let mut next_seq = conn as u64;
+    let padding = "x".repeat(p.padding);
+    let (mut ok, mut fail) = (0u64, 0u64);
+    while next_seq < p.messages {
+        let t = receipts.now_ns();
+        let mut body = Vec::new();
+        let mut batch = Vec::with_capacity(p.in_flight);
+        while batch.len() < p.in_flight && next_seq < p.messages {
+            push_line(&mut body, common, &p, next_seq, t, &padding);
+            batch.push(next_seq);
+            next_seq += step;
+        }
+        let request = hyper::Request::post("/v1/push")
+            .header("host", addr.to_string())
+            .body(Full::new(bytes::Bytes::from(body)))?;
+        let response = sender.send_request(request).await?;
+        anyhow::ensure!(response.status() == 200, "POST /v1/push answered {}", response.status());
+        let replies = response.into_body().collect().await?.to_bytes();
+        let mut replies = replies.split(|&b| b == b'\n');
+        for seq in batch {
+            if replies.next() == Some(b"ok") {
+                ok += 1;
+                acked[(seq / 64) as usize].fetch_or(1 << (seq % 64), Ordering::Relaxed);
+            } else {
+                fail += 1;
+            }
+        }
+    }
+    Ok((ok, fail))
 }
 
 /// `mailbox`: memory of messages waiting for offline uids, through one
