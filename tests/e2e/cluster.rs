@@ -835,3 +835,74 @@ async fn a_resume_from_before_what_redis_holds_begins_with_gap() {
     let (_, payload) = split(&again.recv_text().await);
     assert_eq!(payload, r#"{"uid":"g","seq":4}"#, "no gap, nothing twice");
 }
+
+/// The HTTP API on any node answers for the whole cluster, and says what a
+/// paused node did not confirm.
+#[tokio::test]
+async fn the_http_api_of_any_node_is_cluster_wide_and_says_what_is_incomplete() {
+    let options = NodeOptions {
+        lease: "10s",
+        timeout: "1500ms",
+        extra: &["--http-listen", "127.0.0.1:0"],
+    };
+    let Some(three) = Three::start_if_available(options).await else {
+        return;
+    };
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let mut on_b = b.bound_client("8").await;
+    let _on_c = c.bound_client("9").await;
+    eventually(STEP, "a to see both uids", || async {
+        a.is_online("8").await && a.is_online("9").await
+    })
+    .await;
+    let api = format!("http://{}", a.listener("http"));
+    let (status, body) = http(&api, "POST", "/v1/send/8", "from a's API").await;
+    assert_eq!(
+        (status, body.trim()),
+        (200, r#"{"delivered":1,"queued":false}"#)
+    );
+    assert_eq!(on_b.recv_text().await, "from a's API");
+    let (status, body) = http(&api, "GET", "/v1/list", "").await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let uids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uids, ["8", "9"], "every node's uids");
+
+    c.signal(libc::SIGSTOP);
+    let (status, body) = http(&api, "GET", "/v1/stats", "").await;
+    c.signal(libc::SIGCONT);
+    assert_eq!(status, 200, "still an answer");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let incomplete = stats["incomplete"].as_array().expect("incomplete listed");
+    assert!(
+        incomplete
+            .iter()
+            .any(|note| note.as_str().unwrap().contains("c-")),
+        "{stats}"
+    );
+}
+
+/// One HTTP/1.1 request from a loopback client (the API needs no token there).
+async fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{api}{path}"))
+        .body(Full::new(bytes::Bytes::from(body.to_owned())))
+        .unwrap();
+    let response = within(STEP, "an HTTP answer", client.request(request))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}

@@ -323,7 +323,11 @@ async fn http_writer(
             .header("host", addr.to_string())
             .body(Full::new(bytes::Bytes::from(body)))?;
         let response = sender.send_request(request).await?;
-        anyhow::ensure!(response.status() == 200, "POST /v1/push answered {}", response.status());
+        anyhow::ensure!(
+            response.status() == 200,
+            "POST /v1/push answered {}",
+            response.status()
+        );
         let replies = response.into_body().collect().await?.to_bytes();
         let mut replies = replies.split(|&b| b == b'\n');
         for seq in batch {
