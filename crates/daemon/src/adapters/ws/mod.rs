@@ -218,28 +218,25 @@ async fn open(
 ) -> Option<(Ws, Facts)> {
     let deadline = Instant::now() + server.settings.handshake_timeout;
     let counters = &*server.node.counters;
-    let peer = match timeout_at(deadline, server.edge.proxied_peer(&mut stream, peer)).await {
-        Ok(Ok(proxied)) => proxied,
-        outcome => {
-            counters.bump(Counter::ProxyHeadersRefused);
-            let err =
-                outcome.map_or_else(|_| "timed out".to_owned(), |e| e.unwrap_err().to_string());
-            debug!(%peer, %err, "connection dropped before its PROXY header was read");
-            return None;
-        }
+    // A step that fails or runs out of time ends the connection, counted.
+    let failed = |counter: Counter, step: &str, err: &dyn std::fmt::Display| {
+        counters.bump(counter);
+        debug!(%peer, %err, "connection dropped: {step}");
+        None
+    };
+    let proxied = timeout_at(deadline, server.edge.proxied_peer(&mut stream, peer)).await;
+    let peer = match flatten(proxied) {
+        Ok(proxied) => proxied,
+        Err(err) => return failed(Counter::ProxyHeadersRefused, "PROXY header", &err),
     };
     let stream = match server.node.secrets.tls() {
         None => ClientStream::Plain(stream),
-        Some(tls) => match timeout_at(deadline, TlsAcceptor::from(tls).accept(stream)).await {
-            Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
-            outcome => {
-                counters.bump(Counter::TlsHandshakesFailed);
-                let err =
-                    outcome.map_or_else(|_| "timed out".to_owned(), |e| e.unwrap_err().to_string());
-                debug!(%peer, %err, "TLS handshake failed");
-                return None;
+        Some(tls) => {
+            match flatten(timeout_at(deadline, TlsAcceptor::from(tls).accept(stream)).await) {
+                Ok(tls) => ClientStream::Tls(Box::new(tls)),
+                Err(err) => return failed(Counter::TlsHandshakesFailed, "TLS handshake", &err),
             }
-        },
+        }
     };
     let mut facts = Facts {
         client: peer,
@@ -283,6 +280,16 @@ async fn open(
             debug!(%peer, "handshake timed out");
             None
         }
+    }
+}
+
+/// A step's outcome within the handshake deadline, its error or the timeout as text.
+fn flatten<T, E: std::fmt::Display>(
+    outcome: Result<Result<T, E>, tokio::time::error::Elapsed>,
+) -> Result<T, String> {
+    match outcome {
+        Ok(result) => result.map_err(|err| err.to_string()),
+        Err(_) => Err("timed out".to_owned()),
     }
 }
 
