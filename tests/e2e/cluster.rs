@@ -906,3 +906,97 @@ async fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) 
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
+
+/// Every `type uid` the streams tell within `span`, in the order read.
+async fn gather(streams: &mut [&mut crate::events::Sse], span: Duration) -> Vec<String> {
+    let mut seen = Vec::new();
+    let until = Instant::now() + span;
+    while Instant::now() < until {
+        for stream in streams.iter_mut() {
+            if let Some(event) = stream.next_within(Duration::from_millis(50)).await {
+                seen.push(format!(
+                    "{} {}",
+                    event["type"].as_str().unwrap(),
+                    event["uid"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    seen
+}
+
+/// In cluster mode `online` and `offline` describe the whole cluster: each is
+/// told once, by one node, whichever nodes the uid's pages come and go on.
+#[tokio::test]
+async fn online_and_offline_describe_the_whole_cluster_and_are_told_once() {
+    let options = NodeOptions {
+        extra: &["--http-listen", "127.0.0.1:0", "--offline-grace", "800ms"],
+        ..NodeOptions::default()
+    };
+    let Some(three) = Three::start_if_available(options).await else {
+        return;
+    };
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let query = "?type=online,offline";
+    let (mut sa, mut sb) = (
+        crate::events::Sse::open(a, query).await,
+        crate::events::Sse::open(b, query).await,
+    );
+    let mut sc = crate::events::Sse::open(c, query).await;
+
+    // Two pages of 7, on a and on b, then both gone: online once, offline once.
+    let on_a = a.bound_client("7").await;
+    let on_b = b.bound_client("7").await;
+    eventually(STEP, "7 on two nodes", || async {
+        c.ctl(&["--json", "online", "7"]).await.json()["connections"] == 2
+    })
+    .await;
+    drop(on_a);
+    pause_ms(300).await;
+    drop(on_b);
+    let seen = gather(&mut [&mut sa, &mut sb, &mut sc], Duration::from_secs(4)).await;
+    assert_eq!(seen, ["online 7", "offline 7"], "once each, in the cluster");
+
+    // A page of 8 navigates from a to c within the grace: online once, never offline.
+    let first = a.bound_client("8").await;
+    drop(first);
+    let next = c.bound_client("8").await;
+    let seen = gather(&mut [&mut sa, &mut sb, &mut sc], Duration::from_secs(3)).await;
+    assert_eq!(
+        seen,
+        ["online 8"],
+        "a navigation is not offline then online"
+    );
+    drop(next);
+    let seen = gather(&mut [&mut sa, &mut sb, &mut sc], Duration::from_secs(4)).await;
+    assert_eq!(seen, ["offline 8"]);
+}
+
+/// A node that dies takes its uids offline in the cluster once its lease runs
+/// out and the grace passes: told once, by a survivor.
+#[tokio::test]
+async fn the_uids_of_a_dead_node_go_offline_once() {
+    let options = NodeOptions {
+        extra: &["--http-listen", "127.0.0.1:0", "--offline-grace", "500ms"],
+        ..NodeOptions::default()
+    };
+    let Some(three) = Three::start_if_available(options).await else {
+        return;
+    };
+    let [a, b, c] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let query = "?type=online,offline";
+    let (mut sa, mut sb) = (
+        crate::events::Sse::open(a, query).await,
+        crate::events::Sse::open(b, query).await,
+    );
+    let _on_c = c.bound_client("9").await;
+    let seen = gather(&mut [&mut sa, &mut sb], Duration::from_secs(1)).await;
+    assert!(seen.is_empty(), "c tells its own online: {seen:?}");
+    c.signal(libc::SIGKILL);
+    let seen = gather(&mut [&mut sa, &mut sb], Duration::from_secs(6)).await;
+    assert_eq!(seen, ["offline 9"]);
+}

@@ -19,13 +19,13 @@ use tokio::process::Command;
 use crate::harness::{Pushd, STEP, WsClient, eventually, within};
 
 /// An SSE stream read with hyper: each event's `data:` JSON, in order.
-struct Sse {
+pub struct Sse {
     body: Incoming,
     buffer: String,
 }
 
 impl Sse {
-    async fn open(pushd: &Pushd, query: &str) -> Sse {
+    pub async fn open(pushd: &Pushd, query: &str) -> Sse {
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let url = format!("http://{}/v1/events{query}", pushd.listener("http"));
         let response = within(STEP, "the SSE answer", client.get(url.parse().unwrap()))
@@ -62,7 +62,12 @@ impl Sse {
 
     /// The next event, skipping comments.
     async fn next(&mut self) -> Value {
-        within(STEP, "an event", async {
+        self.next_within(STEP).await.expect("an event")
+    }
+
+    /// The next event, if one comes within `limit`.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<Value> {
+        tokio::time::timeout(limit, async {
             loop {
                 if let Some(end) = self.buffer.find("\n\n") {
                     let block: String = self.buffer.drain(..end + 2).collect();
@@ -75,6 +80,7 @@ impl Sse {
             }
         })
         .await
+        .ok()
     }
 }
 

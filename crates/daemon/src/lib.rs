@@ -250,7 +250,8 @@ pub async fn run(
     }
     let cluster_tasks = cluster.map(|(cluster, inbox, changed)| {
         let local = node.clone();
-        let tasks = cluster.spawn(registry.clone(), changed, local, inbox, &tracker);
+        let events = node.events.clone();
+        let tasks = cluster.spawn(registry.clone(), changed, local, inbox, events, &tracker);
         (cluster, tasks)
     });
     tracker.spawn(ws::serve(

@@ -9,11 +9,12 @@ use tracing::{info, warn};
 
 use super::Cluster;
 use super::presence::PresenceCommand;
+use crate::core::events::{Events, Kind};
 
 /// Renews the lease every third of its length and reaps dead nodes, until cancelled.
 /// After any failure (and at start) the presence hash is rewritten in full: this heals
 /// an empty Redis, an old snapshot, and a node that was reaped while it was cut off.
-pub async fn run(cluster: Arc<Cluster>, token: CancellationToken) {
+pub async fn run(cluster: Arc<Cluster>, events: Arc<Events>, token: CancellationToken) {
     let mut ticker = tokio::time::interval(cluster.lease / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut joined = false;
@@ -59,11 +60,12 @@ pub async fn run(cluster: Arc<Cluster>, token: CancellationToken) {
                 continue;
             }
         }
-        let reaped: redis::RedisResult<Vec<String>> = cluster
+        let reaped: redis::RedisResult<(Vec<String>, Vec<String>)> = cluster
             .scripts
             .reap
             .key(cluster.keys.nodes())
             .arg(cluster.keys.prefix())
+            .arg(events.grace().as_millis() as u64)
             .invoke_async(&mut cluster.conn())
             .await;
         if cluster.mailbox.is_some() {
@@ -75,9 +77,17 @@ pub async fn run(cluster: Arc<Cluster>, token: CancellationToken) {
                 .invoke_async(&mut cluster.conn())
                 .await;
         }
-        if let Ok(dead) = reaped
-            && !dead.is_empty()
-        {
+        let dead = match reaped {
+            Ok((dead, offline)) => {
+                // Taken from Redis by this node alone: announced once in the cluster.
+                for uid in offline {
+                    events.announce(Kind::Offline, &uid);
+                }
+                dead
+            }
+            Err(_) => Vec::new(),
+        };
+        if !dead.is_empty() {
             info!(nodes = ?dead, "cluster: reaped nodes whose lease ran out");
             cluster
                 .pending

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ClusterConfig, Confirm};
+use crate::core::events::Events;
 use crate::core::mailbox::MailboxLimits;
 use crate::core::registry::{ChangedUids, Registry};
 use bus::Header;
@@ -258,8 +259,10 @@ impl Cluster {
         changed: Arc<ChangedUids>,
         local: Arc<dyn Local>,
         inbox: PresenceInbox,
+        events: Arc<Events>,
         tracker: &TaskTracker,
     ) -> ClusterTasks {
+        events.set_cluster_wide();
         let tasks = ClusterTasks {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -268,6 +271,7 @@ impl Cluster {
             self.clone(),
             registry.clone(),
             changed,
+            events.clone(),
             inbox.0,
         ));
         let token = tasks.token.clone();
@@ -277,7 +281,7 @@ impl Cluster {
             token.clone(),
         ));
         (tasks.tracker).spawn(subscriber::run(self.clone(), registry, local, token));
-        (tasks.tracker).spawn(lease::run(self.clone(), tasks.token.clone()));
+        (tasks.tracker).spawn(lease::run(self.clone(), events, tasks.token.clone()));
         tasks.tracker.close();
         tasks
     }
@@ -743,12 +747,17 @@ impl Cluster {
     }
 
     /// The pipeline that removes this node from Redis and announces it.
-    fn leave_pipeline(&self) -> redis::Pipeline {
+    fn leave_pipeline(&self, grace_ms: u64) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .del(self.keys.node(&self.id))
-            .ignore()
-            .zrem(self.keys.nodes(), &self.id)
+            .invoke_script(
+                self.scripts
+                    .leave
+                    .key(self.keys.nodes())
+                    .arg(self.keys.prefix())
+                    .arg(&self.id)
+                    .arg(grace_ms),
+            )
             .ignore()
             .publish(
                 self.keys.all(),

@@ -1,4 +1,6 @@
-//! Copies this node's uid counts to its Redis hash `P:node:<id>`.
+//! Copies this node's uid counts to its Redis hash `P:node:<id>`, and says
+//! which uids that made online in the whole cluster (`P:gone` keeps the ones
+//! that went offline until their grace passes; `lease` announces those).
 //!
 //! The only writer of that hash, so writes never race each other: changes marked
 //! by the registry are coalesced and written in one pipeline, a full rewrite
@@ -13,6 +15,7 @@ use tracing::debug;
 use pushd_proto::uid::Uid;
 
 use super::{Cluster, Resume, Taken};
+use crate::core::events::{Events, Kind};
 use crate::core::registry::{ChangedUids, Registry};
 
 /// Uids per `HSET` in a full rewrite.
@@ -39,6 +42,7 @@ pub async fn run(
     cluster: Arc<Cluster>,
     registry: Arc<Registry>,
     changed: Arc<ChangedUids>,
+    events: Arc<Events>,
     mut commands: mpsc::Receiver<PresenceCommand>,
 ) {
     let changed = &*changed;
@@ -72,7 +76,7 @@ pub async fn run(
                     }
                 }
                 let written = if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
-                    write(&cluster, &registry, changed, &mut resync).await
+                    write(&cluster, &registry, changed, &events, &mut resync).await
                 } else {
                     resync = true;
                     Err(cluster.unreachable_note(None))
@@ -99,14 +103,14 @@ pub async fn run(
                 // Without a lease there is nobody to tell; the lease task asks for a
                 // full rewrite once Redis answers again.
                 if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = write(&cluster, &registry, changed, &mut resync).await;
+                    let _ = write(&cluster, &registry, changed, &events, &mut resync).await;
                 } else {
                     resync = true;
                 }
             }
             Some(PresenceCommand::Flush(done)) => {
                 let result = if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
-                    write(&cluster, &registry, changed, &mut resync).await
+                    write(&cluster, &registry, changed, &events, &mut resync).await
                 } else {
                     resync = true;
                     Err(cluster.unreachable_note(None))
@@ -115,11 +119,12 @@ pub async fn run(
             }
             Some(PresenceCommand::Resync(done)) => {
                 resync = true;
-                let _ = done.send(write(&cluster, &registry, changed, &mut resync).await);
+                let _ = done.send(write(&cluster, &registry, changed, &events, &mut resync).await);
             }
             Some(PresenceCommand::Leave(done)) => {
+                let grace = events.grace().as_millis() as u64;
                 let left: redis::RedisResult<()> = cluster
-                    .leave_pipeline()
+                    .leave_pipeline(grace)
                     .query_async(&mut cluster.conn())
                     .await;
                 if let Err(err) = left {
@@ -133,54 +138,72 @@ pub async fn run(
 }
 
 /// Writes the changed uids (or everything, when `resync`); on failure the next
-/// write is a full rewrite, since Redis may hold anything by then.
+/// write is a full rewrite, since Redis may hold anything by then. The uids that
+/// came online in the whole cluster with it are announced.
 async fn write(
     cluster: &Cluster,
     registry: &Registry,
     changed: &ChangedUids,
+    events: &Events,
     resync: &mut bool,
 ) -> Result<(), String> {
     let key = cluster.keys.node(&cluster.id);
-    let mut pipe = redis::pipe();
-    if *resync {
+    let counts: Vec<(Uid, u64)> = if *resync {
         // Taken first: anything that changes after the snapshot is marked again.
         changed.take();
-        let all = registry.all_counts();
-        pipe.atomic().del(&key).ignore();
-        for chunk in all.chunks(CHUNK) {
-            let pairs: Vec<(&str, u64)> = chunk.iter().map(|(uid, n)| (uid.as_str(), *n)).collect();
-            pipe.hset_multiple(&key, &pairs).ignore();
-        }
+        let mut all = registry.all_counts();
+        // What Redis holds for this node and the registry no longer has goes, so that
+        // its uids can go offline (a rewrite compares; it never deletes blindly).
+        let held: Vec<String> = match redis::cmd("HKEYS")
+            .arg(&key)
+            .query_async(&mut cluster.conn())
+            .await
+        {
+            Ok(held) => held,
+            Err(err) => return Err(format!("Redis: {err}")),
+        };
+        let here: std::collections::HashSet<&str> =
+            all.iter().map(|(uid, _)| uid.as_str()).collect();
+        let gone: Vec<Uid> = held
+            .iter()
+            .filter(|uid| !here.contains(uid.as_str()))
+            .filter_map(|uid| Uid::parse(uid).ok())
+            .collect();
+        all.extend(gone.into_iter().map(|uid| (uid, 0)));
+        all
     } else {
         let uids = changed.take();
         if uids.is_empty() {
             return Ok(());
         }
         let counts = registry.counts(&uids);
-        let mut set = Vec::new();
-        let mut gone = Vec::new();
-        for (uid, n) in uids.iter().zip(counts) {
-            if n > 0 {
-                set.push((uid.as_str(), n));
-            } else {
-                gone.push(uid.as_str());
+        uids.into_iter().zip(counts).collect()
+    };
+    let grace = events.grace().as_millis() as u64;
+    for chunk in counts.chunks(CHUNK) {
+        let mut script = cluster.scripts.presence.key(cluster.keys.nodes());
+        script
+            .arg(cluster.keys.prefix())
+            .arg(&cluster.id)
+            .arg(grace);
+        for (uid, n) in chunk {
+            script.arg(uid.as_str()).arg(*n);
+        }
+        match script
+            .invoke_async::<Vec<String>>(&mut cluster.conn())
+            .await
+        {
+            Ok(online) => {
+                for uid in online {
+                    events.announce(Kind::Online, &uid);
+                }
+            }
+            Err(err) => {
+                *resync = true;
+                return Err(format!("Redis: {err}"));
             }
         }
-        if !set.is_empty() {
-            pipe.hset_multiple(&key, &set).ignore();
-        }
-        if !gone.is_empty() {
-            pipe.hdel(&key, gone).ignore();
-        }
     }
-    match pipe.query_async::<()>(&mut cluster.conn()).await {
-        Ok(()) => {
-            *resync = false;
-            Ok(())
-        }
-        Err(err) => {
-            *resync = true;
-            Err(format!("Redis: {err}"))
-        }
-    }
+    *resync = false;
+    Ok(())
 }

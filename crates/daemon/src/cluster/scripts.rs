@@ -21,8 +21,20 @@ macro_rules! with_clock {
 pub struct Scripts {
     /// `KEYS[1]` nodes; ARGV id, lease ms. Returns 1 when the node was not there.
     pub renew: Script,
-    /// `KEYS[1]` nodes; ARGV prefix. Removes expired nodes and their hashes; returns their ids.
+    /// `KEYS[1]` nodes; ARGV prefix, offline grace ms. Removes expired nodes and their
+    /// hashes, and puts every uid that only they held in `P:gone` (due after the grace);
+    /// then takes the due uids of `P:gone` that no live node holds. Returns
+    /// `[dead node ids, uids now offline]`: the caller announces those, once in the cluster.
     pub reap: Script,
+    /// `KEYS[1]` nodes; ARGV prefix, my id, offline grace ms, then uid and count pairs.
+    /// Writes this node's counts (0 deletes) to `P:node:<id>`; a uid that becomes held by
+    /// no live node goes in `P:gone` (offline once the grace passes), and one that becomes
+    /// held where no other live node held it is returned, to be announced `online`,
+    /// unless it was in `P:gone` (back within the grace: neither event).
+    pub presence: Script,
+    /// `KEYS[1]` nodes; ARGV prefix, my id, offline grace ms. This node leaves: its hash
+    /// goes, and the uids only it held go in `P:gone`.
+    pub leave: Script,
     /// `KEYS[1]` nodes; no ARGV. The live node ids.
     pub live: Script,
     /// `KEYS[1]` nodes; ARGV prefix, my id, uid. `[id, connections, ...]` for every other
@@ -57,6 +69,15 @@ pub struct Scripts {
     /// resumes): `[uid, messages, payload bytes, ms since its oldest message, ...]`.
     pub mailboxes: Script,
 }
+
+/// Lua: whether a live node other than `me` (`''` for none) holds `uid`.
+const HELD_ELSEWHERE: &str = "local function held_elsewhere(nodes, prefix, now, me, uid)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', nodes, '(' .. now, '+inf')) do
+    if id ~= me and redis.call('HEXISTS', prefix .. ':node:' .. id, uid) == 1 then return true end
+  end
+  return false
+end
+";
 
 /// The bytes a mailbox message is counted for in Redis besides its payload (the same
 /// figure as a node's own mailbox).
@@ -103,13 +124,66 @@ impl Scripts {
             renew: Script::new(with_clock!(
                 "return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])"
             )),
-            reap: Script::new(with_clock!(
-                "local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-                 for _, id in ipairs(dead) do
-                   redis.call('DEL', ARGV[1] .. ':node:' .. id)
-                   redis.call('ZREM', KEYS[1], id)
-                 end
-                 return dead"
+            reap: Script::new(&format!(
+                "{HELD_ELSEWHERE}{}",
+                with_clock!(
+                    "local gone, grace = ARGV[1] .. ':gone', tonumber(ARGV[2])
+                     local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+                     for _, id in ipairs(dead) do redis.call('ZREM', KEYS[1], id) end
+                     for _, id in ipairs(dead) do
+                       local hash = ARGV[1] .. ':node:' .. id
+                       for _, uid in ipairs(redis.call('HKEYS', hash)) do
+                         if not held_elsewhere(KEYS[1], ARGV[1], now, id, uid) then
+                           redis.call('ZADD', gone, 'NX', now + grace, uid)
+                         end
+                       end
+                       redis.call('DEL', hash)
+                     end
+                     local offline = {}
+                     for _, uid in ipairs(redis.call('ZRANGEBYSCORE', gone, '-inf', now, 'LIMIT', 0, 1000)) do
+                       redis.call('ZREM', gone, uid)
+                       if not held_elsewhere(KEYS[1], ARGV[1], now, '', uid) then
+                         table.insert(offline, uid)
+                       end
+                     end
+                     return {dead, offline}"
+                )
+            )),
+            presence: Script::new(&format!(
+                "{HELD_ELSEWHERE}{}",
+                with_clock!(
+                    "local me, grace = ARGV[2], tonumber(ARGV[3])
+                     local mine, gone = ARGV[1] .. ':node:' .. me, ARGV[1] .. ':gone'
+                     local online = {}
+                     for i = 4, #ARGV, 2 do
+                       local uid, n = ARGV[i], tonumber(ARGV[i + 1])
+                       local was = redis.call('HEXISTS', mine, uid) == 1
+                       if n > 0 then redis.call('HSET', mine, uid, n) else redis.call('HDEL', mine, uid) end
+                       if was ~= (n > 0) and not held_elsewhere(KEYS[1], ARGV[1], now, me, uid) then
+                         if n > 0 then
+                           if redis.call('ZREM', gone, uid) == 0 then table.insert(online, uid) end
+                         else
+                           redis.call('ZADD', gone, now + grace, uid)
+                         end
+                       end
+                     end
+                     return online"
+                )
+            )),
+            leave: Script::new(&format!(
+                "{HELD_ELSEWHERE}{}",
+                with_clock!(
+                    "local me, grace = ARGV[2], tonumber(ARGV[3])
+                     local mine, gone = ARGV[1] .. ':node:' .. me, ARGV[1] .. ':gone'
+                     redis.call('ZREM', KEYS[1], me)
+                     for _, uid in ipairs(redis.call('HKEYS', mine)) do
+                       if not held_elsewhere(KEYS[1], ARGV[1], now, me, uid) then
+                         redis.call('ZADD', gone, 'NX', now + grace, uid)
+                       end
+                     end
+                     redis.call('DEL', mine)
+                     return 0"
+                )
             )),
             live: Script::new(with_clock!(
                 "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')"

@@ -10,7 +10,10 @@
 //! the moment a uid gains its first bound connection or loses its last one,
 //! so that their order is the registry's own. `offline` waits
 //! `--offline-grace`: a uid that binds again within it (a page navigation, a
-//! reload) was never offline, and neither event is emitted.
+//! reload) was never offline, and neither event is emitted. In cluster mode
+//! both describe the whole cluster instead: Redis decides them as each node's
+//! presence is written (`cluster::presence`, `cluster::lease`), and the node
+//! that saw the change announces it, once.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -102,6 +105,9 @@ pub(crate) struct Events {
     /// a generation that a rebind or a later close changes.
     pending: Mutex<HashMap<Uid, u64>>,
     generation: AtomicU64,
+    /// In cluster mode `online` and `offline` describe the whole cluster and
+    /// come from Redis ([`Events::announce`]), not from this node's registry.
+    cluster_wide: std::sync::atomic::AtomicBool,
 }
 
 /// A connection, as its events describe it.
@@ -125,7 +131,24 @@ impl Events {
             grace,
             pending: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(1),
+            cluster_wide: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Cluster mode: `online` and `offline` are left to [`Events::announce`].
+    pub(crate) fn set_cluster_wide(&self) {
+        self.cluster_wide.store(true, Ordering::Relaxed);
+    }
+
+    /// `--offline-grace`.
+    pub(crate) fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Cluster mode: `uid` came online, or went offline, in the whole cluster
+    /// (Redis decided, once for all nodes).
+    pub(crate) fn announce(&self, kind: Kind, uid: &str) {
+        self.emit(kind, uid, None, None);
     }
 
     /// A new consumer of the `kinds` given (every kind when empty), reading
@@ -187,6 +210,9 @@ impl Events {
     /// `uid` gained its first bound connection (called under the registry's
     /// lock): `online`, unless it was only within its grace.
     pub(crate) fn first_bound(&self, uid: &Uid) {
+        if self.cluster_wide.load(Ordering::Relaxed) {
+            return;
+        }
         let was_pending = self.lock_pending().remove(uid).is_some();
         if !was_pending {
             self.emit(Kind::Online, uid, None, None);
@@ -196,6 +222,9 @@ impl Events {
     /// `uid` lost its last bound connection (called under the registry's
     /// lock): `offline` once the grace passes without a rebind.
     pub(crate) fn last_unbound(self: &Arc<Self>, uid: &Uid) {
+        if self.cluster_wide.load(Ordering::Relaxed) {
+            return;
+        }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         self.lock_pending().insert(uid.clone(), generation);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
