@@ -930,7 +930,7 @@ async fn gather(streams: &mut [&mut crate::events::Sse], span: Duration) -> Vec<
 #[tokio::test]
 async fn online_and_offline_describe_the_whole_cluster_and_are_told_once() {
     let options = NodeOptions {
-        extra: &["--http-listen", "127.0.0.1:0", "--offline-grace", "800ms"],
+        extra: &["--http-listen", "127.0.0.1:0", "--offline-grace", "3s"],
         ..NodeOptions::default()
     };
     let Some(three) = Three::start_if_available(options).await else {
@@ -956,21 +956,28 @@ async fn online_and_offline_describe_the_whole_cluster_and_are_told_once() {
     drop(on_a);
     pause_ms(300).await;
     drop(on_b);
-    let seen = gather(&mut [&mut sa, &mut sb, &mut sc], Duration::from_secs(4)).await;
+    let seen = gather(&mut [&mut sa, &mut sb, &mut sc], Duration::from_secs(6)).await;
     assert_eq!(seen, ["online 7", "offline 7"], "once each, in the cluster");
 
     // A page of 8 navigates from a to c within the grace: online once, never offline.
     let first = a.bound_client("8").await;
     drop(first);
+    // Gone from a everywhere (within the grace), then back on c.
+    eventually(STEP, "8 to leave a", || async { !c.is_online("8").await }).await;
     let next = c.bound_client("8").await;
-    let seen = gather(&mut [&mut sa, &mut sb, &mut sc], Duration::from_secs(3)).await;
+    // Longer than the grace and a reaper tick: a wrong offline would show here.
+    let seen = gather(
+        &mut [&mut sa, &mut sb, &mut sc],
+        Duration::from_millis(4500),
+    )
+    .await;
     assert_eq!(
         seen,
         ["online 8"],
         "a navigation is not offline then online"
     );
     drop(next);
-    let seen = gather(&mut [&mut sa, &mut sb, &mut sc], Duration::from_secs(4)).await;
+    let seen = gather(&mut [&mut sa, &mut sb, &mut sc], Duration::from_secs(6)).await;
     assert_eq!(seen, ["offline 8"]);
 }
 

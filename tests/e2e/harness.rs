@@ -252,7 +252,15 @@ impl Pushd {
         let before = self.connections(uid).await;
         let mut client = WsClient::connect(self.ws).await;
         client.send_text(uid).await;
-        self.wait_connections(uid.trim(), before + 1).await;
+        // At least one more: in cluster mode `before` may have missed a connection
+        // bound on another node whose presence was still on its way to Redis.
+        let uid = uid.trim();
+        eventually(
+            STEP,
+            &format!("{uid} to have more than {before} connections"),
+            || async { self.connections(uid).await > before },
+        )
+        .await;
         client
     }
 

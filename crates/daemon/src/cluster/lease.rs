@@ -37,6 +37,10 @@ pub async fn run(cluster: Arc<Cluster>, events: Arc<Events>, token: Cancellation
                 // Set before the rewrite, so that a uid change arriving meanwhile is
                 // written too instead of waiting for the next change.
                 let was_ok = cluster.lease_ok.swap(true, Ordering::Relaxed);
+                if added == 1 || !was_ok {
+                    // A new Redis, or the same after an outage: it may have forgotten them.
+                    let _ = cluster.scripts.load(&mut cluster.conn()).await;
+                }
                 if (added == 1 || !was_ok) && resync(&cluster).await.is_err() {
                     cluster.lease_ok.store(false, Ordering::Relaxed);
                     continue;

@@ -118,6 +118,28 @@ macro_rules! count_waiting {
 }
 
 impl Scripts {
+    /// Loads every script into Redis, so that the first call of each (a bind's presence
+    /// write, say) is one `EVALSHA` and not three round trips (`NOSCRIPT`, load, again).
+    pub async fn load(&self, conn: &mut redis::aio::ConnectionManager) -> redis::RedisResult<()> {
+        let all = [
+            &self.renew,
+            &self.reap,
+            &self.presence,
+            &self.leave,
+            &self.live,
+            &self.online,
+            &self.route,
+            &self.take,
+            &self.clear,
+            &self.reap_mailboxes,
+            &self.mailboxes,
+        ];
+        for script in all {
+            script.load_async(conn).await?;
+        }
+        Ok(())
+    }
+
     /// Compiles (hashes) every script.
     pub fn new() -> Self {
         Scripts {
