@@ -103,7 +103,13 @@ pub(crate) async fn run(
     let client = Client::builder(TokioExecutor::new()).build(https);
     let counters = &node.counters;
     let mut failing = Throttled::new("webhook", "its events are kept and retried");
-    info!(url = %webhook.url, "webhook: posting events");
+    // Only scheme and host in logs: hook URLs often carry a secret in their path.
+    let shown = format!(
+        "{}://{}/…",
+        webhook.url.scheme_str().unwrap_or("http"),
+        webhook.url.authority().map_or("", |a| a.as_str())
+    );
+    info!(url = %shown, "webhook: posting events");
     loop {
         let first = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -159,7 +165,7 @@ pub(crate) async fn run(
                 break;
             };
             counters.bump(Counter::WebhookFailures);
-            failing.warn(&format_args!("POST {} failed: {failure}", webhook.url));
+            failing.warn(&format_args!("POST {shown} failed: {failure}"));
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(backoff) => {}
