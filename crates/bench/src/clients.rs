@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -46,9 +49,27 @@ pub fn uid(prefix: &str, i: usize) -> String {
     format!("{prefix}{i}")
 }
 
-/// Opens `count` clients with at most `concurrency` handshakes in flight,
-/// binds client `i` to `uid(prefix, i)`, and starts a reader task for each
-/// that records text frames into `receipts`. Fails if it takes longer than `limit`.
+/// A TLS connector that trusts the certificates in the PEM file `ca` (pushd's
+/// own, when it is self-signed), for `wss://` runs.
+pub fn tls_connector(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("{}", ca.display()))? {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Opens `count` clients with at most `concurrency` handshakes in flight (over
+/// TLS, checking the name `localhost`, with `tls`), binds client `i` to
+/// `uid(prefix, i)`, and starts a reader task for each that records text frames
+/// into `receipts`. Fails if it takes longer than `limit`.
 pub async fn open(
     target: SocketAddr,
     prefix: &str,
@@ -56,23 +77,35 @@ pub async fn open(
     concurrency: usize,
     receipts: Arc<Receipts>,
     limit: Duration,
+    tls: Option<TlsConnector>,
 ) -> anyhow::Result<(Vec<JoinHandle<()>>, Duration)> {
     let started = Instant::now();
-    let url = format!("ws://{target}/");
     let opened = futures_util::stream::iter(0..count)
         .map(|i| {
-            let url = url.clone();
             let uid = uid(prefix, i);
+            let (tls, receipts) = (tls.clone(), receipts.clone());
             async move {
                 let tcp = tcp_connect(target, i)
                     .await
                     .with_context(|| format!("client {i}: connect"))?;
-                let (mut ws, _) =
-                    tokio_tungstenite::client_async_with_config(url, tcp, Some(client_config()))
-                        .await
-                        .with_context(|| format!("client {i}: handshake"))?;
-                ws.send(Message::text(uid)).await?;
-                anyhow::Ok((i, ws))
+                let reader = match tls {
+                    None => {
+                        let url = format!("ws://{target}/");
+                        let ws = handshake(url, tcp, &uid, i).await?;
+                        tokio::spawn(read_frames(ws, i, receipts))
+                    }
+                    Some(tls) => {
+                        let name = ServerName::try_from("localhost").expect("a valid name");
+                        let tls = tls
+                            .connect(name, tcp)
+                            .await
+                            .with_context(|| format!("client {i}: TLS"))?;
+                        let url = format!("wss://localhost:{}/", target.port());
+                        let ws = handshake(url, tls, &uid, i).await?;
+                        tokio::spawn(read_frames(ws, i, receipts))
+                    }
+                };
+                anyhow::Ok(reader)
             }
         })
         .buffer_unordered(concurrency.max(1));
@@ -81,16 +114,33 @@ pub async fn open(
         bail!("opening {count} clients took longer than {limit:?}")
     };
     let elapsed = started.elapsed();
-    let mut readers = Vec::with_capacity(count);
-    for result in results {
-        let (i, ws) = result?;
-        readers.push(tokio::spawn(read_frames(ws, i, receipts.clone())));
-    }
+    let readers = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     Ok((readers, elapsed))
 }
 
+/// The WebSocket handshake over `stream`, then the uid as the first message.
+async fn handshake<S>(
+    url: String,
+    stream: S,
+    uid: &str,
+    i: usize,
+) -> anyhow::Result<WebSocketStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(url, stream, Some(client_config()))
+            .await
+            .with_context(|| format!("client {i}: handshake"))?;
+    ws.send(Message::text(uid)).await?;
+    Ok(ws)
+}
+
 /// Reads until the connection ends; tungstenite answers pings by itself.
-async fn read_frames(mut ws: WebSocketStream<TcpStream>, client: usize, receipts: Arc<Receipts>) {
+async fn read_frames<S>(mut ws: WebSocketStream<S>, client: usize, receipts: Arc<Receipts>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     while let Some(Ok(frame)) = ws.next().await {
         if let Message::Text(text) = frame {
             receipts.record(&text, client);

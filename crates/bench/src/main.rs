@@ -58,6 +58,10 @@ struct Common {
     /// Upper bound for each phase (connecting, sending).
     #[arg(long, global = true, default_value = "120s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Connect with wss:// (pushd with --tls-cert), trusting the certificates in
+    /// this PEM file and checking the name `localhost`.
+    #[arg(long, global = true, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

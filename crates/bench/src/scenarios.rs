@@ -40,6 +40,11 @@ async fn crowd(
     broadcasts: usize,
 ) -> anyhow::Result<Crowd> {
     let receipts = Arc::new(Receipts::new(Instant::now(), messages, broadcasts));
+    let tls = common
+        .tls_ca
+        .as_deref()
+        .map(clients::tls_connector)
+        .transpose()?;
     let (readers, connect_time) = clients::open(
         common.ws,
         &common.uid_prefix,
@@ -47,6 +52,7 @@ async fn crowd(
         common.concurrency,
         receipts.clone(),
         common.timeout,
+        tls,
     )
     .await?;
     let mut admin = admin::connect(&common.socket).await?;

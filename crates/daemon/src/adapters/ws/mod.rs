@@ -35,13 +35,13 @@ pub(crate) use edge::Edge;
 use session::Session;
 use stream::ClientStream;
 
-/// A client's WebSocket, over TCP or TLS.
-type Ws = WebSocketStream<ClientStream>;
-
 use crate::core::conn::CloseRequest;
 use crate::core::counters::Counter;
 use crate::logging::Throttled;
 use crate::node::Node;
+
+/// A client's WebSocket, over TCP or TLS.
+type Ws = WebSocketStream<ClientStream>;
 
 /// Per-connection settings, resolved from the options.
 #[derive(Debug, Clone)]
