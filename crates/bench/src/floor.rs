@@ -244,3 +244,42 @@ fn serve_admin(stream: UnixStream, uids: &Uids) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_their_length_in_the_three_sizes() {
+        assert_eq!(&frame(b"hi")[..2], &[0x81, 2]);
+        let medium = frame(&[b'x'; 300]);
+        assert_eq!(&medium[..4], &[0x81, 126, 1, 44]);
+        assert_eq!(medium.len(), 304);
+        let large = frame(&vec![b'x'; 70_000]);
+        assert_eq!(large[1], 127);
+        assert_eq!(u64::from_be_bytes(large[2..10].try_into().unwrap()), 70_000);
+    }
+
+    /// A real WebSocket client binds, and a pushed line reaches it as one text frame.
+    #[test]
+    fn a_client_binds_and_gets_its_push() {
+        use tokio_tungstenite::tungstenite::{Message, connect};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let uids: Uids = Arc::default();
+        let bound = uids.clone();
+        let server = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let (uid, stream) = handshake(stream).unwrap();
+            bound.write().unwrap().entry(uid).or_default().push(stream);
+        });
+        let (mut client, _) = connect(format!("ws://{addr}/")).unwrap();
+        client.send(Message::text(" 42 ")).unwrap();
+        server.join().unwrap();
+        let line = br#"{"uid":"42","m":1}"#;
+        assert_eq!(deliver(&uids, Some("42"), &frame(line)), 1);
+        assert_eq!(deliver(&uids, Some("43"), &frame(line)), 0);
+        let got = client.read().unwrap();
+        assert_eq!(got, Message::text(r#"{"uid":"42","m":1}"#));
+    }
+}
