@@ -907,6 +907,21 @@ async fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) 
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
+/// Nodes with the HTTP API (for their SSE streams) and `--offline-grace GRACE`.
+fn with_events(grace: &'static str) -> NodeOptions {
+    let extra = vec!["--http-listen", "127.0.0.1:0", "--offline-grace", grace];
+    NodeOptions {
+        // A few bytes per test, for the `'static` the options want.
+        extra: extra.leak(),
+        ..NodeOptions::default()
+    }
+}
+
+/// A node's stream of `online` and `offline` events.
+async fn presence(node: &crate::harness::Pushd) -> crate::events::Sse {
+    crate::events::Sse::open(node, "?type=online,offline").await
+}
+
 /// Every `type uid` the streams tell within `span`, in the order read.
 async fn gather(streams: &mut [&mut crate::events::Sse], span: Duration) -> Vec<String> {
     let mut seen = Vec::new();
@@ -929,22 +944,13 @@ async fn gather(streams: &mut [&mut crate::events::Sse], span: Duration) -> Vec<
 /// told once, by one node, whichever nodes the uid's pages come and go on.
 #[tokio::test]
 async fn online_and_offline_describe_the_whole_cluster_and_are_told_once() {
-    let options = NodeOptions {
-        extra: &["--http-listen", "127.0.0.1:0", "--offline-grace", "3s"],
-        ..NodeOptions::default()
-    };
-    let Some(three) = Three::start_if_available(options).await else {
+    let Some(three) = Three::start_if_available(with_events("3s")).await else {
         return;
     };
     let [a, b, c] = &three.nodes[..] else {
         unreachable!()
     };
-    let query = "?type=online,offline";
-    let (mut sa, mut sb) = (
-        crate::events::Sse::open(a, query).await,
-        crate::events::Sse::open(b, query).await,
-    );
-    let mut sc = crate::events::Sse::open(c, query).await;
+    let (mut sa, mut sb, mut sc) = (presence(a).await, presence(b).await, presence(c).await);
 
     // Two pages of 7, on a and on b, then both gone: online once, offline once.
     let on_a = a.bound_client("7").await;
@@ -985,21 +991,14 @@ async fn online_and_offline_describe_the_whole_cluster_and_are_told_once() {
 /// out and the grace passes: told once, by a survivor.
 #[tokio::test]
 async fn the_uids_of_a_dead_node_go_offline_once() {
-    let options = NodeOptions {
-        extra: &["--http-listen", "127.0.0.1:0", "--offline-grace", "500ms"],
-        ..NodeOptions::default()
-    };
+    let options = with_events("500ms");
     let Some(three) = Three::start_if_available(options).await else {
         return;
     };
     let [a, b, c] = &three.nodes[..] else {
         unreachable!()
     };
-    let query = "?type=online,offline";
-    let (mut sa, mut sb) = (
-        crate::events::Sse::open(a, query).await,
-        crate::events::Sse::open(b, query).await,
-    );
+    let (mut sa, mut sb) = (presence(a).await, presence(b).await);
     let _on_c = c.bound_client("9").await;
     let seen = gather(&mut [&mut sa, &mut sb], Duration::from_secs(1)).await;
     assert!(seen.is_empty(), "c tells its own online: {seen:?}");

@@ -167,7 +167,11 @@ pub async fn run(
         Some((url, secret)) => Some(webhook::Webhook::new(url, secret.as_deref())?),
         None => None,
     };
-    let events = Events::new(config.node_name.clone(), config.offline_grace);
+    let events = Events::new(
+        config.node_name.clone(),
+        config.offline_grace,
+        config.cluster.is_some(),
+    );
     let registry = Arc::new(
         Registry::new(
             config.registry_limits(),

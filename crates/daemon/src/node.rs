@@ -71,6 +71,6 @@ pub(crate) fn test_node() -> Node {
         text_addr: "127.0.0.1:2".parse().unwrap(),
         socket: PathBuf::from("/tmp/test.sock"),
         secrets: Secrets::default(),
-        events: Events::new("test".into(), std::time::Duration::from_secs(5)),
+        events: Events::new("test".into(), std::time::Duration::from_secs(5), false),
     }
 }

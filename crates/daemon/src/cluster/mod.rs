@@ -262,7 +262,6 @@ impl Cluster {
         events: Arc<Events>,
         tracker: &TaskTracker,
     ) -> ClusterTasks {
-        events.set_cluster_wide();
         let tasks = ClusterTasks {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -70,12 +70,24 @@ pub struct Scripts {
     pub mailboxes: Script,
 }
 
-/// Lua: whether a live node other than `me` (`''` for none) holds `uid`.
-const HELD_ELSEWHERE: &str = "local function held_elsewhere(nodes, prefix, now, me, uid)
+/// Lua shared by the presence scripts: whether a live node other than `me` (`''`
+/// for none) holds `uid`; and the end of node `id`'s hash, whose uids that no
+/// live node holds go in `P:gone` (offline once `grace` passes), for a dead
+/// node (`reap`) and a leaving one (`leave`) alike.
+const PRESENCE_LUA: &str = "local function held_elsewhere(nodes, prefix, now, me, uid)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', nodes, '(' .. now, '+inf')) do
     if id ~= me and redis.call('HEXISTS', prefix .. ':node:' .. id, uid) == 1 then return true end
   end
   return false
+end
+local function drop_node(nodes, prefix, now, grace, id)
+  local hash = prefix .. ':node:' .. id
+  for _, uid in ipairs(redis.call('HKEYS', hash)) do
+    if not held_elsewhere(nodes, prefix, now, id, uid) then
+      redis.call('ZADD', prefix .. ':gone', 'NX', now + grace, uid)
+    end
+  end
+  redis.call('DEL', hash)
 end
 ";
 
@@ -147,20 +159,12 @@ impl Scripts {
                 "return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])"
             )),
             reap: Script::new(&format!(
-                "{HELD_ELSEWHERE}{}",
+                "{PRESENCE_LUA}{}",
                 with_clock!(
                     "local gone, grace = ARGV[1] .. ':gone', tonumber(ARGV[2])
                      local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
                      for _, id in ipairs(dead) do redis.call('ZREM', KEYS[1], id) end
-                     for _, id in ipairs(dead) do
-                       local hash = ARGV[1] .. ':node:' .. id
-                       for _, uid in ipairs(redis.call('HKEYS', hash)) do
-                         if not held_elsewhere(KEYS[1], ARGV[1], now, id, uid) then
-                           redis.call('ZADD', gone, 'NX', now + grace, uid)
-                         end
-                       end
-                       redis.call('DEL', hash)
-                     end
+                     for _, id in ipairs(dead) do drop_node(KEYS[1], ARGV[1], now, grace, id) end
                      local offline = {}
                      for _, uid in ipairs(redis.call('ZRANGEBYSCORE', gone, '-inf', now, 'LIMIT', 0, 1000)) do
                        redis.call('ZREM', gone, uid)
@@ -172,7 +176,7 @@ impl Scripts {
                 )
             )),
             presence: Script::new(&format!(
-                "{HELD_ELSEWHERE}{}",
+                "{PRESENCE_LUA}{}",
                 with_clock!(
                     "local me, grace = ARGV[2], tonumber(ARGV[3])
                      local mine, gone = ARGV[1] .. ':node:' .. me, ARGV[1] .. ':gone'
@@ -193,17 +197,10 @@ impl Scripts {
                 )
             )),
             leave: Script::new(&format!(
-                "{HELD_ELSEWHERE}{}",
+                "{PRESENCE_LUA}{}",
                 with_clock!(
-                    "local me, grace = ARGV[2], tonumber(ARGV[3])
-                     local mine, gone = ARGV[1] .. ':node:' .. me, ARGV[1] .. ':gone'
-                     redis.call('ZREM', KEYS[1], me)
-                     for _, uid in ipairs(redis.call('HKEYS', mine)) do
-                       if not held_elsewhere(KEYS[1], ARGV[1], now, me, uid) then
-                         redis.call('ZADD', gone, 'NX', now + grace, uid)
-                       end
-                     end
-                     redis.call('DEL', mine)
+                    "redis.call('ZREM', KEYS[1], ARGV[2])
+                     drop_node(KEYS[1], ARGV[1], now, tonumber(ARGV[3]), ARGV[2])
                      return 0"
                 )
             )),

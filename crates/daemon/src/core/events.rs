@@ -107,7 +107,7 @@ pub(crate) struct Events {
     generation: AtomicU64,
     /// In cluster mode `online` and `offline` describe the whole cluster and
     /// come from Redis ([`Events::announce`]), not from this node's registry.
-    cluster_wide: std::sync::atomic::AtomicBool,
+    cluster_wide: bool,
 }
 
 /// A connection, as its events describe it.
@@ -118,8 +118,9 @@ pub(crate) struct ConnRef {
 }
 
 impl Events {
-    /// Events of node `node`, with `offline` after `grace`.
-    pub(crate) fn new(node: String, grace: Duration) -> Arc<Self> {
+    /// Events of node `node`, with `offline` after `grace`; `cluster_wide` in
+    /// cluster mode, where `online` and `offline` come from [`Events::announce`].
+    pub(crate) fn new(node: String, grace: Duration, cluster_wide: bool) -> Arc<Self> {
         let (sender, _) = broadcast::channel(RING);
         Arc::new(Events {
             sender,
@@ -131,13 +132,8 @@ impl Events {
             grace,
             pending: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(1),
-            cluster_wide: std::sync::atomic::AtomicBool::new(false),
+            cluster_wide,
         })
-    }
-
-    /// Cluster mode: `online` and `offline` are left to [`Events::announce`].
-    pub(crate) fn set_cluster_wide(&self) {
-        self.cluster_wide.store(true, Ordering::Relaxed);
     }
 
     /// `--offline-grace`.
@@ -210,7 +206,7 @@ impl Events {
     /// `uid` gained its first bound connection (called under the registry's
     /// lock): `online`, unless it was only within its grace.
     pub(crate) fn first_bound(&self, uid: &Uid) {
-        if self.cluster_wide.load(Ordering::Relaxed) {
+        if self.cluster_wide {
             return;
         }
         let was_pending = self.lock_pending().remove(uid).is_some();
@@ -222,7 +218,7 @@ impl Events {
     /// `uid` lost its last bound connection (called under the registry's
     /// lock): `offline` once the grace passes without a rebind.
     pub(crate) fn last_unbound(self: &Arc<Self>, uid: &Uid) {
-        if self.cluster_wide.load(Ordering::Relaxed) {
+        if self.cluster_wide {
             return;
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +301,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_rebind_within_the_grace_is_neither_offline_nor_online() {
-        let events = Events::new("n1".into(), Duration::from_secs(5));
+        let events = Events::new("n1".into(), Duration::from_secs(5), false);
         let mut receiver = events.sender.subscribe();
         let uid = Uid::parse("42").unwrap();
         events.first_bound(&uid);
@@ -322,7 +318,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_the_latest_close_counts() {
-        let events = Events::new("n1".into(), Duration::from_secs(5));
+        let events = Events::new("n1".into(), Duration::from_secs(5), false);
         let mut receiver = events.sender.subscribe();
         let uid = Uid::parse("7").unwrap();
         events.first_bound(&uid);
@@ -339,7 +335,7 @@ mod tests {
 
     #[test]
     fn events_are_one_json_object_with_the_documented_fields() {
-        let events = Events::new("n1".into(), Duration::from_secs(5));
+        let events = Events::new("n1".into(), Duration::from_secs(5), false);
         let mut receiver = events.sender.subscribe();
         let conn = ConnRef {
             id: 3,
