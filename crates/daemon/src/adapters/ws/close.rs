@@ -1,13 +1,12 @@
 //! How a connection ends: the close codes pushd sends, why, and the closing
 //! handshake.
 
-use super::Ws;
-use futures_util::{SinkExt, StreamExt};
+use std::future::poll_fn;
+
 use pushd_proto::admin::MAX_CLOSE_REASON;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::io::{Inbound, Ws};
 
 use crate::config::CLOSE_TIMEOUT;
 use crate::core::conn::CloseRequest;
@@ -42,7 +41,7 @@ pub(crate) mod code {
 pub(super) enum End {
     /// pushd closes it with this code and reason.
     Close(u16, String),
-    /// The peer sent a close frame; tungstenite has queued the reply.
+    /// The peer sent a close frame; the answer is queued.
     ClosedByPeer,
     /// The socket is gone or broken; nothing more can be sent.
     Lost,
@@ -91,35 +90,37 @@ impl End {
         let closing = async {
             match self {
                 End::Close(code, reason) => {
-                    let frame = CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: close_reason(&reason),
-                    };
-                    if ws.close(Some(frame)).await.is_err() {
-                        return;
-                    }
-                }
-                End::ClosedByPeer => {
+                    ws.queue_close(Some(code), close_reason(&reason));
                     if ws.flush().await.is_err() {
                         return;
                     }
                 }
+                // The handshake is complete once the answer is out.
+                End::ClosedByPeer => {
+                    let _ = ws.flush().await;
+                    return;
+                }
                 End::Lost => return,
             }
-            // Read until the peer's close frame or EOF; tungstenite answers for us.
-            while let Some(Ok(_)) = ws.next().await {}
+            // Read until the peer's close frame or EOF.
+            loop {
+                match poll_fn(|cx| ws.poll_inbound(cx)).await {
+                    Ok(Some(Inbound::Close(_))) | Ok(None) | Err(_) => break,
+                    Ok(Some(_)) => {}
+                }
+            }
         };
         let _ = timeout(CLOSE_TIMEOUT, closing).await;
     }
 }
 
 /// Cuts a close reason to the 123 bytes a close frame allows, on a character boundary.
-fn close_reason(reason: &str) -> Utf8Bytes {
+fn close_reason(reason: &str) -> &str {
     let mut end = reason.len().min(MAX_CLOSE_REASON);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    Utf8Bytes::from(&reason[..end])
+    &reason[..end]
 }
 
 #[cfg(test)]
@@ -131,6 +132,6 @@ mod tests {
         let long = "é".repeat(100);
         let cut = close_reason(&long);
         assert!(cut.len() <= MAX_CLOSE_REASON && cut.len() >= MAX_CLOSE_REASON - 1);
-        assert_eq!(close_reason("bye").as_str(), "bye");
+        assert_eq!(close_reason("bye"), "bye");
     }
 }

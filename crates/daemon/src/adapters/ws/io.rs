@@ -1,135 +1,411 @@
 //! Socket I/O of one connection, as one hand-written poll.
 //!
-//! [`poll_io`] moves queued pushes into the socket and reads the next frame in
-//! the same poll, and never waits on a write: a peer that stops reading leaves
-//! its bytes in tungstenite's bounded buffer while the task keeps watching its
-//! deadline and close requests (awaiting a `flush()` inside the loop would
-//! park it there, where no heartbeat or kick could reach it).
+//! [`poll_io`] moves queued pushes into the socket and reads the next message
+//! in the same poll, and never waits on a write: a peer that stops reading
+//! leaves its bytes in [`Ws`]'s bounded `unwritten` while the task keeps
+//! watching its deadline and close requests (awaiting a write inside the loop
+//! would park it there, where no heartbeat or kick could reach it).
+//!
+//! An idle connection holds no buffer: reads go into a per-worker scratch
+//! buffer, and only the bytes of a frame that has not fully arrived (or of
+//! frames after the one returned) are kept, until they are decoded.
 
-use super::Ws;
-use std::task::{Context, Poll};
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::frame::{self, FrameError, MAX_HEADER, opcode};
+use super::stream::ClientStream;
 use crate::core::conn::{CloseRequest, ConnHandle};
 
-/// Pushes written to the socket in one go before reads get a turn.
+/// Most pushes written in one go before reads get a turn.
 const WRITE_BATCH: usize = 64;
 
-/// Bytes of tungstenite's read buffer per connection, allocated up front.
-/// Clients send a uid and small heartbeats, so a small buffer is enough;
-/// tungstenite's default (128 KiB) would cost 2.4 GiB at 19,000 connections.
-/// 1 KiB → 256 bytes (with the uid shared with the registry) took RSS per
-/// idle connection from 3,216 to 2,420 bytes, and 256 → 128 took it from
-/// about 2,580 back to about 2,460 after the hardening state was added
-/// (docs/PERFORMANCE.md, "Tuning log"). Larger frames still arrive whole: the
-/// buffer grows for a frame whose header announces more (a JWT of ~200 bytes,
-/// say), up to `--max-message-size`.
-const READ_BUFFER: usize = 128;
-
-/// Bytes of pushes collected before tungstenite writes to the socket; a flush
-/// follows every batch anyway, so this only merges small frames.
+/// A batch stops growing past this many bytes, so that what a short write
+/// leaves behind (copied into `unwritten`) stays small.
 const WRITE_BUFFER: usize = 16 * 1024;
 
-/// tungstenite settings, each chosen for many mostly idle connections.
-pub(super) fn ws_config(max_message_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        // Every frame waits for `poll_ready`, so the buffer never holds more
-        // than WRITE_BUFFER plus one frame; this is only a safety net.
-        .max_write_buffer_size(WRITE_BUFFER + max_message_size + 1024)
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
+/// Bytes of each worker's read buffer. Clients send a uid and small
+/// heartbeats; a larger message simply arrives over several reads.
+const READ_CHUNK: usize = 4096;
+
+thread_local! {
+    /// The worker's read buffer, shared by every connection it polls.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// A client's WebSocket, after its handshake.
+#[derive(Debug)]
+pub(crate) struct Ws {
+    stream: ClientStream,
+    /// Largest inbound message (`--max-message-size`).
+    max_message: usize,
+    /// Bytes read but not decoded yet; unallocated when there are none.
+    unread: Vec<u8>,
+    /// A fragmented message, while its fragments arrive.
+    fragments: Option<Box<Fragments>>,
+    /// Frames taken from the queue (or pongs, pings, a close) that the socket
+    /// has not accepted yet, in order; unallocated when caught up.
+    unwritten: Vec<u8>,
+    /// Bytes were handed to the stream since its last flush (TLS buffers them).
+    dirty: bool,
+    /// A ping should go out before the next push.
+    pub(super) ping_due: bool,
+}
+
+/// A message that came in fragments (§5.4), so far.
+#[derive(Debug)]
+struct Fragments {
+    opcode: u8,
+    payload: Vec<u8>,
+}
+
+/// A message from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Inbound {
+    Text(String),
+    Binary,
+    /// Its pong is already on its way.
+    Ping,
+    Pong,
+    /// The client's close frame, with its code if it gave one.
+    Close(Option<u16>),
+}
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    Frame(FrameError),
+    Io(io::Error),
+}
+
+impl From<FrameError> for ReadError {
+    fn from(err: FrameError) -> Self {
+        ReadError::Frame(err)
+    }
+}
+
+impl Ws {
+    pub(super) fn new(stream: ClientStream, max_message: usize) -> Self {
+        Ws {
+            stream,
+            max_message,
+            unread: Vec::new(),
+            fragments: None,
+            unwritten: Vec::new(),
+            dirty: false,
+            ping_due: false,
+        }
+    }
+
+    /// The next message; `Ok(None)` when the client closed the stream.
+    pub(super) fn poll_inbound(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Inbound>, ReadError>> {
+        if !self.unread.is_empty() {
+            let mut unread = std::mem::take(&mut self.unread);
+            let (used, inbound) = self.decode(&mut unread)?;
+            self.keep_unread(unread, used);
+            if let Some(inbound) = inbound {
+                return Poll::Ready(Ok(Some(inbound)));
+            }
+        }
+        loop {
+            let read = SCRATCH.with_borrow_mut(|scratch| {
+                let mut buf = ReadBuf::new(scratch);
+                ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))
+                    .map_err(ReadError::Io)?;
+                let n = buf.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Ok(None));
+                }
+                if self.unread.is_empty() {
+                    let (used, inbound) = self.decode(&mut scratch[..n])?;
+                    if used < n {
+                        self.unread = scratch[used..n].to_vec();
+                    }
+                    Poll::Ready(Ok(Some(inbound)))
+                } else {
+                    // A frame was waiting for these bytes.
+                    let mut unread = std::mem::take(&mut self.unread);
+                    unread.extend_from_slice(&scratch[..n]);
+                    let (used, inbound) = self.decode(&mut unread)?;
+                    self.keep_unread(unread, used);
+                    Poll::Ready(Ok(Some(inbound)))
+                }
+            });
+            match ready!(read) {
+                Ok(Some(Some(inbound))) => return Poll::Ready(Ok(Some(inbound))),
+                Ok(Some(None)) => continue,
+                Ok(None) if self.unread.is_empty() && self.fragments.is_none() => {
+                    return Poll::Ready(Ok(None));
+                }
+                Ok(None) => {
+                    let cut =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended mid-frame");
+                    return Poll::Ready(Err(ReadError::Io(cut)));
+                }
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    /// Keeps the bytes of `unread` after the first `used`, or frees it if
+    /// there are none.
+    fn keep_unread(&mut self, mut unread: Vec<u8>, used: usize) {
+        unread.drain(..used);
+        self.unread = if unread.is_empty() {
+            Vec::new()
+        } else {
+            unread
+        };
+    }
+
+    /// Decodes frames from `buf` until one completes a message. Returns the
+    /// bytes used and the message, if one completed.
+    fn decode(&mut self, buf: &mut [u8]) -> Result<(usize, Option<Inbound>), FrameError> {
+        let mut used = 0;
+        while let Some((frame, len)) = frame::decode(&mut buf[used..], self.max_message)? {
+            used += len;
+            if let Some(inbound) = self.message(frame)? {
+                return Ok((used, Some(inbound)));
+            }
+        }
+        Ok((used, None))
+    }
+
+    /// Takes one frame; returns the message it completes, if any.
+    fn message(&mut self, frame: frame::Frame<'_>) -> Result<Option<Inbound>, FrameError> {
+        let complete = match (frame.opcode, &mut self.fragments) {
+            (opcode::PING, _) => {
+                frame::encode(opcode::PONG, frame.payload, &mut self.unwritten);
+                return Ok(Some(Inbound::Ping));
+            }
+            (opcode::PONG, _) => return Ok(Some(Inbound::Pong)),
+            (opcode::CLOSE, _) => {
+                return close_code(frame.payload).map(|c| Some(Inbound::Close(c)));
+            }
+            (opcode::CONTINUATION, None) => {
+                return Err(FrameError::Protocol(
+                    "a continuation frame without a message",
+                ));
+            }
+            (opcode::CONTINUATION, Some(fragments)) => {
+                if fragments.payload.len() + frame.payload.len() > self.max_message {
+                    return Err(FrameError::TooBig);
+                }
+                fragments.payload.extend_from_slice(frame.payload);
+                if !frame.fin {
+                    return Ok(None);
+                }
+                let Fragments { opcode, payload } = *self.fragments.take().expect("matched");
+                (opcode, payload)
+            }
+            (_, Some(_)) => {
+                return Err(FrameError::Protocol(
+                    "a new message before the last one ended",
+                ));
+            }
+            (opcode, None) if !frame.fin => {
+                let payload = frame.payload.to_vec();
+                self.fragments = Some(Box::new(Fragments { opcode, payload }));
+                return Ok(None);
+            }
+            (opcode, None) => (opcode, frame.payload.to_vec()),
+        };
+        Ok(Some(match complete {
+            (opcode::TEXT, payload) => {
+                Inbound::Text(String::from_utf8(payload).map_err(|_| FrameError::InvalidUtf8)?)
+            }
+            _ => Inbound::Binary,
+        }))
+    }
+
+    /// Queues a close frame, after everything queued before it.
+    pub(super) fn queue_close(&mut self, code: Option<u16>, reason: &str) {
+        let payload = code.map_or_else(Vec::new, |code| frame::close_payload(code, reason));
+        frame::encode(opcode::CLOSE, &payload, &mut self.unwritten);
+    }
+
+    /// Writes what is queued in `unwritten` and flushes, waiting as needed.
+    pub(super) async fn flush(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            ready!(self.poll_write_unwritten(cx))?;
+            self.poll_flush(cx)
+        })
+        .await
+    }
+
+    /// Writes `unwritten` until it is empty or the socket is full.
+    fn poll_write_unwritten(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.unwritten.is_empty() {
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.unwritten))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.dirty = true;
+            self.unwritten.drain(..n);
+        }
+        self.unwritten = Vec::new();
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.dirty {
+            ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+            self.dirty = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes one batch of queued pushes (after anything left from the last),
+    /// as far as the socket takes them without waiting.
+    fn pump_writes(&mut self, cx: &mut Context<'_>, handle: &ConnHandle) -> io::Result<()> {
+        if self.poll_write_unwritten(cx)?.is_pending() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.ping_due) {
+            frame::encode(opcode::PING, &[], &mut self.unwritten);
+            if self.poll_write_unwritten(cx)?.is_pending() {
+                return Ok(());
+            }
+        }
+        let mut batch = Batch::new();
+        while batch.len < WRITE_BATCH && batch.bytes < WRITE_BUFFER {
+            match handle.pop() {
+                Some(text) => batch.add(text),
+                None => break,
+            }
+        }
+        if batch.len == WRITE_BATCH || batch.bytes >= WRITE_BUFFER {
+            // Let reads and other tasks in; come straight back for the rest.
+            cx.waker().wake_by_ref();
+        }
+        if batch.len > 0 {
+            let written = if self.stream.is_write_vectored() {
+                let mut slices = [io::IoSlice::new(&[]); 2 * WRITE_BATCH];
+                let n = batch
+                    .parts()
+                    .zip(&mut slices)
+                    .map(|(part, slice)| *slice = io::IoSlice::new(part))
+                    .count();
+                match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n]) {
+                    Poll::Ready(written) => written?,
+                    Poll::Pending => 0,
+                }
+            } else {
+                0
+            };
+            self.dirty |= written > 0;
+            // What the socket did not take waits, in order, for the next poll.
+            batch.copy_from(written, &mut self.unwritten);
+            if !self.unwritten.is_empty() && self.poll_write_unwritten(cx)?.is_pending() {
+                return Ok(());
+            }
+        }
+        if self.poll_flush(cx)?.is_pending() {
+            return Ok(());
+        }
+        Ok(())
+    }
+}
+
+/// Pushes gathered for one vectored write: their headers and payloads.
+struct Batch {
+    heads: [([u8; MAX_HEADER], usize); WRITE_BATCH],
+    payloads: [Utf8Bytes; WRITE_BATCH],
+    len: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            heads: [([0; MAX_HEADER], 0); WRITE_BATCH],
+            payloads: std::array::from_fn(|_| Utf8Bytes::from_static("")),
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, text: Utf8Bytes) {
+        let (head, head_len) = &mut self.heads[self.len];
+        *head_len = frame::header(opcode::TEXT, text.len(), head);
+        self.bytes += *head_len + text.len();
+        self.payloads[self.len] = text;
+        self.len += 1;
+    }
+
+    fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        let frames = self.heads.iter().zip(&self.payloads).take(self.len);
+        frames.flat_map(|((head, n), payload)| [&head[..*n], payload.as_bytes()])
+    }
+
+    /// Appends every byte after the first `skip` to `out`.
+    fn copy_from(&self, mut skip: usize, out: &mut Vec<u8>) {
+        for part in self.parts() {
+            if skip >= part.len() {
+                skip -= part.len();
+            } else {
+                out.extend_from_slice(&part[skip..]);
+                skip = 0;
+            }
+        }
+    }
+}
+
+/// The code of a close frame's payload (§5.5.1), checked.
+fn close_code(payload: &[u8]) -> Result<Option<u16>, FrameError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(FrameError::Protocol("a close frame with a 1-byte payload")),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !frame::close_code_allowed(code) {
+                return Err(FrameError::Protocol("a close code a client may not send"));
+            }
+            std::str::from_utf8(reason).map_err(|_| FrameError::InvalidUtf8)?;
+            Ok(Some(code))
+        }
+    }
 }
 
 /// Outcome of one [`poll_io`].
 pub(super) enum Io {
     /// Something outside the task asked the connection to close.
     CloseRequested(CloseRequest),
-    /// A frame arrived.
-    Frame(Message),
+    /// A message arrived.
+    Inbound(Inbound),
     /// The peer closed the TCP stream.
     Closed,
-    /// Reading or writing failed.
-    Failed(WsError),
-}
-
-/// Write-side state that must survive between polls (the future built from
-/// [`poll_io`] is dropped whenever another `select!` branch wins).
-#[derive(Debug, Default)]
-pub(super) struct WriteState {
-    /// A ping should go out before the next push.
-    pub(super) ping_due: bool,
-    /// Frames were handed to tungstenite but not flushed yet.
-    pub(super) dirty: bool,
+    /// Reading failed.
+    ReadFailed(ReadError),
+    /// Writing failed.
+    WriteFailed(io::Error),
 }
 
 /// Moves queued frames into the socket as far as it accepts them, then
-/// polls for the next inbound frame. Returns `Pending` with wakers registered
-/// for whatever it is waiting on; never waits for one side before the other.
-pub(super) fn poll_io(
-    cx: &mut Context<'_>,
-    ws: &mut Ws,
-    handle: &ConnHandle,
-    write: &mut WriteState,
-) -> Poll<Io> {
+/// polls for the next inbound message. Returns `Pending` with wakers
+/// registered for whatever it is waiting on; never waits for one side
+/// before the other.
+pub(super) fn poll_io(cx: &mut Context<'_>, ws: &mut Ws, handle: &ConnHandle) -> Poll<Io> {
     // One registration covers both checks below and the queue in pump_writes.
     handle.register(cx);
     if let Some(request) = handle.close_request() {
         return Poll::Ready(Io::CloseRequested(request.clone()));
     }
-    if let Err(err) = pump_writes(cx, ws, handle, write) {
-        return Poll::Ready(Io::Failed(err));
+    if let Err(err) = ws.pump_writes(cx, handle) {
+        return Poll::Ready(Io::WriteFailed(err));
     }
-    match ws.poll_next_unpin(cx) {
-        Poll::Ready(Some(Ok(frame))) => Poll::Ready(Io::Frame(frame)),
-        Poll::Ready(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)))
-        | Poll::Ready(None) => Poll::Ready(Io::Closed),
-        Poll::Ready(Some(Err(err))) => Poll::Ready(Io::Failed(err)),
+    match ws.poll_inbound(cx) {
+        Poll::Ready(Ok(Some(inbound))) => Poll::Ready(Io::Inbound(inbound)),
+        Poll::Ready(Ok(None)) => Poll::Ready(Io::Closed),
+        Poll::Ready(Err(err)) => Poll::Ready(Io::ReadFailed(err)),
         Poll::Pending => Poll::Pending,
     }
-}
-
-/// The write half of [`poll_io`]: queue → tungstenite → socket, without blocking.
-fn pump_writes(
-    cx: &mut Context<'_>,
-    ws: &mut Ws,
-    handle: &ConnHandle,
-    write: &mut WriteState,
-) -> Result<(), WsError> {
-    for sent in 0.. {
-        if sent == WRITE_BATCH {
-            // Let reads and other tasks in; come straight back for the rest.
-            cx.waker().wake_by_ref();
-            break;
-        }
-        // Pending: the socket is full and tungstenite is waiting to flush.
-        // The write waker is registered; queued pushes stay in the handle's queue.
-        match ws.poll_ready_unpin(cx) {
-            Poll::Pending => return Ok(()),
-            Poll::Ready(result) => result?,
-        }
-        let frame = if std::mem::take(&mut write.ping_due) {
-            Message::Ping(Bytes::new())
-        } else {
-            match handle.pop() {
-                Some(text) => Message::Text(text),
-                None => break,
-            }
-        };
-        ws.start_send_unpin(frame)?;
-        write.dirty = true;
-    }
-    if write.dirty {
-        match ws.poll_flush_unpin(cx) {
-            Poll::Ready(Ok(())) => write.dirty = false,
-            Poll::Ready(Err(err)) => return Err(err),
-            Poll::Pending => {}
-        }
-    }
-    Ok(())
 }

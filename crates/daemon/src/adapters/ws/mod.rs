@@ -9,6 +9,8 @@
 mod admission;
 pub(crate) mod close;
 mod edge;
+mod frame;
+mod handshake;
 mod io;
 mod session;
 mod stream;
@@ -20,8 +22,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
@@ -32,6 +32,7 @@ use tracing::debug;
 pub(crate) use admission::Admission;
 use admission::{Refusal, Ticket};
 pub(crate) use edge::Edge;
+use io::Ws;
 use session::Session;
 use stream::ClientStream;
 
@@ -39,9 +40,6 @@ use crate::core::conn::CloseRequest;
 use crate::core::counters::Counter;
 use crate::logging::Throttled;
 use crate::node::Node;
-
-/// A client's WebSocket, over TCP or TLS.
-type Ws = WebSocketStream<ClientStream>;
 
 /// Per-connection settings, resolved from the options.
 #[derive(Debug, Clone)]
@@ -168,7 +166,6 @@ async fn connection(
         server,
         uid: None,
         since,
-        write: Default::default(),
     };
     // Values with drop glue stay in this task's future until they are
     // dropped; nothing below needs the token, so it goes now.
@@ -229,7 +226,7 @@ async fn open(
         Ok(proxied) => proxied,
         Err(err) => return failed(Counter::ProxyHeadersRefused, "PROXY header", &err),
     };
-    let stream = match server.node.secrets.tls() {
+    let mut stream = match server.node.secrets.tls() {
         None => ClientStream::Plain(stream),
         Some(tls) => {
             match flatten(timeout_at(deadline, TlsAcceptor::from(tls).accept(stream)).await) {
@@ -264,13 +261,12 @@ async fn open(
             .verdict(admitted, facts.client.ip(), request, counters);
         verdict.map(|()| response).map_err(Refusal::response)
     };
-    let config = io::ws_config(server.settings.max_message_size);
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, verdict, Some(config));
+    let handshake = handshake::accept(&mut stream, verdict);
     match timeout_at(deadline, handshake).await {
-        Ok(Ok(ws)) => Some((ws, facts)),
+        Ok(Ok(())) => Some((Ws::new(stream, server.settings.max_message_size), facts)),
         // Refused by `verdict`, already counted.
-        Ok(Err(WsError::Http(_))) => None,
-        Ok(Err(err)) => {
+        Ok(Err(handshake::Failure::Refused)) => None,
+        Ok(Err(handshake::Failure::Broken(err))) => {
             counters.bump(Counter::HandshakesFailed);
             debug!(%peer, %err, "handshake failed");
             None

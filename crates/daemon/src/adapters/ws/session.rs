@@ -16,13 +16,12 @@ use std::time::Instant;
 
 use pushd_proto::uid::Uid;
 use tokio::time::sleep_until;
-use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
 use super::WsServer;
 use super::close::{End, code};
-use super::io::{Io, WriteState, poll_io};
+use super::frame::FrameError;
+use super::io::{Inbound, Io, ReadError, poll_io};
 use crate::core::conn::ConnHandle;
 use crate::core::counters::Counter;
 use crate::core::mailbox::Since;
@@ -36,7 +35,6 @@ pub(super) struct Session {
     pub(super) uid: Option<Uid>,
     /// A `pushd.v2` client's `?since=`, until it binds.
     pub(super) since: Option<Since>,
-    pub(super) write: WriteState,
 }
 
 impl Session {
@@ -74,7 +72,7 @@ impl Session {
                     if let (Some(interval), Some(at)) = (ping_interval, next_ping)
                         && now >= at
                     {
-                        self.write.ping_due = true;
+                        self.ws.ping_due = true;
                         next_ping = Some(now + interval);
                     }
                     wake = next_wake(last_activity, next_ping, self.uid.is_some());
@@ -82,43 +80,43 @@ impl Session {
                         timer.as_mut().reset(at.into());
                     }
                 }
-                io = poll_fn(|cx| poll_io(cx, &mut self.ws, &self.handle, &mut self.write)) => {
-                    let frame = match io {
-                        Io::Frame(frame) => frame,
+                io = poll_fn(|cx| poll_io(cx, &mut self.ws, &self.handle)) => {
+                    let inbound = match io {
+                        Io::Inbound(inbound) => inbound,
                         Io::CloseRequested(request) => return End::requested(request),
+                        // The client went without a closing handshake: nobody to tell.
                         Io::Closed => return End::Lost,
-                        Io::Failed(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+                        Io::ReadFailed(ReadError::Frame(FrameError::TooBig)) => {
                             counters.bump(Counter::OversizedMessages);
                             return End::Close(code::TOO_BIG, "message too big".into());
                         }
-                        Io::Failed(WsError::Utf8(_)) => {
+                        Io::ReadFailed(ReadError::Frame(FrameError::InvalidUtf8)) => {
                             return End::Close(code::INVALID_DATA, "invalid UTF-8 in a text frame".into());
                         }
-                        // The client went without a closing handshake: nobody to tell.
-                        Io::Failed(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
-                            return End::Lost;
+                        Io::ReadFailed(ReadError::Frame(FrameError::Protocol(err))) => {
+                            debug!(peer = %self.handle.peer, err, "protocol error");
+                            return End::Close(code::PROTOCOL_ERROR, err.to_owned());
                         }
-                        Io::Failed(WsError::Protocol(err)) => {
-                            debug!(peer = %self.handle.peer, %err, "protocol error");
-                            return End::Close(code::PROTOCOL_ERROR, err.to_string());
-                        }
-                        Io::Failed(err) => {
-                            debug!(peer = %self.handle.peer, %err, "websocket error");
+                        Io::ReadFailed(ReadError::Io(err)) | Io::WriteFailed(err) => {
+                            debug!(peer = %self.handle.peer, %err, "socket error");
                             return End::Lost;
                         }
                     };
                     last_activity = Instant::now();
                     self.handle.touch(self.server.node.clock.ms_at(last_activity));
-                    match frame {
-                        Message::Text(text) if self.uid.is_none() => {
+                    match inbound {
+                        Inbound::Text(text) if self.uid.is_none() => {
                             if let Err(end) = self.bind(&text) {
                                 return end;
                             }
                         }
-                        // tungstenite queued the pong; make sure it is flushed.
-                        Message::Ping(_) => self.write.dirty = true,
-                        Message::Close(_) => return End::ClosedByPeer,
-                        // Later text, binary and pong frames only count as activity.
+                        Inbound::Close(code) => {
+                            // Answer with the same code, as RFC 6455 §5.5.1 has it.
+                            self.ws.queue_close(code, "");
+                            return End::ClosedByPeer;
+                        }
+                        // Later text, binary, ping (already answered) and pong
+                        // frames only count as activity.
                         _ => {}
                     }
                 }
