@@ -15,7 +15,9 @@ mod io;
 mod session;
 mod stream;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use tracing::debug;
 
 pub(crate) use admission::Admission;
 use admission::{Refusal, Ticket};
+use close::End;
 pub(crate) use edge::Edge;
 use io::Ws;
 use session::Session;
@@ -111,12 +114,43 @@ pub(crate) async fn serve(
 }
 
 /// One client, from accept to the end of its close.
-async fn connection(
+///
+/// A plain function returning its future, not an `async fn`, because that
+/// future's size is what every idle connection costs: an `async fn` would
+/// keep its arguments (the stream, the address) in it for its whole life.
+/// The way in and the way out are boxed for the same reason: their state is
+/// large and short-lived. What stays is the [`Session`] and the ticket.
+fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     server: Arc<WsServer>,
     shutdown: CancellationToken,
-) {
+) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(opening(stream, peer, server, shutdown));
+    async move {
+        let Some((session, ticket, ended)) = opening.await else {
+            return;
+        };
+        let mut session = pin!(session);
+        let end = match ended {
+            Some(end) => end,
+            None => session.as_mut().await,
+        };
+        Box::pin(session.as_mut().conn().close(end)).await;
+        // The admission slot is given back once the socket is closed.
+        drop(ticket);
+    }
+}
+
+/// Admission, the way in ([`open`]) and registration: the connection's
+/// session, its admission ticket, and its end if it ended already (a
+/// token in the URL that did not bind). `None` when it ended before.
+async fn opening(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<WsServer>,
+    shutdown: CancellationToken,
+) -> Option<(Session, Ticket, Option<End>)> {
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let mut admitted = server.admission.admit();
     if let Err(Refusal::Capacity) = admitted {
@@ -128,15 +162,7 @@ async fn connection(
     }
     // Pushes are small and latency-bound; Nagle would hold them back.
     let _ = stream.set_nodelay(true);
-    // Boxed: the handshake's state is large and short-lived; inline, it would
-    // size this task's future (and so every idle connection) for its whole life.
-    let opening = Box::pin(async {
-        tokio::select! {
-            _ = shutdown.cancelled() => None,
-            opened = open(stream, peer, &server, &mut admitted) => opened,
-        }
-    });
-    let Some((
+    let (
         ws,
         Facts {
             client,
@@ -144,13 +170,13 @@ async fn connection(
             since,
             url_token,
         },
-    )) = opening.await
-    else {
-        return;
-    };
+    ) = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        opened = open(stream, peer, &server, &mut admitted) => opened,
+    }?;
     // The verdict passed, so admission did too; the ticket lives as long as
     // the connection.
-    let Ok(_ticket) = admitted else { return };
+    let ticket = admitted.ok()?;
     let handle = server.node.registry.open(client, v2);
     let since = since
         .filter(|_| v2)
@@ -160,35 +186,13 @@ async fn connection(
     if shutdown.is_cancelled() {
         handle.request_close(CloseRequest::Shutdown);
     }
-    let mut session = Session {
-        ws,
-        handle,
-        server,
-        uid: None,
-        since,
+    let mut session = Session::new(ws, handle, server, since);
+    let conn = &mut session.conn;
+    let ended = match url_token.filter(|_| conn.server.node.secrets.has_auth()) {
+        Some(token) => conn.bind(&token).err(),
+        None => None,
     };
-    // Values with drop glue stay in this task's future until they are
-    // dropped; nothing below needs the token, so it goes now.
-    drop(shutdown);
-    let bound_by_url = match url_token.filter(|_| session.server.node.secrets.has_auth()) {
-        Some(token) => session.bind(&token),
-        None => Ok(()),
-    };
-    let end = match bound_by_url {
-        Ok(()) => session.run().await,
-        Err(end) => end,
-    };
-    let (peer, uid) = (session.handle.peer, session.uid.as_deref().unwrap_or(""));
-    debug!(%peer, uid, ?end, "connection closed");
-    // Unbind first, so pushes stop targeting a connection that is closing.
-    let node = &session.server.node;
-    node.registry.close(session.handle.id);
-    if let Some(uid) = &session.uid {
-        node.events
-            .disconnected(uid, session.handle.event_ref(), end.reason());
-    }
-    // Boxed for the same reason as the handshake.
-    Box::pin(end.finish(&mut session.ws)).await;
+    Some((session, ticket, ended))
 }
 
 /// What the handshake told about the client.
@@ -347,5 +351,28 @@ mod tests {
         assert!(offer(&["chat", "pushd.v2"]));
         assert!(!offer(&["pushd.v3"]));
         assert!(!offer(&[]));
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    fn size<F, Fut>(_: F) -> usize
+    where
+        F: Fn(TcpStream, SocketAddr, Arc<WsServer>, CancellationToken) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+    #[test]
+    fn sizes() {
+        eprintln!("Ws {}", std::mem::size_of::<Ws>());
+        eprintln!("Session {}", std::mem::size_of::<Session>());
+        eprintln!("Sleep {}", std::mem::size_of::<tokio::time::Sleep>());
+        eprintln!(
+            "ConnHandle {}",
+            std::mem::size_of::<crate::core::conn::ConnHandle>()
+        );
+        eprintln!("Ticket {}", std::mem::size_of::<Result<Ticket, Refusal>>());
+        eprintln!("connection future {}", size(connection));
     }
 }

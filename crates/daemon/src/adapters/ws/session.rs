@@ -1,4 +1,4 @@
-//! One connection's life after the handshake: bind, then one `select!` over its
+//! One connection's life after the handshake: bind, then one poll over its
 //! timer and its socket until something ends it.
 //!
 //! The single timer is the earliest of the heartbeat deadline, the next ping
@@ -8,26 +8,41 @@
 //! connections therefore cost no work per second, and busy ones no timer
 //! operation per frame.
 
-use super::Ws;
-use std::future::poll_fn;
-use std::pin::pin;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use pin_project_lite::pin_project;
 use pushd_proto::uid::Uid;
-use tokio::time::sleep_until;
+use tokio::time::{Sleep, sleep_until};
 use tracing::debug;
 
 use super::WsServer;
 use super::close::{End, code};
 use super::frame::FrameError;
-use super::io::{Inbound, Io, ReadError, poll_io};
+use super::io::{Inbound, Io, ReadError, Ws, poll_io};
 use crate::core::conn::ConnHandle;
 use crate::core::counters::Counter;
 use crate::core::mailbox::Since;
 use crate::core::registry::BindError;
 
-pub(super) struct Session {
+pin_project! {
+    /// A connection's life after its handshake, as a future that ends with
+    /// how the connection ends. Written by hand rather than as an `async fn`:
+    /// its size is every idle connection's cost, and here it is just these
+    /// fields (a generated future also kept its locals and `select!` state).
+    pub(super) struct Session {
+        pub(super) conn: Conn,
+        // The earliest of the deadlines (see `Conn::next_wake`).
+        #[pin]
+        timer: Sleep,
+    }
+}
+
+/// Everything of a connection but its timer.
+pub(super) struct Conn {
     pub(super) ws: Ws,
     pub(super) handle: Arc<ConnHandle>,
     pub(super) server: Arc<WsServer>,
@@ -35,93 +50,176 @@ pub(super) struct Session {
     pub(super) uid: Option<Uid>,
     /// A `pushd.v2` client's `?since=`, until it binds.
     pub(super) since: Option<Since>,
+    /// The last inbound frame (at first, the handshake's end).
+    last_activity: Instant,
+    /// When the next ping is due, with `--ping-interval`.
+    next_ping: Option<Instant>,
+    /// When the timer fires; `None` when there is nothing to wait for.
+    wake: Option<Instant>,
 }
 
 impl Session {
-    pub(super) async fn run(&mut self) -> End {
-        let settings = &self.server.settings;
-        let (heartbeat, ping_interval) = (settings.heartbeat, settings.ping_interval);
-        let mut last_activity = self.handle.connected_at;
-        let mut next_ping = ping_interval.map(|p| last_activity + p);
-        let grain = settings.timer_grain;
-        let server = self.server.clone();
-        let bind_deadline = settings.bind_timeout.map(|t| last_activity + t);
-        let next_wake = |last_activity: Instant, next_ping: Option<Instant>, bound: bool| {
-            let deadline = heartbeat.map(|h| last_activity + h);
-            let bind = bind_deadline.filter(|_| !bound);
-            let wake = [deadline, next_ping, bind].into_iter().flatten().min();
-            wake.map(|at| server.node.clock.round_up(at, grain))
+    pub(super) fn new(
+        ws: Ws,
+        handle: Arc<ConnHandle>,
+        server: Arc<WsServer>,
+        since: Option<Since>,
+    ) -> Self {
+        let last_activity = handle.connected_at;
+        let next_ping = server.settings.ping_interval.map(|p| last_activity + p);
+        let mut conn = Conn {
+            ws,
+            handle,
+            server,
+            uid: None,
+            since,
+            last_activity,
+            next_ping,
+            wake: None,
         };
-        let mut wake = next_wake(last_activity, next_ping, false);
-        let mut timer = pin!(sleep_until(wake.unwrap_or(last_activity).into()));
-        let counters = &*server.node.counters;
+        conn.wake = conn.next_wake();
+        let timer = sleep_until(conn.wake.unwrap_or(last_activity).into());
+        Session { conn, timer }
+    }
 
+    pub(super) fn conn(self: Pin<&mut Self>) -> &mut Conn {
+        self.project().conn
+    }
+}
+
+impl Future for Session {
+    type Output = End;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
+        let mut this = self.project();
+        let conn = &mut *this.conn;
         loop {
-            tokio::select! {
-                biased;
-                () = &mut timer, if wake.is_some() => {
-                    let now = Instant::now();
-                    if heartbeat.is_some_and(|h| now >= last_activity + h) {
-                        counters.bump(Counter::HeartbeatTimeouts);
-                        return End::Close(code::HEARTBEAT_TIMEOUT, "heartbeat timeout".into());
-                    }
-                    if self.uid.is_none() && bind_deadline.is_some_and(|at| now >= at) {
-                        counters.bump(Counter::BindTimeouts);
-                        return End::Close(code::POLICY, "no uid within the bind timeout".into());
-                    }
-                    if let (Some(interval), Some(at)) = (ping_interval, next_ping)
-                        && now >= at
-                    {
-                        self.ws.ping_due = true;
-                        next_ping = Some(now + interval);
-                    }
-                    wake = next_wake(last_activity, next_ping, self.uid.is_some());
-                    if let Some(at) = wake {
-                        timer.as_mut().reset(at.into());
+            // The timer first, so that a busy socket cannot hold a deadline back.
+            if conn.wake.is_some() && this.timer.as_mut().poll(cx).is_ready() {
+                if let Some(end) = conn.on_timer() {
+                    return Poll::Ready(end);
+                }
+                if let Some(at) = conn.wake {
+                    this.timer.as_mut().reset(at.into());
+                }
+                continue;
+            }
+            match poll_io(cx, &mut conn.ws, &conn.handle) {
+                Poll::Ready(io) => {
+                    if let Some(end) = conn.on_io(io) {
+                        return Poll::Ready(end);
                     }
                 }
-                io = poll_fn(|cx| poll_io(cx, &mut self.ws, &self.handle)) => {
-                    let inbound = match io {
-                        Io::Inbound(inbound) => inbound,
-                        Io::CloseRequested(request) => return End::requested(request),
-                        // The client went without a closing handshake: nobody to tell.
-                        Io::Closed => return End::Lost,
-                        Io::ReadFailed(ReadError::Frame(FrameError::TooBig)) => {
-                            counters.bump(Counter::OversizedMessages);
-                            return End::Close(code::TOO_BIG, "message too big".into());
-                        }
-                        Io::ReadFailed(ReadError::Frame(FrameError::InvalidUtf8)) => {
-                            return End::Close(code::INVALID_DATA, "invalid UTF-8 in a text frame".into());
-                        }
-                        Io::ReadFailed(ReadError::Frame(FrameError::Protocol(err))) => {
-                            debug!(peer = %self.handle.peer, err, "protocol error");
-                            return End::Close(code::PROTOCOL_ERROR, err.to_owned());
-                        }
-                        Io::ReadFailed(ReadError::Io(err)) | Io::WriteFailed(err) => {
-                            debug!(peer = %self.handle.peer, %err, "socket error");
-                            return End::Lost;
-                        }
-                    };
-                    last_activity = Instant::now();
-                    self.handle.touch(self.server.node.clock.ms_at(last_activity));
-                    match inbound {
-                        Inbound::Text(text) if self.uid.is_none() => {
-                            if let Err(end) = self.bind(&text) {
-                                return end;
-                            }
-                        }
-                        Inbound::Close(code) => {
-                            // Answer with the same code, as RFC 6455 §5.5.1 has it.
-                            self.ws.queue_close(code, "");
-                            return End::ClosedByPeer;
-                        }
-                        // Later text, binary, ping (already answered) and pong
-                        // frames only count as activity.
-                        _ => {}
-                    }
-                }
+                Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+impl Conn {
+    /// The earliest of the heartbeat deadline, the next ping and (while
+    /// unbound) the bind deadline, rounded up to the timer grain.
+    fn next_wake(&self) -> Option<Instant> {
+        let settings = &self.server.settings;
+        let deadline = settings.heartbeat.map(|h| self.last_activity + h);
+        let bind = settings
+            .bind_timeout
+            .filter(|_| self.uid.is_none())
+            .map(|t| self.handle.connected_at + t);
+        let wake = [deadline, self.next_ping, bind].into_iter().flatten().min();
+        let clock = &self.server.node.clock;
+        wake.map(|at| clock.round_up(at, settings.timer_grain))
+    }
+
+    /// The timer fired: a deadline passed, a ping is due, or (the deadline
+    /// having moved with activity) nothing yet. Sets the next wake.
+    fn on_timer(&mut self) -> Option<End> {
+        let settings = &self.server.settings;
+        let counters = &*self.server.node.counters;
+        let now = Instant::now();
+        if settings
+            .heartbeat
+            .is_some_and(|h| now >= self.last_activity + h)
+        {
+            counters.bump(Counter::HeartbeatTimeouts);
+            return Some(End::Close(
+                code::HEARTBEAT_TIMEOUT,
+                "heartbeat timeout".into(),
+            ));
+        }
+        let bind_deadline = settings.bind_timeout.map(|t| self.handle.connected_at + t);
+        if self.uid.is_none() && bind_deadline.is_some_and(|at| now >= at) {
+            counters.bump(Counter::BindTimeouts);
+            return Some(End::Close(
+                code::POLICY,
+                "no uid within the bind timeout".into(),
+            ));
+        }
+        if let (Some(interval), Some(at)) = (settings.ping_interval, self.next_ping)
+            && now >= at
+        {
+            self.ws.ping_due = true;
+            self.next_ping = Some(now + interval);
+        }
+        self.wake = self.next_wake();
+        None
+    }
+
+    /// What the socket brought; `Some` when it ends the connection.
+    fn on_io(&mut self, io: Io) -> Option<End> {
+        let counters = &*self.server.node.counters;
+        let inbound = match io {
+            Io::Inbound(inbound) => inbound,
+            Io::CloseRequested(request) => return Some(End::requested(request)),
+            // The client went without a closing handshake: nobody to tell.
+            Io::Closed => return Some(End::Lost),
+            Io::ReadFailed(ReadError::Frame(FrameError::TooBig)) => {
+                counters.bump(Counter::OversizedMessages);
+                return Some(End::Close(code::TOO_BIG, "message too big".into()));
+            }
+            Io::ReadFailed(ReadError::Frame(FrameError::InvalidUtf8)) => {
+                let reason = "invalid UTF-8 in a text frame";
+                return Some(End::Close(code::INVALID_DATA, reason.into()));
+            }
+            Io::ReadFailed(ReadError::Frame(FrameError::Protocol(err))) => {
+                debug!(peer = %self.handle.peer, err, "protocol error");
+                return Some(End::Close(code::PROTOCOL_ERROR, err.to_owned()));
+            }
+            Io::ReadFailed(ReadError::Io(err)) | Io::WriteFailed(err) => {
+                debug!(peer = %self.handle.peer, %err, "socket error");
+                return Some(End::Lost);
+            }
+        };
+        // Only an instant is recorded: the timer finds out when it fires.
+        self.last_activity = Instant::now();
+        let clock = &self.server.node.clock;
+        self.handle.touch(clock.ms_at(self.last_activity));
+        match inbound {
+            Inbound::Text(text) if self.uid.is_none() => self.bind(&text).err(),
+            Inbound::Close(code) => {
+                // Answer with the same code, as RFC 6455 §5.5.1 has it.
+                self.ws.queue_close(code, "");
+                Some(End::ClosedByPeer)
+            }
+            // Later text, binary, ping (already answered) and pong frames
+            // only count as activity.
+            _ => None,
+        }
+    }
+
+    /// Unregisters the connection, tells the events, and closes it with `end`.
+    pub(super) async fn close(&mut self, end: End) {
+        let (peer, uid) = (self.handle.peer, self.uid.as_deref().unwrap_or(""));
+        debug!(%peer, uid, ?end, "connection closed");
+        // Unbind first, so pushes stop targeting a connection that is closing.
+        let node = &self.server.node;
+        node.registry.close(self.handle.id);
+        if let Some(uid) = &self.uid {
+            let reason = end.reason();
+            node.events
+                .disconnected(uid, self.handle.event_ref(), reason);
+        }
+        end.finish(&mut self.ws).await;
     }
 
     /// Binds the connection to the uid in its first text message: the uid
