@@ -86,7 +86,7 @@ impl End {
 
     /// Sends the close frame (if any) and waits, bounded, for the peer to
     /// finish the closing handshake; the caller then drops the socket.
-    pub(super) async fn finish(self, ws: &mut Ws) {
+    pub(super) async fn finish(self, ws: &mut Ws, max_message: usize) {
         let closing = async {
             match self {
                 End::Close(code, reason) => {
@@ -104,7 +104,7 @@ impl End {
             }
             // Read until the peer's close frame or EOF.
             loop {
-                match poll_fn(|cx| ws.poll_inbound(cx)).await {
+                match poll_fn(|cx| ws.poll_inbound(cx, max_message)).await {
                     Ok(Some(Inbound::Close(_))) | Ok(None) | Err(_) => break,
                     Ok(Some(_)) => {}
                 }

@@ -42,19 +42,31 @@ thread_local! {
 #[derive(Debug)]
 pub(crate) struct Ws {
     stream: ClientStream,
-    /// Largest inbound message (`--max-message-size`).
-    max_message: usize,
-    /// Bytes read but not decoded yet; unallocated when there are none.
-    unread: Vec<u8>,
-    /// A fragmented message, while its fragments arrive.
-    fragments: Option<Box<Fragments>>,
-    /// Frames taken from the queue (or pongs, pings, a close) that the socket
-    /// has not accepted yet, in order; unallocated when caught up.
-    unwritten: Vec<u8>,
+    /// Bytes that wait for the socket or for more bytes; `None`, and so no
+    /// allocation at all, while there are none (an idle connection).
+    spill: Option<Box<Spill>>,
     /// Bytes were handed to the stream since its last flush (TLS buffers them).
     dirty: bool,
     /// A ping should go out before the next push.
     pub(super) ping_due: bool,
+}
+
+/// What a connection holds between polls, only while it holds any.
+#[derive(Debug, Default)]
+struct Spill {
+    /// Bytes read but not decoded yet.
+    unread: Vec<u8>,
+    /// A fragmented message, while its fragments arrive.
+    fragments: Option<Fragments>,
+    /// Frames taken from the queue (or pongs, pings, a close) that the socket
+    /// has not accepted yet, in order.
+    unwritten: Vec<u8>,
+}
+
+impl Spill {
+    fn is_empty(&self) -> bool {
+        self.unread.is_empty() && self.fragments.is_none() && self.unwritten.is_empty()
+    }
 }
 
 /// A message that came in fragments (§5.4), so far.
@@ -90,26 +102,44 @@ impl From<FrameError> for ReadError {
 }
 
 impl Ws {
-    pub(super) fn new(stream: ClientStream, max_message: usize) -> Self {
+    pub(super) fn new(stream: ClientStream) -> Self {
         Ws {
             stream,
-            max_message,
-            unread: Vec::new(),
-            fragments: None,
-            unwritten: Vec::new(),
+            spill: None,
             dirty: false,
             ping_due: false,
         }
     }
 
-    /// The next message; `Ok(None)` when the client closed the stream.
+    fn spill(&mut self) -> &mut Spill {
+        self.spill.get_or_insert_default()
+    }
+
+    /// Frees the spill once nothing is in it.
+    fn tidy(&mut self) {
+        if self.spill.as_ref().is_some_and(|spill| spill.is_empty()) {
+            self.spill = None;
+        }
+    }
+
+    fn take_unread(&mut self) -> Vec<u8> {
+        self.spill
+            .as_mut()
+            .map(|spill| std::mem::take(&mut spill.unread))
+            .unwrap_or_default()
+    }
+
+    /// The next message, of at most `max` bytes; `Ok(None)` when the client
+    /// closed the stream.
     pub(super) fn poll_inbound(
         &mut self,
         cx: &mut Context<'_>,
+        max: usize,
     ) -> Poll<Result<Option<Inbound>, ReadError>> {
-        if !self.unread.is_empty() {
-            let mut unread = std::mem::take(&mut self.unread);
-            let (used, inbound) = self.decode(&mut unread)?;
+        let unread = self.take_unread();
+        if !unread.is_empty() {
+            let mut unread = unread;
+            let (used, inbound) = self.decode(&mut unread, max)?;
             self.keep_unread(unread, used);
             if let Some(inbound) = inbound {
                 return Poll::Ready(Ok(Some(inbound)));
@@ -124,17 +154,15 @@ impl Ws {
                 if n == 0 {
                     return Poll::Ready(Ok(None));
                 }
-                if self.unread.is_empty() {
-                    let (used, inbound) = self.decode(&mut scratch[..n])?;
-                    if used < n {
-                        self.unread = scratch[used..n].to_vec();
-                    }
+                let mut unread = self.take_unread();
+                if unread.is_empty() {
+                    let (used, inbound) = self.decode(&mut scratch[..n], max)?;
+                    self.keep_unread(scratch[used..n].to_vec(), 0);
                     Poll::Ready(Ok(Some(inbound)))
                 } else {
                     // A frame was waiting for these bytes.
-                    let mut unread = std::mem::take(&mut self.unread);
                     unread.extend_from_slice(&scratch[..n]);
-                    let (used, inbound) = self.decode(&mut unread)?;
+                    let (used, inbound) = self.decode(&mut unread, max)?;
                     self.keep_unread(unread, used);
                     Poll::Ready(Ok(Some(inbound)))
                 }
@@ -142,7 +170,12 @@ impl Ws {
             match ready!(read) {
                 Ok(Some(Some(inbound))) => return Poll::Ready(Ok(Some(inbound))),
                 Ok(Some(None)) => continue,
-                Ok(None) if self.unread.is_empty() && self.fragments.is_none() => {
+                Ok(None)
+                    if self
+                        .spill
+                        .as_ref()
+                        .is_none_or(|s| s.unread.is_empty() && s.fragments.is_none()) =>
+                {
                     return Poll::Ready(Ok(None));
                 }
                 Ok(None) => {
@@ -159,20 +192,24 @@ impl Ws {
     /// there are none.
     fn keep_unread(&mut self, mut unread: Vec<u8>, used: usize) {
         unread.drain(..used);
-        self.unread = if unread.is_empty() {
-            Vec::new()
+        if unread.is_empty() {
+            self.tidy();
         } else {
-            unread
-        };
+            self.spill().unread = unread;
+        }
     }
 
     /// Decodes frames from `buf` until one completes a message. Returns the
     /// bytes used and the message, if one completed.
-    fn decode(&mut self, buf: &mut [u8]) -> Result<(usize, Option<Inbound>), FrameError> {
+    fn decode(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+    ) -> Result<(usize, Option<Inbound>), FrameError> {
         let mut used = 0;
-        while let Some((frame, len)) = frame::decode(&mut buf[used..], self.max_message)? {
+        while let Some((frame, len)) = frame::decode(&mut buf[used..], max)? {
             used += len;
-            if let Some(inbound) = self.message(frame)? {
+            if let Some(inbound) = self.message(frame, max)? {
                 return Ok((used, Some(inbound)));
             }
         }
@@ -180,10 +217,18 @@ impl Ws {
     }
 
     /// Takes one frame; returns the message it completes, if any.
-    fn message(&mut self, frame: frame::Frame<'_>) -> Result<Option<Inbound>, FrameError> {
-        let complete = match (frame.opcode, &mut self.fragments) {
+    fn message(
+        &mut self,
+        frame: frame::Frame<'_>,
+        max: usize,
+    ) -> Result<Option<Inbound>, FrameError> {
+        let fragments = self
+            .spill
+            .as_mut()
+            .and_then(|spill| spill.fragments.as_mut());
+        let complete = match (frame.opcode, fragments) {
             (opcode::PING, _) => {
-                frame::encode(opcode::PONG, frame.payload, &mut self.unwritten);
+                frame::encode(opcode::PONG, frame.payload, &mut self.spill().unwritten);
                 return Ok(Some(Inbound::Ping));
             }
             (opcode::PONG, _) => return Ok(Some(Inbound::Pong)),
@@ -196,15 +241,16 @@ impl Ws {
                 ));
             }
             (opcode::CONTINUATION, Some(fragments)) => {
-                if fragments.payload.len() + frame.payload.len() > self.max_message {
+                if fragments.payload.len() + frame.payload.len() > max {
                     return Err(FrameError::TooBig);
                 }
                 fragments.payload.extend_from_slice(frame.payload);
                 if !frame.fin {
                     return Ok(None);
                 }
-                let Fragments { opcode, payload } = *self.fragments.take().expect("matched");
-                (opcode, payload)
+                let fragments = self.spill().fragments.take().expect("matched");
+                self.tidy();
+                (fragments.opcode, fragments.payload)
             }
             (_, Some(_)) => {
                 return Err(FrameError::Protocol(
@@ -213,7 +259,7 @@ impl Ws {
             }
             (opcode, None) if !frame.fin => {
                 let payload = frame.payload.to_vec();
-                self.fragments = Some(Box::new(Fragments { opcode, payload }));
+                self.spill().fragments = Some(Fragments { opcode, payload });
                 return Ok(None);
             }
             (opcode, None) => (opcode, frame.payload.to_vec()),
@@ -229,7 +275,7 @@ impl Ws {
     /// Queues a close frame, after everything queued before it.
     pub(super) fn queue_close(&mut self, code: Option<u16>, reason: &str) {
         let payload = code.map_or_else(Vec::new, |code| frame::close_payload(code, reason));
-        frame::encode(opcode::CLOSE, &payload, &mut self.unwritten);
+        frame::encode(opcode::CLOSE, &payload, &mut self.spill().unwritten);
     }
 
     /// Writes what is queued in `unwritten` and flushes, waiting as needed.
@@ -243,15 +289,19 @@ impl Ws {
 
     /// Writes `unwritten` until it is empty or the socket is full.
     fn poll_write_unwritten(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.unwritten.is_empty() {
-            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.unwritten))?;
+        let Some(spill) = self.spill.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while !spill.unwritten.is_empty() {
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &spill.unwritten))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.dirty = true;
-            self.unwritten.drain(..n);
+            spill.unwritten.drain(..n);
         }
-        self.unwritten = Vec::new();
+        spill.unwritten = Vec::new();
+        self.tidy();
         Poll::Ready(Ok(()))
     }
 
@@ -270,7 +320,7 @@ impl Ws {
             return Ok(());
         }
         if std::mem::take(&mut self.ping_due) {
-            frame::encode(opcode::PING, &[], &mut self.unwritten);
+            frame::encode(opcode::PING, &[], &mut self.spill().unwritten);
             if self.poll_write_unwritten(cx)?.is_pending() {
                 return Ok(());
             }
@@ -303,8 +353,10 @@ impl Ws {
             };
             self.dirty |= written > 0;
             // What the socket did not take waits, in order, for the next poll.
-            batch.copy_from(written, &mut self.unwritten);
-            if !self.unwritten.is_empty() && self.poll_write_unwritten(cx)?.is_pending() {
+            if written < batch.bytes {
+                batch.copy_from(written, &mut self.spill().unwritten);
+            }
+            if self.poll_write_unwritten(cx)?.is_pending() {
                 return Ok(());
             }
         }
@@ -393,7 +445,12 @@ pub(super) enum Io {
 /// polls for the next inbound message. Returns `Pending` with wakers
 /// registered for whatever it is waiting on; never waits for one side
 /// before the other.
-pub(super) fn poll_io(cx: &mut Context<'_>, ws: &mut Ws, handle: &ConnHandle) -> Poll<Io> {
+pub(super) fn poll_io(
+    cx: &mut Context<'_>,
+    ws: &mut Ws,
+    handle: &ConnHandle,
+    max_message: usize,
+) -> Poll<Io> {
     // One registration covers both checks below and the queue in pump_writes.
     handle.register(cx);
     if let Some(request) = handle.close_request() {
@@ -402,7 +459,7 @@ pub(super) fn poll_io(cx: &mut Context<'_>, ws: &mut Ws, handle: &ConnHandle) ->
     if let Err(err) = ws.pump_writes(cx, handle) {
         return Poll::Ready(Io::WriteFailed(err));
     }
-    match ws.poll_inbound(cx) {
+    match ws.poll_inbound(cx, max_message) {
         Poll::Ready(Ok(Some(inbound))) => Poll::Ready(Io::Inbound(inbound)),
         Poll::Ready(Ok(None)) => Poll::Ready(Io::Closed),
         Poll::Ready(Err(err)) => Poll::Ready(Io::ReadFailed(err)),

@@ -267,7 +267,7 @@ async fn open(
     };
     let handshake = handshake::accept(&mut stream, verdict);
     match timeout_at(deadline, handshake).await {
-        Ok(Ok(())) => Some((Ws::new(stream, server.settings.max_message_size), facts)),
+        Ok(Ok(())) => Some((Ws::new(stream), facts)),
         // Refused by `verdict`, already counted.
         Ok(Err(handshake::Failure::Refused)) => None,
         Ok(Err(handshake::Failure::Broken(err))) => {

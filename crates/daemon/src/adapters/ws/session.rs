@@ -104,7 +104,8 @@ impl Future for Session {
                 }
                 continue;
             }
-            match poll_io(cx, &mut conn.ws, &conn.handle) {
+            let max_message = conn.server.settings.max_message_size;
+            match poll_io(cx, &mut conn.ws, &conn.handle, max_message) {
                 Poll::Ready(io) => {
                     if let Some(end) = conn.on_io(io) {
                         return Poll::Ready(end);
@@ -219,7 +220,8 @@ impl Conn {
             node.events
                 .disconnected(uid, self.handle.event_ref(), reason);
         }
-        end.finish(&mut self.ws).await;
+        let max_message = self.server.settings.max_message_size;
+        end.finish(&mut self.ws, max_message).await;
     }
 
     /// Binds the connection to the uid in its first text message: the uid
