@@ -84,8 +84,9 @@ pub(crate) struct ConnHandle {
     /// Cluster mode, `pushd.v2`: the number of the newest message queued (ids are
     /// `ms-N`), which a broadcast, having no number of its own, repeats.
     last_number: AtomicU64,
-    /// Set once when something outside the task asks it to close.
-    close_request: OnceLock<CloseRequest>,
+    /// Set once when something outside the task asks it to close; boxed,
+    /// since most connections never get one.
+    close_request: OnceLock<Box<CloseRequest>>,
     /// Wakes the task after a push or a close request.
     waker: AtomicWaker,
 }
@@ -241,13 +242,13 @@ impl ConnHandle {
 
     /// Asks the task to close; the first request wins.
     pub(crate) fn request_close(&self, request: CloseRequest) {
-        if self.close_request.set(request).is_ok() {
+        if self.close_request.set(Box::new(request)).is_ok() {
             self.waker.wake();
         }
     }
 
     /// The close request, if one was made.
     pub(crate) fn close_request(&self) -> Option<&CloseRequest> {
-        self.close_request.get()
+        self.close_request.get().map(|request| &**request)
     }
 }

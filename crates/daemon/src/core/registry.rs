@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pushd_proto::uid::Uid;
+use smallvec::SmallVec;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::clock::Clock;
@@ -170,7 +171,7 @@ struct State {
     /// Every open connection, bound or not.
     conns: HashMap<ConnId, Slot>,
     /// Bound connections by uid; a uid with no connection has no key.
-    uids: HashMap<Uid, Vec<Arc<ConnHandle>>>,
+    uids: HashMap<Uid, Connections>,
     /// Banned uids and when their ban ends; expired entries are removed
     /// when next looked at.
     bans: HashMap<Uid, Instant>,
@@ -185,6 +186,10 @@ struct State {
     /// loses its last (`online` / `offline` events).
     events: Option<Arc<Events>>,
 }
+
+/// A uid's connections: inline while there is one (the usual case, one page
+/// per user), so that most uids cost no allocation for their list.
+type Connections = SmallVec<[Arc<ConnHandle>; 1]>;
 
 #[derive(Debug)]
 struct Slot {
@@ -367,7 +372,7 @@ impl Registry {
             return Err(BindError::Kicking(reason));
         }
         if let Some((limit, policy)) = self.per_uid {
-            let bound = state.uids.get(uid).map_or(0, Vec::len);
+            let bound = state.uids.get(uid).map_or(0, |connections| connections.len());
             if bound >= limit {
                 match policy {
                     PerUidPolicy::RefuseNew => {
@@ -924,7 +929,7 @@ impl Registry {
 
     /// Every bound uid with its connections, sorted by uid, oldest connection first.
     pub(crate) fn list(&self) -> Vec<(Uid, Vec<ConnSnapshot>)> {
-        let snapshot: Vec<(Uid, Vec<Arc<ConnHandle>>)> = self
+        let snapshot: Vec<(Uid, Connections)> = self
             .lock()
             .uids
             .iter()
