@@ -44,61 +44,78 @@ impl RawWs {
 
     /// Sends one frame; client frames are masked unless `masked` is false.
     async fn frame(&mut self, fin: bool, opcode: u8, payload: &[u8], masked: bool) {
-        let mut frame = vec![(u8::from(fin) << 7) | opcode];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => frame.push(mask_bit | n as u8),
-            n if n <= 0xffff => {
-                frame.push(mask_bit | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(mask_bit | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let key = [0x11, 0x22, 0x33, 0x44];
-        if masked {
-            frame.extend_from_slice(&key);
-            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        } else {
-            frame.extend_from_slice(payload);
-        }
         // The server may already have closed; a failed write is fine here.
-        let _ = self.stream.write_all(&frame).await;
+        let _ = self
+            .stream
+            .write_all(&encode(fin, opcode, payload, masked))
+            .await;
+    }
+
+    /// The next server frame: its opcode and payload (`None` at the end of the stream).
+    async fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        within(STEP, "a server frame", async {
+            let mut head = [0u8; 2];
+            self.stream.read_exact(&mut head).await.ok()?;
+            let mut len = u64::from(head[1] & 0x7f);
+            if len == 126 {
+                let mut ext = [0u8; 2];
+                self.stream.read_exact(&mut ext).await.ok()?;
+                len = u64::from(u16::from_be_bytes(ext));
+            } else if len == 127 {
+                let mut ext = [0u8; 8];
+                self.stream.read_exact(&mut ext).await.ok()?;
+                len = u64::from_be_bytes(ext);
+            }
+            let mut payload = vec![0u8; len as usize];
+            self.stream.read_exact(&mut payload).await.ok()?;
+            Some((head[0] & 0x0f, payload))
+        })
+        .await
     }
 
     /// Reads server frames until a close frame (its code) or the end of the stream.
     async fn close_code(&mut self) -> Option<u16> {
-        within(STEP, "the server's close", async {
-            loop {
-                let mut head = [0u8; 2];
-                self.stream.read_exact(&mut head).await.ok()?;
-                let mut len = u64::from(head[1] & 0x7f);
-                if len == 126 {
-                    let mut ext = [0u8; 2];
-                    self.stream.read_exact(&mut ext).await.ok()?;
-                    len = u64::from(u16::from_be_bytes(ext));
-                } else if len == 127 {
-                    let mut ext = [0u8; 8];
-                    self.stream.read_exact(&mut ext).await.ok()?;
-                    len = u64::from_be_bytes(ext);
-                }
-                let mut payload = vec![0u8; len as usize];
-                self.stream.read_exact(&mut payload).await.ok()?;
-                if head[0] & 0x0f == 0x8 {
-                    return payload
-                        .get(..2)
-                        .map(|code| u16::from_be_bytes([code[0], code[1]]));
-                }
+        loop {
+            let (opcode, payload) = self.next_frame().await?;
+            if opcode == CLOSE {
+                return payload
+                    .get(..2)
+                    .map(|code| u16::from_be_bytes([code[0], code[1]]));
             }
-        })
-        .await
+        }
     }
+}
+
+/// A client frame's bytes, masked unless `masked` is false.
+fn encode(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut frame = vec![(u8::from(fin) << 7) | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => frame.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let key = [0x11, 0x22, 0x33, 0x44];
+    if masked {
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
 }
 
 const TEXT: u8 = 0x1;
 const CONTINUATION: u8 = 0x0;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
 
 #[tokio::test]
 async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
@@ -139,6 +156,68 @@ async fn a_fragmented_uid_is_reassembled_and_fragments_count_toward_the_size_lim
     big.frame(false, TEXT, &[b'a'; 600], true).await;
     big.frame(true, CONTINUATION, &[b'a'; 600], true).await;
     assert_eq!(big.close_code().await, Some(1009));
+}
+
+#[tokio::test]
+async fn frames_are_read_however_the_stream_cuts_them() {
+    let pushd = Pushd::start(&[]).await;
+    // Several frames in one write: a ping, the uid in two fragments, a heartbeat.
+    let mut together = RawWs::connect(&pushd).await;
+    let mut bytes = encode(true, PING, b"p1", true);
+    bytes.extend(encode(false, TEXT, b"4", true));
+    bytes.extend(encode(true, CONTINUATION, b"2", true));
+    bytes.extend(encode(true, TEXT, b"ping", true));
+    together.stream.write_all(&bytes).await.unwrap();
+    assert_eq!(together.next_frame().await, Some((PONG, b"p1".to_vec())));
+    pushd.wait_connections("42", 1).await;
+
+    // The same, one byte per write.
+    let mut trickle = RawWs::connect(&pushd).await;
+    for byte in encode(true, TEXT, "ü".repeat(60).as_bytes(), true) {
+        trickle.stream.write_all(&[byte]).await.unwrap();
+        trickle.stream.flush().await.unwrap();
+    }
+    pushd.wait_connections(&"ü".repeat(60), 1).await;
+
+    assert_eq!(pushd.ctl(&["send", "42", "to 42"]).await.status, 0);
+    assert_eq!(together.next_frame().await, Some((TEXT, b"to 42".to_vec())));
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_and_a_forbidden_close_code_is_a_protocol_error() {
+    let pushd = Pushd::start(&[]).await;
+    let mut polite = RawWs::connect(&pushd).await;
+    polite.frame(true, TEXT, b"7", true).await;
+    pushd.wait_connections("7", 1).await;
+    polite
+        .frame(true, CLOSE, &4321u16.to_be_bytes(), true)
+        .await;
+    assert_eq!(polite.close_code().await, Some(4321));
+    assert_eq!(
+        polite.next_frame().await,
+        None,
+        "the server closes the stream"
+    );
+
+    let mut rude = RawWs::connect(&pushd).await;
+    rude.frame(true, CLOSE, &1005u16.to_be_bytes(), true).await;
+    assert_eq!(rude.close_code().await, Some(1002));
+}
+
+#[tokio::test]
+async fn an_oversized_handshake_is_dropped_and_counted() {
+    let pushd = Pushd::start(&[]).await;
+    let mut stream = TcpStream::connect(pushd.ws).await.unwrap();
+    let header = format!("GET / HTTP/1.1\r\nX-Padding: {}\r\n", "x".repeat(9000));
+    let _ = stream.write_all(header.as_bytes()).await;
+    let mut rest = Vec::new();
+    let read = within(STEP, "the server to drop it", stream.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_err() || rest.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert_eq!(pushd.stats().await["counters"]["handshakes_failed"], 1);
 }
 
 #[tokio::test]

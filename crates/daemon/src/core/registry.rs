@@ -372,7 +372,10 @@ impl Registry {
             return Err(BindError::Kicking(reason));
         }
         if let Some((limit, policy)) = self.per_uid {
-            let bound = state.uids.get(uid).map_or(0, |connections| connections.len());
+            let bound = state
+                .uids
+                .get(uid)
+                .map_or(0, |connections| connections.len());
             if bound >= limit {
                 match policy {
                     PerUidPolicy::RefuseNew => {
