@@ -5,6 +5,7 @@
 mod admin;
 mod clients;
 mod navigate;
+mod probe;
 mod receipts;
 mod report;
 mod scenarios;
@@ -62,6 +63,12 @@ struct Common {
     /// this PEM file and checking the name `localhost`.
     #[arg(long, global = true, value_name = "PEM")]
     tls_ca: Option<PathBuf>,
+    /// Learn that the clients are bound by pushing to them over the text port
+    /// (`ok` once bound), not from the admin socket: for the peer servers,
+    /// which have none (`idle` and `push` only). Not for pushd, whose mailbox
+    /// answers `ok` for an offline uid.
+    #[arg(long, global = true)]
+    bind_probe: bool,
 }
 
 #[derive(Debug, Subcommand)]

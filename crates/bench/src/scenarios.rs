@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::receipts::{Receipts, histogram};
 use crate::report::Report;
-use crate::{Common, admin, clients, sys};
+use crate::{Common, admin, clients, probe, sys};
 
 /// Clients plus the receipt book they write into.
 struct Crowd {
@@ -55,8 +55,12 @@ async fn crowd(
         tls,
     )
     .await?;
-    let mut admin = admin::connect(&common.socket).await?;
-    admin::wait_for_uids(&mut admin, n as u64, common.timeout).await?;
+    if common.bind_probe {
+        probe::wait_for_uids(common.text, &common.uid_prefix, n, common.timeout).await?;
+    } else {
+        let mut admin = admin::connect(&common.socket).await?;
+        admin::wait_for_uids(&mut admin, n as u64, common.timeout).await?;
+    }
     Ok(Crowd {
         readers,
         receipts,
