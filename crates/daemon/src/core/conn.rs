@@ -9,7 +9,13 @@
 //! bounded `mpsc` channel costs about 1.6 KiB per connection up front (its
 //! shared state plus a first block of 32 slots), and most connections are
 //! idle most of the time. One `AtomicWaker` wakes the task for both pushes
-//! and close requests. Critical sections are a push or a pop.
+//! and close requests.
+//!
+//! A plain-TCP connection's handle also holds a [`DirectWrite`]: a pusher
+//! writes what it queued to the socket itself, right after the registry's
+//! lock is released, and wakes the task only when the socket would block.
+//! Everything written to the socket, by the pusher or by the task, is written
+//! under the queue's mutex, so frames keep their order; the writes never wait.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,6 +25,7 @@ use std::task::Context;
 use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::mailbox::MessageId;
@@ -52,17 +59,45 @@ pub(crate) struct QueueLimits {
     pub(crate) bytes: usize,
 }
 
-/// The queue and the payload bytes in it.
+/// The queue, the payload bytes in it, and the bytes on their way to the socket.
 #[derive(Debug, Default)]
-struct Outbound {
+pub(crate) struct Outbound {
     /// Frames with the id of the message each carries (0 for none).
     messages: VecDeque<(MessageId, Utf8Bytes)>,
     bytes: usize,
+    /// Encoded bytes the socket has not taken yet, in order: the rest of a
+    /// short write, pings, pongs, a close frame. Written before any queued
+    /// message; unallocated when empty.
+    pub(crate) unwritten: Vec<u8>,
 }
 
-/// A queue that grew past this capacity is released once drained, so a
-/// burst does not pin memory on a connection that goes back to idle.
-const RETAINED_QUEUE_CAPACITY: usize = 16;
+impl Outbound {
+    /// Whether no message is queued.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Takes the next queued message. A drained queue gives its buffer back,
+    /// so a connection that goes back to idle holds nothing.
+    pub(crate) fn pop(&mut self) -> Option<Utf8Bytes> {
+        let (_, message) = self.messages.pop_front()?;
+        self.bytes -= message.len();
+        if self.messages.is_empty() {
+            self.messages = VecDeque::new();
+        }
+        Some(message)
+    }
+}
+
+/// A plain-TCP connection's socket, in its handle so that pushers can write
+/// to it (a TLS connection's state belongs to its task, which writes for it).
+#[derive(Debug)]
+pub(crate) struct Socket {
+    pub(crate) tcp: TcpStream,
+    /// The adapter's writer: `out` (unwritten bytes, then queued messages) as
+    /// far as the socket takes it now; `true` when nothing is left.
+    write_now: fn(&TcpStream, &mut Outbound) -> bool,
+}
 
 /// Registry-side view of one WebSocket connection.
 #[derive(Debug)]
@@ -89,6 +124,8 @@ pub(crate) struct ConnHandle {
     close_request: OnceLock<Box<CloseRequest>>,
     /// Wakes the task after a push or a close request.
     waker: AtomicWaker,
+    /// Set once, by the task, when pushers may write to the socket themselves.
+    socket: OnceLock<Socket>,
 }
 
 impl ConnHandle {
@@ -121,6 +158,7 @@ impl ConnHandle {
             last_number: AtomicU64::new(0),
             close_request: OnceLock::new(),
             waker: AtomicWaker::new(),
+            socket: OnceLock::new(),
         }
     }
 
@@ -134,6 +172,53 @@ impl ConnHandle {
         self.last_activity_ms.load(Ordering::Relaxed)
     }
 
+    /// The outbound queue, locked: whoever holds it may write to the socket.
+    pub(crate) fn outbound(&self) -> std::sync::MutexGuard<'_, Outbound> {
+        self.queue()
+    }
+
+    /// Shares the connection's socket (plain TCP) so that pushers write to
+    /// it themselves with `write_now`.
+    pub(crate) fn share_socket(
+        &self,
+        tcp: TcpStream,
+        write_now: fn(&TcpStream, &mut Outbound) -> bool,
+    ) {
+        let _ = self.socket.set(Socket { tcp, write_now });
+    }
+
+    /// The shared socket, if [`ConnHandle::share_socket`] was called.
+    pub(crate) fn socket(&self) -> Option<&TcpStream> {
+        self.socket.get().map(|socket| &socket.tcp)
+    }
+
+    /// Whether pushers write to the socket themselves.
+    pub(crate) fn writes_directly(&self) -> bool {
+        self.socket.get().is_some()
+    }
+
+    /// Writes what is queued to the socket now, as a pusher does right after
+    /// queueing; wakes the task for whatever the socket did not take.
+    pub(crate) fn write_or_wake(&self) {
+        let Some(socket) = self.socket.get() else {
+            self.waker.wake();
+            return;
+        };
+        if self.is_held() {
+            // `release` wakes the task once the mailbox is in front.
+            return;
+        }
+        let done = (socket.write_now)(&socket.tcp, &mut self.queue());
+        if !done {
+            self.waker.wake();
+        }
+    }
+
+    /// Whether writes wait for the uid's mailbox ([`ConnHandle::hold`]).
+    pub(crate) fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
     fn queue(&self) -> std::sync::MutexGuard<'_, Outbound> {
         // The queue holds plain data; a panic elsewhere cannot corrupt it.
         self.outbound
@@ -141,13 +226,16 @@ impl ConnHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a push without waiting. `Err` means the queue is full: the
-    /// caller treats the connection as a slow consumer.
+    /// Queues a push without waiting, and wakes the task if `wake` (a
+    /// pusher that writes directly calls [`ConnHandle::write_or_wake`]
+    /// instead, once it has let go of the registry). `Err` means the queue is
+    /// full: the caller treats the connection as a slow consumer.
     pub(crate) fn try_push(
         &self,
         id: MessageId,
         message: &Utf8Bytes,
         limits: QueueLimits,
+        wake: bool,
     ) -> Result<(), ()> {
         {
             let mut queue = self.queue();
@@ -158,7 +246,9 @@ impl ConnHandle {
             queue.messages.push_back((id, message.clone()));
             queue.bytes = bytes;
         }
-        self.waker.wake();
+        if wake {
+            self.waker.wake();
+        }
         Ok(())
     }
 
@@ -226,18 +316,13 @@ impl ConnHandle {
         self.last_number.load(Ordering::Relaxed)
     }
 
-    /// Takes the next queued push.
+    /// Takes the next queued push (the tests' way of reading a connection).
+    #[cfg(test)]
     pub(crate) fn pop(&self) -> Option<Utf8Bytes> {
-        if self.held.load(Ordering::Acquire) {
+        if self.is_held() {
             return None;
         }
-        let mut queue = self.queue();
-        let (_, message) = queue.messages.pop_front()?;
-        queue.bytes -= message.len();
-        if queue.messages.is_empty() && queue.messages.capacity() > RETAINED_QUEUE_CAPACITY {
-            queue.messages = VecDeque::new();
-        }
-        Some(message)
+        self.queue().pop()
     }
 
     /// Asks the task to close; the first request wins.

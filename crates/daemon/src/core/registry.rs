@@ -65,20 +65,49 @@ struct Offered {
     delivered: u64,
     /// Those whose queue was full: slow consumers, to be disconnected.
     slow: Vec<ConnId>,
+    /// Whether this pusher writes to the sockets itself (see `ConnHandle`).
+    direct: bool,
+    /// Connections it queued for and will write to, once the registry's lock
+    /// is released: a syscall per recipient must not hold everyone back.
+    to_write: SmallVec<[Arc<ConnHandle>; 2]>,
 }
 
 impl Offered {
+    /// A pusher that writes to the sockets itself: one push to a uid. A
+    /// broadcast leaves its writes to the connections' tasks, so that every
+    /// worker writes its share.
+    fn direct() -> Self {
+        Offered {
+            direct: true,
+            ..Offered::default()
+        }
+    }
+
     /// Queues `frame` (message `id`) for `handle`, or notes it as slow.
     fn queue(
         &mut self,
-        handle: &ConnHandle,
+        handle: &Arc<ConnHandle>,
         id: MessageId,
         frame: &Utf8Bytes,
         limits: QueueLimits,
     ) {
-        match handle.try_push(id, frame, limits) {
-            Ok(()) => self.delivered += 1,
+        let direct = self.direct && handle.writes_directly();
+        match handle.try_push(id, frame, limits, !direct) {
+            Ok(()) => {
+                self.delivered += 1;
+                if direct {
+                    self.to_write.push(handle.clone());
+                }
+            }
             Err(()) => self.slow.push(handle.id),
+        }
+    }
+
+    /// Writes what was queued for the direct connections; call without the
+    /// registry's lock.
+    fn write(&mut self) {
+        for handle in self.to_write.drain(..) {
+            handle.write_or_wake();
         }
     }
 }
@@ -570,7 +599,8 @@ impl Registry {
             0
         };
         let handles = handles.filter(|h| !(by_bus && h.v2));
-        let (Offered { delivered, slow }, any_v2) = self.offer(handles, id, message);
+        let (mut offered, any_v2) = self.offer(handles, id, message, Offered::direct());
+        let (delivered, slow) = (offered.delivered, std::mem::take(&mut offered.slow));
         let delivered_or_due = delivered + v2_left;
         let unbound = state.disconnect_slow(&slow);
         let pushed = if delivered_or_due > 0 {
@@ -588,6 +618,7 @@ impl Registry {
             self.keep(state, uid, id, message)
         };
         drop(guard);
+        offered.write();
         self.counters.add(Counter::MessagesDelivered, delivered);
         self.counters.add(Counter::SlowConsumers, slow.len() as u64);
         self.mark_changed(unbound);
@@ -607,7 +638,7 @@ impl Registry {
     ) -> u64 {
         let n = id.and_then(cluster_number).unwrap_or(0);
         let mut v2_frame = None;
-        let mut offered = Offered::default();
+        let mut offered = Offered::direct();
         {
             let state = self.lock();
             for handle in state.uids.get(uid.as_str()).into_iter().flatten() {
@@ -674,10 +705,11 @@ impl Registry {
         let handles: Vec<Arc<ConnHandle>> = self.lock().uids.values().flatten().cloned().collect();
         if self.changed.is_none() {
             let id = self.next_message.fetch_add(1, Ordering::Relaxed);
-            return self.finish_push(self.offer(&handles, id, message).0);
+            let offered = Offered::default();
+            return self.finish_push(self.offer(&handles, id, message, offered).0);
         }
         let (raw, v2): (Vec<_>, Vec<_>) = handles.iter().partition(|h| !h.v2);
-        let (mut offered, _) = self.offer(raw, 0, message);
+        let (mut offered, _) = self.offer(raw, 0, message, Offered::default());
         for handle in v2 {
             let n = handle.last_number();
             let frame = Utf8Bytes::from(format!("0-{n} {message}"));
@@ -695,9 +727,9 @@ impl Registry {
         handles: impl IntoIterator<Item = &'a Arc<ConnHandle>>,
         id: MessageId,
         message: &Utf8Bytes,
+        mut offered: Offered,
     ) -> (Offered, bool) {
         let mut v2_frame = None;
-        let mut offered = Offered::default();
         for handle in handles {
             let frame = if handle.v2 {
                 &*v2_frame.get_or_insert_with(|| self.v2_frame(id, message))
@@ -709,8 +741,13 @@ impl Registry {
         (offered, v2_frame.is_some())
     }
 
-    /// Counts a push and disconnects the connections that could not take it.
-    fn finish_push(&self, Offered { delivered, slow }: Offered) -> u64 {
+    /// Writes what a push queued for direct connections, counts it, and
+    /// disconnects the connections that could not take it.
+    fn finish_push(&self, mut offered: Offered) -> u64 {
+        offered.write();
+        let Offered {
+            delivered, slow, ..
+        } = offered;
         self.counters.add(Counter::MessagesDelivered, delivered);
         if !slow.is_empty() {
             let unbound = self.lock().disconnect_slow(&slow);

@@ -9,7 +9,7 @@ use tokio::time::timeout;
 use super::io::{Inbound, Ws};
 
 use crate::config::CLOSE_TIMEOUT;
-use crate::core::conn::CloseRequest;
+use crate::core::conn::{CloseRequest, ConnHandle};
 
 /// Close codes pushd sends; documented for client authors in the README.
 pub(crate) mod code {
@@ -86,25 +86,25 @@ impl End {
 
     /// Sends the close frame (if any) and waits, bounded, for the peer to
     /// finish the closing handshake; the caller then drops the socket.
-    pub(super) async fn finish(self, ws: &mut Ws, max_message: usize) {
+    pub(super) async fn finish(self, ws: &mut Ws, handle: &ConnHandle, max_message: usize) {
         let closing = async {
             match self {
                 End::Close(code, reason) => {
                     ws.queue_close(Some(code), close_reason(&reason));
-                    if ws.flush().await.is_err() {
+                    if ws.flush(handle).await.is_err() {
                         return;
                     }
                 }
                 // The handshake is complete once the answer is out.
                 End::ClosedByPeer => {
-                    let _ = ws.flush().await;
+                    let _ = ws.flush(handle).await;
                     return;
                 }
                 End::Lost => return,
             }
             // Read until the peer's close frame or EOF.
             loop {
-                match poll_fn(|cx| ws.poll_inbound(cx, max_message)).await {
+                match poll_fn(|cx| ws.poll_inbound(cx, handle, max_message)).await {
                     Ok(Some(Inbound::Close(_))) | Ok(None) | Err(_) => break,
                     Ok(Some(_)) => {}
                 }

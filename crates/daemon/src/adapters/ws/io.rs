@@ -2,9 +2,14 @@
 //!
 //! [`poll_io`] moves queued pushes into the socket and reads the next message
 //! in the same poll, and never waits on a write: a peer that stops reading
-//! leaves its bytes in [`Ws`]'s bounded `unwritten` while the task keeps
+//! leaves its bytes in the handle's bounded `unwritten` while the task keeps
 //! watching its deadline and close requests (awaiting a write inside the loop
 //! would park it there, where no heartbeat or kick could reach it).
+//!
+//! A plain-TCP socket lives in the connection's handle, and [`write_now`] is
+//! how a pusher writes to it from its own thread (see `core::conn`); the task
+//! writes with the same [`write_out`], under the same lock, and only waits
+//! for the socket to become writable when a write would block.
 //!
 //! An idle connection holds no buffer: reads go into a per-worker scratch
 //! buffer, and only the bytes of a frame that has not fully arrived (or of
@@ -19,8 +24,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::frame::{self, FrameError, MAX_HEADER, opcode};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
 use super::stream::ClientStream;
-use crate::core::conn::{CloseRequest, ConnHandle};
+use crate::core::conn::{CloseRequest, ConnHandle, Outbound};
 
 /// Most pushes written in one go before reads get a turn.
 const WRITE_BATCH: usize = 64;
@@ -41,7 +49,8 @@ thread_local! {
 /// A client's WebSocket, after its handshake.
 #[derive(Debug)]
 pub(crate) struct Ws {
-    stream: ClientStream,
+    /// A TLS connection's stream; a plain one's socket is in its handle.
+    tls: Option<Box<TlsStream<TcpStream>>>,
     /// Bytes that wait for the socket or for more bytes; `None`, and so no
     /// allocation at all, while there are none (an idle connection).
     spill: Option<Box<Spill>>,
@@ -58,14 +67,14 @@ struct Spill {
     unread: Vec<u8>,
     /// A fragmented message, while its fragments arrive.
     fragments: Option<Fragments>,
-    /// Frames taken from the queue (or pongs, pings, a close) that the socket
-    /// has not accepted yet, in order.
-    unwritten: Vec<u8>,
+    /// Control frames of the task's (pongs, a close), moved to the handle's
+    /// `unwritten` at its next write.
+    control: Vec<u8>,
 }
 
 impl Spill {
     fn is_empty(&self) -> bool {
-        self.unread.is_empty() && self.fragments.is_none() && self.unwritten.is_empty()
+        self.unread.is_empty() && self.fragments.is_none() && self.control.is_empty()
     }
 }
 
@@ -102,9 +111,17 @@ impl From<FrameError> for ReadError {
 }
 
 impl Ws {
-    pub(super) fn new(stream: ClientStream) -> Self {
+    /// The connection after its handshake; a plain socket goes into `handle`.
+    pub(super) fn new(stream: ClientStream, handle: &ConnHandle) -> Self {
+        let tls = match stream {
+            ClientStream::Plain(tcp) => {
+                handle.share_socket(tcp, write_now);
+                None
+            }
+            ClientStream::Tls(tls) => Some(tls),
+        };
         Ws {
-            stream,
+            tls,
             spill: None,
             dirty: false,
             ping_due: false,
@@ -134,6 +151,7 @@ impl Ws {
     pub(super) fn poll_inbound(
         &mut self,
         cx: &mut Context<'_>,
+        handle: &ConnHandle,
         max: usize,
     ) -> Poll<Result<Option<Inbound>, ReadError>> {
         let unread = self.take_unread();
@@ -147,10 +165,7 @@ impl Ws {
         }
         loop {
             let read = SCRATCH.with_borrow_mut(|scratch| {
-                let mut buf = ReadBuf::new(scratch);
-                ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))
-                    .map_err(ReadError::Io)?;
-                let n = buf.filled().len();
+                let n = ready!(self.poll_read(cx, handle, scratch)).map_err(ReadError::Io)?;
                 if n == 0 {
                     return Poll::Ready(Ok(None));
                 }
@@ -228,7 +243,7 @@ impl Ws {
             .and_then(|spill| spill.fragments.as_mut());
         let complete = match (frame.opcode, fragments) {
             (opcode::PING, _) => {
-                frame::encode(opcode::PONG, frame.payload, &mut self.spill().unwritten);
+                frame::encode(opcode::PONG, frame.payload, &mut self.spill().control);
                 return Ok(Some(Inbound::Ping));
             }
             (opcode::PONG, _) => return Ok(Some(Inbound::Pong)),
@@ -272,99 +287,166 @@ impl Ws {
         }))
     }
 
+    /// Reads what the socket has into `buf`; `Ok(0)` at its end.
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        handle: &ConnHandle,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(tls) = &mut self.tls {
+            let mut buf = ReadBuf::new(buf);
+            ready!(Pin::new(&mut **tls).poll_read(cx, &mut buf))?;
+            return Poll::Ready(Ok(buf.filled().len()));
+        }
+        let tcp = handle
+            .socket()
+            .expect("a plain connection shares its socket");
+        loop {
+            ready!(tcp.poll_read_ready(cx))?;
+            match tcp.try_read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                read => return Poll::Ready(read),
+            }
+        }
+    }
+
     /// Queues a close frame, after everything queued before it.
     pub(super) fn queue_close(&mut self, code: Option<u16>, reason: &str) {
         let payload = code.map_or_else(Vec::new, |code| frame::close_payload(code, reason));
-        frame::encode(opcode::CLOSE, &payload, &mut self.spill().unwritten);
+        frame::encode(opcode::CLOSE, &payload, &mut self.spill().control);
     }
 
-    /// Writes what is queued in `unwritten` and flushes, waiting as needed.
-    pub(super) async fn flush(&mut self) -> io::Result<()> {
-        std::future::poll_fn(|cx| {
-            ready!(self.poll_write_unwritten(cx))?;
-            self.poll_flush(cx)
-        })
-        .await
+    /// Writes the frames already encoded (a closing connection's last ones:
+    /// not its queued messages, which the registry has taken back) and
+    /// flushes, waiting as needed.
+    pub(super) async fn flush(&mut self, handle: &ConnHandle) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_write(cx, handle, false).map_ok(|_| ())).await
     }
 
-    /// Writes `unwritten` until it is empty or the socket is full.
-    fn poll_write_unwritten(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(spill) = self.spill.as_mut() else {
-            return Poll::Ready(Ok(()));
-        };
-        while !spill.unwritten.is_empty() {
-            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &spill.unwritten))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.dirty = true;
-            spill.unwritten.drain(..n);
-        }
-        spill.unwritten = Vec::new();
-        self.tidy();
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.dirty {
-            ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
-            self.dirty = false;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Writes one batch of queued pushes (after anything left from the last),
-    /// as far as the socket takes them without waiting.
-    fn pump_writes(&mut self, cx: &mut Context<'_>, handle: &ConnHandle) -> io::Result<()> {
-        if self.poll_write_unwritten(cx)?.is_pending() {
-            return Ok(());
+    /// One batch of [`write_out`] (of queued messages too, with `messages`),
+    /// the task's control frames and a due ping first. `true` when nothing is
+    /// left to write; `Pending`, with the waker registered, when the socket
+    /// is full.
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        handle: &ConnHandle,
+        messages: bool,
+    ) -> Poll<io::Result<bool>> {
+        let mut out = handle.outbound();
+        if let Some(spill) = &mut self.spill
+            && !spill.control.is_empty()
+        {
+            out.unwritten.append(&mut spill.control);
+            spill.control = Vec::new();
+            self.tidy();
         }
         if std::mem::take(&mut self.ping_due) {
-            frame::encode(opcode::PING, &[], &mut self.spill().unwritten);
-            if self.poll_write_unwritten(cx)?.is_pending() {
-                return Ok(());
-            }
+            frame::encode(opcode::PING, &[], &mut out.unwritten);
         }
-        let mut batch = Batch::new();
-        while batch.len < WRITE_BATCH && batch.bytes < WRITE_BUFFER {
-            match handle.pop() {
-                Some(text) => batch.add(text),
-                None => break,
-            }
-        }
-        if batch.len == WRITE_BATCH || batch.bytes >= WRITE_BUFFER {
-            // Let reads and other tasks in; come straight back for the rest.
-            cx.waker().wake_by_ref();
-        }
-        if batch.len > 0 {
-            let written = if self.stream.is_write_vectored() {
-                let mut slices = [io::IoSlice::new(&[]); 2 * WRITE_BATCH];
-                let n = batch
-                    .parts()
-                    .zip(&mut slices)
-                    .map(|(part, slice)| *slice = io::IoSlice::new(part))
-                    .count();
-                match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n]) {
-                    Poll::Ready(written) => written?,
-                    Poll::Pending => 0,
+        let held = !messages || handle.is_held();
+        let Some(tls) = &mut self.tls else {
+            let tcp = handle
+                .socket()
+                .expect("a plain connection shares its socket");
+            loop {
+                match write_out(&mut out, held, |slices| try_write(tcp, slices)) {
+                    Poll::Pending => {}
+                    done => return done,
                 }
-            } else {
-                0
-            };
-            self.dirty |= written > 0;
-            // What the socket did not take waits, in order, for the next poll.
-            if written < batch.bytes {
-                batch.copy_from(written, &mut self.spill().unwritten);
+                // Full: wait until it is not, unless it already is not again.
+                ready!(tcp.poll_write_ready(cx))?;
             }
-            if self.poll_write_unwritten(cx)?.is_pending() {
-                return Ok(());
-            }
+        };
+        let mut dirty = false;
+        let written = write_out(&mut out, held, |slices| {
+            dirty = true;
+            Pin::new(&mut **tls).poll_write_vectored(cx, slices)
+        });
+        // rustls holds what it encrypted until it is flushed.
+        self.dirty |= dirty;
+        if self.dirty {
+            ready!(Pin::new(&mut **tls).poll_flush(cx))?;
+            self.dirty = false;
         }
-        if self.poll_flush(cx)?.is_pending() {
-            return Ok(());
-        }
-        Ok(())
+        written
     }
+
+    /// The write half of [`poll_io`]: one batch, then reads get their turn.
+    fn pump_writes(&mut self, cx: &mut Context<'_>, handle: &ConnHandle) -> io::Result<()> {
+        match self.poll_write(cx, handle, true) {
+            Poll::Ready(Ok(false)) => {
+                // More is queued: come straight back for it after the reads.
+                cx.waker().wake_by_ref();
+                Ok(())
+            }
+            Poll::Ready(result) => result.map(|_| ()),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+/// A pusher's write (see `ConnHandle::write_or_wake`): as far as the socket
+/// takes it without waiting, one batch; `true` when nothing is left.
+fn write_now(tcp: &TcpStream, out: &mut Outbound) -> bool {
+    let written = write_out(out, false, |slices| try_write(tcp, slices));
+    matches!(written, Poll::Ready(Ok(true)))
+}
+
+/// A non-blocking vectored write; `Pending` when the socket is full (whoever
+/// must wait registers for writability itself).
+fn try_write(tcp: &TcpStream, slices: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    match tcp.try_write_vectored(slices) {
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        written => Poll::Ready(written),
+    }
+}
+
+/// Writes `out`'s unwritten bytes, then one batch of its queued messages
+/// (none while `held`), with `write`. `true` when nothing is left, `false`
+/// when more messages are queued, `Pending` when the socket is full: what it
+/// did not take is in `unwritten`, in order.
+fn write_out(
+    out: &mut Outbound,
+    held: bool,
+    mut write: impl FnMut(&[io::IoSlice<'_>]) -> Poll<io::Result<usize>>,
+) -> Poll<io::Result<bool>> {
+    while !out.unwritten.is_empty() {
+        let n = ready!(write(&[io::IoSlice::new(&out.unwritten)]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        out.unwritten.drain(..n);
+    }
+    out.unwritten = Vec::new();
+    if held {
+        return Poll::Ready(Ok(true));
+    }
+    let mut batch = Batch::new();
+    while batch.len < WRITE_BATCH && batch.bytes < WRITE_BUFFER {
+        match out.pop() {
+            Some(text) => batch.add(text),
+            None => break,
+        }
+    }
+    if batch.len == 0 {
+        return Poll::Ready(Ok(true));
+    }
+    let mut slices = [io::IoSlice::new(&[]); 2 * WRITE_BATCH];
+    let parts = batch.parts().zip(&mut slices);
+    let n = parts
+        .map(|(part, slice)| *slice = io::IoSlice::new(part))
+        .count();
+    let written = match write(&slices[..n]) {
+        Poll::Ready(written) => written?,
+        Poll::Pending => 0,
+    };
+    if written < batch.bytes {
+        batch.copy_from(written, &mut out.unwritten);
+        return Poll::Pending;
+    }
+    Poll::Ready(Ok(out.is_drained()))
 }
 
 /// Pushes gathered for one vectored write: their headers and payloads.
@@ -459,7 +541,7 @@ pub(super) fn poll_io(
     if let Err(err) = ws.pump_writes(cx, handle) {
         return Poll::Ready(Io::WriteFailed(err));
     }
-    match ws.poll_inbound(cx, max_message) {
+    match ws.poll_inbound(cx, handle, max_message) {
         Poll::Ready(Ok(Some(inbound))) => Poll::Ready(Io::Inbound(inbound)),
         Poll::Ready(Ok(None)) => Poll::Ready(Io::Closed),
         Poll::Ready(Err(err)) => Poll::Ready(Io::ReadFailed(err)),

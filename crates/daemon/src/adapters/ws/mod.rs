@@ -163,7 +163,7 @@ async fn opening(
     // Pushes are small and latency-bound; Nagle would hold them back.
     let _ = stream.set_nodelay(true);
     let (
-        ws,
+        stream,
         Facts {
             client,
             v2,
@@ -186,6 +186,7 @@ async fn opening(
     if shutdown.is_cancelled() {
         handle.request_close(CloseRequest::Shutdown);
     }
+    let ws = Ws::new(stream, &handle);
     let mut session = Session::new(ws, handle, server, since);
     let conn = &mut session.conn;
     let ended = match url_token.filter(|_| conn.server.node.secrets.has_auth()) {
@@ -216,7 +217,7 @@ async fn open(
     peer: SocketAddr,
     server: &WsServer,
     admitted: &mut Result<Ticket, Refusal>,
-) -> Option<(Ws, Facts)> {
+) -> Option<(ClientStream, Facts)> {
     let deadline = Instant::now() + server.settings.handshake_timeout;
     let counters = &*server.node.counters;
     // A step that fails or runs out of time ends the connection, counted.
@@ -267,7 +268,7 @@ async fn open(
     };
     let handshake = handshake::accept(&mut stream, verdict);
     match timeout_at(deadline, handshake).await {
-        Ok(Ok(())) => Some((Ws::new(stream), facts)),
+        Ok(Ok(())) => Some((stream, facts)),
         // Refused by `verdict`, already counted.
         Ok(Err(handshake::Failure::Refused)) => None,
         Ok(Err(handshake::Failure::Broken(err))) => {

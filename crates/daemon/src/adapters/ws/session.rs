@@ -221,7 +221,7 @@ impl Conn {
                 .disconnected(uid, self.handle.event_ref(), reason);
         }
         let max_message = self.server.settings.max_message_size;
-        end.finish(&mut self.ws, max_message).await;
+        end.finish(&mut self.ws, &self.handle, max_message).await;
     }
 
     /// Binds the connection to the uid in its first text message: the uid
