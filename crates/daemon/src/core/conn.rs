@@ -71,18 +71,24 @@ pub(crate) struct Outbound {
     pub(crate) unwritten: Vec<u8>,
 }
 
+/// A queue that grew past this capacity is released once drained, so a
+/// burst does not pin memory on a connection that goes back to idle; below
+/// it the buffer stays, so that a push to an idle connection (queued, then
+/// written at once) does not allocate and free it every time.
+const RETAINED_QUEUE_CAPACITY: usize = 16;
+
 impl Outbound {
     /// Whether no message is queued.
     pub(crate) fn is_drained(&self) -> bool {
         self.messages.is_empty()
     }
 
-    /// Takes the next queued message. A drained queue gives its buffer back,
-    /// so a connection that goes back to idle holds nothing.
+    /// Takes the next queued message. A queue that grew past
+    /// [`RETAINED_QUEUE_CAPACITY`] gives its buffer back once drained.
     pub(crate) fn pop(&mut self) -> Option<Utf8Bytes> {
         let (_, message) = self.messages.pop_front()?;
         self.bytes -= message.len();
-        if self.messages.is_empty() {
+        if self.messages.is_empty() && self.messages.capacity() > RETAINED_QUEUE_CAPACITY {
             self.messages = VecDeque::new();
         }
         Some(message)
