@@ -122,6 +122,9 @@ pub(crate) struct ConnHandle {
     outbound: Mutex<Outbound>,
     /// While set, nothing is written: its uid's mailbox is on its way (cluster mode).
     held: AtomicBool,
+    /// One of the task's deadlines fell due (set by the WebSocket adapter's
+    /// deadlines, which then wake the task).
+    timer_due: AtomicBool,
     /// Cluster mode, `pushd.v2`: the number of the newest message queued (ids are
     /// `ms-N`), which a broadcast, having no number of its own, repeats.
     last_number: AtomicU64,
@@ -161,6 +164,7 @@ impl ConnHandle {
             last_activity_ms: AtomicU64::new(now_ms),
             outbound: Mutex::default(),
             held: AtomicBool::new(false),
+            timer_due: AtomicBool::new(false),
             last_number: AtomicU64::new(0),
             close_request: OnceLock::new(),
             waker: AtomicWaker::new(),
@@ -218,6 +222,22 @@ impl ConnHandle {
         if !done {
             self.waker.wake();
         }
+    }
+
+    /// Tells the task that one of its deadlines fell due, and wakes it.
+    pub(crate) fn fire_timer(&self) {
+        self.timer_due.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether a deadline fell due since [`ConnHandle::take_timer_due`].
+    pub(crate) fn timer_due(&self) -> bool {
+        self.timer_due.load(Ordering::Acquire)
+    }
+
+    /// Whether a deadline fell due, clearing it.
+    pub(crate) fn take_timer_due(&self) -> bool {
+        self.timer_due() && self.timer_due.swap(false, Ordering::AcqRel)
     }
 
     /// Whether writes wait for the uid's mailbox ([`ConnHandle::hold`]).

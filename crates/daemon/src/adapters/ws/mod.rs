@@ -8,6 +8,7 @@
 
 mod admission;
 pub(crate) mod close;
+mod deadlines;
 mod edge;
 mod frame;
 mod handshake;
@@ -34,6 +35,7 @@ use tracing::debug;
 pub(crate) use admission::Admission;
 use admission::{Refusal, Ticket};
 use close::End;
+use deadlines::Deadlines;
 pub(crate) use edge::Edge;
 use io::Ws;
 use session::Session;
@@ -69,6 +71,8 @@ pub(crate) struct WsServer {
     /// Which peers are believed about the client's address.
     pub(crate) edge: Edge,
     pub(crate) settings: Settings,
+    /// Every connection's next wake-up.
+    deadlines: Deadlines,
     /// "At the connection limit" warning, throttled.
     at_capacity: Mutex<Throttled>,
 }
@@ -85,6 +89,7 @@ impl WsServer {
             admission,
             edge,
             settings,
+            deadlines: Deadlines::default(),
             at_capacity: Mutex::new(Throttled::new(
                 "WebSocket",
                 "new connections are refused until it recovers",
@@ -100,6 +105,10 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    tracker.spawn({
+        let (server, shutdown) = (server.clone(), shutdown.clone());
+        async move { server.deadlines.run(shutdown).await }
+    });
     let counters = &server.node.counters;
     super::accept::serve(
         listener,
@@ -367,13 +376,13 @@ mod size {
     }
 
     /// Every idle connection holds its task: tokio's task cell is the future
-    /// plus about 112 bytes, rounded up to 128 (its alignment). At 384 bytes
-    /// or less the cell is 512 bytes; a field that pushes the future past it
+    /// plus about 112 bytes, rounded up to 128 (its alignment). At 272 bytes
+    /// or less the cell is 384 bytes; a field that pushes the future past it
     /// costs every connection 128 bytes (docs/PERFORMANCE.md, "Where the
     /// bytes go").
     #[test]
-    fn a_connection_task_fits_in_512_bytes() {
+    fn a_connection_task_fits_in_384_bytes() {
         let size = future_size(connection);
-        assert!(size <= 384, "the connection future grew to {size} bytes");
+        assert!(size <= 272, "the connection future grew to {size} bytes");
     }
 }

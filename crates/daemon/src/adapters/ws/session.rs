@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use pin_project_lite::pin_project;
 use pushd_proto::uid::Uid;
-use tokio::time::{Sleep, sleep_until};
 use tracing::debug;
 
 use super::WsServer;
@@ -28,20 +26,18 @@ use crate::core::counters::Counter;
 use crate::core::mailbox::Since;
 use crate::core::registry::BindError;
 
-pin_project! {
-    /// A connection's life after its handshake, as a future that ends with
-    /// how the connection ends. Written by hand rather than as an `async fn`:
-    /// its size is every idle connection's cost, and here it is just these
-    /// fields (a generated future also kept its locals and `select!` state).
-    pub(super) struct Session {
-        pub(super) conn: Conn,
-        // The earliest of the deadlines (see `Conn::next_wake`).
-        #[pin]
-        timer: Sleep,
-    }
+/// A connection's life after its handshake, as a future that ends with how
+/// the connection ends. Written by hand rather than as an `async fn`: its
+/// size is every idle connection's cost, and here it is just its fields (a
+/// generated future also kept its locals and `select!` state). It has no
+/// timer of its own: its deadlines are entries in the server's one
+/// [`Deadlines`](super::deadlines::Deadlines), which wakes it through its
+/// handle.
+pub(super) struct Session {
+    pub(super) conn: Conn,
 }
 
-/// Everything of a connection but its timer.
+/// Everything of a connection.
 pub(super) struct Conn {
     pub(super) ws: Ws,
     pub(super) handle: Arc<ConnHandle>,
@@ -54,8 +50,6 @@ pub(super) struct Conn {
     last_activity: Instant,
     /// When the next ping is due, with `--ping-interval`.
     next_ping: Option<Instant>,
-    /// When the timer fires; `None` when there is nothing to wait for.
-    wake: Option<Instant>,
 }
 
 impl Session {
@@ -67,7 +61,7 @@ impl Session {
     ) -> Self {
         let last_activity = handle.connected_at;
         let next_ping = server.settings.ping_interval.map(|p| last_activity + p);
-        let mut conn = Conn {
+        let conn = Conn {
             ws,
             handle,
             server,
@@ -75,15 +69,13 @@ impl Session {
             since,
             last_activity,
             next_ping,
-            wake: None,
         };
-        conn.wake = conn.next_wake();
-        let timer = sleep_until(conn.wake.unwrap_or(last_activity).into());
-        Session { conn, timer }
+        conn.arm();
+        Session { conn }
     }
 
     pub(super) fn conn(self: Pin<&mut Self>) -> &mut Conn {
-        self.project().conn
+        &mut self.get_mut().conn
     }
 }
 
@@ -91,17 +83,14 @@ impl Future for Session {
     type Output = End;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
-        let mut this = self.project();
-        let conn = &mut *this.conn;
+        let conn = &mut self.get_mut().conn;
         loop {
             // The timer first, so that a busy socket cannot hold a deadline back.
-            if conn.wake.is_some() && this.timer.as_mut().poll(cx).is_ready() {
+            if conn.handle.take_timer_due() {
                 if let Some(end) = conn.on_timer() {
                     return Poll::Ready(end);
                 }
-                if let Some(at) = conn.wake {
-                    this.timer.as_mut().reset(at.into());
-                }
+                conn.arm();
                 continue;
             }
             let max_message = conn.server.settings.max_message_size;
@@ -111,6 +100,9 @@ impl Future for Session {
                         return Poll::Ready(end);
                     }
                 }
+                // The waker is registered now; a deadline that fired before
+                // that set its flag without reaching this task.
+                Poll::Pending if conn.handle.timer_due() => continue,
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -118,6 +110,13 @@ impl Future for Session {
 }
 
 impl Conn {
+    /// Asks the server's deadlines to wake this connection at [`Conn::next_wake`].
+    fn arm(&self) {
+        if let Some(at) = self.next_wake() {
+            self.server.deadlines.wake_at(at, &self.handle);
+        }
+    }
+
     /// The earliest of the heartbeat deadline, the next ping and (while
     /// unbound) the bind deadline, rounded up to the timer grain.
     fn next_wake(&self) -> Option<Instant> {
@@ -162,7 +161,6 @@ impl Conn {
             self.ws.ping_due = true;
             self.next_ping = Some(now + interval);
         }
-        self.wake = self.next_wake();
         None
     }
 
