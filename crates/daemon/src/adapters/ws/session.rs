@@ -1,12 +1,13 @@
 //! One connection's life after the handshake: bind, then one poll over its
-//! timer and its socket until something ends it.
+//! wake-up and its socket until something ends it.
 //!
-//! The single timer is the earliest of the heartbeat deadline, the next ping
-//! and (while unbound) the bind deadline. It is re-armed lazily: inbound frames
-//! only record an instant, and when the timer fires it compares that instant
-//! with the deadline and either closes the connection or sleeps again. Idle
-//! connections therefore cost no work per second, and busy ones no timer
-//! operation per frame.
+//! The single wake-up is the earliest of the heartbeat deadline, the next
+//! ping and (while unbound) the bind deadline, an entry in the server's
+//! `Deadlines`. It is re-armed lazily: inbound frames only record an instant,
+//! and when the wake-up comes it compares that instant with the deadline and
+//! either closes the connection or asks for the next one. Idle connections
+//! therefore cost no work per second, and busy ones no timer operation per
+//! frame.
 
 use std::future::Future;
 use std::pin::Pin;

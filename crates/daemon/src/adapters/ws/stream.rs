@@ -1,8 +1,9 @@
-//! A client's byte stream: plain TCP, or TLS over it with `--tls-cert`.
-//!
-//! One enum rather than a generic session, so the connection code exists once
-//! in the binary; the TLS state is boxed because it is large (rustls's
-//! buffers and keys) and plain connections should not pay its size.
+//! A client's byte stream during its handshake: plain TCP, or TLS over it
+//! with `--tls-cert`. After the handshake a plain socket moves into the
+//! connection's handle (pushers write to it) and a TLS stream stays with the
+//! task (`io::Ws`). One enum rather than a generic, so the handshake code
+//! exists once in the binary; the TLS state is boxed because it is large
+//! (rustls's buffers and keys) and plain connections should not pay its size.
 
 use std::io;
 use std::pin::Pin;
