@@ -11,7 +11,7 @@
 //! idle most of the time. One `AtomicWaker` wakes the task for both pushes
 //! and close requests.
 //!
-//! A plain-TCP connection's handle also holds a [`DirectWrite`]: a pusher
+//! A plain-TCP connection's handle also holds its [`Socket`]: a pusher
 //! writes what it queued to the socket itself, right after the registry's
 //! lock is released, and wakes the task only when the socket would block.
 //! Everything written to the socket, by the pusher or by the task, is written
@@ -99,7 +99,7 @@ impl Outbound {
 /// to it (a TLS connection's state belongs to its task, which writes for it).
 #[derive(Debug)]
 pub(crate) struct Socket {
-    pub(crate) tcp: TcpStream,
+    tcp: TcpStream,
     /// The adapter's writer: `out` (unwritten bytes, then queued messages) as
     /// far as the socket takes it now; `true` when nothing is left.
     write_now: fn(&TcpStream, &mut Outbound) -> bool,
@@ -182,11 +182,6 @@ impl ConnHandle {
         self.last_activity_ms.load(Ordering::Relaxed)
     }
 
-    /// The outbound queue, locked: whoever holds it may write to the socket.
-    pub(crate) fn outbound(&self) -> std::sync::MutexGuard<'_, Outbound> {
-        self.queue()
-    }
-
     /// Shares the connection's socket (plain TCP) so that pushers write to
     /// it themselves with `write_now`.
     pub(crate) fn share_socket(
@@ -218,7 +213,7 @@ impl ConnHandle {
             // `release` wakes the task once the mailbox is in front.
             return;
         }
-        let done = (socket.write_now)(&socket.tcp, &mut self.queue());
+        let done = (socket.write_now)(&socket.tcp, &mut self.outbound());
         if !done {
             self.waker.wake();
         }
@@ -245,7 +240,8 @@ impl ConnHandle {
         self.held.load(Ordering::Acquire)
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, Outbound> {
+    /// The outbound queue, locked: whoever holds it may write to the socket.
+    pub(crate) fn outbound(&self) -> std::sync::MutexGuard<'_, Outbound> {
         // The queue holds plain data; a panic elsewhere cannot corrupt it.
         self.outbound
             .lock()
@@ -264,7 +260,7 @@ impl ConnHandle {
         wake: bool,
     ) -> Result<(), ()> {
         {
-            let mut queue = self.queue();
+            let mut queue = self.outbound();
             let bytes = queue.bytes + message.len();
             if queue.messages.len() >= limits.messages || bytes > limits.bytes {
                 return Err(());
@@ -283,7 +279,7 @@ impl ConnHandle {
     /// its own (`--mailbox-size`, `--mailbox-memory`).
     pub(crate) fn push_waiting(&self, messages: Vec<(MessageId, Utf8Bytes)>) {
         {
-            let mut queue = self.queue();
+            let mut queue = self.outbound();
             queue.bytes += messages.iter().map(|(_, m)| m.len()).sum::<usize>();
             queue.messages.extend(messages);
         }
@@ -293,7 +289,7 @@ impl ConnHandle {
     /// Takes every message still queued: the connection is closing and they
     /// were never written.
     pub(crate) fn take_queue(&self) -> Vec<(MessageId, Utf8Bytes)> {
-        let mut queue = self.queue();
+        let mut queue = self.outbound();
         queue.bytes = 0;
         std::mem::take(&mut queue.messages).into()
     }
@@ -315,7 +311,7 @@ impl ConnHandle {
     /// is at most that is dropped: `front` has it already.
     pub(crate) fn release(&self, front: Vec<(MessageId, Utf8Bytes)>, through: Option<MessageId>) {
         {
-            let mut queue = self.queue();
+            let mut queue = self.outbound();
             if let Some(through) = through {
                 let before = queue.messages.len();
                 queue.messages.retain(|(id, _)| *id > through);
@@ -348,7 +344,7 @@ impl ConnHandle {
         if self.is_held() {
             return None;
         }
-        self.queue().pop()
+        self.outbound().pop()
     }
 
     /// Asks the task to close; the first request wins.

@@ -154,9 +154,8 @@ impl Ws {
         handle: &ConnHandle,
         max: usize,
     ) -> Poll<Result<Option<Inbound>, ReadError>> {
-        let unread = self.take_unread();
+        let mut unread = self.take_unread();
         if !unread.is_empty() {
-            let mut unread = unread;
             let (used, inbound) = self.decode(&mut unread, max)?;
             self.keep_unread(unread, used);
             if let Some(inbound) = inbound {

@@ -18,7 +18,6 @@ mod stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -140,13 +139,16 @@ fn connection(
         let Some((session, ticket, ended)) = opening.await else {
             return;
         };
-        let mut session = pin!(session);
+        let mut session = session;
         let end = match ended {
             Some(end) => end,
-            None => session.as_mut().await,
+            None => (&mut session).await,
         };
-        Box::pin(session.as_mut().conn().close(end)).await;
-        // The admission slot is given back once the socket is closed.
+        Box::pin(session.conn.close(end)).await;
+        // The admission slot is given back once the socket is closed (a
+        // plain socket closes with the handle's last owner: this task, once
+        // the registry has let go of it).
+        drop(session);
         drop(ticket);
     }
 }

@@ -74,10 +74,6 @@ impl Session {
         conn.arm();
         Session { conn }
     }
-
-    pub(super) fn conn(self: Pin<&mut Self>) -> &mut Conn {
-        &mut self.get_mut().conn
-    }
 }
 
 impl Future for Session {
