@@ -26,6 +26,11 @@ impl Clock {
         at.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
+    /// Clock millisecond `ms` as an instant.
+    pub(crate) fn instant_at(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
     /// When the daemon started.
     pub(crate) fn started(&self) -> Instant {
         self.epoch

@@ -41,12 +41,14 @@ pub(crate) struct Admission {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     _slot: OwnedSemaphorePermit,
-    ip: Option<(IpAddr, IpCounts)>,
+    /// Boxed: only with `--max-connections-per-ip`, and every connection
+    /// holds its ticket.
+    ip: Option<Box<(IpAddr, IpCounts)>>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some((ip, per_ip)) = &self.ip {
+        if let Some((ip, per_ip)) = self.ip.as_deref() {
             let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = counts.get_mut(ip) {
                 *n -= 1;
@@ -140,7 +142,7 @@ impl Admission {
         }
         *count += 1;
         drop(counts);
-        ticket.ip = Some((ip, self.per_ip.clone()));
+        ticket.ip = Some(Box::new((ip, self.per_ip.clone())));
         Ok(())
     }
 

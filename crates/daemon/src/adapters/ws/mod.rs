@@ -33,7 +33,6 @@ use tracing::debug;
 
 pub(crate) use admission::Admission;
 use admission::{Refusal, Ticket};
-use close::End;
 use deadlines::Deadlines;
 pub(crate) use edge::Edge;
 use io::Ws;
@@ -127,7 +126,7 @@ pub(crate) async fn serve(
 /// future's size is what every idle connection costs: an `async fn` would
 /// keep its arguments (the stream, the address) in it for its whole life.
 /// The way in and the way out are boxed for the same reason: their state is
-/// large and short-lived. What stays is the [`Session`] and the ticket.
+/// large and short-lived. What stays is the [`Session`].
 fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -136,32 +135,23 @@ fn connection(
 ) -> impl Future<Output = ()> + Send {
     let opening = Box::pin(opening(stream, peer, server, shutdown));
     async move {
-        let Some((session, ticket, ended)) = opening.await else {
+        let Some(mut session) = opening.await else {
             return;
         };
-        let mut session = session;
-        let end = match ended {
-            Some(end) => end,
-            None => (&mut session).await,
-        };
+        let end = (&mut session).await;
         Box::pin(session.conn.close(end)).await;
-        // The admission slot is given back once the socket is closed (a
-        // plain socket closes with the handle's last owner: this task, once
-        // the registry has let go of it).
-        drop(session);
-        drop(ticket);
     }
 }
 
 /// Admission, the way in ([`open`]) and registration: the connection's
-/// session, its admission ticket, and its end if it ended already (a
-/// token in the URL that did not bind). `None` when it ended before.
+/// session, which holds its admission ticket. `None` when it ended there
+/// (a token in the URL that did not bind is closed here).
 async fn opening(
     stream: TcpStream,
     peer: SocketAddr,
     server: Arc<WsServer>,
     shutdown: CancellationToken,
-) -> Option<(Session, Ticket, Option<End>)> {
+) -> Option<Session> {
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let mut admitted = server.admission.admit();
     if let Err(Refusal::Capacity) = admitted {
@@ -198,13 +188,15 @@ async fn opening(
         handle.request_close(CloseRequest::Shutdown);
     }
     let ws = Ws::new(stream, &handle);
-    let mut session = Session::new(ws, handle, server, since);
+    let mut session = Session::new(ws, handle, server, since, ticket);
     let conn = &mut session.conn;
-    let ended = match url_token.filter(|_| conn.server.node.secrets.has_auth()) {
-        Some(token) => conn.bind(&token).err(),
-        None => None,
-    };
-    Some((session, ticket, ended))
+    if let Some(token) = url_token.filter(|_| conn.server.node.secrets.has_auth())
+        && let Err(end) = conn.bind(&token)
+    {
+        conn.close(end).await;
+        return None;
+    }
+    Some(session)
 }
 
 /// What the handshake told about the client.
@@ -378,13 +370,13 @@ mod size {
     }
 
     /// Every idle connection holds its task: tokio's task cell is the future
-    /// plus about 112 bytes, rounded up to 128 (its alignment). At 272 bytes
-    /// or less the cell is 384 bytes; a field that pushes the future past it
+    /// plus about 112 bytes, rounded up to 128 (its alignment). At 144 bytes
+    /// or less the cell is 256 bytes; a field that pushes the future past it
     /// costs every connection 128 bytes (docs/PERFORMANCE.md, "Where the
     /// bytes go").
     #[test]
-    fn a_connection_task_fits_in_384_bytes() {
+    fn a_connection_task_fits_in_256_bytes() {
         let size = future_size(connection);
-        assert!(size <= 272, "the connection future grew to {size} bytes");
+        assert!(size <= 144, "the connection future grew to {size} bytes");
     }
 }

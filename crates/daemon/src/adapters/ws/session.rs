@@ -19,6 +19,7 @@ use pushd_proto::uid::Uid;
 use tracing::debug;
 
 use super::WsServer;
+use super::admission::Ticket;
 use super::close::{End, code};
 use super::frame::FrameError;
 use super::io::{Inbound, Io, ReadError, Ws, poll_io};
@@ -45,12 +46,15 @@ pub(super) struct Conn {
     pub(super) server: Arc<WsServer>,
     /// The bound uid (the registry's shared copy), once bound.
     pub(super) uid: Option<Uid>,
-    /// A `pushd.v2` client's `?since=`, until it binds.
-    pub(super) since: Option<Since>,
-    /// The last inbound frame (at first, the handshake's end).
-    last_activity: Instant,
-    /// When the next ping is due, with `--ping-interval`.
+    /// A `pushd.v2` client's `?since=`, until it binds; boxed, since few
+    /// connections have one and this struct is every connection's cost.
+    pub(super) since: Option<Box<Since>>,
+    /// When the next ping is due, with `--ping-interval`. (The last inbound
+    /// frame's time is the handle's, in clock milliseconds.)
     next_ping: Option<Instant>,
+    /// Its admission slot, given back last, once the socket has closed (a
+    /// plain socket closes with the handle, the field before).
+    _ticket: Ticket,
 }
 
 impl Session {
@@ -59,17 +63,20 @@ impl Session {
         handle: Arc<ConnHandle>,
         server: Arc<WsServer>,
         since: Option<Since>,
+        ticket: Ticket,
     ) -> Self {
-        let last_activity = handle.connected_at;
-        let next_ping = server.settings.ping_interval.map(|p| last_activity + p);
+        let next_ping = server
+            .settings
+            .ping_interval
+            .map(|p| handle.connected_at + p);
         let conn = Conn {
             ws,
             handle,
             server,
             uid: None,
-            since,
-            last_activity,
+            since: since.map(Box::new),
             next_ping,
+            _ticket: ticket,
         };
         conn.arm();
         Session { conn }
@@ -107,6 +114,12 @@ impl Future for Session {
 }
 
 impl Conn {
+    /// The last inbound frame (at first, the handshake's end), to the millisecond.
+    fn last_activity(&self) -> Instant {
+        let clock = &self.server.node.clock;
+        clock.instant_at(self.handle.last_activity_ms())
+    }
+
     /// Asks the server's deadlines to wake this connection at [`Conn::next_wake`].
     fn arm(&self) {
         if let Some(at) = self.next_wake() {
@@ -118,7 +131,7 @@ impl Conn {
     /// unbound) the bind deadline, rounded up to the timer grain.
     fn next_wake(&self) -> Option<Instant> {
         let settings = &self.server.settings;
-        let deadline = settings.heartbeat.map(|h| self.last_activity + h);
+        let deadline = settings.heartbeat.map(|h| self.last_activity() + h);
         let bind = settings
             .bind_timeout
             .filter(|_| self.uid.is_none())
@@ -136,7 +149,7 @@ impl Conn {
         let now = Instant::now();
         if settings
             .heartbeat
-            .is_some_and(|h| now >= self.last_activity + h)
+            .is_some_and(|h| now >= self.last_activity() + h)
         {
             counters.bump(Counter::HeartbeatTimeouts);
             return Some(End::Close(
@@ -187,9 +200,7 @@ impl Conn {
             }
         };
         // Only an instant is recorded: the timer finds out when it fires.
-        self.last_activity = Instant::now();
-        let clock = &self.server.node.clock;
-        self.handle.touch(clock.ms_at(self.last_activity));
+        self.handle.touch(self.server.node.clock.now_ms());
         match inbound {
             Inbound::Text(text) if self.uid.is_none() => self.bind(&text).err(),
             Inbound::Close(code) => {
@@ -233,7 +244,7 @@ impl Conn {
                 End::Close(code::POLICY, format!("invalid uid: {err}"))
             })?,
         };
-        let since = self.since.take();
+        let since = self.since.take().map(|since| *since);
         match self.server.node.registry.bind(self.handle.id, &uid, since) {
             Ok(shared) => {
                 debug!(peer = %self.handle.peer, uid = %shared, "connection bound");
