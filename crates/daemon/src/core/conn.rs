@@ -22,9 +22,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::task::Context;
-use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
+use pushd_proto::uid::Uid;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -59,16 +59,21 @@ pub(crate) struct QueueLimits {
     pub(crate) bytes: usize,
 }
 
-/// The queue, the payload bytes in it, and the bytes on their way to the socket.
+/// The queue, the payload bytes in it, and the bytes on their way to the
+/// socket: out of line, allocated at a connection's first push or ping, so that
+/// a connection that never had one holds nothing here but a null pointer.
 #[derive(Debug, Default)]
-pub(crate) struct Outbound {
+pub(crate) struct Outbound(Option<Box<Pending>>);
+
+#[derive(Debug, Default)]
+struct Pending {
     /// Frames with the id of the message each carries (0 for none).
     messages: VecDeque<(MessageId, Utf8Bytes)>,
     bytes: usize,
     /// Encoded bytes the socket has not taken yet, in order: the rest of a
     /// short write, pings, pongs, a close frame. Written before any queued
     /// message; unallocated when empty.
-    pub(crate) unwritten: Vec<u8>,
+    unwritten: Vec<u8>,
 }
 
 /// A queue that grew past this capacity is released once drained, so a
@@ -78,20 +83,88 @@ pub(crate) struct Outbound {
 const RETAINED_QUEUE_CAPACITY: usize = 16;
 
 impl Outbound {
+    fn pending(&mut self) -> &mut Pending {
+        self.0.get_or_insert_default()
+    }
+
     /// Whether no message is queued.
     pub(crate) fn is_drained(&self) -> bool {
-        self.messages.is_empty()
+        self.0.as_ref().is_none_or(|p| p.messages.is_empty())
+    }
+
+    /// Payload bytes queued.
+    fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.bytes)
+    }
+
+    /// Messages queued.
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.messages.len())
+    }
+
+    fn push_back(&mut self, id: MessageId, message: Utf8Bytes) {
+        let pending = self.pending();
+        pending.bytes += message.len();
+        pending.messages.push_back((id, message));
     }
 
     /// Takes the next queued message. A queue that grew past
     /// [`RETAINED_QUEUE_CAPACITY`] gives its buffer back once drained.
     pub(crate) fn pop(&mut self) -> Option<Utf8Bytes> {
-        let (_, message) = self.messages.pop_front()?;
-        self.bytes -= message.len();
-        if self.messages.is_empty() && self.messages.capacity() > RETAINED_QUEUE_CAPACITY {
-            self.messages = VecDeque::new();
+        let pending = self.0.as_mut()?;
+        let (_, message) = pending.messages.pop_front()?;
+        pending.bytes -= message.len();
+        if pending.messages.is_empty() && pending.messages.capacity() > RETAINED_QUEUE_CAPACITY {
+            pending.messages = VecDeque::new();
+            self.tidy();
         }
         Some(message)
+    }
+
+    /// Takes every queued message.
+    fn take_messages(&mut self) -> VecDeque<(MessageId, Utf8Bytes)> {
+        let Some(pending) = self.0.as_mut() else {
+            return VecDeque::new();
+        };
+        pending.bytes = 0;
+        let messages = std::mem::take(&mut pending.messages);
+        self.tidy();
+        messages
+    }
+
+    /// The bytes to write before any message; empty when there are none.
+    pub(crate) fn unwritten(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |p| &p.unwritten)
+    }
+
+    /// Where to encode frames that go out before any message.
+    pub(crate) fn unwritten_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.pending().unwritten
+    }
+
+    /// The socket took the first `n` unwritten bytes.
+    pub(crate) fn consume_unwritten(&mut self, n: usize) {
+        let Some(pending) = self.0.as_mut() else {
+            return;
+        };
+        if n >= pending.unwritten.len() {
+            pending.unwritten = Vec::new();
+            self.tidy();
+        } else {
+            pending.unwritten.drain(..n);
+        }
+    }
+
+    /// Frees the out-of-line part once it holds nothing and no queue buffer
+    /// worth keeping (see [`RETAINED_QUEUE_CAPACITY`]).
+    fn tidy(&mut self) {
+        if self
+            .0
+            .as_ref()
+            .is_some_and(|p| p.messages.capacity() == 0 && p.unwritten.is_empty())
+        {
+            self.0 = None;
+        }
     }
 }
 
@@ -114,20 +187,25 @@ pub(crate) struct ConnHandle {
     pub(crate) v2: bool,
     /// The client's address.
     pub(crate) peer: SocketAddr,
-    /// When the handshake completed.
-    pub(crate) connected_at: Instant,
+    /// When the handshake completed, on the daemon's [`Clock`](super::clock::Clock).
+    pub(crate) connected_ms: u64,
     /// Last inbound frame, on the daemon's [`Clock`](super::clock::Clock).
     last_activity_ms: AtomicU64,
     /// Pushes on their way to the socket, bounded by the registry's [`QueueLimits`].
     outbound: Mutex<Outbound>,
     /// While set, nothing is written: its uid's mailbox is on its way (cluster mode).
     held: AtomicBool,
+    /// In its uid's list: bound, and not kicked, replaced or slow. Changed
+    /// under the registry's lock only.
+    listed: AtomicBool,
     /// One of the task's deadlines fell due (set by the WebSocket adapter's
     /// deadlines, which then wake the task).
     timer_due: AtomicBool,
     /// Cluster mode, `pushd.v2`: the number of the newest message queued (ids are
     /// `ms-N`), which a broadcast, having no number of its own, repeats.
     last_number: AtomicU64,
+    /// The uid it bound to, set once; kept after it is unlisted, for its close.
+    uid: OnceLock<Uid>,
     /// Set once when something outside the task asks it to close; boxed,
     /// since most connections never get one.
     close_request: OnceLock<Box<CloseRequest>>,
@@ -149,27 +227,45 @@ impl ConnHandle {
 
 impl ConnHandle {
     /// A handle with an empty queue.
-    pub(crate) fn new(
-        id: ConnId,
-        v2: bool,
-        peer: SocketAddr,
-        connected_at: Instant,
-        now_ms: u64,
-    ) -> Self {
+    pub(crate) fn new(id: ConnId, v2: bool, peer: SocketAddr, now_ms: u64) -> Self {
         ConnHandle {
             id,
             v2,
             peer,
-            connected_at,
+            connected_ms: now_ms,
             last_activity_ms: AtomicU64::new(now_ms),
             outbound: Mutex::default(),
             held: AtomicBool::new(false),
+            listed: AtomicBool::new(false),
             timer_due: AtomicBool::new(false),
             last_number: AtomicU64::new(0),
+            uid: OnceLock::new(),
             close_request: OnceLock::new(),
             waker: AtomicWaker::new(),
             socket: OnceLock::new(),
         }
+    }
+
+    /// The uid it bound to, once bound (and after it was unlisted).
+    pub(crate) fn uid(&self) -> Option<&Uid> {
+        self.uid.get()
+    }
+
+    /// Records the uid it bound to (the registry's, at bind); `false` if it
+    /// was already bound.
+    pub(crate) fn set_uid(&self, uid: Uid) -> bool {
+        self.uid.set(uid).is_ok()
+    }
+
+    /// Whether it is in its uid's list.
+    pub(crate) fn is_listed(&self) -> bool {
+        self.listed.load(Ordering::Relaxed)
+    }
+
+    /// Puts it in or takes it out of its uid's list (under the registry's
+    /// lock); returns whether it was listed.
+    pub(crate) fn set_listed(&self, listed: bool) -> bool {
+        self.listed.swap(listed, Ordering::Relaxed)
     }
 
     /// Records inbound activity at `now_ms`.
@@ -261,12 +357,10 @@ impl ConnHandle {
     ) -> Result<(), ()> {
         {
             let mut queue = self.outbound();
-            let bytes = queue.bytes + message.len();
-            if queue.messages.len() >= limits.messages || bytes > limits.bytes {
+            if queue.len() >= limits.messages || queue.bytes() + message.len() > limits.bytes {
                 return Err(());
             }
-            queue.messages.push_back((id, message.clone()));
-            queue.bytes = bytes;
+            queue.push_back(id, message.clone());
         }
         if wake {
             self.waker.wake();
@@ -280,8 +374,9 @@ impl ConnHandle {
     pub(crate) fn push_waiting(&self, messages: Vec<(MessageId, Utf8Bytes)>) {
         {
             let mut queue = self.outbound();
-            queue.bytes += messages.iter().map(|(_, m)| m.len()).sum::<usize>();
-            queue.messages.extend(messages);
+            for (id, message) in messages {
+                queue.push_back(id, message);
+            }
         }
         self.waker.wake();
     }
@@ -289,9 +384,7 @@ impl ConnHandle {
     /// Takes every message still queued: the connection is closing and they
     /// were never written.
     pub(crate) fn take_queue(&self) -> Vec<(MessageId, Utf8Bytes)> {
-        let mut queue = self.outbound();
-        queue.bytes = 0;
-        std::mem::take(&mut queue.messages).into()
+        self.outbound().take_messages().into()
     }
 
     /// Registers the task's waker: a later push or close request wakes it.
@@ -312,16 +405,12 @@ impl ConnHandle {
     pub(crate) fn release(&self, front: Vec<(MessageId, Utf8Bytes)>, through: Option<MessageId>) {
         {
             let mut queue = self.outbound();
+            let mut queued = queue.take_messages();
             if let Some(through) = through {
-                let before = queue.messages.len();
-                queue.messages.retain(|(id, _)| *id > through);
-                if queue.messages.len() < before {
-                    queue.bytes = queue.messages.iter().map(|(_, m)| m.len()).sum();
-                }
+                queued.retain(|(id, _)| *id > through);
             }
-            queue.bytes += front.iter().map(|(_, m)| m.len()).sum::<usize>();
-            for entry in front.into_iter().rev() {
-                queue.messages.push_front(entry);
+            for (id, message) in front.into_iter().chain(queued) {
+                queue.push_back(id, message);
             }
             self.held.store(false, Ordering::Release);
         }

@@ -7,7 +7,6 @@
 //! the number of connections (broadcast, list) copies the handles out and runs
 //! after the lock is released.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +21,7 @@ use super::clock::Clock;
 use super::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
 use super::counters::{Counter, Counters};
 use super::events::Events;
+use super::index::{ById, ByUid, Connections, Entry};
 use super::mailbox::{
     Handover, MailboxLimits, MailboxSummary, Mailboxes, MessageId, Since, Stored,
 };
@@ -198,9 +198,9 @@ pub(crate) struct Registry {
 #[derive(Debug)]
 struct State {
     /// Every open connection, bound or not.
-    conns: HashMap<ConnId, Slot>,
-    /// Bound connections by uid; a uid with no connection has no key.
-    uids: HashMap<Uid, Connections>,
+    conns: ById,
+    /// Bound connections by uid; a uid with no connection has no entry.
+    uids: ByUid,
     /// Banned uids and when their ban ends; expired entries are removed
     /// when next looked at.
     bans: HashMap<Uid, Instant>,
@@ -216,35 +216,18 @@ struct State {
     events: Option<Arc<Events>>,
 }
 
-/// A uid's connections: inline while there is one (the usual case, one page
-/// per user), so that most uids cost no allocation for their list.
-type Connections = SmallVec<[Arc<ConnHandle>; 1]>;
-
-#[derive(Debug)]
-struct Slot {
-    handle: Arc<ConnHandle>,
-    /// The uid it bound to; kept after it is unlisted, for its close.
-    uid: Option<Uid>,
-    /// Whether it is in its uid's list (bound, and not kicked or replaced).
-    listed: bool,
-}
-
 impl State {
     /// Removes a connection from its uid's list, if it is there.
     fn unbind(&mut self, id: ConnId) -> Option<Uid> {
-        let slot = self.conns.get_mut(&id)?;
-        if !std::mem::take(&mut slot.listed) {
+        let handle = &self.conns.get(&id)?.0;
+        if !handle.set_listed(false) {
             return None;
         }
-        let uid = slot.uid.clone()?;
-        if let Entry::Occupied(mut list) = self.uids.entry(uid.clone()) {
-            list.get_mut().retain(|h| h.id != id);
-            if list.get().is_empty() {
-                list.remove();
-                if let Some(events) = &self.events {
-                    events.last_unbound(&uid);
-                }
-            }
+        let uid = handle.uid()?.clone();
+        if self.uids.remove_one(&uid, id)
+            && let Some(events) = &self.events
+        {
+            events.last_unbound(&uid);
         }
         Some(uid)
     }
@@ -255,8 +238,8 @@ impl State {
         let mut unbound = Vec::new();
         for &id in slow {
             unbound.extend(self.unbind(id));
-            if let Some(slot) = self.conns.get(&id) {
-                slot.handle.request_close(CloseRequest::SlowConsumer);
+            if let Some(Entry(handle)) = self.conns.get(&id) {
+                handle.request_close(CloseRequest::SlowConsumer);
             }
         }
         unbound
@@ -321,8 +304,8 @@ impl Registry {
             per_uid: limits.per_uid,
             hold_at_bind: limits.hold_at_bind,
             state: Mutex::new(State {
-                conns: HashMap::new(),
-                uids: HashMap::new(),
+                conns: HashSet::new(),
+                uids: ByUid::default(),
                 bans: HashMap::new(),
                 kicking: HashMap::new(),
                 mailboxes: limits.mailbox.map(Mailboxes::new),
@@ -361,14 +344,8 @@ impl Registry {
     /// `v2`: it speaks `pushd.v2` (frames `ID PAYLOAD`, resumable).
     pub(crate) fn open(&self, peer: SocketAddr, v2: bool) -> Arc<ConnHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let handle = Arc::new(ConnHandle::new(id, v2, peer, now, self.clock.ms_at(now)));
-        let slot = Slot {
-            handle: handle.clone(),
-            uid: None,
-            listed: false,
-        };
-        self.lock().conns.insert(id, slot);
+        let handle = Arc::new(ConnHandle::new(id, v2, peer, self.clock.now_ms()));
+        self.lock().conns.insert(Entry(handle.clone()));
         self.counters.bump(Counter::ConnectionsOpened);
         handle
     }
@@ -387,11 +364,11 @@ impl Registry {
     ) -> Result<Uid, BindError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let slot = state.conns.get_mut(&id).ok_or(BindError::Closing)?;
-        if slot.uid.is_some() || slot.handle.close_request().is_some() {
+        let Entry(handle) = state.conns.get(&id).ok_or(BindError::Closing)?;
+        if handle.uid().is_some() || handle.close_request().is_some() {
             return Err(BindError::Closing);
         }
-        let handle = slot.handle.clone();
+        let handle = handle.clone();
         if state.is_banned(uid, Instant::now()) {
             drop(guard);
             self.counters.bump(Counter::BannedRefused);
@@ -414,15 +391,14 @@ impl Registry {
                     }
                     PerUidPolicy::CloseOldest => {
                         // Oldest first: connections are pushed in bind order.
-                        let oldest: Vec<ConnId> = state.uids[uid]
-                            .iter()
+                        let oldest: Vec<ConnId> = (state.uids.get(uid).into_iter().flatten())
                             .take(bound + 1 - limit)
                             .map(|h| h.id)
                             .collect();
                         for old in oldest {
                             state.unbind(old);
-                            if let Some(slot) = state.conns.get(&old) {
-                                slot.handle.request_close(CloseRequest::Replaced);
+                            if let Some(Entry(old)) = state.conns.get(&old) {
+                                old.request_close(CloseRequest::Replaced);
                             }
                             self.counters.bump(Counter::PerUidReplaced);
                         }
@@ -430,13 +406,9 @@ impl Registry {
                 }
             }
         }
-        let key = match state.uids.get_key_value(uid.as_str()) {
-            Some((key, _)) => key.clone(),
-            None => uid.clone(),
-        };
-        let slot = state.conns.get_mut(&id).expect("checked above");
-        slot.uid = Some(key.clone());
-        slot.listed = true;
+        let key = state.uids.shared(uid).unwrap_or_else(|| uid.clone());
+        handle.set_uid(key.clone());
+        handle.set_listed(true);
         let now = Instant::now();
         let handover = match &mut state.mailboxes {
             Some(mailboxes) => {
@@ -476,13 +448,11 @@ impl Registry {
             // Before it is listed: nothing pushed to it can be written ahead of its mailbox.
             handle.hold();
         }
-        let connections = state.uids.entry(key.clone()).or_default();
-        if connections.is_empty()
+        if state.uids.insert(handle)
             && let Some(events) = &state.events
         {
             events.first_bound(&key);
         }
-        connections.push(handle);
         drop(guard);
         self.counters.bump(Counter::Binds);
         self.counters
@@ -543,24 +513,24 @@ impl Registry {
         let mut guard = self.lock();
         let state = &mut *guard;
         let uid = state.unbind(id);
-        let Some(slot) = state.conns.remove(&id) else {
+        let Some(Entry(handle)) = state.conns.take(&id) else {
             drop(guard);
             self.mark_changed(uid);
             return;
         };
         let mut returned = (0, 0);
-        if let (Some(mailboxes), Some(bound)) = (&mut state.mailboxes, &slot.uid) {
+        if let (Some(mailboxes), Some(bound)) = (&mut state.mailboxes, handle.uid()) {
             let final_close = matches!(
-                slot.handle.close_request(),
+                handle.close_request(),
                 Some(CloseRequest::Kicked { .. } | CloseRequest::Shutdown)
             );
-            if slot.handle.v2 && !final_close {
+            if handle.v2 && !final_close {
                 // Its client may come back with `since` within the TTL.
                 let ttl = mailboxes.ttl();
                 mailboxes.keep_resumable(bound, Instant::now() + ttl);
             }
-            if !final_close && !state.uids.contains_key(bound.as_str()) {
-                let unwritten = slot.handle.take_queue();
+            if !final_close && !state.uids.contains(bound) {
+                let unwritten = handle.take_queue();
                 let n = unwritten.len();
                 if n > 0 {
                     let lost = mailboxes.put_back(bound, unwritten, Instant::now());
@@ -702,7 +672,7 @@ impl Registry {
     /// connections get it under the number of the last message they were given
     /// (`0-N`), so that a resume from it neither skips nor repeats anything.
     pub(crate) fn broadcast(&self, message: &Utf8Bytes) -> u64 {
-        let handles: Vec<Arc<ConnHandle>> = self.lock().uids.values().flatten().cloned().collect();
+        let handles: Vec<Arc<ConnHandle>> = self.lock().uids.connections().cloned().collect();
         if self.changed.is_none() {
             let id = self.next_message.fetch_add(1, Ordering::Relaxed);
             let offered = Offered::default();
@@ -774,16 +744,18 @@ impl Registry {
             let (cleared, _) = mailboxes.clear(uid);
             self.counters.add(Counter::MailboxCleared, cleared as u64);
         }
-        let Some((key, handles)) = state.uids.remove_entry(uid.as_str()) else {
+        let Some(handles) = state.uids.remove(uid) else {
             return 0;
         };
+        let key = handles[0]
+            .uid()
+            .expect("a listed connection is bound")
+            .clone();
         if let Some(events) = &state.events {
             events.last_unbound(&key);
         }
         for handle in &handles {
-            if let Some(slot) = state.conns.get_mut(&handle.id) {
-                slot.listed = false;
-            }
+            handle.set_listed(false);
             handle.request_close(CloseRequest::Kicked {
                 reason: reason.to_owned(),
             });
@@ -819,9 +791,9 @@ impl Registry {
         let mut state = self.lock();
         let idle: Vec<ConnId> = state
             .conns
-            .values()
-            .filter(|slot| now.saturating_sub(slot.handle.last_activity_ms()) > idle_over_ms)
-            .map(|slot| slot.handle.id)
+            .iter()
+            .filter(|Entry(handle)| now.saturating_sub(handle.last_activity_ms()) > idle_over_ms)
+            .map(|Entry(handle)| handle.id)
             .collect();
         let mut per_uid: HashMap<Uid, u64> = HashMap::new();
         for &id in &idle {
@@ -831,7 +803,9 @@ impl Registry {
             let request = CloseRequest::Kicked {
                 reason: reason.to_owned(),
             };
-            state.conns[&id].handle.request_close(request);
+            if let Some(Entry(handle)) = state.conns.get(&id) {
+                handle.request_close(request);
+            }
         }
         drop(state);
         self.counters.add(Counter::Kicked, idle.len() as u64);
@@ -928,8 +902,8 @@ impl Registry {
         let handles: Vec<Arc<ConnHandle>> = self
             .lock()
             .conns
-            .values()
-            .map(|slot| slot.handle.clone())
+            .iter()
+            .map(|Entry(handle)| handle.clone())
             .collect();
         for handle in handles {
             handle.request_close(CloseRequest::Shutdown);
@@ -956,7 +930,10 @@ impl Registry {
 
     /// Whether connection `id` is still open and bound to its uid.
     pub(crate) fn is_listed(&self, id: ConnId) -> bool {
-        self.lock().conns.get(&id).is_some_and(|slot| slot.listed)
+        self.lock()
+            .conns
+            .get(&id)
+            .is_some_and(|Entry(handle)| handle.is_listed())
     }
 
     /// Number of connections bound to `uid`.
@@ -975,8 +952,7 @@ impl Registry {
             .iter()
             .map(|(uid, list)| (uid.clone(), list.clone()))
             .collect();
-        let now = Instant::now();
-        let now_ms = self.clock.ms_at(now);
+        let now_ms = self.clock.now_ms();
         let mut uids: Vec<(Uid, Vec<ConnSnapshot>)> = snapshot
             .into_iter()
             .map(|(uid, handles)| {
@@ -986,8 +962,7 @@ impl Registry {
                         id: h.id,
                         peer: h.peer,
                         idle_ms: now_ms.saturating_sub(h.last_activity_ms()),
-                        connected_ms: now.saturating_duration_since(h.connected_at).as_millis()
-                            as u64,
+                        connected_ms: now_ms.saturating_sub(h.connected_ms),
                     })
                     .collect();
                 (uid, connections)

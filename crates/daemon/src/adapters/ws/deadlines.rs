@@ -95,7 +95,7 @@ mod tests {
 
     fn handle(id: u64) -> Arc<ConnHandle> {
         let peer = "127.0.0.1:1".parse().unwrap();
-        Arc::new(ConnHandle::new(id, false, peer, Instant::now(), 0))
+        Arc::new(ConnHandle::new(id, false, peer, 0))
     }
 
     #[tokio::test]

@@ -337,12 +337,12 @@ impl Ws {
         if let Some(spill) = &mut self.spill
             && !spill.control.is_empty()
         {
-            out.unwritten.append(&mut spill.control);
+            out.unwritten_mut().append(&mut spill.control);
             spill.control = Vec::new();
             self.tidy();
         }
         if std::mem::take(&mut self.ping_due) {
-            frame::encode(opcode::PING, &[], &mut out.unwritten);
+            frame::encode(opcode::PING, &[], out.unwritten_mut());
         }
         let held = !messages || handle.is_held();
         let Some(tls) = &mut self.tls else {
@@ -411,14 +411,13 @@ fn write_out(
     held: bool,
     mut write: impl FnMut(&[io::IoSlice<'_>]) -> Poll<io::Result<usize>>,
 ) -> Poll<io::Result<bool>> {
-    while !out.unwritten.is_empty() {
-        let n = ready!(write(&[io::IoSlice::new(&out.unwritten)]))?;
+    while !out.unwritten().is_empty() {
+        let n = ready!(write(&[io::IoSlice::new(out.unwritten())]))?;
         if n == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
-        out.unwritten.drain(..n);
+        out.consume_unwritten(n);
     }
-    out.unwritten = Vec::new();
     if held {
         return Poll::Ready(Ok(true));
     }
@@ -442,7 +441,7 @@ fn write_out(
         Poll::Pending => 0,
     };
     if written < batch.bytes {
-        batch.copy_from(written, &mut out.unwritten);
+        batch.copy_from(written, out.unwritten_mut());
         return Poll::Pending;
     }
     Poll::Ready(Ok(out.is_drained()))

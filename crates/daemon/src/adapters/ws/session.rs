@@ -44,8 +44,6 @@ pub(super) struct Conn {
     pub(super) ws: Ws,
     pub(super) handle: Arc<ConnHandle>,
     pub(super) server: Arc<WsServer>,
-    /// The bound uid (the registry's shared copy), once bound.
-    pub(super) uid: Option<Uid>,
     /// A `pushd.v2` client's `?since=`, until it binds; boxed, since few
     /// connections have one and this struct is every connection's cost.
     pub(super) since: Option<Box<Since>>,
@@ -65,15 +63,12 @@ impl Session {
         since: Option<Since>,
         ticket: Ticket,
     ) -> Self {
-        let next_ping = server
-            .settings
-            .ping_interval
-            .map(|p| handle.connected_at + p);
+        let connected_at = server.node.clock.instant_at(handle.connected_ms);
+        let next_ping = server.settings.ping_interval.map(|p| connected_at + p);
         let conn = Conn {
             ws,
             handle,
             server,
-            uid: None,
             since: since.map(Box::new),
             next_ping,
             _ticket: ticket,
@@ -114,6 +109,11 @@ impl Future for Session {
 }
 
 impl Conn {
+    /// When the handshake completed, to the millisecond.
+    fn connected_at(&self) -> Instant {
+        self.server.node.clock.instant_at(self.handle.connected_ms)
+    }
+
     /// The last inbound frame (at first, the handshake's end), to the millisecond.
     fn last_activity(&self) -> Instant {
         let clock = &self.server.node.clock;
@@ -134,8 +134,8 @@ impl Conn {
         let deadline = settings.heartbeat.map(|h| self.last_activity() + h);
         let bind = settings
             .bind_timeout
-            .filter(|_| self.uid.is_none())
-            .map(|t| self.handle.connected_at + t);
+            .filter(|_| self.handle.uid().is_none())
+            .map(|t| self.connected_at() + t);
         let wake = [deadline, self.next_ping, bind].into_iter().flatten().min();
         let clock = &self.server.node.clock;
         wake.map(|at| clock.round_up(at, settings.timer_grain))
@@ -157,8 +157,8 @@ impl Conn {
                 "heartbeat timeout".into(),
             ));
         }
-        let bind_deadline = settings.bind_timeout.map(|t| self.handle.connected_at + t);
-        if self.uid.is_none() && bind_deadline.is_some_and(|at| now >= at) {
+        let bind_deadline = settings.bind_timeout.map(|t| self.connected_at() + t);
+        if self.handle.uid().is_none() && bind_deadline.is_some_and(|at| now >= at) {
             counters.bump(Counter::BindTimeouts);
             return Some(End::Close(
                 code::POLICY,
@@ -202,7 +202,7 @@ impl Conn {
         // Only an instant is recorded: the timer finds out when it fires.
         self.handle.touch(self.server.node.clock.now_ms());
         match inbound {
-            Inbound::Text(text) if self.uid.is_none() => self.bind(&text).err(),
+            Inbound::Text(text) if self.handle.uid().is_none() => self.bind(&text).err(),
             Inbound::Close(code) => {
                 // Answer with the same code, as RFC 6455 §5.5.1 has it.
                 self.ws.queue_close(code, "");
@@ -216,12 +216,15 @@ impl Conn {
 
     /// Unregisters the connection, tells the events, and closes it with `end`.
     pub(super) async fn close(&mut self, end: End) {
-        let (peer, uid) = (self.handle.peer, self.uid.as_deref().unwrap_or(""));
+        let (peer, uid) = (
+            self.handle.peer,
+            self.handle.uid().map_or("", |u| u.as_str()),
+        );
         debug!(%peer, uid, ?end, "connection closed");
         // Unbind first, so pushes stop targeting a connection that is closing.
         let node = &self.server.node;
         node.registry.close(self.handle.id);
-        if let Some(uid) = &self.uid {
+        if let Some(uid) = self.handle.uid() {
             let reason = end.reason();
             node.events
                 .disconnected(uid, self.handle.event_ref(), reason);
@@ -251,7 +254,6 @@ impl Conn {
                 let node = &self.server.node;
                 node.events.connected(&shared, self.handle.event_ref());
                 crate::push::after_bind(&self.server.node, &shared, &self.handle, since);
-                self.uid = Some(shared);
             }
             // A close request is already on its way.
             Err(BindError::Closing) => {}
