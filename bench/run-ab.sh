@@ -9,7 +9,8 @@
 # fresh pushd is started on free loopback ports with a private admin socket,
 # A first then B, so that slow drifts of the shared machine hit both alike.
 # Scenarios: idle RSS with 19,000 bound connections, and pushes to 10,000
-# clients (MESSAGES, default 200k, through 4 text connections x 64 in flight).
+# clients (MESSAGES, default 200k, through 4 text connections x 64 in flight),
+# and with "paced" the same pushes at PACED messages/s (default 50000).
 # ROUNDS (default 2) sets the number of A B pairs; SCENARIOS (default "idle push")
 # picks the scenarios. Every run is bounded by `timeout`.
 set -euo pipefail
@@ -19,6 +20,7 @@ results=${3:-target/bench-ab.jsonl}
 rounds=${ROUNDS:-2}
 scenarios=${SCENARIOS:-idle push}
 messages=${MESSAGES:-200000}
+paced=${PACED:-50000}
 bench=./target/release/pushbench
 [ -x "$bench" ] || cargo build --release --quiet -p pushbench
 : > "$results"
@@ -45,6 +47,9 @@ for _ in $(seq "$rounds"); do
         esac
         case " $scenarios " in *" push "*)
             run "$side" "$bin" push-10000 push -n 10000 -m "$messages" -k 4 -p 64 ;;
+        esac
+        case " $scenarios " in *" paced "*)
+            run "$side" "$bin" "paced-$paced" push -n 10000 -m "$messages" -k 4 -p 64 --rate "$paced" ;;
         esac
     done
 done

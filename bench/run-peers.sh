@@ -7,9 +7,10 @@
 # ../shared/peers (copied into a temporary directory and installed there with
 # `npm ci`; nothing of theirs is kept), pushd (target/release/pushd) and the
 # floor (target/release/pushfloor). Each gets a fresh process for each
-# scenario: idle RSS with IDLE (default 19000) bound connections, and MESSAGES
+# scenario: idle RSS with IDLE (default 19000) bound connections, MESSAGES
 # (default 200k) pushes to 10,000 clients through 4 text connections x 64 in
-# flight. pushbench learns that the peers' clients are bound with
+# flight, and the same pushes paced at PACED messages/s (default 50000). SCENARIOS
+# (default "idle push paced") picks the scenarios. pushbench learns that the peers' clients are bound with
 # --bind-probe, as they have no admin socket. ROUNDS (default 1); SERVERS
 # (default "node bun pushd floor"). Every run is bounded by `timeout`.
 set -euo pipefail
@@ -19,6 +20,8 @@ rounds=${ROUNDS:-1}
 servers=${SERVERS:-node bun pushd floor}
 idle=${IDLE:-19000}
 messages=${MESSAGES:-200000}
+paced=${PACED:-50000}
+scenarios=${SCENARIOS:-idle push paced}
 peers=${PEERS:-../shared/peers}
 bench=./target/release/pushbench
 [ -x "$bench" ] && [ -x target/release/pushd ] && [ -x target/release/pushfloor ] ||
@@ -67,8 +70,15 @@ run() {
 
 for _ in $(seq "$rounds"); do
     for server in $servers; do
-        run "$server" "idle-$idle" idle -n "$idle" --hold 1s
-        run "$server" push-10000 push -n 10000 -m "$messages" -k 4 -p 64
+        case " $scenarios " in *" idle "*)
+            run "$server" "idle-$idle" idle -n "$idle" --hold 1s ;;
+        esac
+        case " $scenarios " in *" push "*)
+            run "$server" push-10000 push -n 10000 -m "$messages" -k 4 -p 64 ;;
+        esac
+        case " $scenarios " in *" paced "*)
+            run "$server" "paced-$paced" push -n 10000 -m "$messages" -k 4 -p 64 --rate "$paced" ;;
+        esac
     done
 done
 stop_pushd

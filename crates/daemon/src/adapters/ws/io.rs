@@ -20,6 +20,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -422,21 +423,18 @@ fn write_out(
         return Poll::Ready(Ok(true));
     }
     let mut batch = Batch::new();
-    while batch.len < WRITE_BATCH && batch.bytes < WRITE_BUFFER {
+    while batch.len() < WRITE_BATCH && batch.bytes < WRITE_BUFFER {
         match out.pop() {
             Some(text) => batch.add(text),
             None => break,
         }
     }
-    if batch.len == 0 {
+    if batch.len() == 0 {
         return Poll::Ready(Ok(true));
     }
-    let mut slices = [io::IoSlice::new(&[]); 2 * WRITE_BATCH];
-    let parts = batch.parts().zip(&mut slices);
-    let n = parts
-        .map(|(part, slice)| *slice = io::IoSlice::new(part))
-        .count();
-    let written = match write(&slices[..n]) {
+    let slices: SmallVec<[io::IoSlice<'_>; 2 * WRITE_BATCH]> =
+        batch.parts().map(io::IoSlice::new).collect();
+    let written = match write(&slices) {
         Poll::Ready(written) => written?,
         Poll::Pending => 0,
     };
@@ -447,35 +445,47 @@ fn write_out(
     Poll::Ready(Ok(out.is_drained()))
 }
 
-/// Pushes gathered for one vectored write: their headers and payloads.
+/// Pushes gathered for one vectored write: their headers and payloads. On
+/// the stack, and only the slots in use are ever written or dropped: most
+/// writes carry one push, and a batch initialised in full (64 headers and
+/// payloads) cost more than the push itself.
 struct Batch {
-    heads: [([u8; MAX_HEADER], usize); WRITE_BATCH],
-    payloads: [Utf8Bytes; WRITE_BATCH],
-    len: usize,
+    frames: SmallVec<[Frame; WRITE_BATCH]>,
     bytes: usize,
+}
+
+/// One push as a frame: its header, encoded here, and its shared payload.
+struct Frame {
+    head: [u8; MAX_HEADER],
+    head_len: usize,
+    payload: Utf8Bytes,
 }
 
 impl Batch {
     fn new() -> Self {
         Batch {
-            heads: [([0; MAX_HEADER], 0); WRITE_BATCH],
-            payloads: std::array::from_fn(|_| Utf8Bytes::from_static("")),
-            len: 0,
+            frames: SmallVec::new(),
             bytes: 0,
         }
     }
 
-    fn add(&mut self, text: Utf8Bytes) {
-        let (head, head_len) = &mut self.heads[self.len];
-        *head_len = frame::header(opcode::TEXT, text.len(), head);
-        self.bytes += *head_len + text.len();
-        self.payloads[self.len] = text;
-        self.len += 1;
+    fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    fn add(&mut self, payload: Utf8Bytes) {
+        let mut head = [0; MAX_HEADER];
+        let head_len = frame::header(opcode::TEXT, payload.len(), &mut head);
+        self.bytes += head_len + payload.len();
+        self.frames.push(Frame {
+            head,
+            head_len,
+            payload,
+        });
     }
 
     fn parts(&self) -> impl Iterator<Item = &[u8]> {
-        let frames = self.heads.iter().zip(&self.payloads).take(self.len);
-        frames.flat_map(|((head, n), payload)| [&head[..*n], payload.as_bytes()])
+        (self.frames.iter()).flat_map(|f| [&f.head[..f.head_len], f.payload.as_bytes()])
     }
 
     /// Appends every byte after the first `skip` to `out`.
