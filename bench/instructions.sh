@@ -34,7 +34,7 @@ total() {
         push -n 1000 -m "$messages" -k 4 -p 64 --rate 5000 > "$dir/bench.out"
     grep -q 'lost (ok but never received) *0 *$' "$dir/bench.out" ||
         { echo "lost pushes under callgrind:" >&2; cat "$dir/bench.out" >&2; exit 1; }
-    kill -INT "$pid"
+    kill -TERM "$pid"
     wait "$pid" || true
     callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
 }

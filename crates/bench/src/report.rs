@@ -57,27 +57,23 @@ impl Report {
         );
     }
 
-    /// Adds p50, p99, p99.9 and max of a nanosecond histogram, in milliseconds.
+    /// Adds p50, p90, p95, p99, p99.9 and max of a nanosecond histogram, in
+    /// milliseconds (p90 and p95 show where two tails part).
     pub fn add_latencies(&mut self, prefix: &str, histogram: &hdrhistogram::Histogram<u64>) {
         if histogram.is_empty() {
             return;
         }
         let ms = |ns: u64| ns as f64 / 1e6;
-        self.add(
-            format!("{prefix} p50"),
-            ms(histogram.value_at_quantile(0.50)),
-            "ms",
-        );
-        self.add(
-            format!("{prefix} p99"),
-            ms(histogram.value_at_quantile(0.99)),
-            "ms",
-        );
-        self.add(
-            format!("{prefix} p99.9"),
-            ms(histogram.value_at_quantile(0.999)),
-            "ms",
-        );
+        for (name, quantile) in [
+            ("p50", 0.50),
+            ("p90", 0.90),
+            ("p95", 0.95),
+            ("p99", 0.99),
+            ("p99.9", 0.999),
+        ] {
+            let value = ms(histogram.value_at_quantile(quantile));
+            self.add(format!("{prefix} {name}"), value, "ms");
+        }
         self.add(format!("{prefix} max"), ms(histogram.max()), "ms");
     }
 
