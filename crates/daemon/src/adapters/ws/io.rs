@@ -465,7 +465,7 @@ fn write_out(
     Poll::Ready(Ok(out.is_drained()))
 }
 
-/// Pushes gathered for one vectored write: their headers and payloads. On
+/// Pushes gathered for one write: their headers and payloads. On
 /// the stack, and only the slots in use are ever written or dropped: most
 /// writes carry one push, and a batch initialised in full (64 headers and
 /// payloads) cost more than the push itself.
