@@ -86,7 +86,14 @@ pub fn parse_push_line(line: &str) -> Result<PushLine, LineError> {
     let raw = fields.uid.0.ok_or(LineError::MissingUid)?.get();
     let uid = match raw.as_bytes()[0] {
         b'"' => {
-            let text: std::borrow::Cow<'_, str> = serde_json::from_str(raw).map_err(invalid)?;
+            // The object parsed, so the string is well-formed: without a backslash
+            // its text is what lies between the quotes (no second parse per line).
+            let inner = &raw[1..raw.len() - 1];
+            let text: std::borrow::Cow<'_, str> = if inner.contains('\\') {
+                serde_json::from_str(raw).map_err(invalid)?
+            } else {
+                std::borrow::Cow::Borrowed(inner)
+            };
             Uid::parse(&text)?
         }
         b'-' | b'0'..=b'9' => Uid::parse(integer_text(raw)?)?,
@@ -216,6 +223,20 @@ mod tests {
             uid(r#"{"uid":"a\nb"}"#),
             Err(LineError::Uid(UidError::ControlCharacter))
         );
+    }
+
+    proptest::proptest! {
+        /// A string uid reads the same with or without the shortcut for
+        /// strings with no escape: as serde_json decodes it.
+        #[test]
+        fn a_string_uid_is_what_json_says(text in "(?s).{0,20}") {
+            let line = serde_json::json!({ "uid": text }).to_string();
+            let decoded: String = serde_json::from_str(&serde_json::json!(text).to_string()).unwrap();
+            proptest::prop_assert_eq!(
+                parse_push_line(&line).map(|l| l.uid.as_str().to_owned()),
+                Uid::parse(&decoded).map(|u| u.as_str().to_owned()).map_err(LineError::from)
+            );
+        }
     }
 
     #[test]
