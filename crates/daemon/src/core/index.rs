@@ -63,6 +63,11 @@ fn uid_of(list: &Connections) -> &Uid {
     list[0].uid().expect("a listed connection is bound")
 }
 
+/// Whether a list is `uid`'s.
+fn of(uid: &str) -> impl Fn(&Connections) -> bool + '_ {
+    move |list| uid_of(list).as_str() == uid
+}
+
 impl ByUid {
     fn hash(&self, uid: &str) -> u64 {
         self.hasher.hash_one(uid)
@@ -70,8 +75,7 @@ impl ByUid {
 
     /// `uid`'s connections, if it has any.
     pub(super) fn get(&self, uid: &str) -> Option<&Connections> {
-        self.lists
-            .find(self.hash(uid), |list| uid_of(list).as_str() == uid)
+        self.lists.find(self.hash(uid), of(uid))
     }
 
     /// Whether `uid` has a connection.
@@ -90,8 +94,7 @@ impl ByUid {
         let uid = handle.uid().expect("a listed connection is bound").as_str();
         let hash = self.hash(uid);
         let hasher = |list: &Connections| self.hasher.hash_one(uid_of(list).as_str());
-        let eq = |list: &Connections| uid_of(list).as_str() == uid;
-        match self.lists.entry(hash, eq, hasher) {
+        match self.lists.entry(hash, of(uid), hasher) {
             hashbrown::hash_table::Entry::Occupied(mut list) => {
                 list.get_mut().push(handle);
                 false
@@ -106,8 +109,7 @@ impl ByUid {
     /// Takes connection `id` out of `uid`'s list; `true` if that was the
     /// uid's last.
     pub(super) fn remove_one(&mut self, uid: &str, id: ConnId) -> bool {
-        let eq = |list: &Connections| uid_of(list).as_str() == uid;
-        let Ok(mut list) = self.lists.find_entry(self.hash(uid), eq) else {
+        let Ok(mut list) = self.lists.find_entry(self.hash(uid), of(uid)) else {
             return false;
         };
         list.get_mut().retain(|handle| handle.id != id);
@@ -118,11 +120,11 @@ impl ByUid {
         false
     }
 
-    /// Takes all of `uid`'s connections out.
-    pub(super) fn remove(&mut self, uid: &str) -> Option<Connections> {
-        let eq = |list: &Connections| uid_of(list).as_str() == uid;
-        let list = self.lists.find_entry(self.hash(uid), eq).ok()?;
-        Some(list.remove().0)
+    /// Takes all of `uid`'s connections out, with the registry's copy of the uid.
+    pub(super) fn remove(&mut self, uid: &str) -> Option<(Uid, Connections)> {
+        let list = self.lists.find_entry(self.hash(uid), of(uid)).ok()?;
+        let list = list.remove().0;
+        Some((uid_of(&list).clone(), list))
     }
 
     /// Every uid with its connections, in no order.
@@ -175,7 +177,8 @@ mod tests {
         assert!(by_uid.remove_one("42", 2));
         assert!(!by_uid.contains("42"));
         assert!(!by_uid.remove_one("42", 2), "gone already");
-        assert_eq!(by_uid.remove("7").map(|l| l.len()), Some(1));
+        let (uid, list) = by_uid.remove("7").unwrap();
+        assert_eq!((uid.as_str(), list.len()), ("7", 1));
         assert_eq!(by_uid.connections().count(), 990);
     }
 }

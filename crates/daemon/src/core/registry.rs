@@ -304,7 +304,7 @@ impl Registry {
             per_uid: limits.per_uid,
             hold_at_bind: limits.hold_at_bind,
             state: Mutex::new(State {
-                conns: HashSet::new(),
+                conns: ById::default(),
                 uids: ByUid::default(),
                 bans: HashMap::new(),
                 kicking: HashMap::new(),
@@ -744,13 +744,9 @@ impl Registry {
             let (cleared, _) = mailboxes.clear(uid);
             self.counters.add(Counter::MailboxCleared, cleared as u64);
         }
-        let Some(handles) = state.uids.remove(uid) else {
+        let Some((key, handles)) = state.uids.remove(uid) else {
             return 0;
         };
-        let key = handles[0]
-            .uid()
-            .expect("a listed connection is bound")
-            .clone();
         if let Some(events) = &state.events {
             events.last_unbound(&key);
         }

@@ -63,16 +63,16 @@ impl Session {
         since: Option<Since>,
         ticket: Ticket,
     ) -> Self {
-        let connected_at = server.node.clock.instant_at(handle.connected_ms);
-        let next_ping = server.settings.ping_interval.map(|p| connected_at + p);
-        let conn = Conn {
+        let mut conn = Conn {
             ws,
             handle,
             server,
             since: since.map(Box::new),
-            next_ping,
+            next_ping: None,
             _ticket: ticket,
         };
+        let ping_interval = conn.server.settings.ping_interval;
+        conn.next_ping = ping_interval.map(|p| conn.connected_at() + p);
         conn.arm();
         Session { conn }
     }
