@@ -13,6 +13,7 @@
 //! built" has the picture.
 
 mod adapters;
+mod bind;
 mod cluster;
 pub mod config;
 mod core;
@@ -301,7 +302,7 @@ pub async fn run(
     tracker.spawn(reload_on_hangup(hangup, node.clone(), token.clone()));
 
     shutdown.await;
-    let (connections, _) = registry.sizes();
+    let connections = registry.sizes().connections;
     info!(connections, "shutting down");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     // Out of the cluster first, so that nobody routes to connections about to close.

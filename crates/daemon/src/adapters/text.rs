@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::lines::{Line, LineSplitter, read_more};
-use crate::config::Confirm;
+use crate::cluster::Confirm;
 use crate::core::counters::Counter;
 use crate::node::Node;
 use crate::push::{self, Push};
@@ -178,5 +178,5 @@ fn prepare(node: &Node, line: &[u8]) -> Option<Push> {
         }
     };
     let message = Utf8Bytes::from(text);
-    Some(push::deliver(node, line.uid, message, line.transient))
+    Some(push::to_uid(node, line.uid, message, line.transient))
 }

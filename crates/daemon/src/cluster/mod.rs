@@ -40,7 +40,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ClusterConfig, Confirm};
+use crate::config::ClusterConfig;
 use crate::core::events::Events;
 use crate::core::mailbox::MailboxLimits;
 use crate::core::registry::{ChangedUids, Registry};
@@ -50,6 +50,24 @@ use pending::Pending;
 pub(crate) use pending::{Gathered, NodeReply};
 use presence::PresenceCommand;
 use scripts::Scripts;
+
+/// When a push routed to another node counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Confirm {
+    /// The node holding the uid received the message from Redis.
+    Received,
+    /// The node holding the uid queued it to at least one connection.
+    Delivered,
+}
+
+impl From<crate::config::Confirm> for Confirm {
+    fn from(option: crate::config::Confirm) -> Self {
+        match option {
+            crate::config::Confirm::Received => Confirm::Received,
+            crate::config::Confirm::Delivered => Confirm::Delivered,
+        }
+    }
+}
 
 /// What this node does when another node asks, implemented by the daemon's push
 /// and request code.
@@ -225,10 +243,7 @@ impl Cluster {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .context("--cluster: cannot set up the Redis connection")?;
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
+        let started = crate::core::ids::boot_ms();
         let (presence, presence_rx) = mpsc::channel(64);
         let cluster = Cluster {
             id: format!("{}-{}-{started:x}", config.node_name, std::process::id()),
@@ -241,7 +256,7 @@ impl Cluster {
             pending: Pending::default(),
             lease: config.lease,
             timeout: config.timeout,
-            text_confirm: config.text_confirm,
+            text_confirm: config.text_confirm.into(),
             lease_ok: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             presence,

@@ -28,7 +28,7 @@ use pushd_proto::uid::Uid;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::mailbox::MessageId;
+use super::ids::MessageId;
 
 /// Daemon-unique connection number, assigned at accept.
 pub(crate) type ConnId = u64;

@@ -125,9 +125,7 @@ impl Events {
         Arc::new(Events {
             sender,
             node,
-            boot: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            boot: crate::core::ids::boot_ms(),
             next: AtomicU64::new(1),
             grace,
             pending: Mutex::new(HashMap::new()),
@@ -172,9 +170,7 @@ impl Events {
             self.boot,
             self.next.fetch_add(1, Ordering::Relaxed)
         );
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let at_ms = crate::core::ids::unix_ms();
         let wire = Wire {
             id: &id,
             kind,

@@ -26,8 +26,7 @@ use std::time::{Duration, Instant};
 use pushd_proto::uid::Uid;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// A message's number: increasing in push order on this node.
-pub(crate) type MessageId = u64;
+use super::ids::{MessageId, Since};
 
 /// Bytes counted for each kept message besides its payload: its queue slot
 /// (the shared payload handle, id, deadline), the payload allocation's own
@@ -58,15 +57,6 @@ pub(crate) enum Stored {
     },
     /// Every store together is at `--mailbox-memory`.
     OverMemory,
-}
-
-/// Where a resuming client says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Since {
-    /// After this message.
-    After(MessageId),
-    /// A `since` this node cannot place (malformed, or from before a restart).
-    Unknown,
 }
 
 /// What a binding connection gets from its uid's store.

@@ -1,13 +1,15 @@
 //! The state of one node, with no adapter, wire format or option parsing in it:
 //! who is online ([`registry`]), what waits for uids that are not
-//! ([`mailbox`]), each connection's shared half ([`conn`]) and the registry's
-//! tables of them (`index`), the counters ([`counters`]), the millisecond clock ([`clock`])
-//! and the presence events ([`events`]).
+//! ([`mailbox`]), message ids and `since` ([`ids`]), each connection's shared
+//! half ([`conn`]) and the registry's tables of them (`index`), the counters
+//! ([`counters`]), the millisecond clock ([`clock`]) and the presence events
+//! ([`events`]).
 
 pub(crate) mod clock;
 pub(crate) mod conn;
 pub(crate) mod counters;
 pub(crate) mod events;
+pub(crate) mod ids;
 mod index;
 pub(crate) mod mailbox;
 pub(crate) mod registry;

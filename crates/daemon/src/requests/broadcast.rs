@@ -19,7 +19,7 @@ pub(super) async fn answer(node: &Node, message: String) -> ReplyLine {
 pub(super) fn local(node: &Node, message: String) -> Result<Response, String> {
     let message = push::frame(node, message)?;
     Ok(Response::Delivered {
-        connections: node.registry.broadcast(&message),
+        connections: push::to_everyone(node, &message),
         queued: false,
     })
 }

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use pushd_proto::admin::{ReplyLine, Request, Response, UidCount};
 
 use super::DEFAULT_KICK_REASON;
+use crate::core::registry::KickedIdle;
 use crate::node::Node;
 
 pub(super) async fn answer(node: &Node, idle_over_ms: u64, reason: Option<String>) -> ReplyLine {
@@ -39,7 +40,7 @@ pub(super) fn serve(
 
 fn local(node: &Node, idle_over_ms: u64, reason: Option<&str>) -> Response {
     let reason = reason.unwrap_or(DEFAULT_KICK_REASON);
-    let (connections, uids) = node.registry.kick_idle(idle_over_ms, reason);
+    let KickedIdle { connections, uids } = node.registry.kick_idle(idle_over_ms, reason);
     Response::Kicked {
         connections,
         uids: uids

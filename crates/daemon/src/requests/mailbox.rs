@@ -150,7 +150,7 @@ mod tests {
     fn a_local_clear_answers_only_the_uids_that_had_messages() {
         let node = crate::node::test_node();
         let uid = |text: &str| Uid::parse(text).unwrap();
-        node.registry.push_to_uid(&uid("away"), &"m".into(), false);
+        crate::push::to_uid(&node, uid("away"), "m".into(), false);
         let Response::Cleared { uids } = local_clear(&node, &[uid("away"), uid("none")]) else {
             unreachable!()
         };
@@ -158,6 +158,6 @@ mod tests {
             uids.iter().map(|u| u.uid.as_str()).collect::<Vec<_>>(),
             ["away"]
         );
-        assert_eq!(node.registry.mailbox_totals(), (0, 0, 0));
+        assert_eq!(node.registry.mailbox_totals().messages, 0);
     }
 }

@@ -112,7 +112,7 @@ fn merge(
 /// fans out, and the pushes that presence routes here.
 impl cluster::Local for Node {
     fn push(&self, uid: &Uid, message: &Utf8Bytes, to: cluster::Recipients) -> u64 {
-        crate::push::deliver_here(self, uid, message, &to)
+        crate::push::from_bus(self, uid, message, &to)
     }
 
     fn serve(self: Arc<Self>, request: Request) -> BoxFuture<'static, Result<Response, String>> {

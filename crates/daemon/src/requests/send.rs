@@ -5,7 +5,7 @@
 use pushd_proto::admin::{ReplyLine, Response};
 use pushd_proto::uid::Uid;
 
-use crate::config::Confirm;
+use crate::cluster::Confirm;
 use crate::node::Node;
 use crate::push;
 
@@ -14,7 +14,7 @@ pub(super) async fn answer(node: &Node, uid: Uid, message: String, transient: bo
         Ok(message) => message,
         Err(refusal) => return ReplyLine::error(refusal),
     };
-    let pushed = push::deliver(node, uid, message, transient);
+    let pushed = push::to_uid(node, uid, message, transient);
     let delivered = push::finish(node, [&pushed], Confirm::Delivered)
         .await
         .pop()

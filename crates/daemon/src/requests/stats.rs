@@ -5,6 +5,7 @@ use pushd_proto::admin::{
     ClusterInfo, Counters, MailboxTotals, NodeStats, ReplyLine, Request, Response, Stats,
 };
 
+use crate::core::registry::{self, Sizes};
 use crate::node::Node;
 
 pub(super) async fn answer(node: &Node) -> ReplyLine {
@@ -25,7 +26,7 @@ pub(super) async fn answer(node: &Node) -> ReplyLine {
 }
 
 pub(super) fn local(node: &Node) -> Response {
-    let (connections, uids) = node.registry.sizes();
+    let Sizes { connections, uids } = node.registry.sizes();
     let uptime_ms = node.clock.started().elapsed().as_millis() as u64;
     let counters = &node.counters;
     Response::Stats(Box::new(Stats {
@@ -38,7 +39,11 @@ pub(super) fn local(node: &Node) -> Response {
         uids,
         bans: node.registry.ban_count(),
         mailbox: {
-            let (uids, messages, bytes) = node.registry.mailbox_totals();
+            let registry::MailboxTotals {
+                uids,
+                messages,
+                bytes,
+            } = node.registry.mailbox_totals();
             MailboxTotals {
                 uids,
                 messages,

@@ -47,7 +47,7 @@ impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let node = &self.0;
         let counters = &node.counters;
-        let (connections, uids) = node.registry.sizes();
+        let sizes = node.registry.sizes();
         let waiting = node.registry.mailbox_totals();
         let text = counters
             .text_connections
@@ -56,9 +56,9 @@ impl Collector for NodeCollector {
             (
                 "connections",
                 "Open WebSocket connections, bound or not",
-                connections,
+                sizes.connections,
             ),
-            ("uids", "Distinct bound uids", uids),
+            ("uids", "Distinct bound uids", sizes.uids),
             ("text_connections", "Open text-port connections", text),
             ("bans", "Active bans", node.registry.ban_count()),
             (
@@ -69,17 +69,17 @@ impl Collector for NodeCollector {
             (
                 "mailbox_uids",
                 "Uids with messages waiting in their mailbox",
-                waiting.0,
+                waiting.uids,
             ),
             (
                 "mailbox_waiting",
                 "Messages waiting in mailboxes",
-                waiting.1,
+                waiting.messages,
             ),
             (
                 "mailbox_bytes",
                 "Payload bytes waiting in mailboxes",
-                waiting.2,
+                waiting.bytes,
             ),
         ];
         let cluster_up = node.cluster.as_ref().map(|cluster| {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use pushd_proto::uid::Uid;
 use tracing::debug;
 
 use super::WsServer;
@@ -23,10 +22,10 @@ use super::admission::Ticket;
 use super::close::{End, code};
 use super::frame::FrameError;
 use super::io::{Inbound, Io, ReadError, Ws, poll_io};
+use crate::bind::Refused;
 use crate::core::conn::ConnHandle;
 use crate::core::counters::Counter;
-use crate::core::mailbox::Since;
-use crate::core::registry::BindError;
+use crate::core::ids::Since;
 
 /// A connection's life after its handshake, as a future that ends with how
 /// the connection ends. Written by hand rather than as an `async fn`: its
@@ -233,41 +232,22 @@ impl Conn {
         end.finish(&mut self.ws, &self.handle, max_message).await;
     }
 
-    /// Binds the connection to the uid in its first text message: the uid
-    /// itself, or with `--auth token` a token that carries it.
-    pub(super) fn bind(&mut self, text: &str) -> Result<(), End> {
-        let counters = &self.server.node.counters;
-        let uid = match self.server.node.secrets.verifier() {
-            Some(verifier) => verifier.verify(text).map_err(|err| {
-                counters.bump(Counter::InvalidTokens);
-                End::Close(code::POLICY, err.to_string())
-            })?,
-            None => Uid::parse(text).map_err(|err| {
-                counters.bump(Counter::InvalidUids);
-                End::Close(code::POLICY, format!("invalid uid: {err}"))
-            })?,
-        };
+    /// Binds the connection to the uid in its first text message (see
+    /// `crate::bind`); a refusal becomes the close that tells the client why.
+    pub(super) fn bind(&mut self, credential: &str) -> Result<(), End> {
         let since = self.since.take().map(|since| *since);
-        match self.server.node.registry.bind(self.handle.id, &uid, since) {
-            Ok(shared) => {
-                debug!(peer = %self.handle.peer, uid = %shared, "connection bound");
-                let node = &self.server.node;
-                node.events.connected(&shared, self.handle.event_ref());
-                crate::push::after_bind(&self.server.node, &shared, &self.handle, since);
+        match crate::bind::bind(&self.server.node, &self.handle, credential, since) {
+            Ok(()) | Err(Refused::Closing) => Ok(()),
+            Err(Refused::InvalidToken(why)) => Err(End::Close(code::POLICY, why)),
+            Err(Refused::InvalidUid(why)) => {
+                Err(End::Close(code::POLICY, format!("invalid uid: {why}")))
             }
-            // A close request is already on its way.
-            Err(BindError::Closing) => {}
-            Err(BindError::Banned) => return Err(End::Close(code::BANNED, "banned".into())),
-            Err(BindError::Kicking(reason)) => {
-                return Err(End::Close(code::KICKED, reason.to_string()));
-            }
-            Err(BindError::TooMany) => {
-                return Err(End::Close(
-                    code::POLICY,
-                    "too many connections for this uid".into(),
-                ));
-            }
+            Err(Refused::Banned) => Err(End::Close(code::BANNED, "banned".into())),
+            Err(Refused::Kicking(reason)) => Err(End::Close(code::KICKED, reason.to_string())),
+            Err(Refused::TooMany) => Err(End::Close(
+                code::POLICY,
+                "too many connections for this uid".into(),
+            )),
         }
-        Ok(())
     }
 }
