@@ -7,6 +7,6 @@ pub(crate) mod accept;
 pub(crate) mod admin;
 pub(crate) mod http;
 mod lines;
-mod percent;
 pub(crate) mod text;
+mod url;
 pub(crate) mod ws;

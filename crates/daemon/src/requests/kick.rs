@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use pushd_proto::admin::{ReplyLine, Request, Response, UidCount};
+use pushd_proto::admin::{MAX_CLOSE_REASON, ReplyLine, Request, Response, UidCount};
 use pushd_proto::uid::Uid;
 
 use super::DEFAULT_KICK_REASON;
@@ -79,6 +79,19 @@ pub(super) fn serve(
         Ok(local)
     }
     .boxed()
+}
+
+/// A kick's close reason must fit in a close frame: at most
+/// [`MAX_CLOSE_REASON`] bytes. Checked here, where kicks are decided, for every
+/// way in (pushctl, the admin socket, the HTTP API).
+pub(super) fn check_reason(reason: Option<&str>) -> Result<(), String> {
+    match reason {
+        Some(reason) if reason.len() > MAX_CLOSE_REASON => Err(format!(
+            "the close reason is {} bytes, over the {MAX_CLOSE_REASON}-byte limit of a close frame",
+            reason.len()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses rebinds of `uids` here until `kick_done`, or until nobody can still

@@ -32,8 +32,23 @@ use crate::node::Node;
 /// Close reason used when `pushctl kick` gives none.
 const DEFAULT_KICK_REASON: &str = "kicked";
 
+/// Whether `request` is one pushd can carry out: its arguments within their
+/// limits. [`answer`] refuses it otherwise; the HTTP API asks first, to
+/// answer 400 rather than 503.
+pub(crate) fn check(request: &Request) -> Result<(), String> {
+    match request {
+        Request::Kick { reason, .. } | Request::KickIdle { reason, .. } => {
+            kick::check_reason(reason.as_deref())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Answers one admin request, for the whole cluster in cluster mode.
 pub(crate) async fn answer(node: &Node, request: Request) -> ReplyLine {
+    if let Err(why) = check(&request) {
+        return ReplyLine::error(why);
+    }
     match request {
         Request::Ping => ping::answer(),
         Request::List => list::answer(node).await,

@@ -39,6 +39,7 @@ use io::Ws;
 use session::Session;
 use stream::ClientStream;
 
+use super::url;
 use crate::core::conn::CloseRequest;
 use crate::core::counters::Counter;
 use crate::logging::Throttled;
@@ -312,11 +313,8 @@ fn offers_v2(request: &Request) -> bool {
 /// The value of parameter `name` in a URL query, percent-decoded; a value that
 /// does not decode to UTF-8 is kept as it came (it will not match anything).
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let raw = query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then_some(value)
-    })?;
-    Some(super::percent::decode(raw, true).unwrap_or_else(|| raw.to_owned()))
+    let raw = url::raw_param(query, name)?;
+    Some(url::decode(raw, true).unwrap_or_else(|| raw.to_owned()))
 }
 
 #[cfg(test)]

@@ -1,0 +1,326 @@
+//! The HTTP API's routes and their handlers. Each route becomes the admin
+//! request pushctl would send (`requests::answer`), so the API is cluster-wide
+//! exactly as pushctl is, or text-port lines (`/v1/push`, answered by
+//! `text::Lines`). The endpoints and their answers are in docs/http-api.md.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use pushd_proto::admin::{ReplyLine, Request as AdminRequest, Response as AdminResponse};
+use pushd_proto::uid::Uid;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Body, HttpServer, Refusal, full, json_response, metrics, unexpected};
+use crate::adapters::text::Lines;
+use crate::adapters::url;
+
+/// `/v1/push` bodies may hold this many lines of `--max-message-size` each.
+pub(crate) const PUSH_BODY_LINES: usize = 16;
+
+/// Where a request goes, once its path is known.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Route {
+    Metrics,
+    Send(String),
+    Push,
+    Broadcast,
+    Kick(String),
+    Online(String),
+    List,
+    Stats,
+    Events,
+}
+
+impl Route {
+    /// The route of `path` and the one method it takes.
+    pub(super) fn of(path: &str) -> Option<(Method, Route)> {
+        if path == "/metrics" {
+            return Some((Method::GET, Route::Metrics));
+        }
+        let rest = path.strip_prefix("/v1/")?;
+        let (name, uid) = match rest.split_once('/') {
+            Some((name, uid)) if !uid.is_empty() && !uid.contains('/') => (name, Some(uid)),
+            Some(_) => return None,
+            None => (rest, None),
+        };
+        let uid = || uid.map(str::to_owned);
+        Some(match (name, uid()) {
+            ("send", Some(uid)) => (Method::POST, Route::Send(uid)),
+            ("kick", Some(uid)) => (Method::POST, Route::Kick(uid)),
+            ("online", Some(uid)) => (Method::GET, Route::Online(uid)),
+            ("push", None) => (Method::POST, Route::Push),
+            ("broadcast", None) => (Method::POST, Route::Broadcast),
+            ("list", None) => (Method::GET, Route::List),
+            ("stats", None) => (Method::GET, Route::Stats),
+            ("events", None) => (Method::GET, Route::Events),
+            _ => return None,
+        })
+    }
+}
+
+impl HttpServer {
+    /// Carries out a request on `route`, allowed and of the right method.
+    pub(super) async fn route(
+        &self,
+        route: Route,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, Refusal> {
+        let query = request.uri().query().map(str::to_owned);
+        let transient = url::flag(query.as_deref(), "transient");
+        match route {
+            Route::Metrics => Ok(self.metrics()),
+            Route::Send(uid) => self.send(&uid, request.into_body(), transient).await,
+            Route::Push => self.push(request.into_body()).await,
+            Route::Broadcast => self.broadcast(request.into_body()).await,
+            Route::Kick(uid) => self.kick(&uid, request.into_body()).await,
+            Route::Online(uid) => self.online(&uid).await,
+            Route::List => self.list().await,
+            Route::Stats => self.stats().await,
+            Route::Events => self.events(query.as_deref()),
+        }
+    }
+
+    fn metrics(&self) -> Response<Body> {
+        let mut response = Response::new(full(metrics::render(&self.metrics)));
+        let content_type = HeaderValue::from_static(metrics::CONTENT_TYPE);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        response
+    }
+
+    async fn send(
+        &self,
+        uid: &str,
+        body: Incoming,
+        transient: bool,
+    ) -> Result<Response<Body>, Refusal> {
+        let uid = path_uid(uid)?;
+        let message = text_body(body, self.node.max_message_size, self.request_timeout).await?;
+        let request = AdminRequest::Send {
+            uid,
+            message,
+            transient,
+        };
+        let (result, incomplete) = self.ask(request).await?;
+        let AdminResponse::Delivered {
+            connections,
+            queued,
+        } = result
+        else {
+            return Err(unexpected(&result));
+        };
+        let status = if connections > 0 || queued {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        let answer = json!({ "delivered": connections, "queued": queued });
+        Ok(json_response(status, answer, incomplete))
+    }
+
+    async fn push(&self, body: Incoming) -> Result<Response<Body>, Refusal> {
+        let limit = self.node.max_message_size * PUSH_BODY_LINES;
+        let body = read_body(body, limit, self.request_timeout).await?;
+        let mut input = BytesMut::from(&body[..]);
+        // The body's end ends its last line.
+        if !input.is_empty() && !input.ends_with(b"\n") {
+            input.extend_from_slice(b"\n");
+        }
+        let mut replies = Vec::new();
+        Lines::new(&self.node)
+            .answer(&self.node, &mut input, &mut replies)
+            .await;
+        let mut response = Response::new(full(replies));
+        let plain = HeaderValue::from_static("text/plain; charset=utf-8");
+        response.headers_mut().insert(header::CONTENT_TYPE, plain);
+        Ok(response)
+    }
+
+    async fn broadcast(&self, body: Incoming) -> Result<Response<Body>, Refusal> {
+        let message = text_body(body, self.node.max_message_size, self.request_timeout).await?;
+        let (result, incomplete) = self.ask(AdminRequest::Broadcast { message }).await?;
+        let AdminResponse::Delivered { connections, .. } = result else {
+            return Err(unexpected(&result));
+        };
+        let answer = json!({ "delivered": connections });
+        Ok(json_response(StatusCode::OK, answer, incomplete))
+    }
+
+    async fn kick(&self, uid: &str, body: Incoming) -> Result<Response<Body>, Refusal> {
+        /// The optional body of `POST /v1/kick/{uid}`.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct KickBody {
+            reason: Option<String>,
+            ban: Option<String>,
+        }
+        let uid = path_uid(uid)?;
+        let body = read_body(body, 4096, self.request_timeout).await?;
+        let KickBody { reason, ban } = if body.iter().all(u8::is_ascii_whitespace) {
+            KickBody {
+                reason: None,
+                ban: None,
+            }
+        } else {
+            serde_json::from_slice(&body).map_err(|err| {
+                let why = format!("the body is not {{\"reason\": ..., \"ban\": ...}}: {err}");
+                Refusal::new(StatusCode::BAD_REQUEST, why)
+            })?
+        };
+        let ban_ms = match ban {
+            Some(ban) => {
+                let ban = humantime::parse_duration(&ban).map_err(|err| {
+                    Refusal::new(StatusCode::BAD_REQUEST, format!("ban {ban:?}: {err}"))
+                })?;
+                Some(u64::try_from(ban.as_millis()).unwrap_or(u64::MAX))
+            }
+            None => None,
+        };
+        let request = AdminRequest::Kick {
+            uids: vec![uid],
+            reason,
+            ban_ms,
+        };
+        let (result, incomplete) = self.ask(request).await?;
+        let AdminResponse::Kicked { connections, .. } = result else {
+            return Err(unexpected(&result));
+        };
+        let status = if connections > 0 {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        Ok(json_response(
+            status,
+            json!({ "kicked": connections }),
+            incomplete,
+        ))
+    }
+
+    async fn online(&self, uid: &str) -> Result<Response<Body>, Refusal> {
+        let uid = path_uid(uid)?;
+        let (result, incomplete) = self.ask(AdminRequest::Online { uid }).await?;
+        let AdminResponse::Online { uid, connections } = result else {
+            return Err(unexpected(&result));
+        };
+        let status = if connections > 0 {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        let answer = json!({ "uid": uid, "connections": connections });
+        Ok(json_response(status, answer, incomplete))
+    }
+
+    async fn list(&self) -> Result<Response<Body>, Refusal> {
+        let (result, incomplete) = self.ask(AdminRequest::List).await?;
+        let AdminResponse::List { uids } = result else {
+            return Err(unexpected(&result));
+        };
+        // The same array as `pushctl --json list`; being an array, it cannot
+        // carry "incomplete", which goes in a header instead.
+        let mut response = json_response(StatusCode::OK, &uids, Vec::new());
+        if !incomplete.is_empty() {
+            let header = serde_json::to_string(&incomplete).expect("strings serialize");
+            if let Ok(value) = HeaderValue::from_str(&header) {
+                response.headers_mut().insert("pushd-incomplete", value);
+            }
+        }
+        Ok(response)
+    }
+
+    async fn stats(&self) -> Result<Response<Body>, Refusal> {
+        let (result, incomplete) = self.ask(AdminRequest::Stats).await?;
+        let AdminResponse::Stats(stats) = result else {
+            return Err(unexpected(&result));
+        };
+        Ok(json_response(StatusCode::OK, &stats, incomplete))
+    }
+
+    /// Carries out `request` as pushctl's would be: the result, and what the
+    /// cluster did not confirm.
+    async fn ask(&self, request: AdminRequest) -> Result<(AdminResponse, Vec<String>), Refusal> {
+        crate::requests::check(&request)
+            .map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, why))?;
+        let ReplyLine {
+            result,
+            error: refused,
+            incomplete,
+            ..
+        } = crate::requests::answer(&self.node, request).await;
+        match (result, refused) {
+            (Some(result), _) => Ok((result, incomplete)),
+            (None, why) => Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                why.as_deref().unwrap_or("no answer"),
+            )),
+        }
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes, within `timeout`.
+async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, Refusal> {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect());
+    match collected.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {limit} bytes"),
+        )),
+        Ok(Err(err)) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("reading the body: {err}"),
+        )),
+        Err(_) => Err(Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+        )),
+    }
+}
+
+/// A message body: UTF-8 text (a text frame's payload), at most `limit` bytes.
+async fn text_body(body: Incoming, limit: usize, timeout: Duration) -> Result<String, Refusal> {
+    let bytes = read_body(body, limit, timeout).await?;
+    String::from_utf8(bytes.into())
+        .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "the message is not UTF-8"))
+}
+
+/// The uid of a path segment, percent-decoded and checked.
+fn path_uid(segment: &str) -> Result<Uid, Refusal> {
+    let decoded = url::decode(segment, false).ok_or_else(|| {
+        Refusal::new(StatusCode::BAD_REQUEST, "invalid uid: bad percent-encoding")
+    })?;
+    Uid::parse(&decoded)
+        .map_err(|err| Refusal::new(StatusCode::BAD_REQUEST, format!("invalid uid: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_take_one_method_and_uids_one_segment() {
+        assert_eq!(Route::of("/metrics"), Some((Method::GET, Route::Metrics)));
+        assert_eq!(
+            Route::of("/v1/send/42"),
+            Some((Method::POST, Route::Send("42".into())))
+        );
+        assert_eq!(
+            Route::of("/v1/online/a%2Fb"),
+            Some((Method::GET, Route::Online("a%2Fb".into())))
+        );
+        assert_eq!(Route::of("/v1/push"), Some((Method::POST, Route::Push)));
+        assert_eq!(Route::of("/v1/send/"), None);
+        assert_eq!(Route::of("/v1/send"), None);
+        assert_eq!(Route::of("/v1/send/a/b"), None);
+        assert_eq!(Route::of("/v1/list/x"), None);
+        assert_eq!(Route::of("/v2/list"), None);
+        assert_eq!(Route::of("/"), None);
+    }
+}

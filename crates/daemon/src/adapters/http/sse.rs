@@ -1,0 +1,72 @@
+//! `GET /v1/events`: presence events as Server-Sent Events, until the client
+//! leaves or pushd shuts down.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::Response;
+use hyper::StatusCode;
+use hyper::body::Frame;
+use hyper::header::{self, HeaderValue};
+
+use super::{Body, HttpServer, Refusal};
+use crate::adapters::url;
+use crate::core::events::parse_kinds;
+
+/// An SSE comment sent on a quiet stream, so that proxies keep it open.
+const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
+
+impl HttpServer {
+    /// `GET /v1/events[?type=online,offline]`: Server-Sent Events, one event per
+    /// `data:` line, until the client leaves or pushd shuts down.
+    pub(super) fn events(&self, query: Option<&str>) -> Result<Response<Body>, Refusal> {
+        let kinds = url::param(query, "type").unwrap_or_default();
+        let kinds =
+            parse_kinds(&kinds).map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, why))?;
+        let subscription = self
+            .node
+            .events
+            .subscribe(kinds, self.node.counters.clone());
+        let shutdown = self.shutdown.clone();
+        let frames = futures_util::stream::unfold(
+            (subscription, shutdown),
+            |(mut subscription, shutdown)| async move {
+                let frame = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    event = subscription.next() => {
+                        let event = event?;
+                        let mut frame = Vec::with_capacity(event.json.len() + 64);
+                        frame.extend_from_slice(b"id: ");
+                        frame.extend_from_slice(event.id.as_bytes());
+                        frame.extend_from_slice(b"\nevent: ");
+                        frame.extend_from_slice(event.kind.name().as_bytes());
+                        frame.extend_from_slice(b"\ndata: ");
+                        frame.extend_from_slice(&event.json);
+                        frame.extend_from_slice(b"\n\n");
+                        Bytes::from(frame)
+                    }
+                    () = tokio::time::sleep(SSE_KEEPALIVE) => Bytes::from_static(b": keepalive\n\n"),
+                };
+                Some((
+                    Ok::<_, Infallible>(Frame::data(frame)),
+                    (subscription, shutdown),
+                ))
+            },
+        );
+        // The first bytes go out at once, so a client knows it is subscribed.
+        let hello = futures_util::stream::once(async {
+            Ok::<_, Infallible>(Frame::data(Bytes::from_static(b": pushd events\n\n")))
+        });
+        let body = StreamBody::new(futures_util::StreamExt::chain(hello, frames));
+        let mut response = Response::new(BodyExt::boxed_unsync(body));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok(response)
+    }
+}
