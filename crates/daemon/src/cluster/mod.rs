@@ -11,21 +11,27 @@
 //! sees only `core`: what it must do for other nodes it asks of a [`Local`],
 //! handed to it at [`Cluster::spawn`].
 //!
+//! Files by job: `routes` sends pushes to the nodes that hold their uids,
+//! `fanout` asks every node to carry out a request and gathers the replies,
+//! `mailbox` takes and lists mailboxes in Redis, `bus` is the wire format of
+//! bus messages, `scripts` the Lua that runs in Redis, `keys` its key names.
 //! Tasks: `lease` renews this node's lease and reaps dead nodes, `subscriber`
 //! receives and serves bus messages, `presence` copies uid counts to Redis,
 //! `resumable` keeps the uids of `pushd.v2` connections resumable. All stop with
 //! the daemon; [`Cluster::leave`] removes this node at once on SIGTERM.
 
 mod bus;
+mod fanout;
 mod keys;
 mod lease;
+mod mailbox;
 mod pending;
 mod presence;
 mod resumable;
+mod routes;
 mod scripts;
 mod subscriber;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -46,9 +52,11 @@ use crate::core::mailbox::MailboxLimits;
 use crate::core::registry::{ChangedUids, Registry};
 use bus::Header;
 use keys::Keys;
+pub(crate) use mailbox::{Resume, Taken};
+pub(crate) use pending::NodeReply;
 use pending::Pending;
-pub(crate) use pending::{Gathered, NodeReply};
 use presence::PresenceCommand;
+pub(crate) use routes::Route;
 use scripts::Scripts;
 
 /// When a push routed to another node counts as done.
@@ -116,85 +124,6 @@ pub(crate) struct Cluster {
     presence: mpsc::Sender<PresenceCommand>,
     /// The mailbox's bounds, kept in Redis for every node; `None`: off.
     mailbox: Option<MailboxLimits>,
-}
-
-/// What became of one push on the other nodes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Routed {
-    /// Connections that took it.
-    pub(crate) connections: u64,
-    /// Nobody holds the uid: it waits in the uid's mailbox in Redis.
-    pub(crate) queued: bool,
-    /// Redis ran the route: the push has its id, and this node's `pushd.v2`
-    /// connections of the uid get it from the bus.
-    pub(crate) sent: bool,
-}
-
-/// One push for [`Cluster::route`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Route<'a> {
-    pub(crate) uid: &'a Uid,
-    pub(crate) message: &'a [u8],
-    /// No connection here took it and it is not transient: it waits in the uid's
-    /// mailbox if no other node holds the uid either.
-    pub(crate) keep: bool,
-    /// Connections here took it (or get it from the bus, below).
-    pub(crate) delivered_here: bool,
-    /// This node has `pushd.v2` connections of the uid: they get it from the bus,
-    /// with its id, in the cluster's order.
-    pub(crate) v2_here: bool,
-}
-
-impl Route<'_> {
-    /// The flags the route script reads.
-    fn flags(&self) -> &'static str {
-        match (self.keep, self.delivered_here, self.v2_here) {
-            (true, _, _) => "k",
-            (false, true, true) => "dv",
-            (false, true, false) => "d",
-            (false, false, true) => "v",
-            (false, false, false) => "",
-        }
-    }
-}
-
-/// What a bind took from its uid's mailbox in Redis.
-#[derive(Debug, Default)]
-pub(crate) struct Taken {
-    /// Oldest first: the id (`ms-N`) and the payload.
-    pub(crate) messages: Vec<(String, Vec<u8>)>,
-    /// How many of them had not been delivered before.
-    pub(crate) waiting: u64,
-    /// Waiting messages found past the TTL and dropped.
-    pub(crate) expired: u64,
-    /// A resume whose `since` is older than what Redis still holds.
-    pub(crate) gap: bool,
-}
-
-/// Where a binding connection is, for [`Cluster::take_mailbox`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Resume {
-    /// A raw connection: the waiting messages.
-    Raw,
-    /// A `pushd.v2` connection without `since`: the waiting messages, and from
-    /// now on the uid's pushes are kept for resumes.
-    Fresh,
-    /// A `pushd.v2` connection after message number N.
-    After(u64),
-    /// A `pushd.v2` connection whose `since` is no id of the cluster's.
-    Unknown,
-}
-
-impl Resume {
-    /// The take script's argument.
-    fn arg(self) -> String {
-        match self {
-            Resume::Raw => String::new(),
-            Resume::Fresh => "new".into(),
-            Resume::After(n) => n.to_string(),
-            Resume::Unknown => "gap".into(),
-        }
-    }
 }
 
 /// The presence writer's end of its command channel, made by [`Cluster::new`] and
@@ -349,344 +278,11 @@ impl Cluster {
         )
     }
 
-    fn conn(&self) -> ConnectionManager {
+    pub(super) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
 
-    /// Pushes each message to the uid's connections on the other nodes (and this
-    /// node's `pushd.v2` ones), in order, with one script call for all of them. With [`Confirm::Received`] a count is
-    /// what the nodes that received the push had registered; with [`Confirm::Delivered`]
-    /// it is what they report having queued (awaited together within one timeout), and
-    /// each result names the nodes that could not confirm.
-    ///
-    /// A push whose `keep` is set (no connection took it on this node, and it is not
-    /// transient) is kept in the uid's mailbox in Redis when no other node holds the uid,
-    /// in the same script: nobody can bind in between.
-    pub(crate) async fn route(
-        &self,
-        pushes: &[Route<'_>],
-        confirm: Confirm,
-    ) -> Vec<Partial<Routed>> {
-        let failed = |note: String| {
-            (pushes.iter())
-                .map(|_| self.partial(Routed::default(), note.clone()))
-                .collect()
-        };
-        if pushes.is_empty() {
-            return Vec::new();
-        }
-        if !self.is_up() {
-            return failed(self.unreachable_note(None));
-        }
-        let confirming = confirm == Confirm::Delivered;
-        let tickets: Vec<Option<(u64, Arc<tokio::sync::Notify>)>> = pushes
-            .iter()
-            .map(|_| confirming.then(|| self.pending.open()))
-            .collect();
-        let mut invocation = self.scripts.route.prepare_invoke();
-        invocation
-            .key(self.keys.nodes())
-            .arg(self.keys.prefix())
-            .arg(&self.id)
-            .arg(u8::from(confirming));
-        match self.mailbox {
-            Some(limits) => invocation
-                .arg(limits.ttl.as_millis() as u64)
-                .arg(limits.size)
-                .arg(limits.memory),
-            None => invocation.arg(0).arg(0).arg(0),
-        };
-        for (push, ticket) in pushes.iter().zip(&tickets) {
-            let header = Header::Send {
-                from: self.id.clone(),
-                uid: push.uid.clone(),
-                reply: ticket.as_ref().map(|(id, _)| *id),
-                id: None,
-            };
-            invocation
-                .arg(push.uid.as_str())
-                .arg(bus::encode(&header, push.message))
-                .arg(push.flags());
-        }
-        if !confirming {
-            let counts: redis::RedisResult<Vec<i64>> =
-                invocation.invoke_async(&mut self.conn()).await;
-            return match counts {
-                Ok(counts) => counts
-                    .into_iter()
-                    .map(|count| Partial {
-                        value: route_result(count),
-                        incomplete: Vec::new(),
-                    })
-                    .collect(),
-                Err(err) => failed(self.unreachable_note(Some(&err))),
-            };
-        }
-        let routed: redis::RedisResult<Vec<NamedRoute>> =
-            invocation.invoke_async(&mut self.conn()).await;
-        let routed = match routed {
-            Ok(routed) if routed.len() == pushes.len() => routed,
-            other => {
-                for (id, _) in tickets.into_iter().flatten() {
-                    self.pending.close(id);
-                }
-                return failed(match other {
-                    Err(err) => self.unreachable_note(Some(&err)),
-                    Ok(_) => "Redis answered the route script with the wrong shape".into(),
-                });
-            }
-        };
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut results = Vec::with_capacity(pushes.len());
-        for ((push, (count, reached, missed)), ticket) in pushes.iter().zip(routed).zip(tickets) {
-            let uid = push.uid;
-            let (id, wake) = ticket.expect("a ticket per push when confirming");
-            self.pending.expect(id, reached);
-            if count < 0 {
-                self.pending.close(id);
-                results.push(Partial {
-                    value: route_result(count),
-                    incomplete: Vec::new(),
-                });
-                continue;
-            }
-            let gathered = self.wait_until(id, &wake, deadline).await;
-            let mut incomplete: Vec<String> = missed
-                .iter()
-                .map(|node| format!("node {node} holds {uid} but is not listening on Redis"))
-                .collect();
-            incomplete.extend(self.missing_notes(&gathered));
-            results.push(Partial {
-                value: Routed {
-                    connections: delivered(&gathered),
-                    queued: false,
-                    sent: true,
-                },
-                incomplete,
-            });
-        }
-        results
-    }
-
-    /// Takes what waits for `uid` in Redis, once this node's presence of it is
-    /// written: from then on every push reaches this node instead, so nothing
-    /// lands in the mailbox after it was taken. A `pushd.v2` connection that
-    /// resumes gets everything after its place too. Binds that take at the same
-    /// time share one presence write and one script call (through the presence writer).
-    pub(crate) async fn take_mailbox(&self, uid: &Uid, resume: Resume) -> Result<Taken, String> {
-        if self.mailbox.is_none() {
-            return Ok(Taken::default());
-        }
-        let stopped = || "the presence writer has stopped".to_owned();
-        let (done, taken) = oneshot::channel();
-        let command = PresenceCommand::Take(uid.clone(), resume, done);
-        self.presence.send(command).await.map_err(|_| stopped())?;
-        match tokio::time::timeout(self.timeout, taken).await {
-            Ok(taken) => taken.unwrap_or_else(|_| Err(stopped())),
-            Err(_) => Err(format!(
-                "Redis did not answer within {}",
-                humantime::format_duration(self.timeout)
-            )),
-        }
-    }
-
-    /// The mailboxes of `uids`, taken in one script (for the presence writer, right
-    /// after it wrote the uids' presence).
-    async fn take_mailboxes(&self, uids: &[(&Uid, Resume)]) -> Result<Vec<Taken>, String> {
-        let Some(limits) = self.mailbox else {
-            return Ok(uids.iter().map(|_| Taken::default()).collect());
-        };
-        let mut invocation = self.scripts.take.prepare_invoke();
-        invocation
-            .arg(self.keys.prefix())
-            .arg(limits.ttl.as_millis() as u64);
-        for (uid, resume) in uids {
-            invocation.arg(uid.as_str()).arg(resume.arg());
-        }
-        type Answer = (u64, u8, u64, Vec<Vec<u8>>);
-        let taken: redis::RedisResult<Vec<Answer>> =
-            invocation.invoke_async(&mut self.conn()).await;
-        match taken {
-            Ok(taken) if taken.len() == uids.len() => Ok(taken
-                .into_iter()
-                .map(|(expired, gap, waiting, flat)| {
-                    let mut flat = flat.into_iter();
-                    let mut messages = Vec::new();
-                    while let (Some(id), Some(payload)) = (flat.next(), flat.next()) {
-                        messages.push((String::from_utf8_lossy(&id).into_owned(), payload));
-                    }
-                    Taken {
-                        messages,
-                        waiting,
-                        expired,
-                        gap: gap == 1,
-                    }
-                })
-                .collect()),
-            Ok(_) => Err("Redis answered the take script with the wrong shape".into()),
-            Err(err) => Err(self.unreachable_note(Some(&err))),
-        }
-    }
-
-    /// Keeps the uids that have `pushd.v2` connections here resumable (see
-    /// [`scripts::KEEPALIVE_MS`]).
-    async fn keep_resumable(&self, uids: &[Uid]) -> redis::RedisResult<()> {
-        let Some(limits) = self.mailbox else {
-            return Ok(());
-        };
-        let expiry = limits.ttl.as_millis() as u64 + scripts::KEEPALIVE_MS;
-        for chunk in uids.chunks(1000) {
-            let mut pipe = redis::pipe();
-            for uid in chunk {
-                pipe.pexpire(self.keys.v2(uid), expiry as i64).ignore();
-            }
-            pipe.query_async::<()>(&mut self.conn()).await?;
-        }
-        Ok(())
-    }
-
-    /// Every mailbox in Redis that holds messages: uid, messages, payload bytes, and
-    /// milliseconds since its oldest message.
-    pub(crate) async fn mailboxes(&self) -> Partial<Vec<(String, u64, u64, u64)>> {
-        if self.mailbox.is_none() {
-            return Partial::default();
-        }
-        let listed: redis::RedisResult<Vec<(String, u64, u64, u64)>> = self
-            .scripts
-            .mailboxes
-            .arg(self.keys.prefix())
-            .invoke_async(&mut self.conn())
-            .await;
-        match listed {
-            Ok(mut listed) => {
-                listed.sort();
-                Partial {
-                    value: listed,
-                    incomplete: Vec::new(),
-                }
-            }
-            Err(err) => self.partial(Vec::new(), self.unreachable_note(Some(&err))),
-        }
-    }
-
-    /// Empties the mailboxes of `uids` in Redis (a kick); returns the messages dropped.
-    pub(crate) async fn clear_mailboxes(&self, uids: &[Uid]) -> u64 {
-        if self.mailbox.is_none() {
-            return 0;
-        }
-        let mut invocation = self.scripts.clear.prepare_invoke();
-        invocation.arg(self.keys.prefix()).arg(0);
-        for uid in uids {
-            invocation.arg(uid.as_str());
-        }
-        invocation.invoke_async(&mut self.conn()).await.unwrap_or(0)
-    }
-
-    /// Connections of `uid` on the other live nodes, from presence.
-    pub(crate) async fn online(&self, uid: &str) -> Partial<u64> {
-        if !self.is_up() {
-            return self.partial(0, self.unreachable_note(None));
-        }
-        let found: redis::RedisResult<Vec<(String, u64)>> = self
-            .scripts
-            .online
-            .key(self.keys.nodes())
-            .arg(self.keys.prefix())
-            .arg(&self.id)
-            .arg(uid)
-            .invoke_async(&mut self.conn())
-            .await;
-        match found {
-            Ok(found) => Partial {
-                value: found.iter().map(|(_, n)| n).sum(),
-                incomplete: Vec::new(),
-            },
-            Err(err) => self.partial(0, self.unreachable_note(Some(&err))),
-        }
-    }
-
-    /// Asks every other live node to carry out `request` on its own connections and
-    /// gathers the replies, waiting at most `--cluster-timeout`.
-    pub(crate) async fn fan_out(&self, request: Request) -> Partial<Gathered> {
-        let nothing = || Gathered {
-            replies: Default::default(),
-            missing: Vec::new(),
-        };
-        if !self.is_up() {
-            return self.partial(nothing(), self.unreachable_note(None));
-        }
-        let (id, wake) = self.pending.open();
-        let header = Header::Request {
-            from: self.id.clone(),
-            id,
-            request,
-        };
-        // The expected nodes are the live ones before publishing: a node joining
-        // later is not waited for (its reply still counts if it comes).
-        let asked = async {
-            let live = self.live_nodes().await?;
-            self.pending
-                .expect(id, live.into_iter().filter(|node| *node != self.id));
-            self.publish(&self.keys.all(), bus::encode(&header, b""))
-                .await
-        };
-        if let Err(err) = asked.await {
-            self.pending.close(id);
-            return self.partial(nothing(), self.unreachable_note(Some(&err)));
-        }
-        let gathered = self.wait(id, &wake).await;
-        let incomplete = self.missing_notes(&gathered);
-        Partial {
-            value: gathered,
-            incomplete,
-        }
-    }
-
-    /// Waits until request `id` is complete or the timeout passes, dropping nodes
-    /// whose lease ran out meanwhile.
-    async fn wait(&self, id: u64, wake: &tokio::sync::Notify) -> Gathered {
-        self.wait_until(id, wake, tokio::time::Instant::now() + self.timeout)
-            .await
-    }
-
-    /// [`Cluster::wait`] with an explicit deadline, shared by several requests.
-    async fn wait_until(
-        &self,
-        id: u64,
-        wake: &tokio::sync::Notify,
-        deadline: tokio::time::Instant,
-    ) -> Gathered {
-        while !self.pending.is_complete(id) {
-            let recheck = (tokio::time::Instant::now() + LIVENESS_RECHECK).min(deadline);
-            tokio::select! {
-                () = wake.notified() => continue,
-                () = tokio::time::sleep_until(recheck) => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            if let Ok(live) = self.live_nodes().await {
-                let live: HashSet<String> = live.into_iter().collect();
-                self.pending.drop_nodes(&|node| !live.contains(node));
-            }
-        }
-        self.pending.close(id)
-    }
-
-    fn missing_notes(&self, gathered: &Gathered) -> Vec<String> {
-        gathered
-            .missing
-            .iter()
-            .map(|node| {
-                format!(
-                    "node {node} did not reply within {}",
-                    humantime::format_duration(self.timeout)
-                )
-            })
-            .collect()
-    }
-
-    fn partial<T>(&self, value: T, note: String) -> Partial<T> {
+    pub(super) fn partial<T>(&self, value: T, note: String) -> Partial<T> {
         Partial {
             value,
             incomplete: vec![note],
@@ -694,7 +290,7 @@ impl Cluster {
     }
 
     /// The ids of the nodes whose lease is running, this one included.
-    async fn live_nodes(&self) -> redis::RedisResult<Vec<String>> {
+    pub(super) async fn live_nodes(&self) -> redis::RedisResult<Vec<String>> {
         self.scripts
             .live
             .key(self.keys.nodes())
@@ -702,33 +298,12 @@ impl Cluster {
             .await
     }
 
-    async fn publish(&self, channel: &str, message: Vec<u8>) -> redis::RedisResult<u64> {
+    pub(super) async fn publish(&self, channel: &str, message: Vec<u8>) -> redis::RedisResult<u64> {
         redis::cmd("PUBLISH")
             .arg(channel)
             .arg(message)
             .query_async(&mut self.conn())
             .await
-    }
-
-    /// Tells every node that the kick of `uids` is over.
-    pub(crate) async fn kick_done(&self, uids: &[Uid]) {
-        let header = Header::KickDone {
-            from: self.id.clone(),
-            uids: uids.to_vec(),
-        };
-        let _ = self
-            .publish(&self.keys.all(), bus::encode(&header, b""))
-            .await;
-    }
-
-    /// Removes `uids` from the presence of `nodes` (ids) that did not answer a kick.
-    pub(crate) async fn forget(&self, nodes: &[String], uids: &[Uid]) {
-        let uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
-        let mut pipe = redis::pipe();
-        for node in nodes {
-            pipe.hdel(self.keys.node(node), &uids).ignore();
-        }
-        let _: redis::RedisResult<()> = pipe.query_async(&mut self.conn()).await;
     }
 
     /// Copies every pending uid change to Redis now; Err when Redis did not take it.
@@ -785,31 +360,6 @@ impl Cluster {
             .ignore();
         pipe
     }
-}
-
-/// One push as the route script answers it with names: the connections registered by
-/// the nodes that received it, those nodes, and the holders without a subscriber.
-type NamedRoute = (i64, Vec<String>, Vec<String>);
-
-/// A route script's count: connections, or -1 kept in the mailbox, -2 over its memory.
-fn route_result(count: i64) -> Routed {
-    Routed {
-        connections: count.max(0) as u64,
-        queued: count == -1,
-        sent: true,
-    }
-}
-
-/// Connections the replying nodes say took a confirmed push.
-fn delivered(gathered: &Gathered) -> u64 {
-    gathered
-        .replies
-        .values()
-        .map(|reply| match &reply.result {
-            Ok(Response::Delivered { connections, .. }) => *connections,
-            _ => 0,
-        })
-        .sum()
 }
 
 /// A Redis URL with any password replaced, for logs and `stats`.

@@ -1,0 +1,167 @@
+//! Mailboxes in Redis: what a bind takes (waiting messages, or for a
+//! resuming `pushd.v2` connection everything after its place), keeping the
+//! uids of `pushd.v2` connections resumable, and the operator's list and clear.
+
+use pushd_proto::uid::Uid;
+use tokio::sync::oneshot;
+
+use super::presence::PresenceCommand;
+use super::{Cluster, Partial, scripts};
+
+/// What a bind took from its uid's mailbox in Redis.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    /// Oldest first: the id (`ms-N`) and the payload.
+    pub(crate) messages: Vec<(String, Vec<u8>)>,
+    /// How many of them had not been delivered before.
+    pub(crate) waiting: u64,
+    /// Waiting messages found past the TTL and dropped.
+    pub(crate) expired: u64,
+    /// A resume whose `since` is older than what Redis still holds.
+    pub(crate) gap: bool,
+}
+
+/// Where a binding connection is, for [`Cluster::take_mailbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// A raw connection: the waiting messages.
+    Raw,
+    /// A `pushd.v2` connection without `since`: the waiting messages, and from
+    /// now on the uid's pushes are kept for resumes.
+    Fresh,
+    /// A `pushd.v2` connection after message number N.
+    After(u64),
+    /// A `pushd.v2` connection whose `since` is no id of the cluster's.
+    Unknown,
+}
+
+impl Resume {
+    /// The take script's argument.
+    pub(super) fn arg(self) -> String {
+        match self {
+            Resume::Raw => String::new(),
+            Resume::Fresh => "new".into(),
+            Resume::After(n) => n.to_string(),
+            Resume::Unknown => "gap".into(),
+        }
+    }
+}
+
+impl Cluster {
+    /// Takes what waits for `uid` in Redis, once this node's presence of it is
+    /// written: from then on every push reaches this node instead, so nothing
+    /// lands in the mailbox after it was taken. A `pushd.v2` connection that
+    /// resumes gets everything after its place too. Binds that take at the same
+    /// time share one presence write and one script call (through the presence writer).
+    pub(crate) async fn take_mailbox(&self, uid: &Uid, resume: Resume) -> Result<Taken, String> {
+        if self.mailbox.is_none() {
+            return Ok(Taken::default());
+        }
+        let stopped = || "the presence writer has stopped".to_owned();
+        let (done, taken) = oneshot::channel();
+        let command = PresenceCommand::Take(uid.clone(), resume, done);
+        self.presence.send(command).await.map_err(|_| stopped())?;
+        match tokio::time::timeout(self.timeout, taken).await {
+            Ok(taken) => taken.unwrap_or_else(|_| Err(stopped())),
+            Err(_) => Err(format!(
+                "Redis did not answer within {}",
+                humantime::format_duration(self.timeout)
+            )),
+        }
+    }
+
+    /// The mailboxes of `uids`, taken in one script (for the presence writer, right
+    /// after it wrote the uids' presence).
+    pub(super) async fn take_mailboxes(
+        &self,
+        uids: &[(&Uid, Resume)],
+    ) -> Result<Vec<Taken>, String> {
+        let Some(limits) = self.mailbox else {
+            return Ok(uids.iter().map(|_| Taken::default()).collect());
+        };
+        let mut invocation = self.scripts.take.prepare_invoke();
+        invocation
+            .arg(self.keys.prefix())
+            .arg(limits.ttl.as_millis() as u64);
+        for (uid, resume) in uids {
+            invocation.arg(uid.as_str()).arg(resume.arg());
+        }
+        type Answer = (u64, u8, u64, Vec<Vec<u8>>);
+        let taken: redis::RedisResult<Vec<Answer>> =
+            invocation.invoke_async(&mut self.conn()).await;
+        match taken {
+            Ok(taken) if taken.len() == uids.len() => Ok(taken
+                .into_iter()
+                .map(|(expired, gap, waiting, flat)| {
+                    let mut flat = flat.into_iter();
+                    let mut messages = Vec::new();
+                    while let (Some(id), Some(payload)) = (flat.next(), flat.next()) {
+                        messages.push((String::from_utf8_lossy(&id).into_owned(), payload));
+                    }
+                    Taken {
+                        messages,
+                        waiting,
+                        expired,
+                        gap: gap == 1,
+                    }
+                })
+                .collect()),
+            Ok(_) => Err("Redis answered the take script with the wrong shape".into()),
+            Err(err) => Err(self.unreachable_note(Some(&err))),
+        }
+    }
+
+    /// Keeps the uids that have `pushd.v2` connections here resumable (see
+    /// [`scripts::KEEPALIVE_MS`]).
+    pub(super) async fn keep_resumable(&self, uids: &[Uid]) -> redis::RedisResult<()> {
+        let Some(limits) = self.mailbox else {
+            return Ok(());
+        };
+        let expiry = limits.ttl.as_millis() as u64 + scripts::KEEPALIVE_MS;
+        for chunk in uids.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for uid in chunk {
+                pipe.pexpire(self.keys.v2(uid), expiry as i64).ignore();
+            }
+            pipe.query_async::<()>(&mut self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Every mailbox in Redis that holds messages: uid, messages, payload bytes, and
+    /// milliseconds since its oldest message.
+    pub(crate) async fn mailboxes(&self) -> Partial<Vec<(String, u64, u64, u64)>> {
+        if self.mailbox.is_none() {
+            return Partial::default();
+        }
+        let listed: redis::RedisResult<Vec<(String, u64, u64, u64)>> = self
+            .scripts
+            .mailboxes
+            .arg(self.keys.prefix())
+            .invoke_async(&mut self.conn())
+            .await;
+        match listed {
+            Ok(mut listed) => {
+                listed.sort();
+                Partial {
+                    value: listed,
+                    incomplete: Vec::new(),
+                }
+            }
+            Err(err) => self.partial(Vec::new(), self.unreachable_note(Some(&err))),
+        }
+    }
+
+    /// Empties the mailboxes of `uids` in Redis (a kick); returns the messages dropped.
+    pub(crate) async fn clear_mailboxes(&self, uids: &[Uid]) -> u64 {
+        if self.mailbox.is_none() {
+            return 0;
+        }
+        let mut invocation = self.scripts.clear.prepare_invoke();
+        invocation.arg(self.keys.prefix()).arg(0);
+        for uid in uids {
+            invocation.arg(uid.as_str());
+        }
+        invocation.invoke_async(&mut self.conn()).await.unwrap_or(0)
+    }
+}
