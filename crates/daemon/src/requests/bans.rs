@@ -3,18 +3,23 @@
 
 use std::collections::BTreeMap;
 
-use pushd_proto::admin::{BanInfo, ReplyLine, Request, Response};
+use std::sync::Arc;
+
+use pushd_proto::admin::{BanInfo, Request, Response};
 use pushd_proto::uid::Uid;
 
+use super::{Answer, Asker};
 use crate::node::Node;
 
-pub(super) async fn list(node: &Node) -> ReplyLine {
-    super::gather(node, Request::Bans, local_list(node), absorb_bans).await
+pub(super) fn handle_list(node: Arc<Node>, asker: Asker) -> Answer {
+    let local = local_list(&node);
+    super::each_node(node, asker, Request::Bans, Ok(local), absorb_bans)
 }
 
-pub(super) async fn unban(node: &Node, uids: Vec<Uid>) -> ReplyLine {
-    let local = local_unban(node, &uids);
-    super::gather(node, Request::Unban { uids }, local, absorb_unbanned).await
+pub(super) fn handle_unban(node: Arc<Node>, asker: Asker, uids: Vec<Uid>) -> Answer {
+    let local = local_unban(&node, &uids);
+    let request = Request::Unban { uids };
+    super::each_node(node, asker, request, Ok(local), absorb_unbanned)
 }
 
 /// This node's active bans, sorted by uid.

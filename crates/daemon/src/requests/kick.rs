@@ -14,16 +14,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use pushd_proto::admin::{MAX_CLOSE_REASON, ReplyLine, Request, Response, UidCount};
 use pushd_proto::uid::Uid;
 
-use super::DEFAULT_KICK_REASON;
+use super::{Answer, Asker, DEFAULT_KICK_REASON};
 use crate::cluster::Cluster;
 use crate::core::counters::Counter;
 use crate::node::Node;
 
-pub(super) async fn answer(
+pub(super) fn handle(
+    node: Arc<Node>,
+    asker: Asker,
+    uids: Vec<Uid>,
+    reason: Option<String>,
+    ban_ms: Option<u64>,
+) -> Answer {
+    match asker {
+        Asker::Operator => async move { answer(&node, uids, reason, ban_ms).await }.boxed(),
+        Asker::Node => serve(node, uids, reason, ban_ms),
+    }
+}
+
+async fn answer(
     node: &Node,
     uids: Vec<Uid>,
     reason: Option<String>,
@@ -62,12 +74,7 @@ pub(super) async fn answer(
 
 /// Another node asks: hold and kick here at once (in bus order), then take the
 /// uids out of this node's presence before answering.
-pub(super) fn serve(
-    node: Arc<Node>,
-    uids: Vec<Uid>,
-    reason: Option<String>,
-    ban_ms: Option<u64>,
-) -> BoxFuture<'static, Result<Response, String>> {
+fn serve(node: Arc<Node>, uids: Vec<Uid>, reason: Option<String>, ban_ms: Option<u64>) -> Answer {
     if let Some(cluster) = &node.cluster {
         hold(&node, cluster, &uids, reason.as_deref());
     }
@@ -76,7 +83,7 @@ pub(super) fn serve(
         if let Some(cluster) = &node.cluster {
             let _ = cluster.flush_presence().await;
         }
-        Ok(local)
+        ReplyLine::ok(local)
     }
     .boxed()
 }

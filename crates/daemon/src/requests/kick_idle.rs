@@ -5,14 +5,25 @@
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use pushd_proto::admin::{ReplyLine, Request, Response, UidCount};
 
-use super::DEFAULT_KICK_REASON;
+use super::{Answer, Asker, DEFAULT_KICK_REASON};
 use crate::core::registry::KickedIdle;
 use crate::node::Node;
 
-pub(super) async fn answer(node: &Node, idle_over_ms: u64, reason: Option<String>) -> ReplyLine {
+pub(super) fn handle(
+    node: Arc<Node>,
+    asker: Asker,
+    idle_over_ms: u64,
+    reason: Option<String>,
+) -> Answer {
+    match asker {
+        Asker::Operator => async move { answer(&node, idle_over_ms, reason).await }.boxed(),
+        Asker::Node => serve(node, idle_over_ms, reason),
+    }
+}
+
+async fn answer(node: &Node, idle_over_ms: u64, reason: Option<String>) -> ReplyLine {
     let local = local(node, idle_over_ms, reason.as_deref());
     let request = Request::KickIdle {
         idle_over_ms,
@@ -23,17 +34,13 @@ pub(super) async fn answer(node: &Node, idle_over_ms: u64, reason: Option<String
 
 /// Another node asks: kick here, then let the uids leave this node's presence
 /// before answering, so the asker's reply is true when it arrives.
-pub(super) fn serve(
-    node: Arc<Node>,
-    idle_over_ms: u64,
-    reason: Option<String>,
-) -> BoxFuture<'static, Result<Response, String>> {
+fn serve(node: Arc<Node>, idle_over_ms: u64, reason: Option<String>) -> Answer {
     let local = local(&node, idle_over_ms, reason.as_deref());
     async move {
         if let Some(cluster) = &node.cluster {
             let _ = cluster.flush_presence().await;
         }
-        Ok(local)
+        ReplyLine::ok(local)
     }
     .boxed()
 }

@@ -3,12 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use pushd_proto::admin::{ConnInfo, ReplyLine, Request, Response, UidInfo};
+use std::sync::Arc;
 
+use pushd_proto::admin::{ConnInfo, Request, Response, UidInfo};
+
+use super::{Answer, Asker};
 use crate::node::Node;
 
-pub(super) async fn answer(node: &Node) -> ReplyLine {
-    super::gather(node, Request::List, local(node), absorb).await
+pub(super) fn handle(node: Arc<Node>, asker: Asker) -> Answer {
+    let local = local(&node);
+    super::each_node(node, asker, Request::List, Ok(local), absorb)
 }
 
 /// This node's connections, sorted by uid, each named with the node in cluster mode.

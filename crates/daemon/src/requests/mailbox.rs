@@ -8,12 +8,31 @@ use std::collections::BTreeMap;
 use pushd_proto::admin::{MailboxInfo, ReplyLine, Request, Response};
 use pushd_proto::uid::Uid;
 
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use super::{Answer, Asker};
 use crate::cluster::{Cluster, Partial};
 use crate::core::counters::Counter;
 use crate::core::mailbox::MailboxSummary;
 use crate::node::Node;
 
-pub(super) async fn list(node: &Node) -> ReplyLine {
+pub(super) fn handle_list(node: Arc<Node>, asker: Asker) -> Answer {
+    match asker {
+        Asker::Operator => async move { list(&node).await }.boxed(),
+        Asker::Node => super::ready(ReplyLine::ok(local_list(&node))),
+    }
+}
+
+pub(super) fn handle_clear(node: Arc<Node>, asker: Asker, uids: Vec<Uid>) -> Answer {
+    match asker {
+        Asker::Operator => async move { clear(&node, uids).await }.boxed(),
+        Asker::Node => super::ready(ReplyLine::ok(local_clear(&node, &uids))),
+    }
+}
+
+async fn list(node: &Node) -> ReplyLine {
     match &node.cluster {
         Some(cluster) if cluster.mailbox_on() => {
             let listed = in_redis(cluster).await;
@@ -26,7 +45,7 @@ pub(super) async fn list(node: &Node) -> ReplyLine {
     }
 }
 
-pub(super) async fn clear(node: &Node, uids: Vec<Uid>) -> ReplyLine {
+async fn clear(node: &Node, uids: Vec<Uid>) -> ReplyLine {
     match &node.cluster {
         Some(cluster) if cluster.mailbox_on() => {
             let listed = in_redis(cluster).await;
@@ -65,14 +84,14 @@ pub(super) async fn in_redis(cluster: &Cluster) -> Partial<Vec<MailboxInfo>> {
 }
 
 /// This node's mailboxes, sorted by uid.
-pub(super) fn local_list(node: &Node) -> Response {
+fn local_list(node: &Node) -> Response {
     Response::Mailboxes {
         uids: node.registry.mailboxes().iter().map(info).collect(),
     }
 }
 
 /// Empties this node's mailboxes of `uids`; answers what each held.
-pub(super) fn local_clear(node: &Node, uids: &[Uid]) -> Response {
+fn local_clear(node: &Node, uids: &[Uid]) -> Response {
     Response::Cleared {
         uids: node
             .registry

@@ -1,6 +1,7 @@
 //! One file per admin request. Each holds this node's answer, the cluster step
 //! and how the nodes' answers merge, so a request's whole story is in its file;
-//! adding a request is adding a file and a line to [`answer`].
+//! adding a request is adding a file and a line to `dispatch`, where each
+//! file's `handle` says what an operator gets and what a node that asks gets.
 //!
 //! Without `--cluster` the cluster step is skipped and the local answer is the
 //! answer. With it, most requests are carried out by every node on its own
@@ -18,6 +19,7 @@ pub(crate) mod reload;
 mod send;
 mod stats;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
@@ -45,39 +47,90 @@ pub(crate) fn check(request: &Request) -> Result<(), String> {
 }
 
 /// Answers one admin request, for the whole cluster in cluster mode.
-pub(crate) async fn answer(node: &Node, request: Request) -> ReplyLine {
+pub(crate) async fn answer(node: &Arc<Node>, request: Request) -> ReplyLine {
     if let Err(why) = check(&request) {
         return ReplyLine::error(why);
     }
+    dispatch(node, request, Asker::Operator).await
+}
+
+/// Who asks for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    /// An operator (pushctl, the HTTP API): the answer covers the cluster.
+    Operator,
+    /// Another node carrying out an operator's request: this node's own part.
+    Node,
+}
+
+/// A request's answer, once carried out.
+type Answer = BoxFuture<'static, ReplyLine>;
+
+/// Every request, in one place: each file's `handle` knows what an operator
+/// gets and what a node that asks gets (or that nodes do not ask it).
+fn dispatch(node: &Arc<Node>, request: Request, asker: Asker) -> Answer {
+    let node = node.clone();
     match request {
-        Request::Ping => ping::answer(),
-        Request::List => list::answer(node).await,
+        Request::Ping => ping::handle(asker),
+        Request::List => list::handle(node, asker),
         Request::Kick {
             uids,
             reason,
             ban_ms,
-        } => kick::answer(node, uids, reason, ban_ms).await,
+        } => kick::handle(node, asker, uids, reason, ban_ms),
         Request::KickIdle {
             idle_over_ms,
             reason,
-        } => kick_idle::answer(node, idle_over_ms, reason).await,
-        Request::Unban { uids } => bans::unban(node, uids).await,
-        Request::Bans => bans::list(node).await,
+        } => kick_idle::handle(node, asker, idle_over_ms, reason),
+        Request::Unban { uids } => bans::handle_unban(node, asker, uids),
+        Request::Bans => bans::handle_list(node, asker),
         Request::Send {
             uid,
             message,
             transient,
-        } => send::answer(node, uid, message, transient).await,
-        Request::Broadcast { message } => broadcast::answer(node, message).await,
-        Request::Online { uid } => online::answer(node, uid).await,
-        Request::Stats => stats::answer(node).await,
-        Request::Mailboxes => mailbox::list(node).await,
-        Request::ClearMailboxes { uids } => mailbox::clear(node, uids).await,
-        Request::Reload => reload::answer(node),
+        } => send::handle(node, asker, uid, message, transient),
+        Request::Broadcast { message } => broadcast::handle(node, asker, message),
+        Request::Online { uid } => online::handle(node, asker, uid),
+        Request::Stats => stats::handle(node, asker),
+        Request::Mailboxes => mailbox::handle_list(node, asker),
+        Request::ClearMailboxes { uids } => mailbox::handle_clear(node, asker, uids),
+        Request::Reload => reload::handle(node, asker),
         // A stream, not a reply: the admin adapter serves it.
-        Request::Events { .. } => {
-            ReplyLine::error("events is a stream; ask for it first on a connection")
-        }
+        Request::Events { .. } => ready(ReplyLine::error(
+            "events is a stream; ask for it first on a connection",
+        )),
+    }
+}
+
+/// An answer at hand.
+fn ready(reply: ReplyLine) -> Answer {
+    std::future::ready(reply).boxed()
+}
+
+/// A request only operators make: nodes never ask each other for it.
+fn operator_only(asker: Asker, answer: impl Future<Output = ReplyLine> + Send + 'static) -> Answer {
+    match asker {
+        Asker::Operator => answer.boxed(),
+        Asker::Node => ready(ReplyLine::error("not a request that nodes ask each other")),
+    }
+}
+
+/// A request every node carries out on its own connections: a node that asks
+/// gets `local`, an operator `local` merged with every other node's ([`gather`]).
+fn each_node(
+    node: Arc<Node>,
+    asker: Asker,
+    request: Request,
+    local: Result<Response, String>,
+    absorb: fn(&mut Response, Response) -> bool,
+) -> Answer {
+    let local = match local {
+        Ok(local) => local,
+        Err(why) => return ready(ReplyLine::error(why)),
+    };
+    match asker {
+        Asker::Node => ready(ReplyLine::ok(local)),
+        Asker::Operator => async move { gather(&node, request, local, absorb).await }.boxed(),
     }
 }
 
@@ -123,38 +176,25 @@ fn merge(
     total
 }
 
-/// What this node does when another node asks: the requests that [`gather`]
-/// fans out, and the pushes that presence routes here.
+/// What this node does when another node asks: its part of the requests that
+/// [`gather`] fans out, and the pushes that presence routes here.
 impl cluster::Local for Node {
     fn push(&self, uid: &Uid, message: &Utf8Bytes, to: cluster::Recipients) -> u64 {
         crate::push::from_bus(self, uid, message, &to)
     }
 
     fn serve(self: Arc<Self>, request: Request) -> BoxFuture<'static, Result<Response, String>> {
-        let local = match request {
-            Request::Kick {
-                uids,
-                reason,
-                ban_ms,
-            } => return kick::serve(self, uids, reason, ban_ms),
-            Request::KickIdle {
-                idle_over_ms,
-                reason,
-            } => return kick_idle::serve(self, idle_over_ms, reason),
-            Request::List => Ok(list::local(&self)),
-            Request::Unban { uids } => Ok(bans::local_unban(&self, &uids)),
-            Request::Bans => Ok(bans::local_list(&self)),
-            Request::Broadcast { message } => broadcast::local(&self, message),
-            Request::Stats => Ok(stats::local(&self)),
-            Request::Mailboxes => Ok(mailbox::local_list(&self)),
-            Request::ClearMailboxes { uids } => Ok(mailbox::local_clear(&self, &uids)),
-            Request::Ping
-            | Request::Send { .. }
-            | Request::Online { .. }
-            | Request::Reload
-            | Request::Events { .. } => Err("not a request that nodes ask each other".to_owned()),
-        };
-        std::future::ready(local).boxed()
+        let answer = dispatch(&self, request, Asker::Node);
+        async move {
+            match answer.await {
+                ReplyLine {
+                    result: Some(result),
+                    ..
+                } => Ok(result),
+                ReplyLine { error, .. } => Err(error.unwrap_or_else(|| "no answer".into())),
+            }
+        }
+        .boxed()
     }
 }
 

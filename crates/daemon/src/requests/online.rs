@@ -1,12 +1,19 @@
 //! `online`: how many connections a uid has. In cluster mode the other nodes'
 //! counts come from presence in Redis (one script call), not from asking them.
 
+use std::sync::Arc;
+
 use pushd_proto::admin::{ReplyLine, Response};
 use pushd_proto::uid::Uid;
 
+use super::{Answer, Asker};
 use crate::node::Node;
 
-pub(super) async fn answer(node: &Node, uid: Uid) -> ReplyLine {
+pub(super) fn handle(node: Arc<Node>, asker: Asker, uid: Uid) -> Answer {
+    super::operator_only(asker, async move { answer(&node, uid).await })
+}
+
+async fn answer(node: &Node, uid: Uid) -> ReplyLine {
     let here = node.registry.online(&uid);
     let (elsewhere, incomplete) = match &node.cluster {
         Some(cluster) => {

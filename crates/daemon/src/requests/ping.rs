@@ -2,8 +2,11 @@
 
 use pushd_proto::admin::{ReplyLine, Response};
 
-pub(super) fn answer() -> ReplyLine {
-    ReplyLine::ok(Response::Pong {
+use super::{Answer, Asker};
+
+pub(super) fn handle(asker: Asker) -> Answer {
+    let pong = ReplyLine::ok(Response::Pong {
         daemon_version: env!("CARGO_PKG_VERSION").into(),
-    })
+    });
+    super::operator_only(asker, std::future::ready(pong))
 }

@@ -4,6 +4,9 @@
 
 use pushd_proto::admin::{ReplyLine, Response};
 
+use std::sync::Arc;
+
+use super::{Answer, Asker};
 use crate::core::counters::Counter;
 use crate::node::Node;
 use crate::secrets::Reloaded;
@@ -17,7 +20,11 @@ pub(crate) fn reload(node: &Node) -> Reloaded {
     reloaded
 }
 
-pub(super) fn answer(node: &Node) -> ReplyLine {
+pub(super) fn handle(node: Arc<Node>, asker: Asker) -> Answer {
+    super::operator_only(asker, async move { answer(&node) })
+}
+
+fn answer(node: &Node) -> ReplyLine {
     let Reloaded { loaded, errors } = reload(node);
     if errors.is_empty() {
         let loaded = loaded.into_iter().map(str::to_owned).collect();

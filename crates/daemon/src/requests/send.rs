@@ -2,14 +2,29 @@
 //! delivered now, or kept in the uid's mailbox unless transient. pushctl always
 //! waits for delivery, also on other nodes.
 
+use std::sync::Arc;
+
 use pushd_proto::admin::{ReplyLine, Response};
 use pushd_proto::uid::Uid;
 
+use super::{Answer, Asker};
 use crate::cluster::Confirm;
 use crate::node::Node;
 use crate::push;
 
-pub(super) async fn answer(node: &Node, uid: Uid, message: String, transient: bool) -> ReplyLine {
+pub(super) fn handle(
+    node: Arc<Node>,
+    asker: Asker,
+    uid: Uid,
+    message: String,
+    transient: bool,
+) -> Answer {
+    super::operator_only(asker, async move {
+        answer(&node, uid, message, transient).await
+    })
+}
+
+async fn answer(node: &Node, uid: Uid, message: String, transient: bool) -> ReplyLine {
     let message = match push::frame(node, message) {
         Ok(message) => message,
         Err(refusal) => return ReplyLine::error(refusal),

@@ -5,10 +5,22 @@ use pushd_proto::admin::{
     ClusterInfo, Counters, MailboxTotals, NodeStats, ReplyLine, Request, Response, Stats,
 };
 
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use super::{Answer, Asker};
 use crate::core::registry::{self, Sizes};
 use crate::node::Node;
 
-pub(super) async fn answer(node: &Node) -> ReplyLine {
+pub(super) fn handle(node: Arc<Node>, asker: Asker) -> Answer {
+    match asker {
+        Asker::Operator => async move { answer(&node).await }.boxed(),
+        Asker::Node => super::ready(ReplyLine::ok(local(&node))),
+    }
+}
+
+async fn answer(node: &Node) -> ReplyLine {
     let mut reply = super::gather(node, Request::Stats, local(node), absorb).await;
     // In cluster mode the mailboxes are in Redis, not on any node: count them there.
     if let (Some(cluster), Some(Response::Stats(stats))) = (&node.cluster, &mut reply.result)
@@ -25,7 +37,7 @@ pub(super) async fn answer(node: &Node) -> ReplyLine {
     reply
 }
 
-pub(super) fn local(node: &Node) -> Response {
+fn local(node: &Node) -> Response {
     let Sizes { connections, uids } = node.registry.sizes();
     let uptime_ms = node.clock.started().elapsed().as_millis() as u64;
     let counters = &node.counters;

@@ -46,7 +46,7 @@ async fn connection(stream: Stream, _: (), node: Arc<Node>, shutdown: Cancellati
 /// Answers one admin client's requests, in order, until it hangs up.
 async fn session(
     mut stream: Stream,
-    node: &Node,
+    node: &Arc<Node>,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let mut splitter = LineSplitter::new(MAX_LINE);
