@@ -4,13 +4,11 @@
 //! still keep their own).
 
 use std::collections::BTreeMap;
-
-use pushd_proto::admin::{MailboxInfo, ReplyLine, Request, Response};
-use pushd_proto::uid::Uid;
-
 use std::sync::Arc;
 
 use futures_util::FutureExt;
+use pushd_proto::admin::{MailboxInfo, ReplyLine, Request, Response};
+use pushd_proto::uid::Uid;
 
 use super::{Answer, Asker};
 use crate::cluster::{Cluster, Partial};

@@ -2,9 +2,9 @@
 //! are its own, and each node of a cluster is reloaded by its own service
 //! manager or operator.
 
-use pushd_proto::admin::{ReplyLine, Response};
-
 use std::sync::Arc;
+
+use pushd_proto::admin::{ReplyLine, Response};
 
 use super::{Answer, Asker};
 use crate::core::counters::Counter;

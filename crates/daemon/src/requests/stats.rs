@@ -1,13 +1,12 @@
 //! `stats`: this node's figures, and in cluster mode the sum over every node
 //! with each node's own line.
 
-use pushd_proto::admin::{
-    ClusterInfo, Counters, MailboxTotals, NodeStats, ReplyLine, Request, Response, Stats,
-};
-
 use std::sync::Arc;
 
 use futures_util::FutureExt;
+use pushd_proto::admin::{
+    ClusterInfo, Counters, MailboxTotals, NodeStats, ReplyLine, Request, Response, Stats,
+};
 
 use super::{Answer, Asker};
 use crate::core::registry::{self, Sizes};
