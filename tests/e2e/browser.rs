@@ -270,7 +270,8 @@ async fn demo_page_binds_receives_reconnects_after_restart_and_stays_out_after_a
     assert_eq!(sent.status, 0, "{sent:?}");
     wait_for_message(&browser, "after the restart").await;
 
-    // A kick: the page shows it and does not come back, well past its longest backoff.
+    // A kick: the page shows it and does not come back: it holds no socket and
+    // no reconnect timer, so nothing can bring it back.
     let kicked = pushd.ctl(&["kick", uid, "--reason", "bye"]).await;
     assert_eq!(kicked.status, 0, "{kicked:?}");
     wait_for_state(&browser, "kicked").await;
@@ -281,7 +282,16 @@ async fn demo_page_binds_receives_reconnects_after_restart_and_stays_out_after_a
     .await;
     assert_eq!(detail, Value::from("close 4000 “bye”"));
     let opened = pushd.stats().await["counters"]["connections_opened"].clone();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let halted = script(
+        &browser,
+        "return client._running === false && client._timer === null && client._socket === null;",
+    )
+    .await;
+    assert_eq!(
+        halted,
+        Value::from(true),
+        "a kicked client keeps nothing that reconnects"
+    );
     assert_eq!(page(&browser).await.0, "kicked");
     assert!(!pushd.is_online(uid).await);
     assert_eq!(
@@ -310,7 +320,7 @@ async fn demo_page_binds_receives_reconnects_after_restart_and_stays_out_after_a
         .expect("close session");
 }
 
-/// SPEC "Resume for clients that keep their place": the browser client speaks
+/// README "Resume for clients that keep their place": the browser client speaks
 /// `pushd.v2`, keeps its place in sessionStorage and resumes after each reload.
 #[tokio::test]
 async fn the_browser_client_resumes_across_reloads_with_every_message_exactly_once() {

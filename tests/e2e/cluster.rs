@@ -1,5 +1,5 @@
-//! Cluster mode: three real pushd nodes and one real redis-server (SPEC "Cluster
-//! mode", CLUSTER.md's test list). Every wait is bounded; only our own children
+//! Cluster mode: three real pushd nodes and one real redis-server (README "Running
+//! several nodes", and the protocol in docs/cluster.md). Every wait is bounded; only our own children
 //! are signalled.
 
 use std::time::{Duration, Instant};
@@ -617,7 +617,7 @@ async fn the_cluster_up_gauge_follows_redis() {
     .await;
 }
 
-/// SPEC "Delivery across reconnects", cluster mode: the mailbox lives in Redis, so a uid
+/// README "Delivery across reconnects", cluster mode: the mailbox lives in Redis, so a uid
 /// that left one node and comes back on another gets what was pushed meanwhile, once.
 #[tokio::test]
 async fn a_push_for_a_uid_nobody_holds_waits_in_redis_and_goes_once_to_the_node_it_binds_on() {
@@ -706,7 +706,7 @@ fn number(id: &str) -> u64 {
     n.parse().expect("N")
 }
 
-/// SPEC "Resume for clients that keep their place", cluster mode: ids increase across
+/// README "Resume for clients that keep their place", cluster mode: ids increase across
 /// nodes, and a `pushd.v2` client that comes back on another node gets everything after
 /// its `since`, once, in order, before newer pushes.
 #[tokio::test]
@@ -891,20 +891,10 @@ async fn the_http_api_of_any_node_is_cluster_wide_and_says_what_is_incomplete() 
 
 /// One HTTP/1.1 request from a loopback client (the API needs no token there).
 async fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    use http_body_util::{BodyExt, Full};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<bytes::Bytes>>();
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{api}{path}"))
-        .body(Full::new(bytes::Bytes::from(body.to_owned())))
-        .unwrap();
-    let response = within(STEP, "an HTTP answer", client.request(request))
+    let url = format!("{api}{path}");
+    crate::http::Http::new()
+        .call(method, &url, None, body)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
 /// Nodes with the HTTP API (for their SSE streams) and `--offline-grace GRACE`.
@@ -918,12 +908,12 @@ fn with_events(grace: &'static str) -> NodeOptions {
 }
 
 /// A node's stream of `online` and `offline` events.
-async fn presence(node: &crate::harness::Pushd) -> crate::events::Sse {
-    crate::events::Sse::open(node, "?type=online,offline").await
+async fn presence(node: &crate::harness::Pushd) -> crate::http::Sse {
+    crate::http::Sse::open(node, "?type=online,offline").await
 }
 
 /// Every `type uid` the streams tell within `span`, in the order read.
-async fn gather(streams: &mut [&mut crate::events::Sse], span: Duration) -> Vec<String> {
+async fn gather(streams: &mut [&mut crate::http::Sse], span: Duration) -> Vec<String> {
     let mut seen = Vec::new();
     let until = Instant::now() + span;
     while Instant::now() < until {

@@ -1,4 +1,4 @@
-//! SPEC "Production edge": TLS with a test CA and rotation, the client address
+//! README "TLS" and "Behind a proxy": TLS with a test CA and rotation, the client address
 //! from trusted proxies (headers, PROXY protocol), hostile input at the edge.
 //! The same behind a real nginx is in `proxies.rs`.
 

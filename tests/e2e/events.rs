@@ -1,4 +1,4 @@
-//! SPEC "presence events": connect, disconnect with its reason, online, and
+//! README "Presence events": connect, disconnect with its reason, online, and
 //! offline after `--offline-grace`; read as Server-Sent Events with hyper, by
 //! `pushctl events`, and POSTed to a real HTTP receiver by `--webhook`.
 
@@ -10,79 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::harness::{Pushd, STEP, WsClient, eventually, within};
-
-/// An SSE stream read with hyper: each event's `data:` JSON, in order.
-pub struct Sse {
-    body: Incoming,
-    buffer: String,
-}
-
-impl Sse {
-    pub async fn open(pushd: &Pushd, query: &str) -> Sse {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let url = format!("http://{}/v1/events{query}", pushd.listener("http"));
-        let response = within(STEP, "the SSE answer", client.get(url.parse().unwrap()))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        let mut sse = Sse {
-            body: response.into_body(),
-            buffer: String::new(),
-        };
-        // The greeting comment says the subscription is in place.
-        within(STEP, "the SSE greeting", async {
-            while !sse.buffer.contains("\n\n") {
-                sse.read_more().await;
-            }
-        })
-        .await;
-        sse.buffer.clear();
-        sse
-    }
-
-    async fn read_more(&mut self) {
-        let frame = self
-            .body
-            .frame()
-            .await
-            .expect("the stream goes on")
-            .unwrap();
-        if let Some(data) = frame.data_ref() {
-            self.buffer.push_str(std::str::from_utf8(data).unwrap());
-        }
-    }
-
-    /// The next event, skipping comments.
-    async fn next(&mut self) -> Value {
-        self.next_within(STEP).await.expect("an event")
-    }
-
-    /// The next event, if one comes within `limit`.
-    pub async fn next_within(&mut self, limit: Duration) -> Option<Value> {
-        tokio::time::timeout(limit, async {
-            loop {
-                if let Some(end) = self.buffer.find("\n\n") {
-                    let block: String = self.buffer.drain(..end + 2).collect();
-                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                        return serde_json::from_str(data).unwrap();
-                    }
-                    continue;
-                }
-                self.read_more().await;
-            }
-        })
-        .await
-        .ok()
-    }
-}
+use crate::http::Sse;
 
 fn kind_uid(event: &Value) -> (String, String) {
     (

@@ -264,6 +264,23 @@ impl Pushd {
         client
     }
 
+    /// Waits until every connection of `uid` has been idle for at least
+    /// `at_least`, as `pushctl list` reports it (idle times need real time to
+    /// pass; this waits for pushd to say so, not for a guessed sleep).
+    pub async fn wait_idle(&self, uid: &str, at_least: Duration) {
+        let at_least_ms = at_least.as_millis() as u64;
+        let what = format!("{uid} to be idle for {at_least:?}");
+        eventually(STEP + at_least, &what, || async {
+            let Response::List { uids } = self.ask(Request::List).await else {
+                return false;
+            };
+            uids.iter()
+                .filter(|row| row.uid == uid)
+                .all(|row| row.connections.iter().all(|c| c.idle_ms >= at_least_ms))
+        })
+        .await;
+    }
+
     /// Whether `pushctl list` shows nobody.
     pub async fn list_is_empty(&self) -> bool {
         matches!(self.ask(Request::List).await, Response::List { uids } if uids.is_empty())

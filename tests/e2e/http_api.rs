@@ -1,18 +1,14 @@
-//! SPEC "Backends beyond the text port": the HTTP API, with real clients:
+//! README "Over HTTP" and docs/http-api.md: the HTTP API, with real clients:
 //! hyper over keep-alive, and curl running every example of docs/http-api.md.
 
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::harness::{Pushd, STEP, within};
+use crate::http::Http;
 
 const TOKEN: &str = "a-test-token-of-enough-length";
 
@@ -30,31 +26,19 @@ async fn pushd_with_api(dir: &Path, extra: &[&str]) -> Pushd {
     Pushd::start(&args).await
 }
 
-/// One request with hyper's client: status and body.
+fn client() -> Http {
+    Http::new()
+}
+
+/// One request: status and body.
 async fn call(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &Http,
     method: &str,
     url: &str,
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let mut request = hyper::Request::builder().method(method).uri(url);
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let response = within(STEP, "an HTTP answer", client.request(request))
-        .await
-        .expect("HTTP request");
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
-}
-
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
+    client.call(method, url, token, body).await
 }
 
 #[tokio::test]

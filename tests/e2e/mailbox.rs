@@ -1,4 +1,4 @@
-//! SPEC "Delivery across reconnects (the mailbox)": a push to a uid with no
+//! README "Delivery across reconnects (the mailbox)": a push to a uid with no
 //! connection waits for its next one; bounds, transient pushes, kick and ban.
 
 use std::collections::HashSet;

@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `pushd` and `pushctl` binaries, real sockets on
-//! loopback, a real WebSocket client. One module per part of SPEC.md.
+//! loopback, a real WebSocket client. One module per part of
+//! the behaviour the README documents.
 
 mod harness;
+mod http;
 mod http_api;
 
 mod auth;

@@ -1,4 +1,4 @@
-//! SPEC "pushctl": every subcommand, its output and its exit status.
+//! README "Operator side: pushctl": every subcommand, its output and its exit status.
 
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ async fn list_shows_uids_with_connections_idle_time_and_address() {
     let _a = pushd.bound_client("alice").await;
     let _b1 = pushd.bound_client("bob").await;
     let mut b2 = pushd.bound_client("bob").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Bob bound last: once his connections are a second idle, so is alice.
+    pushd.wait_idle("bob", Duration::from_secs(1)).await;
     b2.send_text("activity").await;
     b2.round_trip().await;
 
@@ -114,7 +115,7 @@ async fn kick_idle_over_kicks_only_idle_connections() {
     let pushd = Pushd::start(&[]).await;
     let mut idle = pushd.bound_client("idle").await;
     let mut busy = pushd.bound_client("busy").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    pushd.wait_idle("idle", Duration::from_millis(501)).await;
     busy.send_text("still here").await;
     busy.round_trip().await;
     let out = pushd
@@ -370,7 +371,7 @@ async fn list_sorts_and_limits() {
     let _a1 = pushd.bound_client("a").await;
     let _a2 = pushd.bound_client("a").await;
     let _b = pushd.bound_client("b").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    pushd.wait_idle("b", Duration::from_secs(1)).await;
     let mut c = pushd.bound_client("c").await;
     c.send_text("activity").await;
     let uids = |out: crate::harness::Ctl| -> Vec<String> {

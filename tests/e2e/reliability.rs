@@ -4,8 +4,11 @@
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
+use pushd_ctl::client::Client;
+use pushd_proto::admin::{Request, Response};
+use pushd_proto::uid::Uid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Pushd, STEP, WsClient, eventually, within};
@@ -23,35 +26,32 @@ struct Tally {
     abrupt: u64,
 }
 
-/// One admin request over a raw socket; returns the reply line.
-async fn admin(socket: &mut BufReader<UnixStream>, request: &str) -> String {
-    socket
-        .get_mut()
-        .write_all(format!("{request}\n").as_bytes())
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    within(STEP, "admin reply", socket.read_line(&mut reply))
-        .await
-        .unwrap();
-    reply
+/// Connections `uid` has, asked on the worker's own admin connection.
+async fn online(control: &mut Client, uid: &str) -> u64 {
+    let uid = Uid::parse(uid).unwrap();
+    match within(
+        STEP,
+        "admin reply",
+        control.request(Request::Online { uid }),
+    )
+    .await
+    {
+        Ok(Response::Online { connections, .. }) => connections,
+        other => panic!("expected an online answer, got {other:?}"),
+    }
 }
 
 async fn worker(pushd: &Pushd, w: usize) -> Tally {
     let mut tally = Tally::default();
     let mut text = BufReader::new(TcpStream::connect(pushd.text).await.unwrap());
-    let mut control = BufReader::new(UnixStream::connect(&pushd.socket).await.unwrap());
+    let mut control = Client::connect(&pushd.socket).await.expect("admin socket");
     for i in 0..PER_WORKER {
         let uid = format!("s{w}-{i}");
         let mut client = WsClient::connect(pushd.ws).await;
         client.send_text(&uid).await;
         // Wait for the bind through the admin socket.
-        let online = format!(r#"{{"version":1,"cmd":"online","uid":"{uid}"}}"#);
         let deadline = Instant::now() + STEP;
-        while !admin(&mut control, &online)
-            .await
-            .contains(r#""connections":1"#)
-        {
+        while online(&mut control, &uid).await != 1 {
             assert!(Instant::now() < deadline, "{uid} never bound");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -73,11 +73,13 @@ async fn worker(pushd: &Pushd, w: usize) -> Tally {
         // Then end it one of three ways.
         match i % 3 {
             0 => {
-                let kick = format!(r#"{{"version":1,"cmd":"kick","uids":["{uid}"]}}"#);
-                if admin(&mut control, &kick)
-                    .await
-                    .contains(r#""connections":1"#)
-                {
+                let kick = Request::Kick {
+                    uids: vec![Uid::parse(&uid).unwrap()],
+                    reason: None,
+                    ban_ms: None,
+                };
+                let kicked = within(STEP, "admin reply", control.request(kick)).await;
+                if matches!(kicked, Ok(Response::Kicked { connections: 1, .. })) {
                     tally.kicked += 1;
                 }
                 client.closed(STEP).await;

@@ -1,4 +1,4 @@
-//! SPEC "Resume for clients that keep their place (`pushd.v2`)": `ID PAYLOAD`
+//! README "Resume for clients that keep their place (`pushd.v2`)": `ID PAYLOAD`
 //! frames, `?since=ID`, `!gap`.
 
 use std::time::Duration;

@@ -107,22 +107,25 @@ async fn json_logs_are_one_object_per_line_with_the_bound_addresses() {
     );
 }
 
-/// Fetches `path` from the metrics listener with a plain HTTP/1.1 request.
+/// Fetches `path` from the metrics listener: its body (or the status, for
+/// anything but 200).
 pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    // Read to the end: the server keeps HTTP/1.1 connections alive unless asked not to.
-    let request = format!("GET {path} HTTP/1.1\r\nHost: pushd\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    within(
-        STEP,
-        "the metrics response",
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .unwrap();
-    response
+    let (status, body) = crate::http::Http::new()
+        .get(&format!("http://{addr}{path}"))
+        .await;
+    if status == 200 {
+        body
+    } else {
+        format!("status {status}")
+    }
+}
+
+/// The `Content-Type` of `path` on the metrics listener.
+async fn content_type(addr: std::net::SocketAddr, path: &str) -> String {
+    let url = format!("http://{addr}{path}");
+    let response = crate::http::Http::new().send("GET", &url, None, "").await;
+    let value = &response.headers()["content-type"];
+    value.to_str().unwrap().to_owned()
 }
 
 /// The value of one sample line (`name value` or `name{labels} value`).
@@ -141,8 +144,9 @@ async fn metrics_are_scraped_in_prometheus_text_format_and_move() {
         "metrics=",
     );
     let before = http_get(addr, "/metrics").await;
-    assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
-    assert!(before.contains("application/openmetrics-text"), "{before}");
+    assert!(before.starts_with("# HELP"), "{before}");
+    let format = content_type(addr, "/metrics").await;
+    assert!(format.contains("application/openmetrics-text"), "{format}");
     assert_eq!(sample(&before, "pushd_connections"), 0.0);
 
     let mut client = pushd.bound_client("42").await;
@@ -177,12 +181,17 @@ async fn metrics_are_scraped_in_prometheus_text_format_and_move() {
         sample(&after, "pushd_text_push_duration_seconds_count"),
         2.0
     );
-    assert!(http_get(addr, "/other").await.starts_with("HTTP/1.1 404"));
+    assert_eq!(http_get(addr, "/other").await, "status 404");
 }
 
-/// `pushctl list` as another user (uid and gid `id`), against `socket`.
-async fn ctl_as(id: u32, socket: &std::path::Path) -> crate::harness::Ctl {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+/// `pushctl list` as another user (uid and gid `id`), against `socket`, with
+/// the pushctl binary at `pushctl` (one that user may execute).
+async fn ctl_as(
+    id: u32,
+    pushctl: &std::path::Path,
+    socket: &std::path::Path,
+) -> crate::harness::Ctl {
+    let mut command = Command::new(pushctl);
     command
         .uid(id)
         .gid(id)
@@ -203,12 +212,17 @@ async fn socket_group_lets_its_members_and_only_them_use_pushctl() {
     const NOBODY: u32 = 65534; // nobody:nogroup on Debian
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The build's own pushctl may sit where nobody cannot reach it (a clone in a
+    // directory only its owner can enter): nobody runs a copy from here.
+    let pushctl = dir.path().join("pushctl");
+    std::fs::copy(env!("CARGO_BIN_EXE_pushctl"), &pushctl).unwrap();
+    std::fs::set_permissions(&pushctl, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     // Default: 0600, owner only. Another user is refused, and told which socket.
     let private = dir.path().join("private.sock");
     let _owner_only = Pushd::start_at(&private, &[]).await;
     assert_eq!(std::fs::metadata(&private).unwrap().mode() & 0o777, 0o600);
-    let refused = ctl_as(NOBODY, &private).await;
+    let refused = ctl_as(NOBODY, &pushctl, &private).await;
     assert_eq!(refused.status, 2, "{refused:?}");
     assert!(refused.stderr.contains("private.sock"), "{refused:?}");
 
@@ -217,7 +231,7 @@ async fn socket_group_lets_its_members_and_only_them_use_pushctl() {
     let _grouped = Pushd::start_at(&shared, &["--socket-group", "nogroup"]).await;
     let meta = std::fs::metadata(&shared).unwrap();
     assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, NOBODY));
-    let member = ctl_as(NOBODY, &shared).await;
+    let member = ctl_as(NOBODY, &pushctl, &shared).await;
     assert_eq!(member.status, 0, "{member:?}");
 
     // A group that does not exist stops pushd before it touches the path.

@@ -1,4 +1,4 @@
-//! SPEC "Text port": byte-exact forwarding, ok/fail, pipelining, bad input.
+//! README "Backend side: the text port": byte-exact forwarding, ok/fail, pipelining, bad input.
 
 use crate::harness::{Pushd, STEP, WsClient};
 

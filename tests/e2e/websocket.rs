@@ -1,4 +1,4 @@
-//! SPEC "WebSocket clients": binding, fan-out, heartbeat, pings, close codes.
+//! README "Web page side" and "Close codes": binding, fan-out, heartbeat, pings, close codes.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! Bound uids found through the text port, for servers that have no admin
-//! socket to ask (the peers in `../shared/peers`, `--bind-probe`).
+//! socket to ask (the peer servers `bench/run-peers.sh` runs, `--bind-probe`).
 //!
 //! A push to a uid answers `ok` once the uid is bound and `fail` before, on
 //! every server of the recipe. The probe lines carry no `"t"` field, so the

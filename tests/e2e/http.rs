@@ -1,0 +1,129 @@
+//! The one HTTP client and the one SSE reader of the end-to-end tests: hyper's
+//! pooled client (keep-alive, as a backend would use it) over plain HTTP.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::harness::{Pushd, STEP, within};
+
+/// An HTTP client; clones share its pool of kept-alive connections.
+#[derive(Clone)]
+pub struct Http(Client<HttpConnector, Full<Bytes>>);
+
+impl Http {
+    pub fn new() -> Self {
+        Http(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    /// One request, with the bearer `token` if given; the response, its body unread.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> hyper::Response<Incoming> {
+        let mut request = hyper::Request::builder().method(method).uri(url);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        within(STEP, "an HTTP answer", self.0.request(request))
+            .await
+            .expect("HTTP request")
+    }
+
+    /// One request: its status and body.
+    pub async fn call(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let response = self.send(method, url, token, body).await;
+        let status = response.status().as_u16();
+        let body = within(STEP, "an HTTP body", response.into_body().collect())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// `GET url` without a token: status and body.
+    pub async fn get(&self, url: &str) -> (u16, String) {
+        self.call("GET", url, None, "").await
+    }
+}
+
+/// An SSE stream read with hyper: each event's `data:` JSON, in order.
+pub struct Sse {
+    body: Incoming,
+    buffer: String,
+}
+
+impl Sse {
+    pub async fn open(pushd: &Pushd, query: &str) -> Sse {
+        let url = format!("http://{}/v1/events{query}", pushd.listener("http"));
+        let response = Http::new().send("GET", &url, None, "").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut sse = Sse {
+            body: response.into_body(),
+            buffer: String::new(),
+        };
+        // The greeting comment says the subscription is in place.
+        within(STEP, "the SSE greeting", async {
+            while !sse.buffer.contains("\n\n") {
+                sse.read_more().await;
+            }
+        })
+        .await;
+        sse.buffer.clear();
+        sse
+    }
+
+    async fn read_more(&mut self) {
+        let frame = self
+            .body
+            .frame()
+            .await
+            .expect("the stream goes on")
+            .unwrap();
+        if let Some(data) = frame.data_ref() {
+            self.buffer.push_str(std::str::from_utf8(data).unwrap());
+        }
+    }
+
+    /// The next event, skipping comments.
+    pub async fn next(&mut self) -> Value {
+        self.next_within(STEP).await.expect("an event")
+    }
+
+    /// The next event, if one comes within `limit`.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<Value> {
+        tokio::time::timeout(limit, async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        return serde_json::from_str(data).unwrap();
+                    }
+                    continue;
+                }
+                self.read_more().await;
+            }
+        })
+        .await
+        .ok()
+    }
+}
