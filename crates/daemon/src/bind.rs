@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
+use crate::core::payload::Payload;
 use pushd_proto::uid::Uid;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::debug;
 
 use crate::cluster::{Confirm, Resume, Taken};
@@ -112,7 +112,7 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
                 }
             }
         };
-        let messages: Vec<(String, Utf8Bytes)> = (taken.messages.into_iter())
+        let messages: Vec<(String, Payload)> = (taken.messages.into_iter())
             .filter_map(|(id, payload)| Some((id, String::from_utf8(payload).ok()?.into())))
             .collect();
         if !handle.v2 && !messages.is_empty() && !node.registry.is_listed(handle.id) {
@@ -150,7 +150,7 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
 
 /// A connection's frame for cluster message `id` (`MS-N`) handed over from
 /// Redis: the message itself, or `ID PAYLOAD` for a `pushd.v2` connection.
-fn cluster_frame(handle: &ConnHandle, id: &str, message: Utf8Bytes) -> (MessageId, Utf8Bytes) {
+fn cluster_frame(handle: &ConnHandle, id: &str, message: Payload) -> (MessageId, Payload) {
     let n = ids::number_of(id).unwrap_or(0);
     if handle.v2 {
         handle.note_number(n);

@@ -9,8 +9,8 @@
 //! backend does not pay one round trip per line. Pushes to one uid keep their
 //! order on every node.
 
+use crate::core::payload::Payload;
 use pushd_proto::uid::Uid;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::cluster::{Confirm, Recipients, Route};
 use crate::core::counters::Counter;
@@ -22,7 +22,7 @@ use crate::node::Node;
 #[derive(Debug)]
 pub(crate) struct Push {
     uid: Uid,
-    message: Utf8Bytes,
+    message: Payload,
     here: PushedHere,
 }
 
@@ -40,7 +40,7 @@ pub(crate) struct Delivered {
 /// Queues `message` (one allocation, shared by every recipient) for every
 /// connection of `uid` on this node, or with none keeps it in the uid's mailbox
 /// unless `transient`. [`finish`] completes it.
-pub(crate) fn to_uid(node: &Node, uid: Uid, message: Utf8Bytes, transient: bool) -> Push {
+pub(crate) fn to_uid(node: &Node, uid: Uid, message: Payload, transient: bool) -> Push {
     let here = node.registry.push(&uid, &message, transient);
     Push { uid, message, here }
 }
@@ -48,14 +48,14 @@ pub(crate) fn to_uid(node: &Node, uid: Uid, message: Utf8Bytes, transient: bool)
 /// Queues `message` for every connection of this node; returns how many took
 /// it. In cluster mode every node is asked to do the same (`requests::broadcast`)
 /// and the counts add up.
-pub(crate) fn to_everyone(node: &Node, message: &Utf8Bytes) -> u64 {
+pub(crate) fn to_everyone(node: &Node, message: &Payload) -> u64 {
     node.registry.broadcast(message)
 }
 
 /// A push routed here over the bus (from another node, or one of this node's
 /// own for its `pushd.v2` connections): this node's connections only (in
 /// cluster mode the uid's mailbox is not this node's to keep).
-pub(crate) fn from_bus(node: &Node, uid: &Uid, message: &Utf8Bytes, to: &Recipients) -> u64 {
+pub(crate) fn from_bus(node: &Node, uid: &Uid, message: &Payload, to: &Recipients) -> u64 {
     (node.registry).push_from_bus(uid, message, to.id.as_deref(), to.raw)
 }
 
@@ -122,7 +122,7 @@ pub(crate) async fn finish<'a>(
 
 /// A message from `pushctl` (or the HTTP API) as a frame, if it is within
 /// `--max-message-size`; else a sentence for the operator.
-pub(crate) fn frame(node: &Node, message: String) -> Result<Utf8Bytes, String> {
+pub(crate) fn frame(node: &Node, message: String) -> Result<Payload, String> {
     let limit = node.max_message_size;
     if message.len() > limit {
         return Err(format!(
@@ -130,5 +130,5 @@ pub(crate) fn frame(node: &Node, message: String) -> Result<Utf8Bytes, String> {
             message.len()
         ));
     }
-    Ok(Utf8Bytes::from(message))
+    Ok(Payload::from(message))
 }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::core::payload::Payload;
 use bytes::BytesMut;
 use pushd_proto::text::parse_push_line;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -177,6 +177,6 @@ fn prepare(node: &Node, line: &[u8]) -> Option<Push> {
             return None;
         }
     };
-    let message = Utf8Bytes::from(text);
+    let message = Payload::from(text);
     Some(push::to_uid(node, line.uid, message, line.transient))
 }

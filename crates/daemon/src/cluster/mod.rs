@@ -36,13 +36,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::core::payload::Payload;
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use pushd_proto::admin::{Request, Response};
 use pushd_proto::uid::Uid;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -81,7 +81,7 @@ impl From<crate::config::Confirm> for Confirm {
 /// and request code.
 pub(crate) trait Local: Send + Sync + 'static {
     /// Delivers a push routed here to the uid's connections; returns how many took it.
-    fn push(&self, uid: &Uid, message: &Utf8Bytes, to: Recipients) -> u64;
+    fn push(&self, uid: &Uid, message: &Payload, to: Recipients) -> u64;
 
     /// Carries out a request fanned out by another node. What must happen in bus
     /// order (a kick) happens before this returns; the future makes the reply.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::core::payload::Payload;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -116,7 +116,7 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
             // One of our own pushes comes back for our pushd.v2 connections only:
             // the others had it when it was pushed.
             let to = Recipients { id, raw: !own };
-            let delivered = match Utf8Bytes::try_from(Bytes::copy_from_slice(payload)) {
+            let delivered = match Payload::try_from(Bytes::copy_from_slice(payload)) {
                 Ok(message) => local.push(&uid, &message, to),
                 Err(_) => 0,
             };

@@ -23,10 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::task::Context;
 
+use super::payload::Payload;
 use futures_util::task::AtomicWaker;
 use pushd_proto::uid::Uid;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::ids::MessageId;
 
@@ -68,7 +68,7 @@ pub(crate) struct Outbound(Option<Box<Pending>>);
 #[derive(Debug, Default)]
 struct Pending {
     /// Frames with the id of the message each carries (0 for none).
-    messages: VecDeque<(MessageId, Utf8Bytes)>,
+    messages: VecDeque<(MessageId, Payload)>,
     bytes: usize,
     /// Encoded bytes the socket has not taken yet, in order: the rest of a
     /// short write, pings, pongs, a close frame. Written before any queued
@@ -102,7 +102,7 @@ impl Outbound {
         self.0.as_ref().map_or(0, |p| p.messages.len())
     }
 
-    fn push_back(&mut self, id: MessageId, message: Utf8Bytes) {
+    fn push_back(&mut self, id: MessageId, message: Payload) {
         let pending = self.pending();
         pending.bytes += message.len();
         pending.messages.push_back((id, message));
@@ -110,7 +110,7 @@ impl Outbound {
 
     /// Takes the next queued message. A queue that grew past
     /// [`RETAINED_QUEUE_CAPACITY`] gives its buffer back once drained.
-    pub(crate) fn pop(&mut self) -> Option<Utf8Bytes> {
+    pub(crate) fn pop(&mut self) -> Option<Payload> {
         let pending = self.0.as_mut()?;
         let (_, message) = pending.messages.pop_front()?;
         pending.bytes -= message.len();
@@ -122,7 +122,7 @@ impl Outbound {
     }
 
     /// Takes every queued message.
-    fn take_messages(&mut self) -> VecDeque<(MessageId, Utf8Bytes)> {
+    fn take_messages(&mut self) -> VecDeque<(MessageId, Payload)> {
         let Some(pending) = self.0.as_mut() else {
             return VecDeque::new();
         };
@@ -351,7 +351,7 @@ impl ConnHandle {
     pub(crate) fn try_push(
         &self,
         id: MessageId,
-        message: &Utf8Bytes,
+        message: &Payload,
         limits: QueueLimits,
         wake: bool,
     ) -> Result<(), ()> {
@@ -371,7 +371,7 @@ impl ConnHandle {
     /// Queues what waited in the uid's mailbox, at bind, before any push can
     /// reach the connection. Not held to the queue's bounds: the mailbox has
     /// its own (`--mailbox-size`, `--mailbox-memory`).
-    pub(crate) fn push_waiting(&self, messages: Vec<(MessageId, Utf8Bytes)>) {
+    pub(crate) fn push_waiting(&self, messages: Vec<(MessageId, Payload)>) {
         {
             let mut queue = self.outbound();
             for (id, message) in messages {
@@ -383,7 +383,7 @@ impl ConnHandle {
 
     /// Takes every message still queued: the connection is closing and they
     /// were never written.
-    pub(crate) fn take_queue(&self) -> Vec<(MessageId, Utf8Bytes)> {
+    pub(crate) fn take_queue(&self) -> Vec<(MessageId, Payload)> {
         self.outbound().take_messages().into()
     }
 
@@ -402,7 +402,7 @@ impl ConnHandle {
     /// Puts `front` (oldest first) before everything queued meanwhile, and lets
     /// the task write again. With `through`, a message queued meanwhile whose id
     /// is at most that is dropped: `front` has it already.
-    pub(crate) fn release(&self, front: Vec<(MessageId, Utf8Bytes)>, through: Option<MessageId>) {
+    pub(crate) fn release(&self, front: Vec<(MessageId, Payload)>, through: Option<MessageId>) {
         {
             let mut queue = self.outbound();
             let mut queued = queue.take_messages();
@@ -429,7 +429,7 @@ impl ConnHandle {
 
     /// Takes the next queued push (the tests' way of reading a connection).
     #[cfg(test)]
-    pub(crate) fn pop(&self) -> Option<Utf8Bytes> {
+    pub(crate) fn pop(&self) -> Option<Payload> {
         if self.is_held() {
             return None;
         }

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use super::payload::Payload;
 
 /// A message's number: increasing in push order (on this node, or in cluster
 /// mode the cluster's for its uid).
@@ -23,8 +23,8 @@ pub(crate) type MessageId = u64;
 pub(crate) const GAP_FRAME: &str = "!gap";
 
 /// The `!gap` frame, under number 0 (it orders nothing).
-pub(crate) fn gap_frame() -> (MessageId, Utf8Bytes) {
-    (0, Utf8Bytes::from_static(GAP_FRAME))
+pub(crate) fn gap_frame() -> (MessageId, Payload) {
+    (0, Payload::from_static(GAP_FRAME))
 }
 
 /// Milliseconds since the Unix epoch now (0 on a clock set before 1970).
@@ -88,8 +88,8 @@ impl Ids {
     }
 
     /// The `pushd.v2` frame of this node's message `n`: `BOOT-N PAYLOAD`.
-    pub(crate) fn frame(&self, n: MessageId, payload: &Utf8Bytes) -> Utf8Bytes {
-        Utf8Bytes::from(format!("{}-{n} {payload}", self.boot))
+    pub(crate) fn frame(&self, n: MessageId, payload: &Payload) -> Payload {
+        Payload::prefixed(format_args!("{}-{n} ", self.boot), payload)
     }
 
     /// Where a `pushd.v2` client's `since` is. On a single node only an id of
@@ -108,15 +108,15 @@ impl Ids {
 }
 
 /// The `pushd.v2` frame of a cluster message with id `id`: `ID PAYLOAD`.
-pub(crate) fn cluster_frame(id: &str, payload: &Utf8Bytes) -> Utf8Bytes {
-    Utf8Bytes::from(format!("{id} {payload}"))
+pub(crate) fn cluster_frame(id: &str, payload: &Payload) -> Payload {
+    Payload::prefixed(format_args!("{id} "), payload)
 }
 
 /// The `pushd.v2` frame of a broadcast in cluster mode, which has no number of
 /// the cluster's: under the number `n` of the last message the connection was
 /// given (`0-N`), so that a resume from it neither skips nor repeats anything.
-pub(crate) fn broadcast_frame(n: MessageId, payload: &Utf8Bytes) -> Utf8Bytes {
-    Utf8Bytes::from(format!("0-{n} {payload}"))
+pub(crate) fn broadcast_frame(n: MessageId, payload: &Payload) -> Payload {
+    Payload::prefixed(format_args!("0-{n} "), payload)
 }
 
 #[cfg(test)]
@@ -128,7 +128,7 @@ mod tests {
         let ids = Ids::new(false);
         let first = ids.next();
         let frame = ids.frame(first, &"hi".into());
-        let (id, payload) = frame.split_once(' ').unwrap();
+        let (id, payload) = frame.as_str().split_once(' ').unwrap();
         assert_eq!(payload, "hi");
         assert_eq!(ids.since(id), Since::After(first));
         assert_eq!(ids.since("1-1"), Since::Unknown, "another boot");
@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(ids.since("0-7"), Since::After(7));
         assert_eq!(ids.since("x-7"), Since::Unknown);
         assert_eq!(number_of("5-9"), Some(9));
-        assert_eq!(&*cluster_frame("5-9", &"m".into()), "5-9 m");
-        assert_eq!(&*broadcast_frame(9, &"m".into()), "0-9 m");
+        assert_eq!(cluster_frame("5-9", &"m".into()), "5-9 m");
+        assert_eq!(broadcast_frame(9, &"m".into()), "0-9 m");
     }
 }

@@ -23,8 +23,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::payload::Payload;
 use pushd_proto::uid::Uid;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::ids::{MessageId, Since};
 
@@ -65,7 +65,7 @@ pub(crate) struct Handover {
     /// Tell the client first that messages after its `since` are missing.
     pub(crate) gap: bool,
     /// The messages, oldest first.
-    pub(crate) messages: Vec<(MessageId, Utf8Bytes)>,
+    pub(crate) messages: Vec<(MessageId, Payload)>,
     /// Of them, how many had not been delivered before (the mailbox part).
     pub(crate) waiting: usize,
     /// Messages found past their TTL and dropped.
@@ -75,7 +75,7 @@ pub(crate) struct Handover {
 #[derive(Debug)]
 struct Entry {
     id: MessageId,
-    message: Utf8Bytes,
+    message: Payload,
     /// When it is dropped.
     expires: Instant,
     delivered: bool,
@@ -139,7 +139,7 @@ pub(crate) struct Mailboxes {
     waiting_payload: usize,
 }
 
-fn cost_of(message: &Utf8Bytes) -> usize {
+fn cost_of(message: &Payload) -> usize {
     message.len() + PER_MESSAGE_OVERHEAD
 }
 
@@ -168,7 +168,7 @@ impl Mailboxes {
         &mut self,
         uid: &Uid,
         id: MessageId,
-        message: &Utf8Bytes,
+        message: &Payload,
         now: Instant,
     ) -> Stored {
         match self.append(uid, id, message, now, false) {
@@ -186,7 +186,7 @@ impl Mailboxes {
         &mut self,
         uid: &Uid,
         id: MessageId,
-        message: &Utf8Bytes,
+        message: &Payload,
         now: Instant,
         delivered: bool,
     ) -> Option<usize> {
@@ -237,7 +237,7 @@ impl Mailboxes {
 
     /// Keeps a message that a connection of `uid` took, if `uid` is resumable:
     /// a `pushd.v2` client that reconnects with an older `since` gets it again.
-    pub(crate) fn retain(&mut self, uid: &Uid, id: MessageId, message: &Utf8Bytes, now: Instant) {
+    pub(crate) fn retain(&mut self, uid: &Uid, id: MessageId, message: &Payload, now: Instant) {
         if !self.stores.get(uid).is_some_and(|s| s.resumable(now)) {
             return;
         }
@@ -331,7 +331,7 @@ impl Mailboxes {
     pub(crate) fn put_back(
         &mut self,
         uid: &Uid,
-        messages: Vec<(MessageId, Utf8Bytes)>,
+        messages: Vec<(MessageId, Payload)>,
         now: Instant,
     ) -> usize {
         if self.stores.get(uid).is_some_and(|s| s.resumable(now)) {
@@ -447,7 +447,7 @@ impl Mailboxes {
         &mut self,
         uid: &Uid,
         id: MessageId,
-        message: &Utf8Bytes,
+        message: &Payload,
         now: Instant,
         delivered: bool,
     ) {

@@ -12,4 +12,5 @@ pub(crate) mod events;
 pub(crate) mod ids;
 mod index;
 pub(crate) mod mailbox;
+pub(crate) mod payload;
 pub(crate) mod registry;

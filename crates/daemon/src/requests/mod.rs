@@ -22,11 +22,11 @@ mod stats;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::core::payload::Payload;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use pushd_proto::admin::{ReplyLine, Request, Response};
 use pushd_proto::uid::Uid;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::cluster::{self, NodeReply};
 use crate::node::Node;
@@ -179,7 +179,7 @@ fn merge(
 /// What this node does when another node asks: its part of the requests that
 /// [`gather`] fans out, and the pushes that presence routes here.
 impl cluster::Local for Node {
-    fn push(&self, uid: &Uid, message: &Utf8Bytes, to: cluster::Recipients) -> u64 {
+    fn push(&self, uid: &Uid, message: &Payload, to: cluster::Recipients) -> u64 {
         crate::push::from_bus(self, uid, message, &to)
     }
 

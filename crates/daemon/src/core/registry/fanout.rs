@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::core::payload::Payload;
 use pushd_proto::uid::Uid;
 use smallvec::SmallVec;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{Registry, State};
 use crate::core::conn::{ConnHandle, ConnId, QueueLimits};
@@ -73,7 +73,7 @@ impl Offered {
         &mut self,
         handle: &Arc<ConnHandle>,
         id: MessageId,
-        frame: &Utf8Bytes,
+        frame: &Payload,
         limits: QueueLimits,
     ) {
         let direct = self.direct && handle.writes_directly();
@@ -101,7 +101,7 @@ impl Registry {
     /// Queues `message` for every connection of `uid`; with none (or none that
     /// could take it), keeps it in the uid's mailbox unless `transient`. In
     /// cluster mode the uid's `pushd.v2` connections are left to the bus.
-    pub(crate) fn push(&self, uid: &Uid, message: &Utf8Bytes, transient: bool) -> PushedHere {
+    pub(crate) fn push(&self, uid: &Uid, message: &Payload, transient: bool) -> PushedHere {
         let mut guard = self.lock();
         let state = &mut *guard;
         // Taken under the lock: ids of one uid increase in push order.
@@ -150,7 +150,7 @@ impl Registry {
     pub(crate) fn push_from_bus(
         &self,
         uid: &Uid,
-        message: &Utf8Bytes,
+        message: &Payload,
         id: Option<&str>,
         raw: bool,
     ) -> u64 {
@@ -188,7 +188,7 @@ impl Registry {
 
     /// Offers `message` to `uid`'s mailbox, counting and (throttled) logging
     /// what its bounds did to it.
-    fn keep(&self, state: &mut State, uid: &Uid, id: MessageId, message: &Utf8Bytes) -> Pushed {
+    fn keep(&self, state: &mut State, uid: &Uid, id: MessageId, message: &Payload) -> Pushed {
         let Some(mailboxes) = &mut state.mailboxes else {
             return Pushed::Offline;
         };
@@ -219,7 +219,7 @@ impl Registry {
     /// In cluster mode a broadcast has no number of the cluster's: `pushd.v2`
     /// connections get it under the number of the last message they were given
     /// ([`ids::broadcast_frame`]).
-    pub(crate) fn broadcast(&self, message: &Utf8Bytes) -> u64 {
+    pub(crate) fn broadcast(&self, message: &Payload) -> u64 {
         let handles: Vec<Arc<ConnHandle>> = self.lock().uids.connections().cloned().collect();
         if !self.ids.cluster_wide() {
             let id = self.ids.next();
@@ -243,7 +243,7 @@ impl Registry {
         &self,
         handles: impl IntoIterator<Item = &'a Arc<ConnHandle>>,
         id: MessageId,
-        message: &Utf8Bytes,
+        message: &Payload,
         mut offered: Offered,
     ) -> (Offered, bool) {
         let mut v2_frame = None;

@@ -4,14 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use crate::core::payload::Payload;
 
 use super::*;
 use crate::core::mailbox::MailboxLimits;
 
 impl Registry {
     /// What became of a push here, for tests that do not care about the bus.
-    fn push_to_uid(&self, uid: &Uid, message: &Utf8Bytes, transient: bool) -> Pushed {
+    fn push_to_uid(&self, uid: &Uid, message: &Payload, transient: bool) -> Pushed {
         self.push(uid, message, transient).pushed
     }
 }

@@ -8,10 +8,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use crate::core::payload::Payload;
 use smallvec::SmallVec;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::Ws;
 use crate::adapters::ws::frame::{self, MAX_HEADER, opcode};
@@ -199,7 +199,7 @@ struct Batch {
 struct Frame {
     head: [u8; MAX_HEADER],
     head_len: usize,
-    payload: Utf8Bytes,
+    payload: Payload,
 }
 
 impl Batch {
@@ -214,7 +214,7 @@ impl Batch {
         self.frames.len()
     }
 
-    fn add(&mut self, payload: Utf8Bytes) {
+    fn add(&mut self, payload: Payload) {
         let mut head = [0; MAX_HEADER];
         let head_len = frame::header(opcode::TEXT, payload.len(), &mut head);
         self.bytes += head_len + payload.len();
@@ -287,7 +287,7 @@ mod tests {
             };
             let payload = format!("{i}:{}", "x".repeat(size));
             handle
-                .try_push(0, &Utf8Bytes::from(payload.clone()), limits, false)
+                .try_push(0, &Payload::from(payload.clone()), limits, false)
                 .unwrap();
             sent.push(payload);
         }
@@ -325,7 +325,7 @@ mod tests {
             );
             // The same messages again for the next chunk size.
             for payload in &sent {
-                let message = Utf8Bytes::from(payload.clone());
+                let message = Payload::from(payload.clone());
                 handle.try_push(0, &message, limits, false).unwrap();
             }
         }
