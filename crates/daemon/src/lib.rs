@@ -7,10 +7,11 @@
 //! binary.
 //!
 //! Inside, dependencies point one way: `adapters` (WebSocket, text port, admin
-//! socket, HTTP API and metrics) turn bytes into calls on `push` and `requests`, which act
-//! on `core` (registry, connection handles, counters, clock) and, in cluster
-//! mode, on `cluster`, which itself sees only `core`. The README's "How it is
-//! built" has the picture.
+//! socket, HTTP API and metrics) turn bytes into calls on `bind` (a connection
+//! says who it is), `push` (every push) and `requests` (one file per admin
+//! request), which act on `core` (registry, message ids, mailboxes, connection
+//! handles, counters, clock) and, in cluster mode, on `cluster`, which itself
+//! sees only `core`. The README's "How it is built" has the picture.
 
 mod adapters;
 mod bind;
