@@ -787,6 +787,34 @@ async fn a_v2_client_resumes_on_another_node_with_nothing_lost_or_twice() {
     b.fence("r", &mut [&mut fresh]).await;
 }
 
+/// `since` is a claim, in cluster mode too: an id given to another uid gets
+/// `!gap` and everything the uid has waiting, which is never dropped because
+/// of `since`. (Issue 22: `b`'s waiting message was skipped and forgotten.)
+#[tokio::test]
+async fn a_since_of_another_uid_gets_gap_and_the_waiting_message_on_any_node() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let [a, b, _] = &three.nodes[..] else {
+        unreachable!()
+    };
+    let mut backend = a.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"b","seq":0}"#).await, "queued");
+    let mut page_a = bound_v2(a, "a", None).await;
+    b.wait_connections("a", 1).await;
+    let mut last = String::new();
+    for i in 0..3 {
+        let line = format!(r#"{{"uid":"a","seq":{i}}}"#);
+        assert_eq!(backend.request(&line).await, "ok");
+        last = split(&page_a.recv_text().await).0;
+    }
+    let mut page_b = bound_v2(b, "b", Some(&last)).await;
+    assert_eq!(page_b.recv_text().await, "!gap");
+    let (_, payload) = split(&page_b.recv_text().await);
+    assert_eq!(payload, r#"{"uid":"b","seq":0}"#);
+    b.fence("b", &mut [&mut page_b]).await;
+}
+
 /// A resume from before what Redis still holds (the oldest dropped past
 /// `--mailbox-size`) begins with `!gap`, then what is held, on any node.
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{Pushd, STEP, WsClient, within};
+use crate::harness::{Pushd, STEP, WsClient, eventually, within};
 
 /// A `pushd.v2` frame's id and payload.
 pub fn split(frame: &str) -> (String, String) {
@@ -169,4 +169,58 @@ async fn a_raw_client_never_sees_ids_or_gaps_even_with_since_in_its_url() {
     let mut raw = WsClient { ws };
     raw.send_text("plain").await;
     assert_eq!(raw.recv_text().await, r#"{"uid":"plain","seq":0}"#);
+}
+
+/// A page away for longer than `--mailbox-ttl` while its uid was pushed to must
+/// hear `!gap` when it comes back: the message waiting for it expired.
+/// (Issue 22: the bind made a fresh resumable store before the resume looked,
+/// so the loss was forgotten and the page got nothing at all.)
+#[tokio::test]
+async fn a_page_back_after_what_waited_for_it_expired_is_told_gap() {
+    let pushd = Pushd::start(&["--mailbox-ttl", "300ms"]).await;
+    let mut backend = pushd.text_client().await;
+    let mut page = bound_v2(&pushd, "g", None).await;
+    assert_eq!(backend.request(r#"{"uid":"g","seq":0}"#).await, "ok");
+    let (first, _) = split(&page.recv_text().await);
+    drop(page);
+    pushd.wait_connections("g", 0).await;
+    assert_eq!(backend.request(r#"{"uid":"g","seq":1}"#).await, "queued");
+    eventually(STEP, "the waiting message to expire", || async {
+        pushd.stats().await["counters"]["mailbox_expired"] == 1
+    })
+    .await;
+    let mut back = bound_v2(&pushd, "g", Some(&first)).await;
+    assert_eq!(back.recv_text().await, "!gap");
+    pushd.fence("g", &mut [&mut back]).await;
+}
+
+/// `since` is a claim, never trusted: an id of another uid, or one newer than
+/// any pushd issued, gets `!gap` and every message the uid has waiting, which
+/// is never discarded because of `since`. (Issue 22: `b`'s waiting message was
+/// dropped and `b`'s page told nothing.)
+#[tokio::test]
+async fn a_since_pushd_did_not_issue_to_the_uid_gets_gap_and_everything_waiting() {
+    let pushd = Pushd::start(&[]).await;
+    let mut backend = pushd.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"b","seq":0}"#).await, "queued");
+    assert_eq!(backend.request(r#"{"uid":"c","seq":0}"#).await, "queued");
+    let mut a = bound_v2(&pushd, "a", None).await;
+    let mut last = String::new();
+    for i in 0..3 {
+        let line = format!(r#"{{"uid":"a","seq":{i}}}"#);
+        assert_eq!(backend.request(&line).await, "ok");
+        last = split(&a.recv_text().await).0;
+    }
+    // An id of another uid's.
+    let mut b = bound_v2(&pushd, "b", Some(&last)).await;
+    assert_eq!(b.recv_text().await, "!gap");
+    assert_eq!(seq(&split(&b.recv_text().await).1), 0);
+    pushd.fence("b", &mut [&mut b]).await;
+    // An id of this boot's, newer than any pushd issued.
+    let (boot, n) = last.split_once('-').unwrap();
+    let ahead = format!("{boot}-{}", n.parse::<u64>().unwrap() + 1000);
+    let mut c = bound_v2(&pushd, "c", Some(&ahead)).await;
+    assert_eq!(c.recv_text().await, "!gap");
+    assert_eq!(seq(&split(&c.recv_text().await).1), 0);
+    pushd.fence("c", &mut [&mut c]).await;
 }

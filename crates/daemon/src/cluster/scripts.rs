@@ -313,25 +313,39 @@ impl Scripts {
                      for i = 3, #ARGV, 2 do
                        local uid, since = ARGV[i], ARGV[i + 1]
                        local key, v2 = mb .. uid, ARGV[1] .. ':v2:' .. uid
-                       if since ~= '' and redis.call('EXISTS', v2) == 0 then
+                       local was_resumable = redis.call('EXISTS', v2) == 1
+                       if since ~= '' and not was_resumable then
                          -- From now on the uid's pushes are kept for resumes; what came
                          -- before may be gone.
                          redis.call('HSET', v2, 'l', redis.call('GET', ARGV[1] .. ':seq') or '0')
                        end
                        local resumable = redis.call('EXISTS', v2) == 1
                        local taken = tonumber(redis.call('HGET', v2, 't') or '0')
-                       -- An unplaceable since: a gap, then everything held.
+                       local entries = redis.call('XRANGE', key, '-', '+')
+                       local lost = tonumber(redis.call('HGET', v2, 'l') or '0')
+                       -- A since places the client only if it is an id this uid was
+                       -- given (one its stream holds, or the last it let go of); any
+                       -- other claim (another uid's id, one from the future) is a gap,
+                       -- then everything held.
                        local after = tonumber(since) or (since == 'gap' and 0) or nil
                        local gap = since == 'gap'
-                         or (after ~= nil and tonumber(redis.call('HGET', v2, 'l') or '0') > after)
+                       if after ~= nil and not gap then
+                         local issued = was_resumable and lost > 0 and after == lost
+                         for _, entry in ipairs(entries) do
+                           if issued then break end
+                           issued = tonumber(string.match(entry[1], '-(%d+)$')) == after
+                         end
+                         if issued then gap = lost > after else gap, after = true, 0 end
+                       end
                        local expired, waiting, out, last = 0, 0, {}, taken
-                       for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+                       for _, entry in ipairs(entries) do
                          local ms, n = string.match(entry[1], '^(%d+)-(%d+)$')
                          ms, n = tonumber(ms), tonumber(n)
                          local delivered = entry[2][3] == 'd' or n <= taken
-                         -- With a since, what is after it; else what was never delivered.
+                         -- With a since, what is after it; what was never delivered
+                         -- always (a claim never discards a waiting message).
                          local resumed = after ~= nil and n > after
-                         if resumed or (after == nil and not delivered) then
+                         if resumed or not delivered then
                            if ms > cutoff then
                              table.insert(out, entry[1])
                              table.insert(out, entry[2][2])

@@ -94,6 +94,9 @@ struct Store {
     /// The newest message this store let go of before a resuming client could
     /// have it: a resume from before it has a gap.
     lost_through: MessageId,
+    /// The newest message of the uid this store saw (kept, or let go of): a
+    /// `since` past it was never issued to this uid.
+    newest: MessageId,
     /// Its key in [`Mailboxes::due`].
     due: Option<(Instant, u64)>,
 }
@@ -101,6 +104,27 @@ struct Store {
 impl Store {
     fn resumable(&self, now: Instant) -> bool {
         self.resumable_until.is_some_and(|until| until > now)
+    }
+
+    /// Where a resume from `since` starts, and whether it misses something.
+    /// An id this store knows was issued to its uid (one it holds, the newest
+    /// it saw, the last it let go of) places the client: what is after it,
+    /// with a gap if the store was not resumable all along or let go of
+    /// something after it. Any other claim (another uid's id, one from the
+    /// future or another boot) places nothing: a gap, then all it holds.
+    fn place(&self, since: Since, now: Instant) -> (MessageId, bool) {
+        let Since::After(id) = since else {
+            return (0, true);
+        };
+        let issued = id != 0
+            && id <= self.newest
+            && (id == self.newest
+                || id == self.lost_through
+                || self.entries.iter().any(|e| e.id == id));
+        if !issued {
+            return (0, true);
+        }
+        (id, !self.resumable(now) || id < self.lost_through)
     }
 
     /// When something about this store falls due: its oldest message expires,
@@ -201,6 +225,7 @@ impl Mailboxes {
         if needed > 0 && (delivered || !self.make_room(needed, uid)) {
             if let Some(store) = self.stores.get_mut(uid) {
                 store.lost_through = id;
+                store.newest = store.newest.max(id);
             }
             return None;
         }
@@ -238,10 +263,17 @@ impl Mailboxes {
     /// Keeps a message that a connection of `uid` took, if `uid` is resumable:
     /// a `pushd.v2` client that reconnects with an older `since` gets it again.
     pub(crate) fn retain(&mut self, uid: &Uid, id: MessageId, message: &Payload, now: Instant) {
-        if !self.stores.get(uid).is_some_and(|s| s.resumable(now)) {
-            return;
+        match self.stores.get_mut(uid) {
+            Some(store) if store.resumable(now) => {
+                self.append(uid, id, message, now, true);
+            }
+            // Not kept: a resume from before it must hear of the gap.
+            Some(store) => {
+                store.lost_through = id;
+                store.newest = store.newest.max(id);
+            }
+            None => {}
         }
-        self.append(uid, id, message, now, true);
     }
 
     /// Keeps `uid`'s delivered messages until `until` (it has a `pushd.v2`
@@ -281,27 +313,41 @@ impl Mailboxes {
         handover
     }
 
-    /// Hands what a `pushd.v2` connection binding with `since` gets: every
-    /// message kept after `since`, oldest first, and whether some are missing.
-    pub(crate) fn resume(&mut self, uid: &Uid, since: Since, now: Instant) -> Handover {
+    /// Hands what a `pushd.v2` connection binding with `since` gets, and keeps
+    /// `uid` resumable until `until` (it has that connection now): the
+    /// messages after `since`, `!gap` first when some are missing, or when
+    /// `since` places nothing (see `Store::place`) `!gap` and every message
+    /// held. Messages that waited for a connection are handed over either
+    /// way: a waiting message is never discarded because of what a client claims.
+    pub(crate) fn resume(
+        &mut self,
+        uid: &Uid,
+        since: Since,
+        now: Instant,
+        until: Instant,
+    ) -> Handover {
         let expired = self.expire_store(uid, now);
         let mut handover = Handover {
             expired,
             gap: true,
             ..Handover::default()
         };
-        let Some(store) = self.stores.get_mut(uid) else {
-            return handover;
-        };
-        // Only a store that kept everything can vouch that nothing is missing.
-        let after = match since {
-            Since::After(id) => {
-                handover.gap = !store.resumable(now) || id < store.lost_through;
-                id
+        // Judged before this bind makes the uid resumable: only a store that
+        // kept everything since the client left can say nothing is missing.
+        let after = match self.stores.get(uid) {
+            Some(store) => {
+                let (after, gap) = store.place(since, now);
+                handover.gap = gap;
+                after
             }
-            Since::Unknown => 0,
+            None => 0,
         };
-        for entry in store.entries.iter_mut().filter(|e| e.id > after) {
+        self.keep_resumable(uid, until);
+        let store = self.stores.get_mut(uid).expect("made resumable above");
+        for entry in store.entries.iter_mut() {
+            if entry.delivered && entry.id <= after {
+                continue;
+            }
             if !entry.delivered {
                 entry.delivered = true;
                 handover.waiting += 1;
@@ -310,16 +356,6 @@ impl Mailboxes {
                 store.waiting -= 1;
             }
             handover.messages.push((entry.id, entry.message.clone()));
-        }
-        // Waiting messages at or before `since` were delivered before all the same.
-        for entry in store.entries.iter_mut().filter(|e| !e.delivered) {
-            entry.delivered = true;
-            store.waiting -= 1;
-            self.waiting -= 1;
-            self.waiting_payload -= entry.message.len();
-        }
-        if !store.resumable(now) {
-            self.remove(uid);
         }
         handover
     }
@@ -432,6 +468,9 @@ impl Mailboxes {
         };
         store.resumable_until = None;
         let before = store.cost;
+        // A resume from before the copies let go of now has a gap.
+        let dropped = store.entries.iter().filter(|e| e.delivered).map(|e| e.id);
+        store.lost_through = store.lost_through.max(dropped.max().unwrap_or(0));
         store.entries.retain(|e| !e.delivered);
         store.cost = store.entries.iter().map(|e| cost_of(&e.message)).sum();
         self.cost -= before - store.cost;
@@ -453,6 +492,7 @@ impl Mailboxes {
     ) {
         let cost = cost_of(message);
         let store = self.stores.entry(uid.clone()).or_default();
+        store.newest = store.newest.max(id);
         store.entries.push_back(Entry {
             id,
             message: message.clone(),
@@ -693,14 +733,14 @@ mod tests {
         boxes.retain(&tab, 2, &"two".into(), now);
         boxes.store(&tab, 3, &"three".into(), now);
         assert_eq!(boxes.totals(), (1, 1, 5), "only the undelivered one waits");
-        let resumed = boxes.resume(&tab, Since::After(1), now);
+        let resumed = boxes.resume(&tab, Since::After(1), now, now + Duration::from_secs(30));
         assert_eq!(
             (resumed.gap, ids(&resumed), resumed.waiting),
             (false, vec![2, 3], 1)
         );
         assert_eq!(boxes.totals(), (0, 0, 0));
         // Again from 2: still kept, nothing twice beyond what was asked.
-        let again = boxes.resume(&tab, Since::After(2), now);
+        let again = boxes.resume(&tab, Since::After(2), now, now + Duration::from_secs(30));
         assert_eq!((again.gap, ids(&again)), (false, vec![3]));
         // A new tab without since gets nothing old.
         assert!(boxes.take_waiting(&tab, now).messages.is_empty());
@@ -715,17 +755,22 @@ mod tests {
         for id in 1..=3 {
             boxes.retain(&tab, id, &id.to_string().into(), now);
         }
-        let from_1 = boxes.resume(&tab, Since::After(1), now);
+        let from_1 = boxes.resume(&tab, Since::After(1), now, now + Duration::from_secs(30));
         assert_eq!(
             (from_1.gap, ids(&from_1)),
             (false, vec![2, 3]),
             "1 is gone, but the client has it"
         );
-        let resumed = boxes.resume(&tab, Since::After(0), now);
+        let resumed = boxes.resume(&tab, Since::After(0), now, now + Duration::from_secs(30));
         assert_eq!((resumed.gap, ids(&resumed)), (true, vec![2, 3]));
-        let unknown = boxes.resume(&tab, Since::Unknown, now);
+        let unknown = boxes.resume(&tab, Since::Unknown, now, now + Duration::from_secs(30));
         assert_eq!((unknown.gap, ids(&unknown)), (true, vec![2, 3]));
-        let unknown_uid = boxes.resume(&uid("7"), Since::After(5), now);
+        let unknown_uid = boxes.resume(
+            &uid("7"),
+            Since::After(5),
+            now,
+            now + Duration::from_secs(30),
+        );
         assert!(unknown_uid.gap && unknown_uid.messages.is_empty());
     }
 
@@ -741,7 +786,7 @@ mod tests {
         }
         let stored = boxes.store(&uid("away"), 4, &"w".into(), now);
         assert_eq!(stored, Stored::Queued { dropped: 0 });
-        let resumed = boxes.resume(&v2, Since::After(0), now);
+        let resumed = boxes.resume(&v2, Since::After(0), now, now + Duration::from_secs(30));
         assert_eq!((resumed.gap, ids(&resumed)), (true, vec![2, 3]));
         assert_eq!(texts(&boxes.take_waiting(&uid("away"), now)), ["w"]);
         // Waiting messages are never given up for room.
@@ -786,5 +831,61 @@ mod tests {
         assert_eq!(boxes.clear("b"), (1, 2));
         assert_eq!(boxes.clear("b"), (0, 0));
         assert_eq!(boxes.totals(), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_since_the_store_cannot_vouch_for_gets_a_gap_and_everything_it_holds() {
+        let mut boxes = Mailboxes::new(limits(10, 1 << 20));
+        let now = Instant::now();
+        let until = now + Duration::from_secs(30);
+        let (a, b) = (uid("a"), uid("b"));
+        boxes.keep_resumable(&a, until);
+        boxes.retain(&a, 1, &"a1".into(), now);
+        boxes.store(&b, 2, &"b waits".into(), now);
+        boxes.retain(&a, 3, &"a3".into(), now);
+        // b's page claims a's id 3: b never had 3, and its waiting message is not dropped.
+        let claimed = boxes.resume(&b, Since::After(3), now, until);
+        assert_eq!((claimed.gap, texts(&claimed)), (true, vec!["b waits"]));
+        // A number from the future, and one between a's own ids that is not a's,
+        // place nothing: a gap, then everything held.
+        for since in [99, 2] {
+            let resumed = boxes.resume(&a, Since::After(since), now, until);
+            assert_eq!(
+                (resumed.gap, ids(&resumed)),
+                (true, vec![1, 3]),
+                "since {since}"
+            );
+        }
+        assert_eq!(
+            ids(&boxes.resume(&a, Since::After(3), now, until)),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn a_store_that_was_gone_or_not_resumable_meanwhile_cannot_vouch() {
+        let mut boxes = Mailboxes::new(limits(10, 1 << 20));
+        let now = Instant::now();
+        let tab = uid("42");
+        boxes.keep_resumable(&tab, now + Duration::from_secs(5));
+        boxes.retain(&tab, 1, &"one".into(), now);
+        // Away past the TTL: what waited for it expired, the store went.
+        boxes.store(&tab, 2, &"two".into(), now);
+        let later = now + Duration::from_secs(31);
+        boxes.expire(later, 10);
+        let back = boxes.resume(
+            &tab,
+            Since::After(1),
+            later,
+            later + Duration::from_secs(30),
+        );
+        assert!(back.gap && back.messages.is_empty());
+        // Delivered while not resumable: not kept, so a resume from before it has a gap.
+        let raw = uid("raw");
+        boxes.store(&raw, 10, &"waits".into(), now);
+        boxes.retain(&raw, 11, &"to a raw page".into(), now);
+        boxes.keep_resumable(&raw, now + Duration::from_secs(30));
+        let resumed = boxes.resume(&raw, Since::After(10), now, now + Duration::from_secs(30));
+        assert_eq!((resumed.gap, texts(&resumed)), (true, vec!["waits"]));
     }
 }

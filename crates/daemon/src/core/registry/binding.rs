@@ -114,12 +114,15 @@ impl Registry {
         handle.set_listed(true);
         let handover = match &mut state.mailboxes {
             Some(mailboxes) => {
-                if handle.v2 {
-                    mailboxes.keep_resumable(&key, now + mailboxes.ttl());
-                }
-                match since.filter(|_| handle.v2) {
-                    Some(since) => mailboxes.resume(&key, since, now),
-                    None => mailboxes.take_waiting(&key, now),
+                let resumable_until = now + mailboxes.ttl();
+                match (handle.v2, since) {
+                    // The resume judges `since` before this bind refreshes the store.
+                    (true, Some(since)) => mailboxes.resume(&key, since, now, resumable_until),
+                    (true, None) => {
+                        mailboxes.keep_resumable(&key, resumable_until);
+                        mailboxes.take_waiting(&key, now)
+                    }
+                    (false, _) => mailboxes.take_waiting(&key, now),
                 }
             }
             // No mailbox here: in cluster mode with a mailbox, Redis hands over (and
