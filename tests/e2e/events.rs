@@ -297,3 +297,37 @@ fn rss_kib(pid: i32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap()
 }
+
+/// The webhook gets the events of a shutdown too: each `disconnect` (reason
+/// `shutdown`) and the `offline` after it, posted before pushd exits.
+/// (Issue 22: the pending batch was dropped at SIGTERM.)
+#[tokio::test]
+async fn the_webhook_is_told_of_the_shutdown_before_pushd_exits() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let receiver = Receiver::start_at(addr, Vec::new()).await;
+    let url = format!("http://{addr}/hook");
+    let mut pushd = Pushd::start(&["--webhook", &url, "--offline-grace", "60s"]).await;
+    let _page = pushd.bound_client("9").await;
+    eventually(STEP, "connect and online to be posted", || async {
+        receiver.events().len() == 2
+    })
+    .await;
+    pushd.signal(libc::SIGTERM);
+    assert_eq!(pushd.wait(STEP).await, Some(0));
+    let told: Vec<(String, Option<String>)> = receiver.events()[2..]
+        .iter()
+        .map(|e| {
+            let reason = e["reason"].as_str().map(str::to_owned);
+            (e["type"].as_str().unwrap().to_owned(), reason)
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("disconnect".to_owned(), Some("shutdown".to_owned())),
+            ("offline".to_owned(), None)
+        ]
+    );
+}

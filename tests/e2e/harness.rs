@@ -456,6 +456,22 @@ impl WsClient {
         Ok(WsClient { ws })
     }
 
+    /// Connects to `ws://addr/` with a receive buffer of a few KiB: a client
+    /// that reads slowly, so what pushd sends it piles up in pushd.
+    pub async fn connect_with_small_window(addr: SocketAddr) -> WsClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = within(STEP, "TCP connect", socket.connect(addr))
+            .await
+            .expect("connect");
+        let handshake =
+            tokio_tungstenite::client_async(format!("ws://{addr}/"), MaybeTlsStream::Plain(stream));
+        let (ws, _) = within(STEP, "WebSocket handshake", handshake)
+            .await
+            .expect("handshake");
+        WsClient { ws }
+    }
+
     /// Sends one text frame.
     pub async fn send_text(&mut self, text: &str) {
         within(STEP, "WebSocket send", self.ws.send(Message::text(text)))

@@ -93,15 +93,34 @@ impl Sse {
     }
 
     async fn read_more(&mut self) {
-        let frame = self
-            .body
-            .frame()
-            .await
-            .expect("the stream goes on")
-            .unwrap();
-        if let Some(data) = frame.data_ref() {
+        assert!(self.try_read_more().await, "the stream ended");
+    }
+
+    /// Reads what comes next; false when the stream has ended.
+    async fn try_read_more(&mut self) -> bool {
+        let Some(frame) = self.body.frame().await else {
+            return false;
+        };
+        if let Some(data) = frame.unwrap().data_ref() {
             self.buffer.push_str(std::str::from_utf8(data).unwrap());
         }
+        true
+    }
+
+    /// Every event until the stream ends, which must be within `limit`.
+    pub async fn rest(&mut self, limit: Duration) -> Vec<Value> {
+        within(limit, "the SSE stream to end", async {
+            while self.try_read_more().await {}
+        })
+        .await;
+        let mut events = Vec::new();
+        for block in self.buffer.split("\n\n") {
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                events.push(serde_json::from_str(data).unwrap());
+            }
+        }
+        self.buffer.clear();
+        events
     }
 
     /// The next event, skipping comments.

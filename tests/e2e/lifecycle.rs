@@ -176,3 +176,66 @@ async fn the_admin_protocol_survives_malformed_requests() {
     assert!(replies[3]["error"].is_string(), "{replies:?}");
     assert_eq!(replies[4]["result"]["type"], "pong", "{replies:?}");
 }
+
+/// A push answered `ok` is written to its connection before the close frame,
+/// at shutdown too. (Issue 22: what a slow reader had not taken yet was
+/// dropped, so every wss client lost its last pushes.)
+#[tokio::test]
+async fn at_shutdown_every_push_answered_ok_is_written_before_the_close_frame() {
+    let mut pushd = Pushd::start(&["--max-queue-bytes", "67108864"]).await;
+    let mut page = crate::harness::WsClient::connect_with_small_window(pushd.ws).await;
+    page.send_text("slow").await;
+    pushd.wait_connections("slow", 1).await;
+    let mut backend = pushd.text_client().await;
+    let pad = "x".repeat(16_000);
+    const PUSHES: usize = 1000;
+    for i in 0..PUSHES {
+        let line = format!(r#"{{"uid":"slow","i":{i},"pad":"{pad}"}}"#);
+        assert_eq!(backend.request(&line).await, "ok");
+    }
+    pushd.signal(libc::SIGTERM);
+    for i in 0..PUSHES {
+        let text = page.recv_text().await;
+        assert!(text.contains(&format!(r#""i":{i},"#)), "push {i} missing");
+    }
+    assert_eq!(page.closed(STEP).await.code, Some(1001));
+    assert_eq!(pushd.wait(STEP).await, Some(0));
+}
+
+/// SIGTERM tells every event stream of the connections it closes: each
+/// `disconnect` (reason `shutdown`) and the `offline` after it, whatever the
+/// grace, and only then does the stream end. (Issue 22: the streams were cut
+/// before the connections closed.)
+#[tokio::test]
+async fn sigterm_tells_event_streams_of_each_disconnect_and_offline_before_they_end() {
+    let mut pushd = Pushd::start(&["--http-listen", "127.0.0.1:0", "--offline-grace", "60s"]).await;
+    let mut sse = crate::http::Sse::open(&pushd, "").await;
+    let _page = pushd.bound_client("42").await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let event = sse.next().await;
+        seen.push(event["type"].as_str().unwrap().to_owned());
+    }
+    seen.sort();
+    assert_eq!(seen, ["connect", "online"]);
+    pushd.signal(libc::SIGTERM);
+    let rest = sse.rest(STEP).await;
+    let told: Vec<(&str, &str, Option<&str>)> = rest
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["uid"].as_str().unwrap(),
+                e["reason"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("disconnect", "42", Some("shutdown")),
+            ("offline", "42", None)
+        ]
+    );
+    assert_eq!(pushd.wait(STEP).await, Some(0));
+}

@@ -252,7 +252,7 @@ pub async fn run(
     // Subscribed before any connection is served, so that it misses nothing.
     if let Some(webhook) = webhook {
         let events = node.events.subscribe(Vec::new(), node.counters.clone());
-        tracker.spawn(webhook::run(webhook, events, node.clone(), token.clone()));
+        tracker.spawn(webhook::run(webhook, events, node.clone()));
     }
     let cluster_tasks = cluster.map(|(cluster, inbox, changed)| {
         let local = node.clone();
@@ -260,11 +260,14 @@ pub async fn run(
         let tasks = cluster.spawn(registry.clone(), changed, local, inbox, events, &tracker);
         (cluster, tasks)
     });
+    // The WebSocket connections have their own tracker: shutdown waits for
+    // them to close before it ends the event streams that tell of it.
+    let connections_tracker = TaskTracker::new();
     tracker.spawn(ws::serve(
         listeners.ws,
         ws_server,
         token.clone(),
-        tracker.clone(),
+        connections_tracker.clone(),
     ));
     tracker.spawn(text::serve(
         listeners.text,
@@ -281,7 +284,6 @@ pub async fn run(
                 node.clone(),
                 routes,
                 config.handshake_timeout,
-                token.clone(),
             ));
             tracker.spawn(http::serve(
                 listener,
@@ -314,12 +316,25 @@ pub async fn run(
     // the token cancelled (see `adapters::ws::connection`).
     token.cancel();
     registry.close_all_for_shutdown();
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+    // Each connection writes what it was sent, then its close frame; their
+    // `disconnect` events (and the `offline`s that follow) are told before the
+    // event streams end, and the webhook gets `webhook::AT_SHUTDOWN` to take them.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    connections_tracker.close();
+    if tokio::time::timeout_at(deadline, connections_tracker.wait())
         .await
         .is_err()
     {
         warn!("some connections did not close within {SHUTDOWN_GRACE:?}; dropping them");
+    }
+    node.events.end();
+    tracker.close();
+    let streams_deadline = deadline.max(tokio::time::Instant::now() + webhook::AT_SHUTDOWN);
+    if tokio::time::timeout_at(streams_deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some clients (event streams, the webhook) were not done in time; dropping them");
     }
     // The admin accept loop has returned (it only waits on accept or the
     // token), so its listener is dropped and the socket file removed.

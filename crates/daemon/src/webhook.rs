@@ -20,13 +20,17 @@ use http_body_util::Full;
 use hyper::Uri;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::core::counters::Counter;
 use crate::core::events::Subscription;
 use crate::logging::Throttled;
 use crate::node::Node;
+
+/// At shutdown, once the events ended: how long the last batches may take to
+/// be posted (each attempt, and the retries together). What is not taken by
+/// then is logged and dropped.
+pub(crate) const AT_SHUTDOWN: Duration = Duration::from_secs(3);
 
 /// Most events in one POST.
 const BATCH: usize = 100;
@@ -75,13 +79,9 @@ fn signature(key: &ring::hmac::Key, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// Posts the events of `events` until shutdown.
-pub(crate) async fn run(
-    webhook: Webhook,
-    mut events: Subscription,
-    node: Arc<Node>,
-    shutdown: CancellationToken,
-) {
+/// Posts the events of `events` until they end (at shutdown, after the
+/// shutdown's own events, which get [`AT_SHUTDOWN`] to be taken).
+pub(crate) async fn run(webhook: Webhook, mut events: Subscription, node: Arc<Node>) {
     let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
         Ok(builder) => builder.https_or_http().enable_http1().build(),
         Err(err) => {
@@ -110,13 +110,11 @@ pub(crate) async fn run(
         webhook.url.authority().map_or("", |a| a.as_str())
     );
     info!(url = %shown, "webhook: posting events");
+    // When the events ended, and so when posting must give up.
+    let mut last_call: Option<tokio::time::Instant> = None;
     loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return,
-            event = events.next() => match event {
-                Some(event) => event,
-                None => return,
-            },
+        let Some(first) = events.next().await else {
+            return;
         };
         let mut batch = vec![first];
         let linger = tokio::time::sleep(LINGER);
@@ -153,7 +151,13 @@ pub(crate) async fn run(
             let request = request
                 .body(Full::new(body.clone()))
                 .expect("a valid request");
-            let outcome = tokio::time::timeout(TIMEOUT, client.request(request)).await;
+            if node.events.has_ended() {
+                last_call.get_or_insert_with(|| tokio::time::Instant::now() + AT_SHUTDOWN);
+            }
+            let deadline = last_call.map_or(tokio::time::Instant::now() + TIMEOUT, |end| {
+                end.min(tokio::time::Instant::now() + TIMEOUT)
+            });
+            let outcome = tokio::time::timeout_at(deadline, client.request(request)).await;
             let failure = match outcome {
                 Ok(Ok(response)) if response.status().is_success() => None,
                 Ok(Ok(response)) => Some(format!("answered {}", response.status())),
@@ -166,9 +170,18 @@ pub(crate) async fn run(
             };
             counters.bump(Counter::WebhookFailures);
             failing.warn(&format_args!("POST {shown} failed: {failure}"));
+            let retry_at = tokio::time::Instant::now() + backoff;
+            if last_call.is_some_and(|end| retry_at >= end) {
+                warn!(
+                    events = batch.len(),
+                    "webhook: shutting down; the last events were not taken by {shown}"
+                );
+                return;
+            }
+            // A shutdown cuts the wait short: the last attempts have their own bound.
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep_until(retry_at) => {}
+                () = node.events.ending() => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use pushd_proto::uid::Uid;
 use serde::Serialize;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::counters::{Counter, Counters};
 
@@ -108,6 +109,9 @@ pub(crate) struct Events {
     /// In cluster mode `online` and `offline` describe the whole cluster and
     /// come from Redis ([`Events::announce`]), not from this node's registry.
     cluster_wide: bool,
+    /// Cancelled at shutdown once the last events are out: every consumer
+    /// reads what is left, then its stream ends.
+    ended: CancellationToken,
 }
 
 /// A connection, as its events describe it.
@@ -131,7 +135,29 @@ impl Events {
             pending: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(1),
             cluster_wide,
+            ended: CancellationToken::new(),
         })
+    }
+
+    /// Shutdown, after every connection closed: the `offline` of each uid
+    /// still within its grace is told now (nobody will come back to this
+    /// process), then the streams end, each after reading what is left.
+    pub(crate) fn end(&self) {
+        let pending: Vec<Uid> = self.lock_pending().drain().map(|(uid, _)| uid).collect();
+        for uid in pending {
+            self.emit(Kind::Offline, &uid, None, None);
+        }
+        self.ended.cancel();
+    }
+
+    /// Whether [`Events::end`] was called: consumers are reading their last events.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.is_cancelled()
+    }
+
+    /// Returns once [`Events::end`] was called.
+    pub(crate) async fn ending(&self) {
+        self.ended.cancelled().await;
     }
 
     /// `--offline-grace`.
@@ -152,6 +178,7 @@ impl Events {
             receiver: self.sender.subscribe(),
             kinds,
             counters,
+            ended: self.ended.clone(),
         }
     }
 
@@ -248,13 +275,26 @@ pub(crate) struct Subscription {
     receiver: broadcast::Receiver<Published>,
     kinds: Vec<Kind>,
     counters: Arc<Counters>,
+    ended: CancellationToken,
 }
 
 impl Subscription {
-    /// The next event of the kinds asked for; `None` once events end.
+    /// The next event of the kinds asked for; `None` once events ended
+    /// (shutdown) and every event published before that was read.
     pub(crate) async fn next(&mut self) -> Option<Published> {
         loop {
-            match self.receiver.recv().await {
+            let received = tokio::select! {
+                biased;
+                received = self.receiver.recv() => received,
+                () = self.ended.cancelled() => match self.receiver.try_recv() {
+                    Ok(event) => Ok(event),
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                        Err(broadcast::error::RecvError::Lagged(missed))
+                    }
+                    Err(_) => return None,
+                },
+            };
+            match received {
                 Ok(event) if self.kinds.is_empty() || self.kinds.contains(&event.kind) => {
                     return Some(event);
                 }

@@ -56,7 +56,7 @@ async fn session(
             let reply = match line {
                 Line::Complete(line) => match parse(&line) {
                     Ok(Request::Events { types }) => {
-                        return stream_events(stream, node, &types, shutdown).await;
+                        return stream_events(stream, node, &types).await;
                     }
                     Ok(request) => crate::requests::answer(node, request).await,
                     Err(refusal) => refusal,
@@ -78,12 +78,7 @@ async fn write_reply(stream: &mut Stream, reply: &ReplyLine) -> std::io::Result<
 /// `events`: the connection becomes a stream of events, one JSON object per
 /// line, until the client hangs up or pushd shuts down. A reader slower than
 /// the events loses the oldest (counted), never pushd's memory.
-async fn stream_events(
-    mut stream: Stream,
-    node: &Node,
-    types: &[String],
-    shutdown: &CancellationToken,
-) -> std::io::Result<()> {
+async fn stream_events(mut stream: Stream, node: &Node, types: &[String]) -> std::io::Result<()> {
     let kinds = match parse_kinds(&types.join(",")) {
         Ok(kinds) => kinds,
         Err(why) => return write_reply(&mut stream, &ReplyLine::error(why)).await,
@@ -93,8 +88,8 @@ async fn stream_events(
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut sink = [0u8; 64];
     loop {
+        // At shutdown the events end after the shutdown's own, and so does this.
         let event = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
             // Anything the client sends is ignored; end of input is its goodbye.
             read = reader.read(&mut sink) => match read? {
                 0 => return Ok(()),

@@ -39,8 +39,10 @@ use routes::Route;
 /// Largest request head (request line and headers) hyper buffers.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// How long shutdown waits for requests in flight.
-const DRAIN: Duration = Duration::from_secs(2);
+/// How long shutdown waits for requests in flight, event streams included:
+/// those end once the shutdown's own events are out, after every WebSocket
+/// closed (the whole shutdown is bounded by `SHUTDOWN_GRACE` anyway).
+const DRAIN: Duration = crate::config::SHUTDOWN_GRACE;
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +63,6 @@ pub(crate) struct HttpServer {
     /// Longest a request's head, and then its body, may take to arrive
     /// (slowloris): `--handshake-timeout`, as for WebSocket handshakes.
     request_timeout: Duration,
-    /// Ends event streams at shutdown.
-    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -72,19 +72,13 @@ impl std::fmt::Debug for HttpServer {
 }
 
 impl HttpServer {
-    pub(crate) fn new(
-        node: Arc<Node>,
-        routes: Routes,
-        request_timeout: Duration,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub(crate) fn new(node: Arc<Node>, routes: Routes, request_timeout: Duration) -> Self {
         let metrics = metrics::registry(&node);
         HttpServer {
             node,
             routes,
             metrics,
             request_timeout,
-            shutdown,
         }
     }
 }

@@ -20,7 +20,8 @@ const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
 impl HttpServer {
     /// `GET /v1/events[?type=online,offline]`: Server-Sent Events, one event per
-    /// `data:` line, until the client leaves or pushd shuts down.
+    /// `data:` line, until the client leaves or pushd shuts down (after the
+    /// events of the shutdown itself).
     pub(super) fn events(&self, query: Option<&str>) -> Result<Response<Body>, Refusal> {
         let kinds = url::param(query, "type").unwrap_or_default();
         let kinds =
@@ -29,32 +30,26 @@ impl HttpServer {
             .node
             .events
             .subscribe(kinds, self.node.counters.clone());
-        let shutdown = self.shutdown.clone();
-        let frames = futures_util::stream::unfold(
-            (subscription, shutdown),
-            |(mut subscription, shutdown)| async move {
-                let frame = tokio::select! {
-                    () = shutdown.cancelled() => return None,
-                    event = subscription.next() => {
-                        let event = event?;
-                        let mut frame = Vec::with_capacity(event.json.len() + 64);
-                        frame.extend_from_slice(b"id: ");
-                        frame.extend_from_slice(event.id.as_bytes());
-                        frame.extend_from_slice(b"\nevent: ");
-                        frame.extend_from_slice(event.kind.name().as_bytes());
-                        frame.extend_from_slice(b"\ndata: ");
-                        frame.extend_from_slice(&event.json);
-                        frame.extend_from_slice(b"\n\n");
-                        Bytes::from(frame)
-                    }
-                    () = tokio::time::sleep(SSE_KEEPALIVE) => Bytes::from_static(b": keepalive\n\n"),
-                };
-                Some((
-                    Ok::<_, Infallible>(Frame::data(frame)),
-                    (subscription, shutdown),
-                ))
-            },
-        );
+        // At shutdown the events end after the last connection's
+        // `disconnect` and `offline`, and so does the stream, once it sent them.
+        let frames = futures_util::stream::unfold(subscription, |mut subscription| async move {
+            let frame = tokio::select! {
+                event = subscription.next() => {
+                    let event = event?;
+                    let mut frame = Vec::with_capacity(event.json.len() + 64);
+                    frame.extend_from_slice(b"id: ");
+                    frame.extend_from_slice(event.id.as_bytes());
+                    frame.extend_from_slice(b"\nevent: ");
+                    frame.extend_from_slice(event.kind.name().as_bytes());
+                    frame.extend_from_slice(b"\ndata: ");
+                    frame.extend_from_slice(&event.json);
+                    frame.extend_from_slice(b"\n\n");
+                    Bytes::from(frame)
+                }
+                () = tokio::time::sleep(SSE_KEEPALIVE) => Bytes::from_static(b": keepalive\n\n"),
+            };
+            Some((Ok::<_, Infallible>(Frame::data(frame)), subscription))
+        });
         // The first bytes go out at once, so a client knows it is subscribed.
         let hello = futures_util::stream::once(async {
             Ok::<_, Infallible>(Frame::data(Bytes::from_static(b": pushd events\n\n")))

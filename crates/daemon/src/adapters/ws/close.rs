@@ -90,6 +90,10 @@ impl End {
         let closing = async {
             match self {
                 End::Close(code, reason) => {
+                    // What it was sent first (bounded, like the whole close).
+                    if ws.flush_queued(handle).await.is_err() {
+                        return;
+                    }
                     ws.queue_close(Some(code), close_reason(&reason));
                     if ws.flush(handle).await.is_err() {
                         return;

@@ -39,11 +39,30 @@ impl Ws {
         frame::encode(opcode::CLOSE, &payload, &mut self.spill().control);
     }
 
-    /// Writes the frames already encoded (a closing connection's last ones:
-    /// not its queued messages, which the registry has taken back) and
-    /// flushes, waiting as needed.
+    /// Writes the frames already encoded (a closing connection's last ones)
+    /// and flushes, waiting as needed.
     pub(in crate::adapters::ws) async fn flush(&mut self, handle: &ConnHandle) -> io::Result<()> {
         std::future::poll_fn(|cx| self.poll_write(cx, handle, false).map_ok(|_| ())).await
+    }
+
+    /// Writes everything still queued for the connection (what its uid's
+    /// mailbox did not take back at its close), then flushes, waiting as
+    /// needed: a push answered `ok` reaches the client before any close frame.
+    pub(in crate::adapters::ws) async fn flush_queued(
+        &mut self,
+        handle: &ConnHandle,
+    ) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            loop {
+                match ready!(self.poll_write(cx, handle, true)) {
+                    Ok(true) => return Poll::Ready(Ok(())),
+                    // One batch at a time: more is queued.
+                    Ok(false) => continue,
+                    Err(err) => return Poll::Ready(Err(err)),
+                }
+            }
+        })
+        .await
     }
 
     /// One batch of [`write_out`] (of queued messages too, with `messages`),
