@@ -1,5 +1,7 @@
 complete -c pushd -l ws-listen -d 'WebSocket listener for clients (port 0 picks a free port)' -r
 complete -c pushd -l text-listen -d 'Text port for backends: one JSON line in, `ok` or `fail` out' -r
+complete -c pushd -l max-text-connections -d 'Most text-port connections at once; one more is closed at once and counted' -r
+complete -c pushd -l text-idle-timeout -d 'A text-port connection that sends nothing for this long is closed and counted. 0: never' -r
 complete -c pushd -l socket -d 'Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
 complete -c pushd -l socket-group -d 'Let the members of GROUP (a name or a numeric gid) use pushctl: the admin socket is given to that group with mode 0660 instead of 0600. pushd must be a member of it' -r
 complete -c pushd -l heartbeat -d 'Close a connection that sent nothing for longer than this; 0 disables' -r
@@ -24,6 +26,8 @@ complete -c pushd -l handshake-timeout -d 'Longest a WebSocket handshake may tak
 complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics, to whoever reaches ADDR (no token); off by default. `--http-listen` serves /metrics too, behind its access rule' -r
 complete -c pushd -l http-listen -d 'Serve the HTTP API for backends (/v1/send, /v1/push, /v1/kick, ... and /metrics) on ADDR; off by default. See docs/http-api.md' -r
 complete -c pushd -l http-token-file -d 'Every API request must carry `Authorization: Bearer <this file\'s token>` (at least 16 bytes; reloaded with the other keys). Without it the API serves loopback clients only' -r -F
+complete -c pushd -l max-http-connections -d 'Most connections to each HTTP listener (the API, the metrics) at once; one more is closed at once and counted' -r
+complete -c pushd -l http-idle-timeout -d 'An HTTP connection with no byte either way for this long is closed and counted (an event stream sends a comment every 15 s). 0: never' -r
 complete -c pushd -l offline-grace -d 'A uid whose last connection closed is announced `offline` only if it has not bound again within this (so a page navigation is not offline/online)' -r
 complete -c pushd -l webhook -d 'POST events to URL (http:// or https://) in batches, retried with backoff while the receiver fails' -r
 complete -c pushd -l webhook-secret-file -d 'Sign each webhook body: `X-Pushd-Signature: sha256=<hex HMAC-SHA256 of the body>` with the secret in this file (at least 32 bytes)' -r -F

@@ -380,3 +380,21 @@ async fn the_per_ip_limit_counts_the_clients_behind_a_trusted_proxy_apart() {
     let stats = pushd.stats().await;
     assert_eq!(stats["counters"]["per_ip_refused"], 1, "{stats}");
 }
+
+/// A PROXY `LOCAL` connection is the proxy's own: it speaks for nobody, so a
+/// forwarding header it carries names no client. (Issue 22: the proxy stayed
+/// the peer and then the client's own `X-Forwarded-For` was believed.)
+#[tokio::test]
+async fn a_proxy_local_connection_is_the_proxy_whatever_its_headers_say() {
+    let pushd = Pushd::start(&["--proxy-protocol", "--trusted-proxy", "127.0.0.2"]).await;
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec();
+    let spoof = [("X-Forwarded-For", "192.0.2.66")];
+    let mut client = WsClient::connect_from(ip("127.0.0.2"), pushd.ws, &local, &spoof)
+        .await
+        .unwrap();
+    client.send_text("local").await;
+    pushd.wait_connections("local", 1).await;
+    let peers = peers(&pushd).await;
+    assert_eq!(peers[0].0, "local");
+    assert!(peers[0].1.starts_with("127.0.0.2:"), "{peers:?}");
+}

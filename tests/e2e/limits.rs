@@ -338,3 +338,169 @@ async fn a_stalled_client_never_delays_the_1000_others_and_is_dropped_as_slow() 
     assert_eq!(counters["slow_consumers"], 1, "{counters}");
     drop(stalled);
 }
+
+/// Silent sockets from one address cannot take every slot: the per-IP count
+/// starts at accept, before any byte, and what is over it is closed at once.
+/// (Issue 22: 110 silent sockets from 127.0.0.1 held every slot of 100 for
+/// the whole handshake timeout, and a client from 127.0.0.2 got 503.)
+#[tokio::test]
+async fn one_address_cannot_take_every_slot_with_silent_sockets() {
+    let pushd = Pushd::start(&["--max-connections", "100", "--max-connections-per-ip", "5"]).await;
+    let mut silent = Vec::new();
+    for _ in 0..110 {
+        silent.push(tokio::net::TcpStream::connect(pushd.ws).await.unwrap());
+    }
+    eventually(
+        STEP,
+        "the sockets over the per-IP limit to be refused",
+        || async { pushd.stats().await["counters"]["per_ip_refused"] == 105 },
+    )
+    .await;
+    let other = "127.0.0.2".parse().unwrap();
+    let mut client = WsClient::connect_from(other, pushd.ws, b"", &[])
+        .await
+        .expect("a client from another address gets in");
+    client.send_text("elsewhere").await;
+    pushd.wait_connections("elsewhere", 1).await;
+}
+
+/// At `--max-connections` a new connection is refused at once, before TLS or
+/// the handshake: its status is written without reading its request, and on
+/// a TLS listener it is closed without a byte.
+#[tokio::test]
+async fn at_capacity_a_connection_is_refused_before_any_handshake_work() {
+    for tls in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = vec!["--max-connections".into(), "1".into()];
+        if tls {
+            crate::edge::TestCa::new().issue(dir.path(), "capacity");
+            for (option, file) in [("--tls-cert", "cert.pem"), ("--tls-key", "key.pem")] {
+                args.push(option.into());
+                args.push(dir.path().join(file).display().to_string());
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let pushd = Pushd::start(&args).await;
+        // The one slot, held by a socket that never starts its handshake.
+        let _held = tokio::net::TcpStream::connect(pushd.ws).await.unwrap();
+        eventually(STEP, "a slot to be held", || async {
+            let admitted = pushd.stats().await["counters"]["capacity_refused"].clone();
+            // Another socket is refused at once only once the held one has the slot.
+            let mut probe = tokio::net::TcpStream::connect(pushd.ws).await.unwrap();
+            let mut answer = Vec::new();
+            let ended =
+                tokio::time::timeout(Duration::from_secs(1), probe.read_to_end(&mut answer));
+            let refused = matches!(ended.await, Ok(Ok(_)));
+            let counted = pushd.stats().await["counters"]["capacity_refused"] != admitted;
+            if !refused || !counted {
+                return false;
+            }
+            // Plain: the status, without a request read. TLS: not a byte of a handshake.
+            if tls {
+                assert!(answer.is_empty(), "{answer:?}");
+            } else {
+                assert!(answer.starts_with(b"HTTP/1.1 503 "), "{answer:?}");
+            }
+            true
+        })
+        .await;
+    }
+}
+
+/// The text port has its own cap and idle timeout, both counted.
+#[tokio::test]
+async fn the_text_port_caps_its_connections_and_closes_idle_ones() {
+    let pushd = Pushd::start(&[
+        "--max-text-connections",
+        "2",
+        "--text-idle-timeout",
+        "300ms",
+    ])
+    .await;
+    let mut first = pushd.text_client().await;
+    let _second = pushd.text_client().await;
+    let mut third = tokio::net::TcpStream::connect(pushd.text).await.unwrap();
+    let mut rest = Vec::new();
+    within(STEP, "the third to be closed", third.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(pushd.stats().await["counters"]["text_refused"], 1);
+    // Silent for longer than the idle timeout: closed, and counted.
+    assert!(first.read_to_end().await.is_empty());
+    eventually(STEP, "both idle connections to be counted", || async {
+        pushd.stats().await["counters"]["text_idle_closed"] == 2
+    })
+    .await;
+    let mut backend = pushd.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"x"}"#).await, "queued");
+}
+
+/// Each HTTP listener has its own cap and idle timeout, both counted.
+#[tokio::test]
+async fn the_http_api_caps_its_connections_and_closes_idle_ones() {
+    let pushd = Pushd::start(&[
+        "--http-listen",
+        "127.0.0.1:0",
+        "--max-http-connections",
+        "1",
+        "--http-idle-timeout",
+        "300ms",
+    ])
+    .await;
+    let api = pushd.listener("http");
+    let mut held = tokio::net::TcpStream::connect(api).await.unwrap();
+    // Over the cap: closed at once (the held one may still be accepting).
+    eventually(STEP, "one over the cap to be refused", || async {
+        let mut over = tokio::net::TcpStream::connect(api).await.unwrap();
+        let mut rest = Vec::new();
+        within(STEP, "the refusal", over.read_to_end(&mut rest))
+            .await
+            .is_ok()
+            && rest.is_empty()
+    })
+    .await;
+    assert!(pushd.stats().await["counters"]["http_refused"].as_u64() >= Some(1));
+    // Silent past the idle timeout: closed and counted, and the slot is free again.
+    let mut rest = Vec::new();
+    within(
+        STEP,
+        "the idle one to be closed",
+        held.read_to_end(&mut rest),
+    )
+    .await
+    .unwrap();
+    assert!(pushd.stats().await["counters"]["http_idle_closed"].as_u64() >= Some(1));
+    let (status, _) = crate::http::Http::new()
+        .get(&format!("http://{api}/v1/stats"))
+        .await;
+    assert_eq!(status, 200);
+}
+
+/// A duration too large to compute with is refused at start (exit 2), and a
+/// huge ban from pushctl is a long ban, never a crash. (Issue 22: both panicked.)
+#[tokio::test]
+async fn huge_durations_are_refused_or_bounded_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));
+    command
+        .args(crate::harness::loopback_args(&dir.path().join("p.sock")))
+        .args(["--heartbeat", "500000000000y"])
+        .kill_on_drop(true);
+    let out = within(STEP, "pushd to refuse", command.output())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--heartbeat") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
+    let pushd = Pushd::start(&[]).await;
+    let kicked = pushd.ctl(&["kick", "7", "--ban", "500000000000y"]).await;
+    assert_eq!(kicked.status, 1, "offline, but banned: {kicked:?}");
+    let bans = pushd.ctl(&["--json", "bans"]).await;
+    assert_eq!(bans.status, 0, "the daemon still answers: {bans:?}");
+    assert_eq!(bans.json()[0]["uid"], "7");
+}

@@ -167,6 +167,10 @@ pub fn stats(stats: &Stats) -> String {
         ("events dropped", c.events_dropped.to_string()),
         ("webhook posts", c.webhook_posts.to_string()),
         ("webhook failures", c.webhook_failures.to_string()),
+        ("refused (text)", c.text_refused.to_string()),
+        ("text idle closed", c.text_idle_closed.to_string()),
+        ("refused (http)", c.http_refused.to_string()),
+        ("http idle closed", c.http_idle_closed.to_string()),
     ];
     let mut lines = lines.to_vec();
     if let Some(cluster) = &stats.cluster {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::Parser;
 use ipnet::IpNet;
 
+use crate::core::clock::LONGEST;
+
 /// Hard upper bound for `--max-message-size`: keeps one text-port line and
 /// one admin `send` comfortably inside the admin protocol's line limit.
 pub const MAX_MESSAGE_SIZE_CEILING: usize = 16 * 1024 * 1024;
@@ -53,6 +55,17 @@ pub struct DaemonArgs {
     )]
     pub text_listen: SocketAddr,
 
+    /// Most text-port connections at once; one more is closed at once and counted.
+    #[arg(long, env = "PUSHD_MAX_TEXT_CONNECTIONS", default_value_t = 512, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_text_connections: u64,
+
+    /// A text-port connection that sends nothing for this long is closed and
+    /// counted. 0: never.
+    #[arg(long, env = "PUSHD_TEXT_IDLE_TIMEOUT", default_value = "10m", value_name = "DUR",
+          value_parser = duration)]
+    pub text_idle_timeout: Duration,
+
     /// Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock].
     #[arg(long, env = "PUSHD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -64,12 +77,12 @@ pub struct DaemonArgs {
 
     /// Close a connection that sent nothing for longer than this; 0 disables.
     #[arg(long, env = "PUSHD_HEARTBEAT", default_value = "55s", value_name = "DUR",
-          value_parser = humantime::parse_duration)]
+          value_parser = duration)]
     pub heartbeat: Duration,
 
     /// Send a WebSocket ping this often; 0 disables.
     #[arg(long, env = "PUSHD_PING_INTERVAL", default_value = "25s", value_name = "DUR",
-          value_parser = humantime::parse_duration)]
+          value_parser = duration)]
     pub ping_interval: Duration,
 
     /// Largest inbound WebSocket message (larger: close 1009) and largest
@@ -206,7 +219,7 @@ pub struct DaemonArgs {
 
     /// Longest a WebSocket handshake may take before the socket is dropped.
     #[arg(long, env = "PUSHD_HANDSHAKE_TIMEOUT", default_value = "10s", value_name = "DUR",
-          value_parser = humantime::parse_duration)]
+          value_parser = duration)]
     pub handshake_timeout: Duration,
 
     /// Serve Prometheus metrics at http://ADDR/metrics, to whoever reaches ADDR (no
@@ -235,10 +248,22 @@ pub struct DaemonArgs {
     )]
     pub http_token_file: Option<PathBuf>,
 
+    /// Most connections to each HTTP listener (the API, the metrics) at once;
+    /// one more is closed at once and counted.
+    #[arg(long, env = "PUSHD_MAX_HTTP_CONNECTIONS", default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "HTTP API")]
+    pub max_http_connections: u64,
+
+    /// An HTTP connection with no byte either way for this long is closed and
+    /// counted (an event stream sends a comment every 15 s). 0: never.
+    #[arg(long, env = "PUSHD_HTTP_IDLE_TIMEOUT", default_value = "60s", value_name = "DUR",
+          value_parser = duration, help_heading = "HTTP API")]
+    pub http_idle_timeout: Duration,
+
     /// A uid whose last connection closed is announced `offline` only if it has
     /// not bound again within this (so a page navigation is not offline/online).
     #[arg(long, env = "PUSHD_OFFLINE_GRACE", default_value = "5s", value_name = "DUR",
-          value_parser = humantime::parse_duration, help_heading = "Events")]
+          value_parser = duration, help_heading = "Events")]
     pub offline_grace: Duration,
 
     /// POST events to URL (http:// or https://) in batches, retried with backoff
@@ -271,14 +296,14 @@ pub struct DaemonArgs {
     /// Close a connection that has not sent its uid this long after the
     /// handshake (code 1008); 0 disables.
     #[arg(long, env = "PUSHD_BIND_TIMEOUT", default_value = "30s", value_name = "DUR",
-          value_parser = humantime::parse_duration)]
+          value_parser = duration)]
     pub bind_timeout: Duration,
 
     /// How long a push waits in the mailbox of a uid that has no connection, for
     /// its next connection (a page reload or navigation); 0 turns the mailbox off:
     /// such a push answers `fail`, as in the original recipe.
     #[arg(long, env = "PUSHD_MAILBOX_TTL", default_value = "30s", value_name = "DUR",
-          value_parser = humantime::parse_duration, help_heading = "Mailbox")]
+          value_parser = duration, help_heading = "Mailbox")]
     pub mailbox_ttl: Duration,
 
     /// Most messages waiting for one uid; one more pushes the oldest out (counted).
@@ -324,13 +349,13 @@ pub struct DaemonArgs {
     /// A node whose lease (renewed every third of it, on Redis's clock) runs out is
     /// taken for dead and its uids leave presence.
     #[arg(long, env = "PUSHD_CLUSTER_LEASE", default_value = "3s", value_name = "DUR",
-          value_parser = humantime::parse_duration, help_heading = "Cluster")]
+          value_parser = duration, help_heading = "Cluster")]
     pub cluster_lease: Duration,
 
     /// Longest wait for Redis and for the other nodes' replies (list, stats, kick,
     /// confirmed sends) before answering with what arrived (pushctl exit status 3).
     #[arg(long, env = "PUSHD_CLUSTER_TIMEOUT", default_value = "2s", value_name = "DUR",
-          value_parser = humantime::parse_duration, help_heading = "Cluster")]
+          value_parser = duration, help_heading = "Cluster")]
     pub cluster_timeout: Duration,
 
     /// When the text port answers `ok` for a uid held by another node: once that node
@@ -421,6 +446,16 @@ fn parse_cidr(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{text:?} is not an address or a CIDR range like 10.0.0.0/8"))
 }
 
+/// A duration option (`30s`, `5m`, `1h 30m`): humantime's syntax, at most
+/// [`LONGEST`], so that no deadline computed from it can overflow.
+fn duration(text: &str) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if parsed > LONGEST {
+        return Err(format!("{text:?} is longer than 100 years"));
+    }
+    Ok(parsed)
+}
+
 /// The daemon's settings, resolved from [`DaemonArgs`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -446,6 +481,14 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Most WebSocket connections per IP address.
     pub max_connections_per_ip: Option<usize>,
+    /// Most text-port connections at once.
+    pub max_text_connections: usize,
+    /// Idle time after which a text-port connection is closed; `None` disables.
+    pub text_idle_timeout: Option<Duration>,
+    /// Most connections to each HTTP listener at once.
+    pub max_http_connections: usize,
+    /// Idle time after which an HTTP connection is closed; `None` disables.
+    pub http_idle_timeout: Option<Duration>,
     /// Most connections per uid, and what to do with one more.
     pub max_connections_per_uid: Option<(usize, PerUidPolicy)>,
     /// Allowed `Origin` values, lowercased; empty allows every origin.
@@ -503,6 +546,10 @@ impl From<DaemonArgs> for Config {
             max_connections: (args.max_connections > 0).then_some(args.max_connections),
             max_connections_per_ip: (args.max_connections_per_ip > 0)
                 .then_some(args.max_connections_per_ip),
+            max_text_connections: args.max_text_connections as usize,
+            text_idle_timeout: nonzero(args.text_idle_timeout),
+            max_http_connections: args.max_http_connections as usize,
+            http_idle_timeout: nonzero(args.http_idle_timeout),
             max_connections_per_uid: (args.max_connections_per_uid > 0)
                 .then_some((args.max_connections_per_uid, args.per_uid_policy)),
             allow_origin: args

@@ -196,7 +196,10 @@ pub async fn run(
         events,
     });
     let fd_limit = sys::raise_nofile_limit();
-    let fd_cap = fd_limit.saturating_sub(sys::fd_headroom(fd_limit)) as usize;
+    let listeners_http = [&listeners.http, &listeners.metrics];
+    let http_listeners = listeners_http.iter().filter(|l| l.is_some()).count();
+    let others = config.max_text_connections + http_listeners * config.max_http_connections;
+    let fd_cap = fd_limit.saturating_sub(sys::fd_headroom(fd_limit, others as u64)) as usize;
     let max_connections = config.max_connections.map_or(fd_cap, |max| max.min(fd_cap));
     let admission = Admission::new(
         max_connections,
@@ -269,9 +272,14 @@ pub async fn run(
         token.clone(),
         connections_tracker.clone(),
     ));
+    let text_limits = text::TextLimits {
+        max_connections: config.max_text_connections,
+        idle_timeout: config.text_idle_timeout,
+    };
     tracker.spawn(text::serve(
         listeners.text,
         node.clone(),
+        text_limits,
         token.clone(),
         tracker.clone(),
     ));
@@ -280,10 +288,15 @@ pub async fn run(
         (listeners.http, Routes::Api),
     ] {
         if let Some(listener) = listener {
+            let limits = http::HttpLimits {
+                max_connections: config.max_http_connections,
+                idle_timeout: config.http_idle_timeout,
+            };
             let server = Arc::new(HttpServer::new(
                 node.clone(),
                 routes,
                 config.handshake_timeout,
+                limits,
             ));
             tracker.spawn(http::serve(
                 listener,

@@ -16,8 +16,9 @@ pub fn raise_nofile_limit() -> u64 {
     soft
 }
 
-/// File descriptors kept free of WebSocket clients, for the text port, the
-/// admin socket and pushd's own needs: 64, or a quarter of a small limit.
-pub(crate) fn fd_headroom(limit: u64) -> u64 {
-    64.min(limit / 4)
+/// File descriptors kept free of WebSocket clients: the `others` that the
+/// text port and the HTTP listeners may hold (their caps), and 64 for the
+/// admin socket and pushd's own needs; a quarter of a small limit at most.
+pub(crate) fn fd_headroom(limit: u64, others: u64) -> u64 {
+    (others + 64).min(limit / 4)
 }

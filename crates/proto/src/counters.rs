@@ -22,7 +22,7 @@ pub enum Metric {
 pub enum Family {
     /// Connections closed by pushd, by reason.
     Disconnects,
-    /// Connections refused before they became WebSockets, by reason.
+    /// Connections refused before they were served, by reason.
     Refused,
     /// Text-port requests, by answer.
     TextRequests,
@@ -62,7 +62,7 @@ impl Family {
     pub fn help(self) -> &'static str {
         match self {
             Family::Disconnects => "Connections closed by pushd, by reason",
-            Family::Refused => "Connections refused before they became WebSockets, by reason",
+            Family::Refused => "Connections refused before they were served, by reason",
             Family::TextRequests => "Text-port requests, by answer",
             Family::Mailbox => "Mailbox messages, by what became of them",
         }
@@ -148,9 +148,11 @@ counters! {
     /// TLS handshakes that failed or timed out (`--tls-cert`): a plaintext
     /// client on the TLS port, a client that refused the certificate.
     TlsHandshakesFailed tls_handshakes_failed => In(Refused, "tls");
-    /// Handshakes answered HTTP 503: over `--max-connections` or the open-file cap.
+    /// WebSocket connections refused at once, before TLS or the handshake (HTTP
+    /// 503 on a plain listener): over `--max-connections` or the open-file cap.
     CapacityRefused capacity_refused => In(Refused, "capacity");
-    /// Handshakes answered HTTP 429: over `--max-connections-per-ip`.
+    /// WebSocket connections refused over `--max-connections-per-ip` (HTTP 429):
+    /// at once for a direct client, at the handshake for one behind a trusted proxy.
     PerIpRefused per_ip_refused => In(Refused, "per_ip");
     /// Handshakes answered HTTP 403: `Origin` not in `--allow-origin`.
     OriginRefused origin_refused => In(Refused, "origin");
@@ -210,6 +212,14 @@ counters! {
     WebhookPosts webhook_posts => Alone;
     /// Webhook attempts that failed (no answer, or not 2xx); each is retried.
     WebhookFailures webhook_failures => Alone;
+    /// Text-port connections closed at once: over `--max-text-connections`.
+    TextRefused text_refused => In(Refused, "text_capacity");
+    /// Text-port connections closed after `--text-idle-timeout` without a byte.
+    TextIdleClosed text_idle_closed => In(Disconnects, "text_idle");
+    /// HTTP connections (API and metrics) closed at once: over `--max-http-connections`.
+    HttpRefused http_refused => In(Refused, "http_capacity");
+    /// HTTP connections closed after `--http-idle-timeout` without a byte either way.
+    HttpIdleClosed http_idle_closed => In(Disconnects, "http_idle");
 }
 
 #[cfg(test)]

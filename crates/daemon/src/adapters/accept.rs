@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -56,14 +57,35 @@ impl Acceptor for interprocess::local_socket::tokio::Listener {
     }
 }
 
+/// The most connections a listener serves at once; one more is closed as
+/// soon as it is accepted, and counted.
+#[derive(Debug, Clone)]
+pub(crate) struct Cap {
+    slots: Arc<Semaphore>,
+    refused: Counter,
+}
+
+impl Cap {
+    /// `max` connections at once; the ones refused are counted in `refused`.
+    pub(crate) fn new(max: usize, refused: Counter) -> Self {
+        Cap {
+            slots: Arc::new(Semaphore::new(max)),
+            refused,
+        }
+    }
+}
+
 /// Accepts connections until shutdown and runs `connection` for each in its own
 /// tracked task, with the listener's shared `state` and the shutdown token.
 /// `name` names the listener in log messages; connections closed unserved for
-/// lack of file descriptors are counted in `counters`.
+/// lack of file descriptors, or over `cap`, are counted in `counters`. (The
+/// WebSocket listener has no `cap`: its admission does more, see `ws::admission`.)
+#[allow(clippy::too_many_arguments)] // one per thing a listener has of its own
 pub(crate) async fn serve<L, S, F, Fut>(
     listener: L,
     name: &'static str,
     counters: &Counters,
+    cap: Option<&Cap>,
     state: &Arc<S>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
@@ -83,7 +105,23 @@ pub(crate) async fn serve<L, S, F, Fut>(
         };
         match accepted {
             Ok((stream, peer)) => {
-                tracker.spawn(connection(stream, peer, state.clone(), shutdown.clone()));
+                let served = connection(stream, peer, state.clone(), shutdown.clone());
+                match cap.map(|cap| (cap.slots.clone().try_acquire_owned(), cap.refused)) {
+                    None => {
+                        tracker.spawn(served);
+                    }
+                    Some((Ok(slot), _)) => {
+                        tracker.spawn(async move {
+                            served.await;
+                            drop(slot);
+                        });
+                    }
+                    // Dropped unpolled: the stream closes now.
+                    Some((Err(_), refused)) => {
+                        drop(served);
+                        counters.bump(refused);
+                    }
+                }
             }
             Err(err) if is_out_of_descriptors(&err) => {
                 errors.warn(&format_args!("accept failed: {err}"));

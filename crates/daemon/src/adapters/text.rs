@@ -6,10 +6,11 @@
 //! in cluster mode, one Redis round trip per 64 lines instead of one per line).
 //! A bad line fails alone; the connection and the daemon carry on.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::payload::Payload;
 use bytes::BytesMut;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use super::accept::Cap;
 use super::lines::{Line, LineSplitter, read_more};
 use crate::cluster::Confirm;
 use crate::core::counters::Counter;
@@ -34,16 +36,43 @@ const LINES_PER_TURN: usize = 64;
 /// Initial read buffer of one text connection; it grows for long lines.
 const READ_BUFFER: usize = 8 * 1024;
 
+/// The text port's limits: connections at once (`--max-text-connections`),
+/// and how long one may send nothing (`--text-idle-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// What every text-port connection shares.
+struct TextServer {
+    node: Arc<Node>,
+    idle_timeout: Option<Duration>,
+}
+
 /// Accepts backend connections until shutdown.
 pub(crate) async fn serve(
     listener: TcpListener,
     node: Arc<Node>,
+    limits: TextLimits,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let counters = &node.counters;
+    let counters = node.counters.clone();
+    let cap = Cap::new(limits.max_connections, Counter::TextRefused);
+    let server = Arc::new(TextServer {
+        node,
+        idle_timeout: limits.idle_timeout,
+    });
     super::accept::serve(
-        listener, "text", counters, &node, &shutdown, &tracker, connection,
+        listener,
+        "text",
+        &counters,
+        Some(&cap),
+        &server,
+        &shutdown,
+        &tracker,
+        connection,
     )
     .await;
 }
@@ -52,31 +81,53 @@ pub(crate) async fn serve(
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    node: Arc<Node>,
+    server: Arc<TextServer>,
     shutdown: CancellationToken,
 ) {
-    let open = &node.counters.text_connections;
+    let open = &server.node.counters.text_connections;
     open.fetch_add(1, Ordering::Relaxed);
-    if let Err(err) = session(stream, &node, &shutdown).await {
+    if let Err(err) = session(stream, &server, &shutdown).await {
         debug!(%peer, %err, "text connection ended with an error");
     }
     open.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Serves one backend connection until it closes or pushd shuts down.
+/// Serves one backend connection until it closes, stays silent past the idle
+/// timeout, or pushd shuts down.
 async fn session(
     mut stream: TcpStream,
-    node: &Node,
+    server: &TextServer,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
+    let node = &*server.node;
     let _ = stream.set_nodelay(true);
     let mut lines = Lines::new(node);
     let mut input = BytesMut::with_capacity(READ_BUFFER);
     let mut replies = Vec::new();
-    while read_more(&mut stream, &mut input, shutdown).await? {
+    // A backend that sends nothing, or takes no reply, for the idle timeout is closed.
+    loop {
+        let Some(more) = within(
+            server.idle_timeout,
+            read_more(&mut stream, &mut input, shutdown),
+        )
+        .await
+        else {
+            node.counters.bump(Counter::TextIdleClosed);
+            debug!("text connection closed: idle past --text-idle-timeout");
+            return Ok(());
+        };
+        if !more? {
+            break;
+        }
         lines.answer(node, &mut input, &mut replies).await;
         if !replies.is_empty() {
-            stream.write_all(&replies).await?;
+            if within(server.idle_timeout, stream.write_all(&replies))
+                .await
+                .is_none()
+            {
+                node.counters.bump(Counter::TextIdleClosed);
+                return Ok(());
+            }
             replies.clear();
         }
         if input.capacity() == 0 {
@@ -84,6 +135,14 @@ async fn session(
         }
     }
     Ok(())
+}
+
+/// `io`'s outcome, unless `limit` passes first (`None`).
+async fn within<T>(limit: Option<Duration>, io: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        None => Some(io.await),
+        Some(limit) => tokio::time::timeout(limit, io).await.ok(),
+    }
 }
 
 /// The text-port protocol over any byte source: complete lines in, one reply

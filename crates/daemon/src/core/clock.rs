@@ -2,6 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+/// The longest time pushd counts ahead (a ban, a timeout): a century, far
+/// from where computing an `Instant` overflows.
+pub(crate) const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Milliseconds since the daemon started, and timer alignment.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {

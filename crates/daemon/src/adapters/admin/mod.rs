@@ -32,7 +32,7 @@ pub(crate) async fn serve(
 ) {
     let counters = &node.counters;
     super::accept::serve(
-        listener, "admin", counters, &node, &shutdown, &tracker, connection,
+        listener, "admin", counters, None, &node, &shutdown, &tracker, connection,
     )
     .await;
 }

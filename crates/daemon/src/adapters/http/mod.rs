@@ -8,6 +8,7 @@
 //! stream. The endpoints and their answers are in docs/http-api.md, where
 //! every example is run by a test.
 
+mod idle;
 mod metrics;
 mod routes;
 mod sse;
@@ -33,7 +34,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use super::accept::Cap;
+use crate::core::counters::Counter;
 use crate::node::Node;
+use idle::Watched;
 use routes::Route;
 
 /// Largest request head (request line and headers) hyper buffers.
@@ -63,6 +67,16 @@ pub(crate) struct HttpServer {
     /// Longest a request's head, and then its body, may take to arrive
     /// (slowloris): `--handshake-timeout`, as for WebSocket handshakes.
     request_timeout: Duration,
+    limits: HttpLimits,
+}
+
+/// Each HTTP listener's limits: connections at once
+/// (`--max-http-connections`), and how long one may stay silent
+/// (`--http-idle-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -72,13 +86,19 @@ impl std::fmt::Debug for HttpServer {
 }
 
 impl HttpServer {
-    pub(crate) fn new(node: Arc<Node>, routes: Routes, request_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        node: Arc<Node>,
+        routes: Routes,
+        request_timeout: Duration,
+        limits: HttpLimits,
+    ) -> Self {
         let metrics = metrics::registry(&node);
         HttpServer {
             node,
             routes,
             metrics,
             request_timeout,
+            limits,
         }
     }
 }
@@ -91,8 +111,16 @@ pub(crate) async fn serve(
     tracker: TaskTracker,
 ) {
     let counters = server.node.counters.clone();
+    let cap = Cap::new(server.limits.max_connections, Counter::HttpRefused);
     super::accept::serve(
-        listener, "HTTP", &counters, &server, &shutdown, &tracker, connection,
+        listener,
+        "HTTP",
+        &counters,
+        Some(&cap),
+        &server,
+        &shutdown,
+        &tracker,
+        connection,
     )
     .await;
 }
@@ -110,6 +138,8 @@ async fn connection(
         let server = server.clone();
         async move { Ok::<_, Infallible>(server.answer(request, peer).await) }
     });
+    let stream = Watched::new(stream, server.node.clock);
+    let activity = stream.activity();
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(server.request_timeout)
@@ -118,6 +148,11 @@ async fn connection(
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        () = activity.silent_for(server.limits.idle_timeout) => {
+            server.node.counters.bump(Counter::HttpIdleClosed);
+            debug!(%peer, "HTTP connection closed: idle past --http-idle-timeout");
+            return;
+        }
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             tokio::time::timeout(DRAIN, connection).await.unwrap_or(Ok(()))

@@ -1,10 +1,14 @@
 //! Who may open a WebSocket: connection slots, per-IP counts, origins.
 //!
-//! Checked in the order a refusal is cheapest: before the handshake, pushd
-//! decides whether the connection fits in the total; during the handshake,
-//! once the client's address is known (a trusted proxy may report it in a
-//! header), the count per IP and then the `Origin` header; the answer to a refused handshake is an
-//! HTTP status, so browsers and proxies see why:
+//! Checked in the order a refusal is cheapest. As soon as a connection is
+//! accepted, before any byte of it is read: a slot in the total, and for a
+//! client that connects directly, its place in its address's count. Such a
+//! refusal costs no TLS and no handshake: on a plain listener the HTTP status
+//! is written at once, without reading the request, and the socket closed
+//! (so one address cannot hold slots with silent sockets, and the descriptors
+//! kept for the other listeners stay free). During the handshake: the count
+//! of a client behind a trusted proxy (its address known only from the
+//! proxy), then the `Origin` header, answered with an HTTP status:
 //!
 //! | refusal | HTTP status | counter |
 //! |---|---|---|
@@ -72,6 +76,28 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// The whole HTTP answer as bytes, for a connection refused before its
+    /// request was read.
+    pub(crate) fn raw_response(self) -> &'static [u8] {
+        match self {
+            Refusal::Capacity => {
+                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n\
+                  Content-Type: text/plain\r\nContent-Length: 33\r\n\r\n\
+                  pushd is at its connection limit\n"
+            }
+            Refusal::PerIp => {
+                b"HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 5\r\n\
+                  Content-Type: text/plain\r\nContent-Length: 39\r\n\r\n\
+                  too many connections from this address\n"
+            }
+            Refusal::Origin => {
+                b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\
+                  Content-Type: text/plain\r\nContent-Length: 19\r\n\r\n\
+                  origin not allowed\n"
+            }
+        }
+    }
+
     /// The HTTP answer to the handshake.
     pub(crate) fn response(self) -> ErrorResponse {
         let (status, body) = match self {
@@ -117,17 +143,30 @@ impl Admission {
         }
     }
 
-    /// Takes a connection slot, or says why not.
-    pub(crate) fn admit(&self) -> Result<Ticket, Refusal> {
-        let slot = self
+    /// At accept: takes a connection slot and, for a client that connects
+    /// directly (`ip`; `None` for a trusted proxy, whose clients are counted
+    /// at their handshake), its place in its address's count. Counts the
+    /// refusal it returns.
+    pub(crate) fn admit(&self, ip: Option<IpAddr>, counters: &Counters) -> Result<Ticket, Refusal> {
+        let admitted = self
             .slots
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Refusal::Capacity)?;
-        Ok(Ticket {
-            _slot: slot,
-            ip: None,
-        })
+            .map_err(|_| Refusal::Capacity)
+            .and_then(|slot| {
+                let mut ticket = Ticket {
+                    _slot: slot,
+                    ip: None,
+                };
+                match ip {
+                    Some(ip) => self.count_ip(&mut ticket, ip).map(|()| ticket),
+                    None => Ok(ticket),
+                }
+            });
+        if let Err(refusal) = admitted {
+            counters.bump(refusal.counter());
+        }
+        admitted
     }
 
     /// Counts `ticket` as a connection from `ip`, or says it is one too many.
@@ -168,25 +207,22 @@ impl Admission {
         }
     }
 
-    /// The handshake callback's verdict: the slot taken before the
-    /// handshake, the count of connections from the client's address `ip`
-    /// (known only now when a proxy reports it in a header), then the
-    /// origin. Counts the refusal it returns; the caller answers it with
-    /// [`Refusal::response`].
+    /// The handshake callback's verdict: the count of connections from the
+    /// client's address `ip`, unless `ticket` was counted at accept (a client
+    /// that connected directly), then the origin. Counts the refusal it
+    /// returns; the caller answers it with [`Refusal::response`].
     pub(crate) fn verdict(
         &self,
-        admitted: &mut Result<Ticket, Refusal>,
+        ticket: &mut Ticket,
         ip: IpAddr,
         request: &Request,
         counters: &Counters,
     ) -> Result<(), Refusal> {
-        let refusal = match admitted {
-            Err(refusal) => Some(*refusal),
-            Ok(ticket) => self
-                .count_ip(ticket, ip)
-                .and_then(|()| self.check_origin(request))
-                .err(),
+        let counted = match ticket.ip {
+            Some(_) => Ok(()),
+            None => self.count_ip(ticket, ip),
         };
+        let refusal = counted.and_then(|()| self.check_origin(request)).err();
         match refusal {
             Some(refusal) => {
                 counters.bump(refusal.counter());
@@ -212,22 +248,23 @@ mod tests {
     #[test]
     fn slots_run_out_and_come_back() {
         let admission = Admission::new(2, None, vec![]);
-        let a = admission.admit().unwrap();
-        let _b = admission.admit().unwrap();
-        assert_eq!(admission.admit().unwrap_err(), Refusal::Capacity);
+        let counters = Counters::default();
+        let a = admission.admit(None, &counters).unwrap();
+        let _b = admission.admit(None, &counters).unwrap();
+        let refused = admission.admit(None, &counters).unwrap_err();
+        assert_eq!(refused, Refusal::Capacity);
+        assert_eq!(counters.get(Counter::CapacityRefused), 1);
         drop(a);
-        assert!(admission.admit().is_ok());
+        assert!(admission.admit(None, &counters).is_ok());
     }
 
     #[test]
     fn per_ip_limit_counts_each_address() {
         let admission = Admission::new(10, Some(1), vec![]);
+        let counters = Counters::default();
         let one: IpAddr = "10.0.0.1".parse().unwrap();
         let two: IpAddr = "10.0.0.2".parse().unwrap();
-        let admit = |ip| {
-            let mut ticket = admission.admit().unwrap();
-            admission.count_ip(&mut ticket, ip).map(|()| ticket)
-        };
+        let admit = |ip| admission.admit(Some(ip), &counters);
         let first = admit(one).unwrap();
         assert_eq!(admit(one).unwrap_err(), Refusal::PerIp);
         let other = admit(two).unwrap();

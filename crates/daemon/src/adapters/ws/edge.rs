@@ -23,6 +23,16 @@ pub(crate) struct Edge {
     proxy_protocol: bool,
 }
 
+/// Whom a connection speaks for, once its PROXY header (if any) is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Proxied {
+    /// The client, or the peer that connected.
+    pub(super) peer: SocketAddr,
+    /// Whether forwarding headers from `peer` may name the client (see
+    /// [`Edge::client`]); never for a PROXY `LOCAL` connection.
+    pub(super) headers_name_the_client: bool,
+}
+
 /// Why a connection was dropped before its handshake.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum EdgeError {
@@ -48,7 +58,7 @@ impl Edge {
     }
 
     /// Whether `ip` is a trusted proxy.
-    fn trusts(&self, ip: IpAddr) -> bool {
+    pub(super) fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.trusted.iter().any(|range| range.contains(&ip))
     }
@@ -60,14 +70,29 @@ impl Edge {
         &self,
         stream: &mut TcpStream,
         peer: SocketAddr,
-    ) -> Result<SocketAddr, EdgeError> {
+    ) -> Result<Proxied, EdgeError> {
+        let direct = Proxied {
+            peer,
+            headers_name_the_client: true,
+        };
         if !self.proxy_protocol {
-            return Ok(peer);
+            return Ok(direct);
         }
         if !self.trusts(peer.ip()) {
             return Err(EdgeError::Untrusted(peer.ip()));
         }
-        Ok(read_proxy_header(stream).await?.unwrap_or(peer))
+        Ok(match read_proxy_header(stream).await? {
+            Some(source) => Proxied {
+                peer: source,
+                ..direct
+            },
+            // `LOCAL`: the proxy's own connection (a health check). It speaks
+            // for nobody, so no header it carries names a client.
+            None => Proxied {
+                headers_name_the_client: false,
+                ..direct
+            },
+        })
     }
 
     /// The client's address for a handshake from `peer`: from the forwarding

@@ -113,6 +113,7 @@ pub(crate) async fn serve(
         listener,
         "WebSocket",
         counters,
+        None,
         &server,
         &shutdown,
         &tracker,
@@ -154,14 +155,23 @@ async fn opening(
     shutdown: CancellationToken,
 ) -> Option<Session> {
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-    let mut admitted = server.admission.admit();
-    if let Err(Refusal::Capacity) = admitted {
-        let limit = server.admission.max_connections;
-        let mut warning = server.at_capacity.lock().unwrap_or_else(|p| p.into_inner());
-        warning.warn(&format_args!(
-            "at the limit of {limit} WebSocket connections"
-        ));
-    }
+    // A trusted proxy's clients are counted by address at their handshake.
+    let direct = (!server.edge.trusts(peer.ip())).then_some(peer.ip());
+    let counters = &server.node.counters;
+    let mut ticket = match server.admission.admit(direct, counters) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            if refusal == Refusal::Capacity {
+                let limit = server.admission.max_connections;
+                let mut warning = server.at_capacity.lock().unwrap_or_else(|p| p.into_inner());
+                warning.warn(&format_args!(
+                    "at the limit of {limit} WebSocket connections"
+                ));
+            }
+            refuse_at_once(&stream, refusal, server.node.secrets.tls().is_none());
+            return None;
+        }
+    };
     // Pushes are small and latency-bound; Nagle would hold them back.
     let _ = stream.set_nodelay(true);
     let (
@@ -174,11 +184,9 @@ async fn opening(
         },
     ) = tokio::select! {
         _ = shutdown.cancelled() => None,
-        opened = open(stream, peer, &server, &mut admitted) => opened,
+        opened = open(stream, peer, &server, &mut ticket) => opened,
     }?;
-    // The verdict passed, so admission did too; the ticket lives as long as
-    // the connection.
-    let ticket = admitted.ok()?;
+    // The ticket lives as long as the connection.
     let handle = server.node.registry.open(client, v2);
     let since = since
         .filter(|_| v2)
@@ -198,6 +206,18 @@ async fn opening(
         return None;
     }
     Some(session)
+}
+
+/// Refuses a connection as soon as it is accepted: on a plain listener the
+/// HTTP status is written without reading the request (what of it already
+/// arrived is read away first, so that the close is a FIN and the client
+/// reads the status rather than a reset); behind TLS it is only closed.
+fn refuse_at_once(stream: &TcpStream, refusal: Refusal, plain: bool) {
+    if plain {
+        let mut request = [0; 4096];
+        let _ = stream.try_read(&mut request);
+        let _ = stream.try_write(refusal.raw_response());
+    }
 }
 
 /// What the handshake told about the client.
@@ -220,7 +240,7 @@ async fn open(
     mut stream: TcpStream,
     peer: SocketAddr,
     server: &WsServer,
-    admitted: &mut Result<Ticket, Refusal>,
+    ticket: &mut Ticket,
 ) -> Option<(ClientStream, Facts)> {
     let deadline = Instant::now() + server.settings.handshake_timeout;
     let counters = &*server.node.counters;
@@ -231,10 +251,11 @@ async fn open(
         None
     };
     let proxied = timeout_at(deadline, server.edge.proxied_peer(&mut stream, peer)).await;
-    let peer = match flatten(proxied) {
+    let proxied = match flatten(proxied) {
         Ok(proxied) => proxied,
         Err(err) => return failed(Counter::ProxyHeadersRefused, "PROXY header", &err),
     };
+    let peer = proxied.peer;
     let mut stream = match server.node.secrets.tls() {
         None => ClientStream::Plain(stream),
         Some(tls) => {
@@ -254,7 +275,11 @@ async fn open(
     // status (see `admission`), so the client learns why.
     #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
     let verdict = |request: &Request, mut response: Response| {
-        facts.client = server.edge.client(peer, request);
+        facts.client = if proxied.headers_name_the_client {
+            server.edge.client(peer, request)
+        } else {
+            peer
+        };
         let query = request.uri().query();
         facts.url_token = query_param(query, "token");
         facts.since = query_param(query, "since");
@@ -267,7 +292,7 @@ async fn open(
         }
         let verdict = server
             .admission
-            .verdict(admitted, facts.client.ip(), request, counters);
+            .verdict(ticket, facts.client.ip(), request, counters);
         verdict.map(|()| response).map_err(Refusal::response)
     };
     let handshake = handshake::accept(&mut stream, verdict);

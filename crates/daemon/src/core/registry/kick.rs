@@ -60,6 +60,9 @@ impl Registry {
     pub(crate) fn kick(&self, uid: &Uid, reason: &str, ban: Option<Duration>) -> u64 {
         let mut state = self.lock();
         if let Some(ban) = ban {
+            // A ban of any length from pushctl or the API (a century at most),
+            // never an overflow under the lock.
+            let ban = ban.min(crate::core::clock::LONGEST);
             state.bans.insert(uid.clone(), Instant::now() + ban);
         }
         if let Some(mailboxes) = &mut state.mailboxes {
