@@ -30,9 +30,25 @@ impl Http {
         token: Option<&str>,
         body: &str,
     ) -> hyper::Response<Incoming> {
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("Authorization", b.as_str()))
+            .collect();
+        self.send_with(method, url, &headers, body).await
+    }
+
+    /// One request with `headers` (a `Host` among them replaces the URL's).
+    pub async fn send_with(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> hyper::Response<Incoming> {
         let mut request = hyper::Request::builder().method(method).uri(url);
-        if let Some(token) = token {
-            request = request.header("Authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::from(body.to_owned())))

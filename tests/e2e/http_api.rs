@@ -377,3 +377,27 @@ fn the_example_matcher_matches() {
     assert!(!matches("a...c", "abd"));
     assert!(matches("{\"x\":...}", "{\"x\":12}"));
 }
+
+/// Without a token, the API serves loopback clients as themselves only: a
+/// request naming another host (a DNS-rebound page) or from another origin (a
+/// cross-site form in a browser on the same machine) is refused with 403.
+/// (Issue 22: any loopback request was served, whatever its Host or Origin.)
+#[tokio::test]
+async fn without_a_token_a_page_of_another_site_cannot_drive_the_api() {
+    let pushd = Pushd::start(&["--http-listen", "127.0.0.1:0"]).await;
+    let _page = pushd.bound_client("42").await;
+    let url = format!("http://{}/v1/kick/42", pushd.listener("http"));
+    let client = Http::new();
+    let cases: [&[(&str, &str)]; 3] = [
+        &[("Host", "evil.example")],
+        &[("Origin", "http://evil.example")],
+        &[("Origin", "null")],
+    ];
+    for headers in cases {
+        let response = client.send_with("POST", &url, headers, "").await;
+        assert_eq!(response.status(), 403, "{headers:?}");
+    }
+    assert!(pushd.is_online("42").await, "nobody was kicked");
+    let (status, _) = client.call("POST", &url, None, "").await;
+    assert_eq!(status, 200, "a local backend still is served");
+}

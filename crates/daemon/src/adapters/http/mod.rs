@@ -8,6 +8,7 @@
 //! stream. The endpoints and their answers are in docs/http-api.md, where
 //! every example is run by a test.
 
+mod auth;
 mod idle;
 mod metrics;
 mod routes;
@@ -207,8 +208,8 @@ impl HttpServer {
         };
         if self.routes == Routes::Api {
             let token = self.node.secrets.http_token();
-            let presented = request.headers().get(header::AUTHORIZATION);
-            if let Err(refusal) = authorize(token.as_deref().map(String::as_str), presented, peer) {
+            let token = token.as_deref().map(String::as_str);
+            if let Err(refusal) = auth::authorize(token, request.headers(), peer) {
                 return refusal.into_response();
             }
         }
@@ -223,38 +224,6 @@ impl HttpServer {
             .await
             .unwrap_or_else(Refusal::into_response)
     }
-}
-
-/// With `--http-token-file`, a request must carry that bearer `token`;
-/// without it, only loopback clients are served.
-fn authorize(
-    token: Option<&str>,
-    presented: Option<&HeaderValue>,
-    peer: SocketAddr,
-) -> Result<(), Refusal> {
-    let Some(token) = token else {
-        if peer.ip().is_loopback() {
-            return Ok(());
-        }
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "the HTTP API serves loopback clients only, unless pushd has --http-token-file",
-        ));
-    };
-    let presented = presented.and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
-    match presented {
-        Some(presented) if constant_time_eq(presented, token.as_bytes()) => Ok(()),
-        _ => Err(Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        )),
-    }
-}
-
-/// Compares a presented token with the real one in time that does not depend
-/// on where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -295,42 +264,4 @@ fn error(status: StatusCode, why: &str) -> Response<Body> {
 fn unexpected(result: &AdminResponse) -> Refusal {
     let why = format!("unexpected {} answer", result.kind());
     Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, why)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn without_a_token_only_loopback_is_served_and_with_one_only_its_bearer() {
-        let status = |token, presented: Option<&str>, peer: &str| {
-            let presented = presented.map(|p| HeaderValue::from_str(p).unwrap());
-            let peer: SocketAddr = peer.parse().unwrap();
-            match authorize(token, presented.as_ref(), peer) {
-                Ok(()) => 200,
-                Err(refusal) => refusal.status.as_u16(),
-            }
-        };
-        assert_eq!(status(None, None, "127.0.0.9:1"), 200);
-        assert_eq!(status(None, None, "[::1]:1"), 200);
-        assert_eq!(status(None, Some("Bearer x"), "192.0.2.1:1"), 403);
-        let token = Some("0123456789abcdef");
-        assert_eq!(
-            status(token, Some("Bearer 0123456789abcdef"), "192.0.2.1:1"),
-            200
-        );
-        assert_eq!(
-            status(token, Some("Bearer 0123456789abcdeF"), "127.0.0.1:1"),
-            401
-        );
-        assert_eq!(status(token, Some("0123456789abcdef"), "127.0.0.1:1"), 401);
-        assert_eq!(status(token, None, "127.0.0.1:1"), 401);
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret!"));
-    }
 }
