@@ -24,7 +24,7 @@ function __fish_pushctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c pushctl -n "__fish_pushctl_needs_command" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_needs_command" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_needs_command" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_needs_command" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_needs_command" -s V -l version -d 'Print version'
@@ -46,54 +46,54 @@ complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l sort -d 'Order 
 idle\t'Most idle first (by the uid\'s least idle connection)'
 conns\t'Most connections first'"
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l limit -d 'Show at most N uids (after sorting)' -r
-complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l idle-over -d 'Kick every connection (bound or not) idle for longer than DUR (e.g. 10m)' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l ban -d 'Also ban the uids for DUR (e.g. 1h): they cannot bind again until it ends (close code 4003), even if they were not online' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l reason -d 'Reason text sent in the close frame (at most 123 bytes)' -r
-complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l transient -d 'Deliver now or not at all: never keep it in the mailbox of an offline uid'
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand broadcast" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand online" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand online" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand online" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand online" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l interval -d 'Time between refreshes' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l iterations -d 'Stop after N refreshes (default: until interrupted)' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l top -d 'Uids shown, most recently active first' -r
-complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand watch" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand unban" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand mailbox" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand mailbox" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand mailbox" -l clear -d 'Drop the waiting messages of UIDs instead of listing'
 complete -c pushctl -n "__fish_pushctl_using_subcommand mailbox" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand mailbox" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand events" -l type -d 'Only these types (comma-separated or repeated): connect, disconnect, online, offline' -r
-complete -c pushctl -n "__fish_pushctl_using_subcommand events" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand events" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand events" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand events" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand reload" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand reload" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand reload" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand reload" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand token" -l ttl -d 'How long the token is valid' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand token" -l secret-file -d 'File holding the shared secret (the same as pushd\'s --auth-secret-file)' -r -F
-complete -c pushctl -n "__fish_pushctl_using_subcommand token" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand token" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand token" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand token" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand help; and not __fish_seen_subcommand_from list kick send broadcast online stats watch unban mailbox bans events reload token help" -f -a "list" -d 'Show online uids: connections, idle time, time online, address'

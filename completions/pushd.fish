@@ -2,7 +2,7 @@ complete -c pushd -l ws-listen -d 'WebSocket listener for clients (port 0 picks 
 complete -c pushd -l text-listen -d 'Text port for backends: one JSON line in, `ok` or `fail` out' -r
 complete -c pushd -l max-text-connections -d 'Most text-port connections at once; one more is closed at once and counted' -r
 complete -c pushd -l text-idle-timeout -d 'A text-port connection that sends nothing for this long is closed and counted. 0: never' -r
-complete -c pushd -l socket -d 'Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock]' -r -F
+complete -c pushd -l socket -d 'Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushd -l socket-group -d 'Let the members of GROUP (a name or a numeric gid) use pushctl: the admin socket is given to that group with mode 0660 instead of 0600. pushd must be a member of it' -r
 complete -c pushd -l heartbeat -d 'Close a connection that sent nothing for longer than this; 0 disables' -r
 complete -c pushd -l ping-interval -d 'Send a WebSocket ping this often; 0 disables' -r

@@ -35,7 +35,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("pushd: {err:#}");
-            ExitCode::FAILURE
+            // A place to refuse, like a bad option, is the operator's to fix.
+            if err.downcast_ref::<pushd_daemon::NotPrivate>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

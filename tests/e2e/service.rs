@@ -243,3 +243,68 @@ async fn socket_group_lets_its_members_and_only_them_use_pushctl() {
     assert!(err.contains("no group named"), "{err}");
     assert!(!typo.exists());
 }
+
+/// The admin socket's fallback place (no `XDG_RUNTIME_DIR`) is a directory of
+/// the user's own: pushd creates it with mode 0700, and pushd and pushctl both
+/// refuse it, naming it (exit 2), when it is open to others or belongs to
+/// another user, who could otherwise squat it or stand in for pushd.
+/// (Issue 22: `/tmp/pushd-EUID.sock` could be taken by anyone first.)
+#[tokio::test]
+async fn the_fallback_socket_place_is_private_and_checked() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("skipped: needs root to give the directory to another user");
+        return;
+    }
+    let dir = std::path::PathBuf::from("/tmp/pushd-0");
+    if dir.exists() {
+        eprintln!("skipped: {} is in use on this machine", dir.display());
+        return;
+    }
+    let default_env = |command: &mut Command| {
+        command
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("PUSHD_SOCKET");
+    };
+    let pushd = |extra: &'static [&'static str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));
+        default_env(&mut command);
+        command
+            .args(["--ws-listen", "127.0.0.1:0", "--text-listen", "127.0.0.1:0"])
+            .args(extra)
+            .kill_on_drop(true);
+        command
+    };
+    let pushctl_stats = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+        default_env(&mut command);
+        command.arg("stats");
+        crate::harness::run_ctl(command, None)
+    };
+    // Someone else's, or open to others: both programs refuse, naming it.
+    std::fs::create_dir(&dir).unwrap();
+    for (mode, owner) in [(0o755, 0), (0o700, 65534)] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(owner), Some(owner)).unwrap();
+        let refused = within(STEP, "pushd to refuse", pushd(&[]).output())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("/tmp/pushd-0"), "{stderr}");
+        let ctl = pushctl_stats().await;
+        assert_eq!(ctl.status, 2, "{ctl:?}");
+        assert!(ctl.stderr.contains("/tmp/pushd-0"), "{ctl:?}");
+    }
+    // Missing: pushd makes it, 0700, and serves there; pushctl finds it.
+    std::fs::remove_dir(&dir).unwrap();
+    let socket = dir.join("pushd.sock");
+    let daemon = Pushd::spawn(pushd(&[]), &socket)
+        .await
+        .expect("pushd starts");
+    let meta = std::fs::metadata(&dir).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o700, 0));
+    assert_eq!(pushctl_stats().await.status, 0);
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}

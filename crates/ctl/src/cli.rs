@@ -20,7 +20,7 @@ use pushd_proto::admin::MAX_CLOSE_REASON;
                   by every node (stderr names what is missing)."
 )]
 pub struct Cli {
-    /// Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock].
+    /// Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock].
     #[arg(long, global = true, env = "PUSHD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 

@@ -28,6 +28,8 @@ pub struct Client {
 impl Client {
     /// Connects to the admin socket at `path`.
     pub async fn connect(path: &Path) -> Result<Self, CtlError> {
+        let euid = pushd_proto::socket_path::effective_uid();
+        pushd_proto::socket_path::check_private(path, euid).map_err(CtlError::NotPrivate)?;
         let unreachable = |source| CtlError::Unreachable {
             path: path.to_owned(),
             source,

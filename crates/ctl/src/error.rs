@@ -18,6 +18,10 @@ pub enum CtlError {
         /// Why connecting failed.
         source: std::io::Error,
     },
+    /// The admin socket's fallback place is another user's, or open to others:
+    /// whatever listens there may not be this user's pushd.
+    #[error("refusing the admin socket: {0}")]
+    NotPrivate(String),
     /// The daemon did not answer in time.
     #[error("pushd at {} did not answer within {secs} s", path.display())]
     Timeout {

@@ -66,7 +66,7 @@ pub struct DaemonArgs {
           value_parser = duration)]
     pub text_idle_timeout: Duration,
 
-    /// Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID.sock].
+    /// Admin socket for pushctl [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock].
     #[arg(long, env = "PUSHD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 

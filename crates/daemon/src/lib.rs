@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+pub use adapters::admin::NotPrivate;
 pub use config::{Config, DaemonArgs};
 
 use crate::adapters::http::{self, HttpServer, Routes};

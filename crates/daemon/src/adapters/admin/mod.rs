@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+pub use socket::NotPrivate;
 pub(crate) use socket::bind;
 
 use super::lines::{Line, LineSplitter, read_more};

@@ -15,6 +15,7 @@ use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Stream as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use pushd_proto::socket_path;
 use tracing::info;
 
 /// How long the liveness probe waits for a connection.
@@ -25,6 +26,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<Listener> {
     // Resolve the group before touching the path, so a typo changes nothing.
     let gid = group.map(resolve_group).transpose()?;
+    prepare_fallback_dir(path)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             bail!(
@@ -68,6 +70,30 @@ pub(crate) async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<Lis
     }
     Ok(listener)
 }
+
+/// The fallback place (`/tmp/pushd-EUID/`): created with mode 0700 if it is
+/// missing, and refused, by name, if it is someone else's or open to others.
+fn prepare_fallback_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let euid = socket_path::effective_uid();
+    let dir = socket_path::fallback_dir(euid);
+    if path.parent() != Some(dir.as_path()) {
+        return Ok(());
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot create {}", dir.display()));
+        }
+    }
+    socket_path::check_private(path, euid).map_err(|why| anyhow::Error::new(NotPrivate(why)))
+}
+
+/// The admin socket's fallback place is another user's, or open to others.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing the admin socket: {0} (remove it, or pick another --socket)")]
+pub struct NotPrivate(String);
 
 /// A group name or numeric gid, as a gid.
 fn resolve_group(group: &str) -> anyhow::Result<u32> {
