@@ -1024,3 +1024,30 @@ async fn the_uids_of_a_dead_node_go_offline_once() {
     let seen = gather(&mut [&mut sa, &mut sb], Duration::from_secs(6)).await;
     assert_eq!(seen, ["offline 9"]);
 }
+
+/// A Redis password is never shown, wherever the URL carries it: in the user
+/// info, or as `?pass=` of a `redis+unix://` URL. (Issue 22: the latter was
+/// printed by the logs and `stats`.)
+#[tokio::test]
+async fn a_redis_password_in_the_url_never_reaches_logs_or_stats() {
+    if !crate::cluster_harness::redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = crate::cluster_harness::Redis::start(dir.path()).await;
+    redis
+        .cli(&["CONFIG", "SET", "requirepass", "s3cret-pass"])
+        .await;
+    let url = format!("{}?pass=s3cret-pass", redis.url());
+    let socket = dir.path().join("p.sock");
+    let node = crate::harness::Pushd::start_at(&socket, &["--cluster", &url]).await;
+    crate::cluster_harness::wait_for_nodes(&node, 1).await;
+    let stats = node.ctl(&["--json", "stats"]).await;
+    let shown = stats.json()["cluster"]["redis"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(shown.ends_with("?pass=***"), "{shown}");
+    assert!(!stats.stdout.contains("s3cret"), "{}", stats.stdout);
+    assert!(!node.log.lock().unwrap().contains("s3cret"));
+}

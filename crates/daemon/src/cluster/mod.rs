@@ -362,14 +362,31 @@ impl Cluster {
     }
 }
 
-/// A Redis URL with any password replaced, for logs and `stats`.
+/// A Redis URL with any credentials replaced, for logs and `stats`: the user
+/// info of `redis://user:password@host`, and the `pass` and `password`
+/// parameters of `redis+unix:///path?pass=...` (redis-rs reads both).
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let mut shown = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+            format!("{}://***@{}", &base[..scheme], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if matches!(key, "pass" | "password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -385,6 +402,14 @@ mod tests {
         assert_eq!(
             redacted("redis+unix:///run/redis.sock"),
             "redis+unix:///run/redis.sock"
+        );
+        assert_eq!(
+            redacted("redis+unix:///run/redis.sock?db=2&pass=secret&user=u"),
+            "redis+unix:///run/redis.sock?db=2&pass=***&user=u"
+        );
+        assert_eq!(
+            redacted("redis://:p@h:1/0?password=x"),
+            "redis://***@h:1/0?password=***"
         );
     }
 }
