@@ -44,8 +44,11 @@ impl PartialEq for Entry {
 
 impl Eq for Entry {}
 
-/// A uid's connections, oldest first: inline while there is one (the usual
+/// A uid's connections, in no order: inline while there is one (the usual
 /// case, one page per user), so that most uids cost no allocation for it.
+/// Each handle knows its place (`ConnHandle::slot`), so one leaves the list
+/// in constant time (a swap with the last), whatever the number of its uid's
+/// connections; who is oldest is told by ids, when asked.
 pub(super) type Connections = SmallVec<[Arc<ConnHandle>; 1]>;
 
 /// Bound connections by uid. A list is found through the uid of its first
@@ -96,26 +99,41 @@ impl ByUid {
         let hasher = |list: &Connections| self.hasher.hash_one(uid_of(list).as_str());
         match self.lists.entry(hash, of(uid), hasher) {
             hashbrown::hash_table::Entry::Occupied(mut list) => {
+                handle.set_slot(list.get().len());
                 list.get_mut().push(handle);
                 false
             }
             hashbrown::hash_table::Entry::Vacant(vacant) => {
+                handle.set_slot(0);
                 vacant.insert(SmallVec::from_elem(handle, 1));
                 true
             }
         }
     }
 
-    /// Takes connection `id` out of `uid`'s list; `true` if that was the
-    /// uid's last.
-    pub(super) fn remove_one(&mut self, uid: &str, id: ConnId) -> bool {
+    /// Takes `handle` out of its uid's list, in constant time; `true` if it
+    /// was the uid's last.
+    pub(super) fn remove_one(&mut self, handle: &ConnHandle) -> bool {
+        let uid = handle.uid().expect("a listed connection is bound").as_str();
         let Ok(mut list) = self.lists.find_entry(self.hash(uid), of(uid)) else {
             return false;
         };
-        list.get_mut().retain(|handle| handle.id != id);
-        if list.get().is_empty() {
+        let slot = handle.slot();
+        let connections = list.get_mut();
+        if connections
+            .get(slot)
+            .is_none_or(|there| there.id != handle.id)
+        {
+            debug_assert!(false, "connection {} not at its slot", handle.id);
+            return false;
+        }
+        if connections.len() == 1 {
             list.remove();
             return true;
+        }
+        connections.swap_remove(slot);
+        if let Some(moved) = connections.get(slot) {
+            moved.set_slot(slot);
         }
         false
     }
@@ -172,13 +190,45 @@ mod tests {
         assert_eq!(ids("u999"), Some(vec![999]));
         assert_eq!(by_uid.len(), 992);
 
-        assert!(!by_uid.remove_one("42", 1));
+        let handle = |uid: &str, id| {
+            by_uid
+                .get(uid)
+                .unwrap()
+                .iter()
+                .find(|h| h.id == id)
+                .unwrap()
+                .clone()
+        };
+        let (one, two) = (handle("42", 1), handle("42", 2));
+        assert!(!by_uid.remove_one(&one));
         assert_eq!(by_uid.shared("42").as_deref(), Some("42"));
-        assert!(by_uid.remove_one("42", 2));
+        assert!(by_uid.remove_one(&two));
         assert!(!by_uid.contains("42"));
-        assert!(!by_uid.remove_one("42", 2), "gone already");
         let (uid, list) = by_uid.remove("7").unwrap();
         assert_eq!((uid.as_str(), list.len()), ("7", 1));
         assert_eq!(by_uid.connections().count(), 990);
+    }
+
+    /// Leaving a list takes a swap with its last entry, and every handle
+    /// still knows its place, in any order of leaving.
+    #[test]
+    fn connections_leave_a_long_list_in_any_order() {
+        let mut by_uid = ByUid::default();
+        let handles: Vec<_> = (0..1000).map(|id| bound(id, "many")).collect();
+        for handle in &handles {
+            by_uid.insert(handle.clone());
+        }
+        // Every third first, then the rest from the end.
+        let order = (0..1000)
+            .step_by(3)
+            .chain((0..1000).rev().filter(|i| i % 3 != 0));
+        for (left, i) in order.enumerate() {
+            let last = by_uid.remove_one(&handles[i]);
+            assert_eq!(last, left == 999);
+            for (slot, remaining) in by_uid.get("many").into_iter().flatten().enumerate() {
+                assert_eq!(remaining.slot(), slot);
+            }
+        }
+        assert!(!by_uid.contains("many"));
     }
 }

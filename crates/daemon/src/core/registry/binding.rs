@@ -93,11 +93,12 @@ impl Registry {
                         return Err(BindError::TooMany);
                     }
                     PerUidPolicy::CloseOldest => {
-                        // Oldest first: connections are listed in bind order.
-                        let oldest: Vec<ConnId> = (state.uids.get(uid).into_iter().flatten())
-                            .take(bound + 1 - limit)
+                        // The oldest by id: lists keep no order.
+                        let mut oldest: Vec<ConnId> = (state.uids.get(uid).into_iter().flatten())
                             .map(|h| h.id)
                             .collect();
+                        oldest.sort_unstable();
+                        oldest.truncate(bound + 1 - limit);
                         for old in oldest {
                             state.unbind(old);
                             if let Some(Entry(old)) = state.conns.get(&old) {

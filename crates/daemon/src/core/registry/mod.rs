@@ -141,7 +141,7 @@ impl State {
             return None;
         }
         let uid = handle.uid()?.clone();
-        if self.uids.remove_one(&uid, id)
+        if self.uids.remove_one(handle)
             && let Some(events) = &self.events
         {
             events.last_unbound(&uid);

@@ -84,7 +84,8 @@ impl Registry {
             .map_or(0, |list| list.len() as u64)
     }
 
-    /// Every bound uid with its connections, sorted by uid, oldest connection first.
+    /// Every bound uid with its connections, sorted by uid, oldest connection
+    /// (lowest id) first.
     pub(crate) fn list(&self) -> Vec<(Uid, Vec<ConnSnapshot>)> {
         let snapshot: Vec<(Uid, Connections)> = self
             .lock()
@@ -96,7 +97,7 @@ impl Registry {
         let mut uids: Vec<(Uid, Vec<ConnSnapshot>)> = snapshot
             .into_iter()
             .map(|(uid, handles)| {
-                let connections = handles
+                let mut connections: Vec<ConnSnapshot> = handles
                     .iter()
                     .map(|h| ConnSnapshot {
                         id: h.id,
@@ -105,6 +106,7 @@ impl Registry {
                         connected_ms: now_ms.saturating_sub(h.connected_ms),
                     })
                     .collect();
+                connections.sort_unstable_by_key(|c| c.id);
                 (uid, connections)
             })
             .collect();
