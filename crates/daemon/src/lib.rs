@@ -317,6 +317,7 @@ pub async fn run(
         tracker.spawn(expire_mailboxes(registry.clone(), ttl, token.clone()));
     }
     tracker.spawn(reload_on_hangup(hangup, node.clone(), token.clone()));
+    tracker.spawn(node.events.clone().run_offline());
 
     shutdown.await;
     let connections = registry.sizes().connections;

@@ -15,8 +15,8 @@
 //! presence is written (`cluster::presence`, `cluster::lease`), and the node
 //! that saw the change announces it, once.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use pushd_proto::uid::Uid;
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::counters::{Counter, Counters};
@@ -105,6 +105,12 @@ pub(crate) struct Events {
     /// Uids whose last connection closed and whose grace has not passed, with
     /// a generation that a rebind or a later close changes.
     pending: Mutex<HashMap<Uid, u64>>,
+    /// The closes waiting for their grace to pass, oldest first: the grace is
+    /// the same for all, so this is also deadline order, and one task
+    /// ([`Events::run_offline`]) serves them all.
+    graces: Mutex<VecDeque<Grace>>,
+    /// A close was queued while none waited: the grace task looks again.
+    graces_queued: Notify,
     generation: AtomicU64,
     /// In cluster mode `online` and `offline` describe the whole cluster and
     /// come from Redis ([`Events::announce`]), not from this node's registry.
@@ -113,6 +119,18 @@ pub(crate) struct Events {
     /// reads what is left, then its stream ends.
     ended: CancellationToken,
 }
+
+/// One close waiting for its grace to pass.
+#[derive(Debug)]
+struct Grace {
+    ends: tokio::time::Instant,
+    uid: Uid,
+    generation: u64,
+}
+
+/// Closes whose grace runs at once, at most: past it, a close is announced
+/// `offline` at once (a churn of uids cannot grow pushd's memory without bound).
+pub(crate) const MAX_GRACES: usize = 100_000;
 
 /// A connection, as its events describe it.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +151,8 @@ impl Events {
             next: AtomicU64::new(1),
             grace,
             pending: Mutex::new(HashMap::new()),
+            graces: Mutex::new(VecDeque::new()),
+            graces_queued: Notify::new(),
             generation: AtomicU64::new(1),
             cluster_wide,
             ended: CancellationToken::new(),
@@ -143,6 +163,7 @@ impl Events {
     /// still within its grace is told now (nobody will come back to this
     /// process), then the streams end, each after reading what is left.
     pub(crate) fn end(&self) {
+        self.lock_graces().clear();
         let pending: Vec<Uid> = self.lock_pending().drain().map(|(uid, _)| uid).collect();
         for uid in pending {
             self.emit(Kind::Offline, &uid, None, None);
@@ -240,28 +261,63 @@ impl Events {
 
     /// `uid` lost its last bound connection (called under the registry's
     /// lock): `offline` once the grace passes without a rebind.
-    pub(crate) fn last_unbound(self: &Arc<Self>, uid: &Uid) {
+    pub(crate) fn last_unbound(&self, uid: &Uid) {
         if self.cluster_wide {
+            return;
+        }
+        let mut graces = self.lock_graces();
+        if graces.len() >= MAX_GRACES {
+            drop(graces);
+            self.emit(Kind::Offline, uid, None, None);
             return;
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         self.lock_pending().insert(uid.clone(), generation);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (events, uid) = (self.clone(), uid.clone());
-        runtime.spawn(async move {
-            tokio::time::sleep(events.grace).await;
-            let mut pending = events.lock_pending();
-            if let Entry::Occupied(entry) = pending.entry(uid) {
-                // A rebind removed it; a later close gave it a newer generation.
-                if *entry.get() == generation {
-                    let (uid, _) = entry.remove_entry();
-                    drop(pending);
-                    events.emit(Kind::Offline, &uid, None, None);
+        graces.push_back(Grace {
+            ends: tokio::time::Instant::now() + self.grace,
+            uid: uid.clone(),
+            generation,
+        });
+        let first = graces.len() == 1;
+        drop(graces);
+        if first {
+            self.graces_queued.notify_one();
+        }
+    }
+
+    /// Announces `offline` for each close whose grace passed without a
+    /// rebind, until the events end.
+    pub(crate) async fn run_offline(self: Arc<Self>) {
+        loop {
+            let next = self.lock_graces().front().map(|grace| grace.ends);
+            tokio::select! {
+                () = self.ended.cancelled() => return,
+                () = self.graces_queued.notified(), if next.is_none() => continue,
+                () = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {}
+            }
+            let now = tokio::time::Instant::now();
+            loop {
+                let mut graces = self.lock_graces();
+                if graces.front().is_none_or(|grace| grace.ends > now) {
+                    break;
+                }
+                let grace = graces.pop_front().expect("looked at above");
+                drop(graces);
+                let mut pending = self.lock_pending();
+                if let Entry::Occupied(entry) = pending.entry(grace.uid) {
+                    // A rebind removed it; a later close gave it a newer generation.
+                    if *entry.get() == grace.generation {
+                        let (uid, _) = entry.remove_entry();
+                        drop(pending);
+                        self.emit(Kind::Offline, &uid, None, None);
+                    }
                 }
             }
-        });
+        }
+    }
+
+    fn lock_graces(&self) -> std::sync::MutexGuard<'_, VecDeque<Grace>> {
+        self.graces.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<Uid, u64>> {
@@ -338,6 +394,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_rebind_within_the_grace_is_neither_offline_nor_online() {
         let events = Events::new("n1".into(), Duration::from_secs(5), false);
+        tokio::spawn(events.clone().run_offline());
         let mut receiver = events.sender.subscribe();
         let uid = Uid::parse("42").unwrap();
         events.first_bound(&uid);
@@ -355,6 +412,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn only_the_latest_close_counts() {
         let events = Events::new("n1".into(), Duration::from_secs(5), false);
+        tokio::spawn(events.clone().run_offline());
         let mut receiver = events.sender.subscribe();
         let uid = Uid::parse("7").unwrap();
         events.first_bound(&uid);
@@ -388,5 +446,22 @@ mod tests {
         assert_eq!(json["reason"], "heartbeat");
         assert_eq!(json["id"].as_str(), Some(&*event.id));
         assert!(json["at_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closes_waiting_for_their_grace_are_bounded() {
+        let events = Events::new("n1".into(), Duration::from_secs(5), false);
+        let mut receiver = events.sender.subscribe();
+        for i in 0..MAX_GRACES {
+            events.last_unbound(&Uid::parse(&format!("u{i}")).unwrap());
+        }
+        assert!(receiver.try_recv().is_err(), "all within their grace");
+        // One more close than the bound: announced at once, nothing more kept.
+        events.last_unbound(&Uid::parse("one-more").unwrap());
+        assert_eq!(
+            kinds(&mut receiver),
+            [(Kind::Offline, "one-more".to_owned())]
+        );
+        assert_eq!(events.lock_graces().len(), MAX_GRACES);
     }
 }

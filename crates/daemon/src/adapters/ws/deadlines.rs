@@ -10,41 +10,46 @@
 //! the connections that fall due together share one entry.
 //!
 //! As with the lazily re-armed `Sleep` before, a connection adds an entry only
-//! when its last one fired; an entry of a connection that closed meanwhile
-//! finds it gone (a `Weak`), and one whose deadline moved later wakes it to
-//! find that out, as the timer did.
+//! when its last one fired; one whose deadline moved later wakes it to find
+//! that out, as the timer did. An entry is the connection's id, found in the
+//! registry when it falls due: a connection that closed meanwhile is simply
+//! not there, and its entry kept nothing of it but those 8 bytes (a `Weak`
+//! here kept its whole handle's allocation until the deadline passed, so a
+//! churn of connections held memory in proportion to churn × heartbeat).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::conn::ConnHandle;
+use crate::core::conn::{ConnHandle, ConnId};
+use crate::core::registry::Registry;
 
 /// The connections to wake, by when.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
-    due: Mutex<BTreeMap<Instant, Vec<Weak<ConnHandle>>>>,
+    due: Mutex<BTreeMap<Instant, Vec<ConnId>>>,
     /// An entry earlier than all others arrived: the sleeper must look again.
     earlier: Notify,
 }
 
 impl Deadlines {
     /// Wakes `handle`'s task at `at` (with its timer flag set).
-    pub(crate) fn wake_at(&self, at: Instant, handle: &Arc<ConnHandle>) {
+    pub(crate) fn wake_at(&self, at: Instant, handle: &ConnHandle) {
         let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
         let earliest = due.first_key_value().map(|(first, _)| *first);
-        due.entry(at).or_default().push(Arc::downgrade(handle));
+        due.entry(at).or_default().push(handle.id);
         drop(due);
         if earliest.is_none_or(|first| at < first) {
             self.earlier.notify_one();
         }
     }
 
-    /// Wakes connections as their deadlines fall due, until shutdown.
-    pub(crate) async fn run(&self, shutdown: CancellationToken) {
+    /// Wakes connections as their deadlines fall due, until shutdown; finds
+    /// them in `registry`.
+    pub(crate) async fn run(&self, registry: &Registry, shutdown: CancellationToken) {
         loop {
             let next = self.lock().first_key_value().map(|(first, _)| *first);
             let sleep = async {
@@ -69,15 +74,14 @@ impl Deadlines {
                 }
                 fired
             };
-            for handle in fired.into_values().flatten() {
-                if let Some(handle) = handle.upgrade() {
-                    handle.fire_timer();
-                }
+            let ids: Vec<ConnId> = fired.into_values().flatten().collect();
+            for handle in registry.handles(&ids) {
+                handle.fire_timer();
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Instant, Vec<Weak<ConnHandle>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Instant, Vec<ConnId>>> {
         self.due.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -90,29 +94,49 @@ impl Deadlines {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::core::clock::Clock;
+    use crate::core::conn::QueueLimits;
+    use crate::core::registry::RegistryLimits;
     use std::time::Duration;
 
-    fn handle(id: u64) -> Arc<ConnHandle> {
-        let peer = "127.0.0.1:1".parse().unwrap();
-        Arc::new(ConnHandle::new(id, false, peer, 0))
+    fn registry() -> Arc<Registry> {
+        let limits = RegistryLimits {
+            queue: QueueLimits {
+                messages: 8,
+                bytes: 1 << 20,
+            },
+            per_uid: None,
+            mailbox: None,
+            hold_at_bind: false,
+        };
+        Arc::new(Registry::new(limits, Clock::new(), Arc::default(), None))
     }
 
     #[tokio::test]
     async fn connections_are_woken_when_due_and_gone_ones_are_dropped() {
         let deadlines = Arc::new(Deadlines::default());
+        let registry = registry();
         let shutdown = CancellationToken::new();
         let runner = tokio::spawn({
-            let (deadlines, shutdown) = (deadlines.clone(), shutdown.clone());
-            async move { deadlines.run(shutdown).await }
+            let (deadlines, registry, shutdown) =
+                (deadlines.clone(), registry.clone(), shutdown.clone());
+            async move { deadlines.run(&registry, shutdown).await }
         });
-        let (soon, later, gone) = (handle(1), handle(2), handle(3));
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let (soon, later, gone) = (
+            registry.open(peer, false),
+            registry.open(peer, false),
+            registry.open(peer, false),
+        );
         let now = Instant::now();
         deadlines.wake_at(now + Duration::from_secs(3600), &later);
         // Earlier than the entry the runner sleeps for: it must look again.
         deadlines.wake_at(now + Duration::from_millis(20), &soon);
         deadlines.wake_at(now + Duration::from_millis(20), &gone);
-        drop(gone);
+        registry.close(gone.id);
         let woken = tokio::time::timeout(Duration::from_secs(10), async {
             while !soon.timer_due() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -121,7 +145,7 @@ mod tests {
         .await;
         assert!(woken.is_ok(), "the due connection was not woken");
         assert!(soon.take_timer_due() && !soon.timer_due());
-        assert!(!later.timer_due());
+        assert!(!later.timer_due() && !gone.timer_due());
         assert_eq!(deadlines.len(), 1, "only the later entry is left");
         shutdown.cancel();
         runner.await.unwrap();

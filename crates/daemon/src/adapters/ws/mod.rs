@@ -106,7 +106,10 @@ pub(crate) async fn serve(
 ) {
     tracker.spawn({
         let (server, shutdown) = (server.clone(), shutdown.clone());
-        async move { server.deadlines.run(shutdown).await }
+        async move {
+            let registry = server.node.registry.clone();
+            server.deadlines.run(&registry, shutdown).await
+        }
     });
     let counters = &server.node.counters;
     super::accept::serve(

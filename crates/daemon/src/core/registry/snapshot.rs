@@ -2,12 +2,13 @@
 //! cluster's presence writer, and the mailbox's operator view: copies taken
 //! under the lock, shaped after it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use pushd_proto::uid::Uid;
 
 use super::Registry;
-use crate::core::conn::ConnId;
+use crate::core::conn::{ConnHandle, ConnId};
 use crate::core::counters::Counter;
 use crate::core::index::{Connections, Entry};
 use crate::core::mailbox::{MailboxSummary, Mailboxes};
@@ -65,6 +66,14 @@ impl Registry {
             .uids
             .iter()
             .map(|(uid, list)| (uid.clone(), list.len() as u64))
+            .collect()
+    }
+
+    /// The open connections among `ids`, found under one hold of the lock.
+    pub(crate) fn handles(&self, ids: &[ConnId]) -> Vec<Arc<ConnHandle>> {
+        let state = self.lock();
+        (ids.iter())
+            .filter_map(|id| state.conns.get(id).map(|Entry(handle)| handle.clone()))
             .collect()
     }
 
