@@ -116,10 +116,11 @@ pub(crate) async fn serve<L, S, F, Fut>(
                             drop(slot);
                         });
                     }
-                    // Dropped unpolled: the stream closes now.
+                    // Counted first, so that whoever sees it closed sees it counted;
+                    // dropped unpolled, the stream closes now.
                     Some((Err(_), refused)) => {
-                        drop(served);
                         counters.bump(refused);
+                        drop(served);
                     }
                 }
             }

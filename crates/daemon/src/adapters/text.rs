@@ -6,7 +6,6 @@
 //! in cluster mode, one Redis round trip per 64 lines instead of one per line).
 //! A bad line fails alone; the connection and the daemon carry on.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -104,30 +103,28 @@ async fn session(
     let mut lines = Lines::new(node);
     let mut input = BytesMut::with_capacity(READ_BUFFER);
     let mut replies = Vec::new();
-    // A backend that sends nothing, or takes no reply, for the idle timeout is closed.
+    // A backend that sends nothing, or takes no reply, for the idle timeout is
+    // closed. One timer for the connection, re-armed only when it fires (a read
+    // only bumps a count): a timer per read cost 900 instructions a push.
+    let mut idle = Idle::new(server.idle_timeout);
     loop {
-        let Some(more) = within(
-            server.idle_timeout,
-            read_more(&mut stream, &mut input, shutdown),
-        )
-        .await
-        else {
-            node.counters.bump(Counter::TextIdleClosed);
-            debug!("text connection closed: idle past --text-idle-timeout");
-            return Ok(());
+        let read = tokio::select! {
+            biased;
+            read = read_more(&mut stream, &mut input, shutdown) => read?,
+            () = idle.passed() => break idle.closed(node),
         };
-        if !more? {
+        if !read {
             break;
         }
+        idle.active();
         lines.answer(node, &mut input, &mut replies).await;
         if !replies.is_empty() {
-            if within(server.idle_timeout, stream.write_all(&replies))
-                .await
-                .is_none()
-            {
-                node.counters.bump(Counter::TextIdleClosed);
-                return Ok(());
+            tokio::select! {
+                biased;
+                written = stream.write_all(&replies) => written?,
+                () = idle.passed() => break idle.closed(node),
             }
+            idle.active();
             replies.clear();
         }
         if input.capacity() == 0 {
@@ -137,11 +134,56 @@ async fn session(
     Ok(())
 }
 
-/// `io`'s outcome, unless `limit` passes first (`None`).
-async fn within<T>(limit: Option<Duration>, io: impl Future<Output = T>) -> Option<T> {
-    match limit {
-        None => Some(io.await),
-        Some(limit) => tokio::time::timeout(limit, io).await.ok(),
+/// A text connection's idle deadline, lazily re-armed: activity bumps a
+/// count, and the one timer, when it fires, looks whether the count moved
+/// since it was armed (then it is armed again). So a connection is closed
+/// after between one and two idle timeouts of silence, and a busy one costs
+/// no clock read and no timer operation per line.
+struct Idle {
+    limit: Option<Duration>,
+    activity: u64,
+    seen: u64,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(limit: Option<Duration>) -> Self {
+        // Without a limit the timer is never polled.
+        let first = limit.unwrap_or(Duration::from_secs(3600));
+        Idle {
+            limit,
+            activity: 0,
+            seen: 0,
+            timer: Box::pin(tokio::time::sleep(first)),
+        }
+    }
+
+    /// Something came in, or a reply went out.
+    fn active(&mut self) {
+        self.activity = self.activity.wrapping_add(1);
+    }
+
+    /// Returns once the connection has been idle for the limit (never without one).
+    async fn passed(&mut self) {
+        let Some(limit) = self.limit else {
+            return std::future::pending().await;
+        };
+        loop {
+            (&mut self.timer).await;
+            if self.activity == self.seen {
+                return;
+            }
+            self.seen = self.activity;
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + limit);
+        }
+    }
+
+    /// Counts the idle close.
+    fn closed(&self, node: &Node) {
+        node.counters.bump(Counter::TextIdleClosed);
+        debug!("text connection closed: idle past --text-idle-timeout");
     }
 }
 
