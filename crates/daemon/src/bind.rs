@@ -96,8 +96,9 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
     let resume = match (handle.v2, since) {
         (false, _) => Resume::Raw,
         (true, None) => Resume::Fresh,
-        (true, Some(Since::After(n))) => Resume::After(n),
-        (true, Some(Since::Unknown)) => Resume::Unknown,
+        (true, Some(Since::Cluster { ms, n })) => Resume::After { ms, n },
+        // A node's own ids are not the cluster's.
+        (true, Some(Since::After(_) | Since::Unknown)) => Resume::Unknown,
     };
     let (node, uid, handle) = (node.clone(), uid.clone(), handle.clone());
     tokio::spawn(async move {

@@ -29,8 +29,13 @@ pub(crate) enum Resume {
     /// A `pushd.v2` connection without `since`: the waiting messages, and from
     /// now on the uid's pushes are kept for resumes.
     Fresh,
-    /// A `pushd.v2` connection after message number N.
-    After(u64),
+    /// A `pushd.v2` connection after the cluster's message `MS-N`.
+    After {
+        /// The id's first part (0: a broadcast's, which repeats the last N).
+        ms: u64,
+        /// Its number.
+        n: u64,
+    },
     /// A `pushd.v2` connection whose `since` is no id of the cluster's.
     Unknown,
 }
@@ -41,7 +46,7 @@ impl Resume {
         match self {
             Resume::Raw => String::new(),
             Resume::Fresh => "new".into(),
-            Resume::After(n) => n.to_string(),
+            Resume::After { ms, n } => format!("{ms}-{n}"),
             Resume::Unknown => "gap".into(),
         }
     }

@@ -55,8 +55,8 @@ pub struct Scripts {
     /// kept in the stream too, marked `d`, for resumes.
     pub route: Script,
     /// ARGV prefix, TTL ms, then uid and since pairs: since is empty for a raw connection,
-    /// `new` for a `pushd.v2` one without `since`, `gap` for an unplaceable one, else the N of
-    /// its id. Per uid `[expired, gap, waiting, [id, payload, ...]]`: the messages not yet
+    /// `new` for a `pushd.v2` one without `since`, `gap` for an unplaceable one, else its
+    /// id `MS-N`, which places the client only if the uid's stream holds that very id. Per uid `[expired, gap, waiting, [id, payload, ...]]`: the messages not yet
     /// delivered and, with a since, every one after it, oldest first. A `pushd.v2` bind
     /// makes the uid resumable (`P:v2:<uid>`); the stream of a uid that is not resumable
     /// is gone afterwards.
@@ -327,13 +327,20 @@ impl Scripts {
                        -- given (one its stream holds, or the last it let go of); any
                        -- other claim (another uid's id, one from the future) is a gap,
                        -- then everything held.
-                       local after = tonumber(since) or (since == 'gap' and 0) or nil
+                       local since_ms, since_n = string.match(since, '^(%d+)-(%d+)$')
+                       local after = tonumber(since_n) or (since == 'gap' and 0) or nil
                        local gap = since == 'gap'
-                       if after ~= nil and not gap then
-                         local issued = was_resumable and lost > 0 and after == lost
+                       if since_n then
+                         -- The whole id must be one the stream holds: N alone starts
+                         -- over when Redis does. A broadcast's `0-N` repeats the N of
+                         -- the connection's last message.
+                         local issued = false
                          for _, entry in ipairs(entries) do
-                           if issued then break end
-                           issued = tonumber(string.match(entry[1], '-(%d+)$')) == after
+                           if entry[1] == since or (since_ms == '0'
+                               and tonumber(string.match(entry[1], '-(%d+)$')) == after) then
+                             issued = true
+                             break
+                           end
                          end
                          if issued then gap = lost > after else gap, after = true, 0 end
                        end

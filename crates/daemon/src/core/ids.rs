@@ -44,8 +44,18 @@ pub(crate) fn boot_ms() -> u64 {
 /// Where a resuming client says it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Since {
-    /// After this message.
+    /// After this message of this node's.
     After(MessageId),
+    /// Cluster mode: after the cluster's message `MS-N`. Both parts are kept:
+    /// N orders messages, and the whole id tells a message from one with the
+    /// same N from before a restart of Redis (which starts N over).
+    Cluster {
+        /// When Redis numbered it (0 for a broadcast, which repeats the N of
+        /// the connection's last message).
+        ms: u64,
+        /// Its number.
+        n: MessageId,
+    },
     /// A `since` this node cannot place (malformed, or from another boot).
     Unknown,
 }
@@ -93,10 +103,13 @@ impl Ids {
     }
 
     /// Where a `pushd.v2` client's `since` is. On a single node only an id of
-    /// this boot places it; in cluster mode N of `MS-N` does.
+    /// this boot places it; in cluster mode Redis decides, from the whole id.
     pub(crate) fn since(&self, text: &str) -> Since {
         if self.cluster {
-            return number_of(text).map_or(Since::Unknown, Since::After);
+            let parsed = text
+                .split_once('-')
+                .and_then(|(ms, n)| Some((ms.parse().ok()?, n.parse().ok()?)));
+            return parsed.map_or(Since::Unknown, |(ms, n)| Since::Cluster { ms, n });
         }
         match text.split_once('-') {
             Some((boot, n)) if boot.parse() == Ok(self.boot) => {
@@ -139,8 +152,12 @@ mod tests {
     #[test]
     fn in_a_cluster_the_number_alone_places_an_id() {
         let ids = Ids::new(true);
-        assert_eq!(ids.since("1733000000000-42"), Since::After(42));
-        assert_eq!(ids.since("0-7"), Since::After(7));
+        let cluster = |ms, n| Since::Cluster { ms, n };
+        assert_eq!(
+            ids.since("1733000000000-42"),
+            cluster(1_733_000_000_000, 42)
+        );
+        assert_eq!(ids.since("0-7"), cluster(0, 7));
         assert_eq!(ids.since("x-7"), Since::Unknown);
         assert_eq!(number_of("5-9"), Some(9));
         assert_eq!(cluster_frame("5-9", &"m".into()), "5-9 m");
