@@ -36,7 +36,7 @@ json\t'One JSON object per line'"
 complete -c pushd -l bind-timeout -d 'Close a connection that has not sent its uid this long after the handshake (code 1008); 0 disables' -r
 complete -c pushd -l mailbox-ttl -d 'How long a push waits in the mailbox of a uid that has no connection, for its next connection (a page reload or navigation); 0 turns the mailbox off: such a push answers `fail`, as in the original recipe' -r
 complete -c pushd -l mailbox-size -d 'Most messages waiting for one uid; one more pushes the oldest out (counted)' -r
-complete -c pushd -l mailbox-memory -d 'Bytes kept by all mailboxes together (each message: its payload plus 160 bytes); past it a push that would be kept answers `fail` (counted)' -r
+complete -c pushd -l mailbox-memory -d 'Bytes kept by all mailboxes together (each message: its payload plus 160 bytes; each uid\'s store: 256); past it a push that would be kept answers `fail` (counted)' -r
 complete -c pushd -l cluster -d 'Cluster mode: share presence and routing with other nodes through the Redis at URL (`redis://HOST:PORT`, `redis+unix:///PATH`). Off by default: a single node' -r
 complete -c pushd -l cluster-prefix -d 'Key and channel prefix in Redis, so several clusters can share one Redis' -r
 complete -c pushd -l node-name -d 'This node\'s name in `list` and `stats` [default: the host name]' -r

@@ -90,8 +90,9 @@ async fn a_full_mailbox_drops_its_oldest_and_counts_them() {
 
 #[tokio::test]
 async fn past_the_memory_limit_a_push_that_would_be_kept_fails_and_is_counted() {
-    // Each 100-byte line costs 100 + 160 bytes: five fit in 1,400.
-    let pushd = Pushd::start(&["--mailbox-memory", "1400"]).await;
+    // Each 100-byte line costs 100 + 160 bytes, and each of the three uids' stores
+    // 256: five lines fit in 1,400 + 768.
+    let pushd = Pushd::start(&["--mailbox-memory", "2168"]).await;
     let mut backend = pushd.text_client().await;
     let line = |uid: &str, i: u64| {
         let pad = "x".repeat(100 - 25 - uid.len());

@@ -311,8 +311,8 @@ pub struct DaemonArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Mailbox")]
     pub mailbox_size: u64,
 
-    /// Bytes kept by all mailboxes together (each message: its payload plus 160 bytes);
-    /// past it a push that would be kept answers `fail` (counted).
+    /// Bytes kept by all mailboxes together (each message: its payload plus 160 bytes;
+    /// each uid's store: 256); past it a push that would be kept answers `fail` (counted).
     #[arg(long, env = "PUSHD_MAILBOX_MEMORY", default_value_t = 64 * 1024 * 1024,
           value_name = "BYTES", help_heading = "Mailbox")]
     pub mailbox_memory: u64,

@@ -36,6 +36,14 @@ use super::ids::{MessageId, Since};
 /// `--mailbox-memory` bounds the real memory, not only the accounted bytes.
 pub(crate) const PER_MESSAGE_OVERHEAD: usize = 160;
 
+/// Bytes counted for each uid's store besides its messages: its map entry
+/// (the uid and the store, about 150 bytes with the table's slack), its key in
+/// the due index (about 40) and the uid's own allocation, estimated from their
+/// sizes and rounded up. An empty store kept for a `pushd.v2` uid that may
+/// resume costs memory too, so that a churn of such uids is bounded by
+/// `--mailbox-memory` like the messages are.
+pub(crate) const PER_STORE_OVERHEAD: usize = 256;
+
 /// The mailbox settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MailboxLimits {
@@ -163,6 +171,24 @@ pub(crate) struct Mailboxes {
     waiting_payload: usize,
 }
 
+/// `uid`'s store, made (and its overhead added to `cost`) if it has none.
+fn store_entry<'a>(
+    stores: &'a mut HashMap<Uid, Store>,
+    cost: &mut usize,
+    uid: &Uid,
+) -> &'a mut Store {
+    match stores.entry(uid.clone()) {
+        std::collections::hash_map::Entry::Occupied(store) => store.into_mut(),
+        std::collections::hash_map::Entry::Vacant(vacant) => {
+            *cost += PER_STORE_OVERHEAD;
+            vacant.insert(Store {
+                cost: PER_STORE_OVERHEAD,
+                ..Store::default()
+            })
+        }
+    }
+}
+
 fn cost_of(message: &Payload) -> usize {
     message.len() + PER_MESSAGE_OVERHEAD
 }
@@ -221,7 +247,14 @@ impl Mailboxes {
             Some(oldest) if full => cost_of(&oldest.message),
             _ => 0,
         };
-        let needed = (self.cost + cost_of(message)).saturating_sub(self.limits.memory + freed);
+        // A uid's first message brings its store.
+        let store = if self.stores.contains_key(uid) {
+            0
+        } else {
+            PER_STORE_OVERHEAD
+        };
+        let needed =
+            (self.cost + cost_of(message) + store).saturating_sub(self.limits.memory + freed);
         if needed > 0 && (delivered || !self.make_room(needed, uid)) {
             if let Some(store) = self.stores.get_mut(uid) {
                 store.lost_through = id;
@@ -279,7 +312,12 @@ impl Mailboxes {
     /// Keeps `uid`'s delivered messages until `until` (it has a `pushd.v2`
     /// connection, or had one until now).
     pub(crate) fn keep_resumable(&mut self, uid: &Uid, until: Instant) {
-        let store = self.stores.entry(uid.clone()).or_default();
+        if !self.stores.contains_key(uid) && self.cost + PER_STORE_OVERHEAD > self.limits.memory {
+            // No room for one more store: the uid is not resumable, and a
+            // resume of it will say `!gap`.
+            return;
+        }
+        let store = store_entry(&mut self.stores, &mut self.cost, uid);
         store.resumable_until = Some(store.resumable_until.map_or(until, |u| u.max(until)));
         self.reindex(uid);
     }
@@ -343,7 +381,10 @@ impl Mailboxes {
             None => 0,
         };
         self.keep_resumable(uid, until);
-        let store = self.stores.get_mut(uid).expect("made resumable above");
+        // No store: nothing was held, and there was no room to begin one.
+        let Some(store) = self.stores.get_mut(uid) else {
+            return handover;
+        };
         for entry in store.entries.iter_mut() {
             if entry.delivered && entry.id <= after {
                 continue;
@@ -378,12 +419,14 @@ impl Mailboxes {
         // and when room runs out it is the oldest that are left out.
         for (id, message) in messages.into_iter().rev() {
             let len = self.stores.get(uid).map_or(0, |s| s.entries.len());
-            if len >= self.limits.size || self.cost + cost_of(&message) > self.limits.memory {
+            let store = if len == 0 { PER_STORE_OVERHEAD } else { 0 };
+            if len >= self.limits.size || self.cost + cost_of(&message) + store > self.limits.memory
+            {
                 lost += 1;
                 continue;
             }
             let cost = cost_of(&message);
-            let store = self.stores.entry(uid.clone()).or_default();
+            let store = store_entry(&mut self.stores, &mut self.cost, uid);
             self.waiting += 1;
             self.waiting_payload += message.len();
             self.cost += cost;
@@ -472,7 +515,12 @@ impl Mailboxes {
         let dropped = store.entries.iter().filter(|e| e.delivered).map(|e| e.id);
         store.lost_through = store.lost_through.max(dropped.max().unwrap_or(0));
         store.entries.retain(|e| !e.delivered);
-        store.cost = store.entries.iter().map(|e| cost_of(&e.message)).sum();
+        store.cost = PER_STORE_OVERHEAD
+            + store
+                .entries
+                .iter()
+                .map(|e| cost_of(&e.message))
+                .sum::<usize>();
         self.cost -= before - store.cost;
         if store.entries.is_empty() {
             self.remove(uid);
@@ -491,7 +539,7 @@ impl Mailboxes {
         delivered: bool,
     ) {
         let cost = cost_of(message);
-        let store = self.stores.entry(uid.clone()).or_default();
+        let store = store_entry(&mut self.stores, &mut self.cost, uid);
         store.newest = store.newest.max(id);
         store.entries.push_back(Entry {
             id,
@@ -657,7 +705,7 @@ mod tests {
 
     #[test]
     fn memory_is_shared_by_every_mailbox_and_counts_the_overhead() {
-        let one = 4 + PER_MESSAGE_OVERHEAD;
+        let one = 4 + PER_MESSAGE_OVERHEAD + PER_STORE_OVERHEAD;
         let mut boxes = Mailboxes::new(limits(10, 2 * one));
         let now = Instant::now();
         let queued = |s| matches!(s, Stored::Queued { .. });
@@ -673,7 +721,7 @@ mod tests {
 
     #[test]
     fn a_full_mailbox_at_the_memory_limit_still_takes_a_message_of_the_same_size() {
-        let mut boxes = Mailboxes::new(limits(1, 1 + PER_MESSAGE_OVERHEAD));
+        let mut boxes = Mailboxes::new(limits(1, 1 + PER_MESSAGE_OVERHEAD + PER_STORE_OVERHEAD));
         let now = Instant::now();
         boxes.store(&uid("a"), 1, &"1".into(), now);
         let second = boxes.store(&uid("a"), 2, &"2".into(), now);
@@ -777,7 +825,8 @@ mod tests {
     #[test]
     fn a_waiting_message_takes_the_room_of_copies_kept_for_resuming() {
         let one = 1 + PER_MESSAGE_OVERHEAD;
-        let mut boxes = Mailboxes::new(limits(10, 3 * one));
+        let store = PER_STORE_OVERHEAD;
+        let mut boxes = Mailboxes::new(limits(10, 3 * one + 2 * store));
         let now = Instant::now();
         let v2 = uid("v2");
         boxes.keep_resumable(&v2, now + Duration::from_secs(30));
@@ -790,7 +839,7 @@ mod tests {
         assert_eq!((resumed.gap, ids(&resumed)), (true, vec![2, 3]));
         assert_eq!(texts(&boxes.take_waiting(&uid("away"), now)), ["w"]);
         // Waiting messages are never given up for room.
-        let mut full = Mailboxes::new(limits(10, one));
+        let mut full = Mailboxes::new(limits(10, one + store));
         full.store(&uid("a"), 1, &"w".into(), now);
         assert_eq!(
             full.store(&uid("b"), 2, &"w".into(), now),
@@ -887,5 +936,25 @@ mod tests {
         boxes.keep_resumable(&raw, now + Duration::from_secs(30));
         let resumed = boxes.resume(&raw, Since::After(10), now, now + Duration::from_secs(30));
         assert_eq!((resumed.gap, texts(&resumed)), (true, vec!["waits"]));
+    }
+
+    #[test]
+    fn stores_kept_for_resumes_count_against_the_memory_bound() {
+        let store = PER_STORE_OVERHEAD;
+        let mut boxes = Mailboxes::new(limits(10, 3 * store));
+        let now = Instant::now();
+        let until = now + Duration::from_secs(30);
+        for name in ["a", "b", "c", "d"] {
+            boxes.keep_resumable(&uid(name), until);
+        }
+        assert_eq!(
+            boxes.stores.len(),
+            3,
+            "a fourth empty store is over the bound"
+        );
+        assert_eq!(boxes.cost, 3 * store);
+        // The one left out is not resumable: its resume says so.
+        boxes.retain(&uid("d"), 1, &"x".into(), now);
+        assert!(boxes.resume(&uid("d"), Since::After(1), now, until).gap);
     }
 }
