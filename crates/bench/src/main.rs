@@ -6,6 +6,7 @@ mod admin;
 mod clients;
 mod navigate;
 mod probe;
+mod promise;
 mod receipts;
 mod report;
 mod scenarios;
@@ -155,6 +156,37 @@ enum Scenario {
         #[arg(long)]
         v2: bool,
     },
+    /// pushd's promise under faults: starts pushd itself, pages of many uids
+    /// navigate (pushd.v2 ones resume with since) while numbered pushes flow,
+    /// pushd is stopped (SIGTERM, SIGKILL in turn) and started again; then every
+    /// push is accounted for. Exits 1 on a silent loss, a duplicate or a push
+    /// out of order for pushd.v2 pages (rules: docs/RELIABILITY.md).
+    Promise {
+        /// The pushd binary [default: next to pushbench].
+        #[arg(long)]
+        pushd: Option<PathBuf>,
+        /// Uids, one page at a time each.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        uids: usize,
+        /// Every this many uids, one has raw pages (0: none).
+        #[arg(long, default_value_t = 5)]
+        raw_every: usize,
+        /// How long pushes flow.
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Pushes per second, in all.
+        #[arg(long, default_value_t = 300.0)]
+        rate: f64,
+        /// A fault this often (0: none).
+        #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+        fault_every: Duration,
+        /// How long a page stays before it leaves.
+        #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+        stay: Duration,
+        /// pushd's --mailbox-ttl; now and then a page is away for twice as long.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        mailbox_ttl: Duration,
+    },
     /// `list` and `kick` latency with N clients online.
     Admin {
         /// Bound clients.
@@ -179,6 +211,7 @@ fn main() -> ExitCode {
         | Scenario::Admin { clients: n, .. } => *n as u64 + 64,
         Scenario::Mailbox { .. } => 64,
         Scenario::Navigate { pages, .. } => *pages as u64 + 64,
+        Scenario::Promise { uids, .. } => *uids as u64 + 64,
     };
     if needed > limit {
         eprintln!(
@@ -190,13 +223,18 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(run(&cli));
     match result {
-        Ok(report) => {
+        Ok((report, kept)) => {
             if cli.json {
                 println!("{}", serde_json::to_string(&report).expect("serializable"));
             } else {
                 print!("{}", report.to_text());
             }
-            ExitCode::SUCCESS
+            if kept {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("pushbench: the promise was broken (see the report)");
+                ExitCode::FAILURE
+            }
         }
         Err(err) => {
             eprintln!("pushbench: {err:#}");
@@ -205,9 +243,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
+/// Runs the scenario: its report, and whether what it checks held (only
+/// `promise` checks anything; the others measure).
+async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
     let common = &cli.common;
-    match &cli.scenario {
+    let report = match &cli.scenario {
         Scenario::Idle { connections, hold } => scenarios::idle(common, *connections, *hold).await,
         Scenario::Push {
             clients,
@@ -267,5 +307,32 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
             };
             scenarios::admin(common, *clients, *repeat, &pushctl).await
         }
-    }
+        Scenario::Promise {
+            pushd,
+            uids,
+            raw_every,
+            duration,
+            rate,
+            fault_every,
+            stay,
+            mailbox_ttl,
+        } => {
+            let pushd = match pushd {
+                Some(path) => path.clone(),
+                None => std::env::current_exe()?.with_file_name("pushd"),
+            };
+            let params = promise::PromiseParams {
+                pushd,
+                uids: *uids,
+                raw_every: *raw_every,
+                duration: *duration,
+                rate: *rate,
+                fault_every: *fault_every,
+                stay: *stay,
+                mailbox_ttl: *mailbox_ttl,
+            };
+            return promise::promise(params).await;
+        }
+    };
+    report.map(|report| (report, true))
 }
