@@ -176,3 +176,46 @@ async fn after_kill_9_a_restarted_daemon_takes_the_socket_and_clients_reconnect(
     assert_eq!(second.ctl(&["send", "k7", "welcome back"]).await.status, 0);
     assert_eq!(clients[7].recv_text().await, "welcome back");
 }
+
+/// The promise checker (`pushbench promise`, docs/RELIABILITY.md), briefly:
+/// pages of 20 uids navigate and stay away past the TTL while numbered
+/// pushes flow, pushd is stopped (SIGTERM, then SIGKILL) and started again,
+/// and every push is accounted for: no `pushd.v2` page may lose one silently,
+/// get one twice or out of order.
+#[tokio::test]
+async fn the_promise_holds_under_restarts_by_the_checker() {
+    let params = pushbench::promise::PromiseParams {
+        pushd: env!("CARGO_BIN_EXE_pushd").into(),
+        uids: 20,
+        raw_every: 5,
+        // Few pushes per uid, so that what waits for an absent page expires
+        // (the rate at which the checker found issue 22's first bug).
+        duration: Duration::from_secs(10),
+        rate: 10.0,
+        fault_every: Duration::from_secs(4),
+        stay: Duration::from_millis(300),
+        mailbox_ttl: Duration::from_millis(700),
+    };
+    let (report, kept) = within(
+        Duration::from_secs(60),
+        "the checker",
+        pushbench::promise::promise(params),
+    )
+    .await
+    .expect("the checker ran");
+    let text = report.to_text();
+    eprintln!("{text}");
+    assert!(kept, "the promise was broken:\n{text}");
+    let value = |name: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap();
+        line.split_whitespace()
+            .rev()
+            .find_map(|w| w.parse::<f64>().ok())
+            .unwrap()
+    };
+    assert!(value("faults") >= 1.0, "{text}");
+    assert!(value("v2: delivered") > 30.0, "{text}");
+}

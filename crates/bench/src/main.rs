@@ -6,11 +6,11 @@ mod admin;
 mod clients;
 mod navigate;
 mod probe;
-mod promise;
 mod receipts;
-mod report;
 mod scenarios;
-mod sys;
+
+// Shared with the end-to-end tests, through the library.
+use pushbench::{promise, report, sys};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
