@@ -295,4 +295,20 @@ mod tests {
         let open = Admission::new(10, None, vec![]);
         assert!(open.check_origin(&request(None)).is_ok());
     }
+
+    #[test]
+    fn a_refusal_written_at_once_is_a_whole_http_answer() {
+        for refusal in [Refusal::Capacity, Refusal::PerIp, Refusal::Origin] {
+            let raw = std::str::from_utf8(refusal.raw_response()).unwrap();
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+            let status = refusal.response().status().as_u16();
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("Content-Length: "))
+                .unwrap();
+            assert_eq!(length.parse::<usize>().unwrap(), body.len(), "{raw}");
+            assert!(head.contains("Connection: close"));
+        }
+    }
 }
