@@ -1,7 +1,8 @@
 //! `promise`: pushd's promise checked under faults. pushbench starts pushd
 //! itself (single node), pages of many uids navigate (`pushd.v2` pages
 //! resume with `?since=`, raw pages do not), numbered pushes flow through the
-//! text port, and pushd is stopped now and then (SIGTERM, or SIGKILL) and
+//! text port and the HTTP API (`POST /v1/push`) in turn, and pushd is stopped
+//! now and then (SIGTERM, or SIGKILL) and
 //! started again on the same addresses. At the end every push is accounted for:
 //!
 //! - answered `fail`, or not answered (pushd was down): nothing was promised;
@@ -102,30 +103,38 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts pushd on free ports; returns it with its WebSocket and text addresses.
+    /// Starts pushd on free ports; returns it with its WebSocket, text and HTTP addresses.
     async fn start(
         binary: &Path,
         dir: &Path,
         mailbox_ttl: Duration,
-    ) -> anyhow::Result<(Daemon, String, String)> {
+    ) -> anyhow::Result<(Daemon, Addresses)> {
         let socket = dir.join("pushd.sock");
-        let mut args: Vec<String> = ["--ws-listen", "127.0.0.1:0", "--text-listen", "127.0.0.1:0"]
-            .map(String::from)
-            .into();
+        let mut args: Vec<String> = [
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--text-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ]
+        .map(String::from)
+        .into();
         args.push("--mailbox-ttl".into());
         args.push(format!("{}ms", mailbox_ttl.as_millis()));
         args.push("--socket".into());
         args.push(socket.display().to_string());
-        let (child, ws, text) = spawn(binary, &args).await?;
+        let (child, addresses) = spawn(binary, &args).await?;
         // Restarts come back on the same addresses.
-        args[1] = ws.clone();
-        args[3] = text.clone();
+        args[1] = addresses.ws.clone();
+        args[3] = addresses.text.clone();
+        args[5] = addresses.http.clone();
         let daemon = Daemon {
             binary: binary.to_owned(),
             args,
             child,
         };
-        Ok((daemon, ws, text))
+        Ok((daemon, addresses))
     }
 
     /// Stops pushd with `signal` and starts it again.
@@ -140,15 +149,23 @@ impl Daemon {
         tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
             .context("pushd did not stop")??;
-        let (child, _, _) = spawn(&self.binary, &self.args).await?;
+        let (child, _) = spawn(&self.binary, &self.args).await?;
         self.child = child;
         Ok(())
     }
 }
 
+/// Where pushd listens.
+#[derive(Debug, Clone)]
+struct Addresses {
+    ws: String,
+    text: String,
+    http: String,
+}
+
 /// Spawns pushd with `args` and waits for its listening line: the child and
-/// the WebSocket and text addresses it reports.
-async fn spawn(binary: &Path, args: &[String]) -> anyhow::Result<(Child, String, String)> {
+/// the addresses it reports.
+async fn spawn(binary: &Path, args: &[String]) -> anyhow::Result<(Child, Addresses)> {
     let mut child = Command::new(binary)
         .args(args)
         .stdin(Stdio::null())
@@ -174,9 +191,12 @@ async fn spawn(binary: &Path, args: &[String]) -> anyhow::Result<(Child, String,
     .context("pushd did not start")??;
     // Keep reading, so that pushd never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let ws = field(&listening, "ws=").context("no ws= in the start line")?;
-    let text = field(&listening, "text=").context("no text= in the start line")?;
-    Ok((child, ws, text))
+    let addresses = Addresses {
+        ws: field(&listening, "ws=").context("no ws= in the start line")?,
+        text: field(&listening, "text=").context("no text= in the start line")?,
+        http: field(&listening, "http=").context("no http= in the start line")?,
+    };
+    Ok((child, addresses))
 }
 
 /// The `s` field of a pushed line.
@@ -276,40 +296,90 @@ async fn pages(
     }
 }
 
-/// Pushes numbered lines at the rate for the duration, one request at a time,
-/// reconnecting while pushd is down; books every push and its answer.
-async fn pusher(text: String, p: &PromiseParams, books: &Books) -> u64 {
+/// An HTTP/1.1 connection to the API (keep-alive).
+type Api = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// Pushes `line` with `POST /v1/push`; the answer's line, or `None` when there
+/// was no answer (the connection is then dropped, to be made again).
+async fn push_over_http(api: &mut Option<Api>, http: &str, line: String) -> Option<String> {
+    use http_body_util::BodyExt;
+    if api.is_none() {
+        let stream = TcpStream::connect(http).await.ok()?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (sender, connection) = hyper::client::conn::http1::handshake(io).await.ok()?;
+        tokio::spawn(connection);
+        *api = Some(sender);
+    }
+    let request = hyper::Request::post("/v1/push")
+        .header("host", http)
+        .body(http_body_util::Full::new(bytes::Bytes::from(line)))
+        .ok()?;
+    let asked = async {
+        let response = api.as_mut()?.send_request(request).await.ok()?;
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&body).trim_end().to_owned())
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .ok()
+        .flatten();
+    if answer.is_none() {
+        *api = None;
+    }
+    answer
+}
+
+/// Pushes `line` on the text port; the answer's line, or `None` when there was
+/// no answer (the connection is then dropped, to be made again).
+async fn push_over_text(
+    text: &mut Option<BufReader<TcpStream>>,
+    addr: &str,
+    line: String,
+) -> Option<String> {
+    if text.is_none() {
+        *text = TcpStream::connect(addr).await.ok().map(BufReader::new);
+    }
+    let stream = text.as_mut()?;
+    let mut reply = String::new();
+    let asked = async {
+        stream.get_mut().write_all(line.as_bytes()).await?;
+        stream.read_line(&mut reply).await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), asked).await {
+        Ok(Ok(n)) if n > 0 => Some(reply.trim_end().to_owned()),
+        _ => {
+            *text = None;
+            None
+        }
+    }
+}
+
+/// Pushes numbered lines at the rate for the duration, through the text port
+/// and the HTTP API in turn, one request at a time, reconnecting while pushd
+/// is down; books every push and its answer.
+async fn pusher(addresses: Addresses, p: &PromiseParams, books: &Books) -> u64 {
     let start = Instant::now();
-    let mut connection: Option<BufReader<TcpStream>> = None;
+    let (mut text, mut api) = (None, None);
     let mut s = 0u64;
     while start.elapsed() < p.duration {
         let due = start + Duration::from_secs_f64(s as f64 / p.rate);
         tokio::time::sleep_until(due.into()).await;
         let i = (s % p.uids as u64) as usize;
-        if connection.is_none() {
-            connection = TcpStream::connect(&text).await.ok().map(BufReader::new);
-        }
+        let line = format!("{{\"uid\":\"p{i}\",\"s\":{s}}}\n");
         let sent = Instant::now();
-        let mut answer = None;
-        if let Some(stream) = connection.as_mut() {
-            let line = format!("{{\"uid\":\"p{i}\",\"s\":{s}}}\n");
-            let mut reply = String::new();
-            let asked = async {
-                stream.get_mut().write_all(line.as_bytes()).await?;
-                stream.read_line(&mut reply).await
+        let reply = if s.is_multiple_of(2) {
+            push_over_text(&mut text, &addresses.text, line).await
+        } else {
+            push_over_http(&mut api, &addresses.http, line).await
+        };
+        let answer = reply.map(|reply| {
+            let kind = match reply.as_str() {
+                "ok" => Answer::Ok,
+                "queued" => Answer::Queued,
+                _ => Answer::Fail,
             };
-            match tokio::time::timeout(Duration::from_secs(5), asked).await {
-                Ok(Ok(n)) if n > 0 => {
-                    let kind = match reply.trim_end() {
-                        "ok" => Answer::Ok,
-                        "queued" => Answer::Queued,
-                        _ => Answer::Fail,
-                    };
-                    answer = Some((Instant::now(), kind));
-                }
-                _ => connection = None,
-            }
-        }
+            (Instant::now(), kind)
+        });
         books[i]
             .lock()
             .expect("not poisoned")
@@ -450,7 +520,8 @@ fn account(book: &Uid, ttl: Duration, tally: &mut Tally) {
 pub async fn promise(p: PromiseParams) -> anyhow::Result<(Report, bool)> {
     let dir = std::env::temp_dir().join(format!("pushbench-promise-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (mut daemon, ws, text) = Daemon::start(&p.pushd, &dir, p.mailbox_ttl).await?;
+    let (mut daemon, addresses) = Daemon::start(&p.pushd, &dir, p.mailbox_ttl).await?;
+    let ws = addresses.ws.clone();
     let books: Books = Arc::new((0..p.uids).map(|_| Mutex::default()).collect());
     let done = Arc::new(AtomicBool::new(false));
     let raw = |i: usize| p.raw_every > 0 && i.is_multiple_of(p.raw_every);
@@ -462,7 +533,7 @@ pub async fn promise(p: PromiseParams) -> anyhow::Result<(Report, bool)> {
         })
         .collect();
     let pushing = async {
-        let pushes = pusher(text, &p, &books).await;
+        let pushes = pusher(addresses, &p, &books).await;
         done.store(true, Ordering::Relaxed);
         pushes
     };
