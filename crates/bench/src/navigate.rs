@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::promise::sequence;
 use crate::report::Report;
 use crate::{Common, clients};
 
@@ -50,15 +51,6 @@ impl Book {
     fn arrived(&self, s: u64) {
         self.0[s as usize].fetch_add(4, Ordering::Relaxed);
     }
-}
-
-/// The `s` field of a pushed line (after the `ID ` of a `pushd.v2` frame).
-fn sequence(payload: &str) -> Option<u64> {
-    let rest = &payload[payload.find("\"s\":")? + 4..];
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 /// One page after another for uid `i`, until `done` and a last page saw nothing new.

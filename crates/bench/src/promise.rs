@@ -199,8 +199,9 @@ async fn spawn(binary: &Path, args: &[String]) -> anyhow::Result<(Child, Address
     Ok((child, addresses))
 }
 
-/// The `s` field of a pushed line.
-fn sequence(payload: &str) -> Option<u64> {
+/// The `s` field of a pushed line (after the `ID ` of a `pushd.v2` frame);
+/// `navigate` reads its lines with it too.
+pub fn sequence(payload: &str) -> Option<u64> {
     let rest = &payload[payload.find("\"s\":")? + 4..];
     let end = rest
         .find(|c: char| !c.is_ascii_digit())

@@ -133,6 +133,9 @@ mod tests {
         );
         let now = Instant::now();
         deadlines.wake_at(now + Duration::from_secs(3600), &later);
+        // An entry keeps nothing of its connection (a `Weak` kept the handle's
+        // allocation alive until the deadline passed, for churned connections too).
+        assert_eq!(Arc::weak_count(&later), 0);
         // Earlier than the entry the runner sleeps for: it must look again.
         deadlines.wake_at(now + Duration::from_millis(20), &soon);
         deadlines.wake_at(now + Duration::from_millis(20), &gone);

@@ -349,21 +349,18 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Parsing and decoding are `url`'s (and tested there); what is this
+    /// adapter's own is that a value that does not decode is kept as it came.
     #[test]
-    fn query_parameters_are_found_and_decoded() {
-        let query = Some("token=a.b.c&since=17330-42&x=%E2%82%AC+%2B");
-        assert_eq!(query_param(query, "token").as_deref(), Some("a.b.c"));
-        assert_eq!(query_param(query, "since").as_deref(), Some("17330-42"));
-        assert_eq!(query_param(query, "x").as_deref(), Some("€ +"));
-        assert_eq!(query_param(query, "y"), None);
+    fn an_undecodable_parameter_is_kept_as_it_came() {
         assert_eq!(
-            query_param(Some("since=%zz"), "since").as_deref(),
-            Some("%zz")
+            query_param(Some("since=%E2%82%AC"), "since").as_deref(),
+            Some("€")
         );
-        assert_eq!(
-            query_param(Some("since=%4"), "since").as_deref(),
-            Some("%4")
-        );
+        for raw in ["%zz", "%4"] {
+            let query = format!("since={raw}");
+            assert_eq!(query_param(Some(&query), "since").as_deref(), Some(raw));
+        }
         assert_eq!(query_param(None, "since"), None);
     }
 
