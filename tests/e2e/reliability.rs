@@ -189,6 +189,9 @@ async fn after_kill_9_a_restarted_daemon_takes_the_socket_and_clients_reconnect(
 async fn the_promise_holds_by_the_checker() {
     let params = pushbench::promise::PromiseParams {
         pushd: env!("CARGO_BIN_EXE_pushd").into(),
+        nodes: 1,
+        redis_server: "redis-server".into(),
+        faults: Vec::new(),
         uids: 20,
         raw_every: 5,
         // Few pushes per uid, so that what waits for an absent page expires

@@ -156,10 +156,10 @@ enum Scenario {
         #[arg(long)]
         v2: bool,
     },
-    /// pushd's promise under faults: starts pushd itself, pages of many uids
-    /// navigate (pushd.v2 ones resume with since) while numbered pushes flow,
-    /// pushd is stopped (SIGTERM, SIGKILL in turn) and started again; then every
-    /// push is accounted for. Exits 1 on a silent loss, a duplicate or a push
+    /// pushd's promise under faults: starts pushd itself (with --nodes 2 or
+    /// more, a cluster and its redis-server), pages of many uids navigate
+    /// (pushd.v2 ones resume with since) while numbered pushes flow, faults
+    /// come in turn (--faults); then every push is accounted for. Exits 1 on a silent loss, a duplicate or a push
     /// out of order for pushd.v2 pages (rules: docs/RELIABILITY.md).
     Promise {
         /// The pushd binary [default: next to pushbench].
@@ -177,9 +177,20 @@ enum Scenario {
         /// Pushes per second, in all.
         #[arg(long, default_value_t = 300.0)]
         rate: f64,
+        /// pushd nodes; 2 or more run a cluster through a redis-server of the checker's own.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// The redis-server binary, for cluster mode.
+        #[arg(long, default_value = "redis-server")]
+        redis_server: PathBuf,
         /// A fault this often (0: none).
         #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
         fault_every: Duration,
+        /// The faults, in turn: term, kill (a node), and in cluster mode pause,
+        /// redis-restart, subscriber-kill [default: term,kill, and in cluster
+        /// mode every kind].
+        #[arg(long, value_delimiter = ',', value_parser = promise::Fault::parse)]
+        faults: Vec<promise::Fault>,
         /// How long a page stays before it leaves.
         #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
         stay: Duration,
@@ -309,11 +320,14 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
         }
         Scenario::Promise {
             pushd,
+            nodes,
+            redis_server,
             uids,
             raw_every,
             duration,
             rate,
             fault_every,
+            faults,
             stay,
             mailbox_ttl,
         } => {
@@ -323,6 +337,13 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
             };
             let params = promise::PromiseParams {
                 pushd,
+                nodes: *nodes,
+                redis_server: redis_server.clone(),
+                faults: match faults.as_slice() {
+                    [] if *nodes > 1 => promise::Fault::ALL.map(|(_, f)| f).into(),
+                    [] => vec![promise::Fault::Term, promise::Fault::Kill],
+                    chosen => chosen.to_vec(),
+                },
                 uids: *uids,
                 raw_every: *raw_every,
                 duration: *duration,
