@@ -228,17 +228,27 @@ impl Scripts {
                  -- One number per push from the cluster's counter; ids are `ms-N`, and
                  -- `ms` never goes back, so every stream accepts them in order.
                  local n = (#ARGV - 6) / 3
-                 local seq = redis.call('INCRBY', ARGV[1] .. ':seq', n) - n
                  local clock = ARGV[1] .. ':clock'
                  now = math.max(now, tonumber(redis.call('GET', clock) or '0'))
                  redis.call('SET', clock, now)
+                 local counter = ARGV[1] .. ':seq'
+                 local seq = redis.call('INCRBY', counter, n) - n
+                 -- N never starts over: it is at least the clock in microseconds, so
+                 -- a Redis restarted empty (or from an old snapshot) goes on above
+                 -- every N it gave before (unless it gave more than a million a second).
+                 local floor = now * 1000
+                 if seq < floor then
+                   seq = floor
+                   redis.call('SET', counter, string.format('%d', floor + n))
+                 end
                  local stem = now .. '-'
                  local routed = {}
                  for i = 7, #ARGV, 3 do
                    seq = seq + 1
                    local uid, payload, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2]
                    local keep, here = flags == 'k', flags == 'd' or flags == 'dv'
-                   local id = stem .. seq
+                   -- `%d`: Lua would print a number this large with an exponent.
+                   local id = stem .. string.format('%d', seq)
                    -- `ID {header}`: the node reads the id in front of the header line.
                    payload = id .. ' ' .. payload
                    local count, reached, missed, held = 0, {}, {}, false
@@ -275,7 +285,7 @@ impl Scripts {
                      if oldest then freed = string.len(oldest[2][2]) + OVERHEAD end
                      if bytes + cost > memory + freed then
                        if waiting then count = -2 end
-                       if resumable then redis.call('HSET', v2, 'l', seq) end
+                       if resumable then redis.call('HSET', v2, 'l', string.format('%d', seq)) end
                      else
                        if oldest then
                          redis.call('XDEL', key, oldest[1])
@@ -365,7 +375,7 @@ impl Scripts {
                          if n > last then last = n end
                        end
                        if resumable then
-                         redis.call('HSET', v2, 't', last)
+                         redis.call('HSET', v2, 't', string.format('%d', last))
                          redis.call('PEXPIRE', v2, ttl + KEEPALIVE)
                        else\n"
                 ),
