@@ -493,6 +493,23 @@ impl WsClient {
         .await
     }
 
+    /// The next text frame if one comes within `limit`; `None` after it, or
+    /// when the connection ends.
+    pub async fn recv_text_within(&mut self, limit: Duration) -> Option<String> {
+        tokio::time::timeout(limit, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Text(text))) => return Some(text.to_string()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    _ => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Sends a ping and waits for its pong: pushd has read every frame sent before it.
     pub async fn round_trip(&mut self) {
         within(

@@ -146,7 +146,12 @@ impl Registry {
     /// Queues a push that came over the bus for `uid`'s connections here: with
     /// `id`, `pushd.v2` ones get `ID PAYLOAD`; raw ones get the message unless
     /// `!raw`. Nothing is kept: in cluster mode the mailbox is in Redis. Returns
-    /// how many took it.
+    /// how many took it (or had it already).
+    ///
+    /// A `pushd.v2` connection that was given message N or a later one already
+    /// (handed over from Redis at its bind, while this push was on its way)
+    /// has it: it is not written twice. Pushes reach a node in the cluster's
+    /// order, so nothing newer is skipped.
     pub(crate) fn push_from_bus(
         &self,
         uid: &Uid,
@@ -161,6 +166,10 @@ impl Registry {
             let state = self.lock();
             for handle in state.uids.get(uid.as_str()).into_iter().flatten() {
                 let frame = match (handle.v2, id) {
+                    (true, Some(_)) if n > 0 && n <= handle.last_number() => {
+                        offered.delivered += 1;
+                        continue;
+                    }
                     (true, Some(id)) => {
                         handle.note_number(n);
                         &*v2_frame.get_or_insert_with(|| ids::cluster_frame(id, message))
