@@ -1178,3 +1178,60 @@ async fn a_page_that_binds_while_pushes_flow_gets_no_id_twice() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     within(STEP, "the pushes", pushing).await.unwrap();
 }
+
+/// SPEC "Redis restarted empty, paused or cut off": a push to a uid whose
+/// connection is open on some node is delivered to it or answered `fail`,
+/// never `queued` and left beside the open connection. Redis restarts empty
+/// under two nodes; b (the shorter lease) is back first and pushes to a uid
+/// open on a before a has written its presence again. (Issue 22: those pushes
+/// answered `queued` and expired in Redis while the page stayed open.)
+#[tokio::test]
+async fn after_redis_restarts_empty_a_push_to_an_open_connection_is_never_just_queued() {
+    if !crate::cluster_harness::redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = crate::cluster_harness::Redis::start(dir.path()).await;
+    let slow = NodeOptions {
+        lease: "3s",
+        ..NodeOptions::default()
+    };
+    let a = crate::cluster_harness::start_node(&redis, dir.path(), "a", &slow).await;
+    let b =
+        crate::cluster_harness::start_node(&redis, dir.path(), "b", &NodeOptions::default()).await;
+    crate::cluster_harness::wait_for_nodes(&b, 2).await;
+    let mut page = bound_v2(&a, "open", None).await;
+    b.wait_connections("open", 1).await;
+    for restart in 0..2 {
+        redis.kill().await;
+        redis.restart().await;
+        let mut backend = b.text_client().await;
+        let mut answers = Vec::new();
+        let mut delivered = Vec::new();
+        // Until a push is delivered again: bounded by the harness's step.
+        let started = Instant::now();
+        while started.elapsed() < STEP {
+            let seq = answers.len();
+            let answer = backend
+                .request(&format!(r#"{{"uid":"open","r":{restart},"seq":{seq}}}"#))
+                .await;
+            answers.push(answer.clone());
+            if answer == "ok" {
+                delivered.push(seq);
+                break;
+            }
+            pause_ms(5).await;
+        }
+        assert!(
+            !answers.iter().any(|a| a == "queued"),
+            "restart {restart}: {answers:?}"
+        );
+        assert_eq!(delivered.len(), 1, "restart {restart}: {answers:?}");
+        let (_, payload) = split(&page.recv_text().await);
+        let seq = delivered[0];
+        assert_eq!(
+            payload,
+            format!(r#"{{"uid":"open","r":{restart},"seq":{seq}}}"#)
+        );
+    }
+}

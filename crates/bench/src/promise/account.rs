@@ -33,8 +33,9 @@ pub(super) struct Uid {
     pub(super) sent: HashMap<u64, Sent>,
     /// Per page visit, what it got and when.
     pub(super) visits: Vec<Vec<(Instant, Got)>>,
-    /// Per page visit, when it bound and whether it resumed (had a `since`).
-    pub(super) starts: Vec<(Instant, bool)>,
+    /// Per page visit, when it bound, whether it resumed (had a `since`),
+    /// and on which node.
+    pub(super) starts: Vec<(Instant, bool, usize)>,
 }
 
 /// The uids' books, shared by the pages and the pusher.
@@ -108,21 +109,15 @@ pub(super) fn account(book: &Uid, ttl: Duration, tally: &mut Tally) {
                 // Or nothing was promised to anyone: `queued`, and the next page
                 // came after the TTL, a fresh one (no `since`: nothing to resume).
                 let expired_unclaimed = matches!(sent.answer, Some((answered, Answer::Queued))
-                    if book.starts.iter().find(|(at, _)| *at > sent.at)
-                        .is_none_or(|(at, resumed)| *at > answered + ttl && !resumed));
+                    if book.starts.iter().find(|(at, _, _)| *at > sent.at)
+                        .is_none_or(|(at, resumed, _)| *at > answered + ttl && !resumed));
                 let excused = told || expired_unclaimed;
                 if excused {
                     tally.excused += 1;
                 } else {
                     tally.lost += 1;
                     if std::env::var_os("PUSHBENCH_PROMISE_DEBUG").is_some() {
-                        eprintln!(
-                            "lost: push {s} sent {:?} answered {:?}",
-                            sent.at, sent.answer
-                        );
-                        for (v, visit) in book.visits.iter().enumerate() {
-                            eprintln!("  visit {v}: {visit:?}");
-                        }
+                        debug_loss(book, *s, sent);
                     }
                 }
             }
@@ -140,6 +135,30 @@ pub(super) fn account(book: &Uid, ttl: Duration, tally: &mut Tally) {
                 }
                 seen.push(sent);
             }
+        }
+    }
+}
+
+/// With `PUSHBENCH_PROMISE_DEBUG`: a lost push and its uid's visits around it,
+/// times in ms from when it was sent.
+fn debug_loss(book: &Uid, s: u64, sent: &Sent) {
+    let ms = |at: Instant| {
+        if at >= sent.at {
+            (at - sent.at).as_millis() as i64
+        } else {
+            -((sent.at - at).as_millis() as i64)
+        }
+    };
+    let answer = sent.answer.map(|(at, answer)| (ms(at), answer));
+    eprintln!("lost: push {s}, answered {answer:?}");
+    for (v, ((start, resumed, node), visit)) in book.starts.iter().zip(&book.visits).enumerate() {
+        let near = ms(*start) > -2_000 && ms(*start) < 3_000;
+        if near {
+            let got: Vec<(i64, Got)> = visit.iter().map(|(at, got)| (ms(*at), *got)).collect();
+            eprintln!(
+                "  visit {v} at {} on n{node} resumed {resumed}: {got:?}",
+                ms(*start)
+            );
         }
     }
 }

@@ -73,7 +73,9 @@ pub(super) async fn pages(
         let visit = {
             let mut book = books[i].lock().expect("not poisoned");
             book.visits.push(Vec::new());
-            book.starts.push((Instant::now(), v2 && since.is_some()));
+            let node = (i + visits as usize - 1) % ws.len();
+            book.starts
+                .push((Instant::now(), v2 && since.is_some(), node));
             book.visits.len() - 1
         };
         let stay = if last { Duration::from_secs(2) } else { stay };

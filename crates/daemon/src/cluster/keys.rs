@@ -29,6 +29,13 @@ impl Keys {
         format!("{}:node:{id}", self.prefix)
     }
 
+    /// `P:settle`: until when (ms on Redis's clock) presence in Redis may be
+    /// missing uids that are online: set when a node that had joined finds its
+    /// lease gone (Redis restarted empty, or paused past the leases).
+    pub fn settle(&self) -> String {
+        format!("{}:settle", self.prefix)
+    }
+
     /// `P:all`: the channel every node listens to.
     pub fn all(&self) -> String {
         format!("{}:all", self.prefix)

@@ -28,8 +28,10 @@ pub async fn run(cluster: Arc<Cluster>, events: Arc<Events>, token: Cancellation
             .scripts
             .renew
             .key(cluster.keys.nodes())
+            .key(cluster.keys.settle())
             .arg(&cluster.id)
             .arg(cluster.lease.as_millis() as u64)
+            .arg(u8::from(joined))
             .invoke_async(&mut cluster.conn())
             .await;
         match renewed {

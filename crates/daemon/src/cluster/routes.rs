@@ -112,12 +112,8 @@ impl Cluster {
             let counts: redis::RedisResult<Vec<i64>> =
                 invocation.invoke_async(&mut self.conn()).await;
             return match counts {
-                Ok(counts) => counts
-                    .into_iter()
-                    .map(|count| Partial {
-                        value: route_result(count),
-                        incomplete: Vec::new(),
-                    })
+                Ok(counts) => (pushes.iter().zip(counts))
+                    .map(|(push, count)| route_result(push.uid, count))
                     .collect(),
                 Err(err) => failed(self.unreachable_note(Some(&err))),
             };
@@ -144,10 +140,7 @@ impl Cluster {
             self.pending.expect(id, reached);
             if count < 0 {
                 self.pending.close(id);
-                results.push(Partial {
-                    value: route_result(count),
-                    incomplete: Vec::new(),
-                });
+                results.push(route_result(uid, count));
                 continue;
             }
             let gathered = self.wait_until(id, &wake, deadline).await;
@@ -173,12 +166,25 @@ impl Cluster {
 /// the nodes that received it, those nodes, and the holders without a subscriber.
 type NamedRoute = (i64, Vec<String>, Vec<String>);
 
-/// A route script's count: connections, or -1 kept in the mailbox, -2 over its memory.
-fn route_result(count: i64) -> Routed {
-    Routed {
-        connections: count.max(0) as u64,
-        queued: count == -1,
-        sent: true,
+/// A route script's count: connections, or -1 kept in the mailbox, -2 over its
+/// memory, -3 not kept since the uid may be online on a node whose presence
+/// Redis has lost (answered `fail`: a `queued` could leave it beside an open
+/// connection).
+fn route_result(uid: &Uid, count: i64) -> Partial<Routed> {
+    let incomplete = match count {
+        -3 => vec![format!(
+            "Redis lost the cluster's presence (restarted, or paused past the leases); \
+             until every node has written it again {uid} may be online, so it is not queued"
+        )],
+        _ => Vec::new(),
+    };
+    Partial {
+        value: Routed {
+            connections: count.max(0) as u64,
+            queued: count == -1,
+            sent: true,
+        },
+        incomplete,
     }
 }
 

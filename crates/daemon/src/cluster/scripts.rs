@@ -19,7 +19,10 @@ macro_rules! with_clock {
 /// Redis restart forgot them).
 #[derive(Debug)]
 pub struct Scripts {
-    /// `KEYS[1]` nodes; ARGV id, lease ms. Returns 1 when the node was not there.
+    /// `KEYS[1]` nodes, `KEYS[2]` settle; ARGV id, lease ms, `1` when this node had
+    /// joined before. Returns 1 when the node was not there; then, for a node that
+    /// had joined, presence is unsure until every node has had a lease's time to
+    /// notice the same and write its presence again (`P:settle`).
     pub renew: Script,
     /// `KEYS[1]` nodes; ARGV prefix, offline grace ms. Removes expired nodes and their
     /// hashes, and puts every uid that only they held in `P:gone` (due after the grace);
@@ -50,7 +53,9 @@ pub struct Scripts {
     /// hold the uid but have no subscriber]]`. When no other live node holds the uid and
     /// the flags have `k` (no connection took it on the pusher, not transient), the pushed
     /// bytes (the payload without its bus header) wait in the uid's stream instead, and
-    /// the count is -1, or -2 when every mailbox together is at the memory bound. A push
+    /// the count is -1, or -2 when every mailbox together is at the memory bound, or
+    /// -3 when presence is unsure (`P:settle`, or the pusher itself has no lease):
+    /// the uid may be online on a node that has not written its presence again. A push
     /// that was delivered (flag `d`: on the pusher) to a uid with a `P:v2:<uid>` hash is
     /// kept in the stream too, marked `d`, for resumes.
     pub route: Script,
@@ -156,7 +161,11 @@ impl Scripts {
     pub fn new() -> Self {
         Scripts {
             renew: Script::new(with_clock!(
-                "return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])"
+                "local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+                 if added == 1 and ARGV[3] == '1' then
+                   redis.call('SET', KEYS[2], now + tonumber(ARGV[2]), 'PX', tonumber(ARGV[2]))
+                 end
+                 return added"
             )),
             reap: Script::new(&format!(
                 "{PRESENCE_LUA}{}",
@@ -218,10 +227,13 @@ impl Scripts {
                  return found"
             )),
             route: Script::new(&with_clock!(
-                "local others = {}
+                "local others, unsure = {}, true
                  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-                   if id ~= ARGV[2] then table.insert(others, id) end
+                   if id ~= ARGV[2] then table.insert(others, id) else unsure = false end
                  end
+                 -- Without its own lease, or while nodes write their presence again,
+                 -- a uid nobody seems to hold may be online: not queued, but -3.
+                 unsure = unsure or now < tonumber(redis.call('GET', ARGV[1] .. ':settle') or '0')
                  local named = ARGV[3] == '1'
                  local ttl, size, memory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
                  local mb = ARGV[1] .. ':mb:'
@@ -270,6 +282,10 @@ impl Scripts {
                    end
                    local v2 = (held or here) and ttl > 0 and ARGV[1] .. ':v2:' .. uid
                    local waiting = not held and keep and ttl > 0
+                   if waiting and unsure then
+                     waiting = false
+                     count = -3
+                   end
                    local resumable = v2 and redis.call('EXISTS', v2) == 1
                    if waiting or resumable then
                      local key = mb .. uid
