@@ -102,20 +102,30 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
     };
     let (node, uid, handle) = (node.clone(), uid.clone(), handle.clone());
     tokio::spawn(async move {
-        let taken = match cluster.take_mailbox(&uid, resume).await {
-            Ok(taken) => taken,
-            Err(err) => {
-                // What waits stays in Redis for the uid's next bind, or its TTL.
-                debug!(uid = %uid, %err, "cluster: could not take the mailbox");
-                Taken {
-                    gap: resume != Resume::Raw && resume != Resume::Fresh,
-                    ..Taken::default()
-                }
-            }
+        let Some(taken) = take_with_retries(&node, &cluster, &uid, &handle, resume).await else {
+            // What waits stays in Redis for the uid's next bind, or its TTL.
+            let gap = resume != Resume::Raw && resume != Resume::Fresh;
+            count(
+                &node.counters,
+                &HandedOver {
+                    gap,
+                    ..HandedOver::default()
+                },
+            );
+            handle.release(if gap { vec![gap_frame()] } else { Vec::new() }, None);
+            return;
         };
+        let (expired, last) = (taken.expired, taken.last);
         let messages: Vec<(String, Payload)> = (taken.messages.into_iter())
             .filter_map(|(id, payload)| Some((id, String::from_utf8(payload).ok()?.into())))
             .collect();
+        let handed_over = !messages.is_empty() || expired > 0;
+        let acknowledge = async {
+            if handed_over && let Err(err) = cluster.ack_mailbox(&uid, last).await {
+                // Kept in Redis: the uid's next bind gets it again.
+                debug!(uid = %uid, %err, "cluster: could not confirm a mailbox handed over");
+            }
+        };
         if !handle.v2 && !messages.is_empty() && !node.registry.is_listed(handle.id) {
             // The connection went while its mailbox was being taken: push it again,
             // in order, so it waits for the uid's next connection (or reaches one).
@@ -124,6 +134,7 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
                 .map(|(_, message)| push::to_uid(&node, uid.clone(), message, false))
                 .collect();
             push::finish(&node, &again, Confirm::Received).await;
+            acknowledge.await;
             return;
         }
         let mut frames = Vec::with_capacity(messages.len() + 1);
@@ -146,7 +157,41 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
             },
         );
         handle.release(frames, through);
+        acknowledge.await;
     });
+}
+
+/// How long a bind keeps trying to take its mailbox, in `--cluster-timeout`s.
+/// Meanwhile its connection is held: what is pushed to it waits behind the
+/// mailbox (within its queue's bounds), so that nothing arrives out of order.
+const TAKE_TIMEOUTS: u32 = 4;
+
+/// Takes the uid's mailbox from Redis, trying again while the connection is
+/// bound and Redis does not answer (paused, say: a take only reads, so one
+/// that ran late does no harm); `None` once it gives up.
+async fn take_with_retries(
+    node: &Node,
+    cluster: &crate::cluster::Cluster,
+    uid: &Uid,
+    handle: &ConnHandle,
+    resume: Resume,
+) -> Option<Taken> {
+    let until = tokio::time::Instant::now() + cluster.timeout() * TAKE_TIMEOUTS;
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match cluster.take_mailbox(uid, resume).await {
+            Ok(taken) => return Some(taken),
+            Err(err) => {
+                debug!(uid = %uid, %err, "cluster: could not take the mailbox");
+                let now = tokio::time::Instant::now();
+                if now + pause > until || !node.registry.is_listed(handle.id) {
+                    return None;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+        }
+    }
 }
 
 /// A connection's frame for cluster message `id` (`MS-N`) handed over from

@@ -19,6 +19,9 @@ pub(crate) struct Taken {
     pub(crate) expired: u64,
     /// A resume whose `since` is older than what Redis still holds.
     pub(crate) gap: bool,
+    /// The number of the newest message in the uid's stream: what
+    /// [`Cluster::ack_mailbox`] confirms once the messages are handed over.
+    pub(crate) last: u64,
 }
 
 /// Where a binding connection is, for [`Cluster::take_mailbox`].
@@ -91,13 +94,13 @@ impl Cluster {
         for (uid, resume) in uids {
             invocation.arg(uid.as_str()).arg(resume.arg());
         }
-        type Answer = (u64, u8, u64, Vec<Vec<u8>>);
+        type Answer = (u64, u8, u64, Vec<Vec<u8>>, u64);
         let taken: redis::RedisResult<Vec<Answer>> =
             invocation.invoke_async(&mut self.conn()).await;
         match taken {
             Ok(taken) if taken.len() == uids.len() => Ok(taken
                 .into_iter()
-                .map(|(expired, gap, waiting, flat)| {
+                .map(|(expired, gap, waiting, flat, last)| {
                     let mut flat = flat.into_iter();
                     let mut messages = Vec::new();
                     while let (Some(id), Some(payload)) = (flat.next(), flat.next()) {
@@ -108,12 +111,27 @@ impl Cluster {
                         waiting,
                         expired,
                         gap: gap == 1,
+                        last,
                     }
                 })
                 .collect()),
             Ok(_) => Err("Redis answered the take script with the wrong shape".into()),
             Err(err) => Err(self.unreachable_note(Some(&err))),
         }
+    }
+
+    /// Confirms that what a take of `uid` answered, up to message number
+    /// `last`, was handed to a connection: a resumable uid's stream marks it
+    /// handed over, any other uid's lets it go. Until then Redis keeps it, so a
+    /// take whose answer was lost hands it to the uid's next bind instead.
+    pub(crate) async fn ack_mailbox(&self, uid: &Uid, last: u64) -> redis::RedisResult<()> {
+        self.scripts
+            .ack
+            .arg(self.keys.prefix())
+            .arg(uid.as_str())
+            .arg(last)
+            .invoke_async(&mut self.conn())
+            .await
     }
 
     /// Keeps the uids that have `pushd.v2` connections here resumable (see

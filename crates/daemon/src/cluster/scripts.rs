@@ -61,11 +61,18 @@ pub struct Scripts {
     pub route: Script,
     /// ARGV prefix, TTL ms, then uid and since pairs: since is empty for a raw connection,
     /// `new` for a `pushd.v2` one without `since`, `gap` for an unplaceable one, else its
-    /// id `MS-N`, which places the client only if the uid's stream holds that very id. Per uid `[expired, gap, waiting, [id, payload, ...]]`: the messages not yet
-    /// delivered and, with a since, every one after it, oldest first. A `pushd.v2` bind
-    /// makes the uid resumable (`P:v2:<uid>`); the stream of a uid that is not resumable
-    /// is gone afterwards.
+    /// id `MS-N`, which places the client only if the uid's stream holds that very id.
+    /// Per uid `[expired, gap, waiting, [id, payload, ...], last]`: the messages not yet
+    /// delivered and, with a since, every one after it, oldest first, and the number of
+    /// the stream's newest. A `pushd.v2` bind makes the uid resumable (`P:v2:<uid>`).
+    /// Nothing is taken away: the node hands the messages to its connection, then
+    /// says so with `ack`, so a take whose answer never reached the node (a timeout
+    /// while Redis was paused) loses nothing.
     pub take: Script,
+    /// ARGV prefix, then uid and last pairs: what a take answered up to `last` was
+    /// handed to a connection. A resumable uid's stream keeps it, marked handed over
+    /// (`t`); any other uid's leaves the stream.
+    pub ack: Script,
     /// ARGV prefix, TTL ms, then uids. Empties their mailboxes; returns the messages dropped.
     pub clear: Script,
     /// ARGV prefix. Gives back the bytes of mailboxes that expired (at most 100 a call).
@@ -147,6 +154,7 @@ impl Scripts {
             &self.online,
             &self.route,
             &self.take,
+            &self.ack,
             &self.clear,
             &self.reap_mailboxes,
             &self.mailboxes,
@@ -332,8 +340,8 @@ impl Scripts {
                  end
                  return routed"
             ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())),
-            take: Script::new(&concat!(
-                with_clock!(
+            take: Script::new(
+                &with_clock!(
                     "local mb, ttl, result = ARGV[1] .. ':mb:', tonumber(ARGV[2]), {}
                      local cutoff = now - ttl
                      for i = 3, #ARGV, 2 do
@@ -390,17 +398,39 @@ impl Scripts {
                          end
                          if n > last then last = n end
                        end
-                       if resumable then
-                         redis.call('HSET', v2, 't', string.format('%d', last))
-                         redis.call('PEXPIRE', v2, ttl + KEEPALIVE)
-                       else\n"
-                ),
-                forget_mailbox!(),
-                "end
-                       table.insert(result, {expired, gap and 1 or 0, waiting, out})
+                       if resumable then redis.call('PEXPIRE', v2, ttl + KEEPALIVE) end
+                       table.insert(result, {expired, gap and 1 or 0, waiting, out, string.format('%d', last)})
                      end
                      return result"
-            ).replace("KEEPALIVE", &KEEPALIVE_MS.to_string())),
+                )
+                .replace("KEEPALIVE", &KEEPALIVE_MS.to_string()),
+            ),
+            ack: Script::new(&concat!(
+                "local mb = ARGV[1] .. ':mb:'
+                 for i = 2, #ARGV, 2 do
+                   local uid, last = ARGV[i], tonumber(ARGV[i + 1])
+                   local key, v2 = mb .. uid, ARGV[1] .. ':v2:' .. uid
+                   if redis.call('EXISTS', v2) == 1 then
+                     if last > tonumber(redis.call('HGET', v2, 't') or '0') then
+                       redis.call('HSET', v2, 't', ARGV[i + 1])
+                     end
+                   else
+                     local freed = 0
+                     for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+                       if tonumber(string.match(entry[1], '-(%d+)$')) > last then break end
+                       redis.call('XDEL', key, entry[1])
+                       freed = freed + string.len(entry[2][2]) + OVERHEAD
+                     end
+                     if redis.call('XLEN', key) == 0 then\n",
+                forget_mailbox!(),
+                "elseif freed > 0 then
+                       redis.call('DECRBY', mb .. 'bytes', freed)
+                       redis.call('HINCRBY', mb .. 'size', uid, -freed)
+                     end
+                   end
+                 end
+                 return 0"
+            ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())),
             clear: Script::new(concat!(
                 "local mb, dropped = ARGV[1] .. ':mb:', 0
                  for i = 3, #ARGV do
