@@ -1257,3 +1257,25 @@ async fn a_mailbox_taken_while_redis_is_paused_reaches_the_page() {
     page.send_text("late").await;
     assert_eq!(page.recv_text().await, r#"{"uid":"late","seq":0}"#);
 }
+
+/// SPEC "Delivery you can count on": `queued` reaches the uid's first
+/// connection that binds within the TTL, even when Redis, paused, runs that
+/// connection's take after the TTL. (Issue 22: the take judged expiry when it
+/// ran, so the message was dropped as expired.)
+#[tokio::test]
+async fn a_page_that_binds_within_the_ttl_gets_the_message_though_redis_answers_after_it() {
+    let options = NodeOptions {
+        extra: &["--mailbox-ttl", "2s"],
+        ..NodeOptions::default()
+    };
+    let Some(three) = Three::start_if_available(options).await else {
+        return;
+    };
+    let mut backend = three.nodes[0].text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"ttl","seq":0}"#).await, "queued");
+    pause_ms(1_000).await;
+    three.redis.cli(&["CLIENT", "PAUSE", "2500", "WRITE"]).await;
+    let mut page = WsClient::connect(three.nodes[1].ws).await;
+    page.send_text("ttl").await;
+    assert_eq!(page.recv_text().await, r#"{"uid":"ttl","seq":0}"#);
+}

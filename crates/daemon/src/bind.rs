@@ -176,10 +176,11 @@ async fn take_with_retries(
     handle: &ConnHandle,
     resume: Resume,
 ) -> Option<Taken> {
+    let bound_at = std::time::Instant::now();
     let until = tokio::time::Instant::now() + cluster.timeout() * TAKE_TIMEOUTS;
     let mut pause = std::time::Duration::from_millis(50);
     loop {
-        match cluster.take_mailbox(uid, resume).await {
+        match cluster.take_mailbox(uid, resume, bound_at).await {
             Ok(taken) => return Some(taken),
             Err(err) => {
                 debug!(uid = %uid, %err, "cluster: could not take the mailbox");

@@ -2,6 +2,8 @@
 //! resuming `pushd.v2` connection everything after its place), keeping the
 //! uids of `pushd.v2` connections resumable, and the operator's list and clear.
 
+use std::time::Instant;
+
 use pushd_proto::uid::Uid;
 use tokio::sync::oneshot;
 
@@ -61,13 +63,18 @@ impl Cluster {
     /// lands in the mailbox after it was taken. A `pushd.v2` connection that
     /// resumes gets everything after its place too. Binds that take at the same
     /// time share one presence write and one script call (through the presence writer).
-    pub(crate) async fn take_mailbox(&self, uid: &Uid, resume: Resume) -> Result<Taken, String> {
+    pub(crate) async fn take_mailbox(
+        &self,
+        uid: &Uid,
+        resume: Resume,
+        bound_at: Instant,
+    ) -> Result<Taken, String> {
         if self.mailbox.is_none() {
             return Ok(Taken::default());
         }
         let stopped = || "the presence writer has stopped".to_owned();
         let (done, taken) = oneshot::channel();
-        let command = PresenceCommand::Take(uid.clone(), resume, done);
+        let command = PresenceCommand::Take(uid.clone(), resume, bound_at, done);
         self.presence.send(command).await.map_err(|_| stopped())?;
         match tokio::time::timeout(self.timeout, taken).await {
             Ok(taken) => taken.unwrap_or_else(|_| Err(stopped())),
@@ -79,10 +86,11 @@ impl Cluster {
     }
 
     /// The mailboxes of `uids`, taken in one script (for the presence writer, right
-    /// after it wrote the uids' presence).
+    /// after it wrote the uids' presence). A message is handed over if it had not
+    /// expired when its uid bound, however late Redis runs the script (a pause).
     pub(super) async fn take_mailboxes(
         &self,
-        uids: &[(&Uid, Resume)],
+        uids: &[(&Uid, Resume, Instant)],
     ) -> Result<Vec<Taken>, String> {
         let Some(limits) = self.mailbox else {
             return Ok(uids.iter().map(|_| Taken::default()).collect());
@@ -91,8 +99,9 @@ impl Cluster {
         invocation
             .arg(self.keys.prefix())
             .arg(limits.ttl.as_millis() as u64);
-        for (uid, resume) in uids {
-            invocation.arg(uid.as_str()).arg(resume.arg());
+        for (uid, resume, bound_at) in uids {
+            let age = bound_at.elapsed().as_millis() as u64;
+            invocation.arg(uid.as_str()).arg(resume.arg()).arg(age);
         }
         type Answer = (u64, u8, u64, Vec<Vec<u8>>, u64);
         let taken: redis::RedisResult<Vec<Answer>> =

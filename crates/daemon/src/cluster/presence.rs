@@ -8,6 +8,7 @@
 //! through here too, so no late write can resurrect a node that left.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -31,7 +32,8 @@ pub enum PresenceCommand {
     Leave(oneshot::Sender<()>),
     /// A connection of the uid bound here: write pending changes, then take the uid's
     /// mailbox from Redis. Takes waiting together share one write and one script.
-    Take(Uid, Resume, oneshot::Sender<Result<Taken, String>>),
+    /// The instant is the bind's: what had not expired then is handed over.
+    Take(Uid, Resume, Instant, oneshot::Sender<Result<Taken, String>>),
 }
 
 /// Takes handled together at most.
@@ -61,12 +63,12 @@ pub async fn run(
             },
         };
         match command {
-            Some(PresenceCommand::Take(uid, resume, done)) => {
-                let mut takes = vec![(uid, resume, done)];
+            Some(PresenceCommand::Take(uid, resume, bound_at, done)) => {
+                let mut takes = vec![(uid, resume, bound_at, done)];
                 while takes.len() < TAKE_BATCH {
                     match commands.try_recv() {
-                        Ok(PresenceCommand::Take(uid, resume, done)) => {
-                            takes.push((uid, resume, done));
+                        Ok(PresenceCommand::Take(uid, resume, bound_at, done)) => {
+                            takes.push((uid, resume, bound_at, done));
                         }
                         Ok(other) => {
                             deferred = Some(other);
@@ -81,19 +83,20 @@ pub async fn run(
                     resync = true;
                     Err(cluster.unreachable_note(None))
                 };
-                let uids: Vec<(&Uid, Resume)> = takes.iter().map(|(uid, r, _)| (uid, *r)).collect();
+                let uids: Vec<(&Uid, Resume, Instant)> =
+                    takes.iter().map(|(uid, r, at, _)| (uid, *r, *at)).collect();
                 let taken = match written {
                     Ok(()) => cluster.take_mailboxes(&uids).await,
                     Err(err) => Err(err),
                 };
                 match taken {
                     Ok(taken) => {
-                        for ((_, _, done), taken) in takes.into_iter().zip(taken) {
+                        for ((_, _, _, done), taken) in takes.into_iter().zip(taken) {
                             let _ = done.send(Ok(taken));
                         }
                     }
                     Err(err) => {
-                        for (_, _, done) in takes {
+                        for (_, _, _, done) in takes {
                             let _ = done.send(Err(err.clone()));
                         }
                     }

@@ -59,7 +59,8 @@ pub struct Scripts {
     /// that was delivered (flag `d`: on the pusher) to a uid with a `P:v2:<uid>` hash is
     /// kept in the stream too, marked `d`, for resumes.
     pub route: Script,
-    /// ARGV prefix, TTL ms, then uid and since pairs: since is empty for a raw connection,
+    /// ARGV prefix, TTL ms, then uid, since and age triples (age: ms since the bind,
+    /// which judges what had expired when the uid bound): since is empty for a raw connection,
     /// `new` for a `pushd.v2` one without `since`, `gap` for an unplaceable one, else its
     /// id `MS-N`, which places the client only if the uid's stream holds that very id.
     /// Per uid `[expired, gap, waiting, [id, payload, ...], last]`: the messages not yet
@@ -110,6 +111,8 @@ const PER_MESSAGE_OVERHEAD: usize = crate::core::mailbox::PER_MESSAGE_OVERHEAD;
 /// How much longer than the mailbox's TTL a resumable uid's `P:v2:<uid>` lives after
 /// its last refresh; nodes refresh theirs at half this interval while a `pushd.v2`
 /// connection of the uid is bound, so it lapses only a TTL after the last one went.
+/// A mailbox's stream outlives its newest message's TTL by as much, so that a take
+/// that Redis runs late still finds what had not expired at the bind.
 pub const KEEPALIVE_MS: u64 = 10_000;
 
 /// Lua that empties mailbox `key` of `uid` and gives its bytes back (`mb` is the
@@ -326,7 +329,9 @@ impl Scripts {
                        else
                          redis.call('XADD', key, id, 'm', raw, 'd', '1')
                        end
-                       redis.call('PEXPIRE', key, ttl)
+                       -- Kept past its TTL for a while, so that a bind within the TTL
+                       -- whose take Redis runs late (a pause) still finds it.
+                       redis.call('PEXPIRE', key, ttl + KEEPALIVE)
                        redis.call('INCRBY', mb .. 'bytes', cost)
                        redis.call('HINCRBY', mb .. 'size', uid, cost)
                        redis.call('ZADD', mb .. 'due', now + ttl, uid)
@@ -339,13 +344,14 @@ impl Scripts {
                    end
                  end
                  return routed"
-            ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())),
+            ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())
+            .replace("KEEPALIVE", &KEEPALIVE_MS.to_string())),
             take: Script::new(
                 &with_clock!(
                     "local mb, ttl, result = ARGV[1] .. ':mb:', tonumber(ARGV[2]), {}
-                     local cutoff = now - ttl
-                     for i = 3, #ARGV, 2 do
+                     for i = 3, #ARGV, 3 do
                        local uid, since = ARGV[i], ARGV[i + 1]
+                       local cutoff = now - tonumber(ARGV[i + 2]) - ttl
                        local key, v2 = mb .. uid, ARGV[1] .. ':v2:' .. uid
                        local was_resumable = redis.call('EXISTS', v2) == 1
                        if since ~= '' and not was_resumable then
