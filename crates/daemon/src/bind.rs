@@ -14,7 +14,7 @@ use crate::core::payload::Payload;
 use pushd_proto::uid::Uid;
 use tracing::debug;
 
-use crate::cluster::{Confirm, Resume, Taken};
+use crate::cluster::{Bind, Confirm, Resume, Taken};
 use crate::core::conn::ConnHandle;
 use crate::core::counters::{Counter, Counters};
 use crate::core::ids::{self, MessageId, Since, gap_frame};
@@ -100,9 +100,15 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
         // A node's own ids are not the cluster's.
         (true, Some(Since::After(_) | Since::Unknown)) => Resume::Unknown,
     };
+    let bind = Bind {
+        uid: uid.clone(),
+        connection: handle.id,
+        resume,
+        at: std::time::Instant::now(),
+    };
     let (node, uid, handle) = (node.clone(), uid.clone(), handle.clone());
     tokio::spawn(async move {
-        let Some(taken) = take_with_retries(&node, &cluster, &uid, &handle, resume).await else {
+        let Some(taken) = take_with_retries(&node, &cluster, &bind, &handle).await else {
             // What waits stays in Redis for the uid's next bind, or its TTL.
             let gap = resume != Resume::Raw && resume != Resume::Fresh;
             count(
@@ -121,20 +127,23 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
             .collect();
         let handed_over = !messages.is_empty() || expired > 0;
         let acknowledge = async {
-            if handed_over && let Err(err) = cluster.ack_mailbox(&uid, last).await {
+            if handed_over && let Err(err) = cluster.ack_mailbox(&bind, last).await {
                 // Kept in Redis: the uid's next bind gets it again.
                 debug!(uid = %uid, %err, "cluster: could not confirm a mailbox handed over");
             }
         };
-        if !handle.v2 && !messages.is_empty() && !node.registry.is_listed(handle.id) {
-            // The connection went while its mailbox was being taken: push it again,
-            // in order, so it waits for the uid's next connection (or reaches one).
-            // (A pushd.v2 uid's stream keeps it: its client finds it by `since`.)
-            let again: Vec<push::Push> = (messages.into_iter())
-                .map(|(_, message)| push::to_uid(&node, uid.clone(), message, false))
-                .collect();
-            push::finish(&node, &again, Confirm::Received).await;
-            acknowledge.await;
+        if !node.registry.is_listed(handle.id) {
+            // The connection went while its mailbox was being taken. A raw one's
+            // (its own: claimed in Redis) is pushed again, in order, so it waits
+            // for the uid's next connection (or reaches one). A pushd.v2 one's
+            // stays in the uid's stream, for its next bind or a resume.
+            if !handle.v2 && !messages.is_empty() {
+                let again: Vec<push::Push> = (messages.into_iter())
+                    .map(|(_, message)| push::to_uid(&node, uid.clone(), message, false))
+                    .collect();
+                push::finish(&node, &again, Confirm::Received).await;
+                acknowledge.await;
+            }
             return;
         }
         let mut frames = Vec::with_capacity(messages.len() + 1);
@@ -166,26 +175,25 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
 /// mailbox (within its queue's bounds), so that nothing arrives out of order.
 const TAKE_TIMEOUTS: u32 = 4;
 
-/// Takes the uid's mailbox from Redis, trying again while the connection is
-/// bound and Redis does not answer (paused, say: a take only reads, so one
-/// that ran late does no harm); `None` once it gives up.
+/// Takes the uid's mailbox from Redis, trying again while Redis does not
+/// answer (paused, say: a take only reads, so one that ran late does no harm);
+/// `None` once it gives up. A raw connection's take goes on after it closed,
+/// so that what it was to get is pushed again; a `pushd.v2` one's stops.
 async fn take_with_retries(
     node: &Node,
     cluster: &crate::cluster::Cluster,
-    uid: &Uid,
+    bind: &Bind,
     handle: &ConnHandle,
-    resume: Resume,
 ) -> Option<Taken> {
-    let bound_at = std::time::Instant::now();
     let until = tokio::time::Instant::now() + cluster.timeout() * TAKE_TIMEOUTS;
     let mut pause = std::time::Duration::from_millis(50);
     loop {
-        match cluster.take_mailbox(uid, resume, bound_at).await {
+        match cluster.take_mailbox(bind).await {
             Ok(taken) => return Some(taken),
             Err(err) => {
-                debug!(uid = %uid, %err, "cluster: could not take the mailbox");
+                debug!(uid = %bind.uid, %err, "cluster: could not take the mailbox");
                 let now = tokio::time::Instant::now();
-                if now + pause > until || !node.registry.is_listed(handle.id) {
+                if now + pause > until || (handle.v2 && !node.registry.is_listed(handle.id)) {
                     return None;
                 }
                 tokio::time::sleep(pause).await;

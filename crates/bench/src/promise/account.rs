@@ -90,6 +90,9 @@ pub(super) fn account(book: &Uid, ttl: Duration, tally: &mut Tally) {
                     twice |= v1 == v2 || !told;
                 }
                 tally.duplicated += u64::from(twice);
+                if twice {
+                    debug_loss("duplicated", book, *s, sent);
+                }
             }
             None => {
                 // A gap after it was sent, before the uid's pages (one after another,
@@ -116,9 +119,7 @@ pub(super) fn account(book: &Uid, ttl: Duration, tally: &mut Tally) {
                     tally.excused += 1;
                 } else {
                     tally.lost += 1;
-                    if std::env::var_os("PUSHBENCH_PROMISE_DEBUG").is_some() {
-                        debug_loss(book, *s, sent);
-                    }
+                    debug_loss("lost", book, *s, sent);
                 }
             }
         }
@@ -132,6 +133,7 @@ pub(super) fn account(book: &Uid, ttl: Duration, tally: &mut Tally) {
             {
                 if seen.iter().any(|earlier| newer(sent, earlier)) {
                     tally.out_of_order += 1;
+                    debug_loss("out of order", book, *s, sent);
                 }
                 seen.push(sent);
             }
@@ -139,9 +141,12 @@ pub(super) fn account(book: &Uid, ttl: Duration, tally: &mut Tally) {
     }
 }
 
-/// With `PUSHBENCH_PROMISE_DEBUG`: a lost push and its uid's visits around it,
-/// times in ms from when it was sent.
-fn debug_loss(book: &Uid, s: u64, sent: &Sent) {
+/// With `PUSHBENCH_PROMISE_DEBUG`: a push that broke the promise (`what`) and
+/// its uid's visits around it, times in ms from when it was sent.
+fn debug_loss(what: &str, book: &Uid, s: u64, sent: &Sent) {
+    if std::env::var_os("PUSHBENCH_PROMISE_DEBUG").is_none() {
+        return;
+    }
     let ms = |at: Instant| {
         if at >= sent.at {
             (at - sent.at).as_millis() as i64
@@ -150,7 +155,7 @@ fn debug_loss(book: &Uid, s: u64, sent: &Sent) {
         }
     };
     let answer = sent.answer.map(|(at, answer)| (ms(at), answer));
-    eprintln!("lost: push {s}, answered {answer:?}");
+    eprintln!("{what}: push {s}, answered {answer:?}");
     for (v, ((start, resumed, node), visit)) in book.starts.iter().zip(&book.visits).enumerate() {
         let near = ms(*start) > -2_000 && ms(*start) < 3_000;
         if near {

@@ -26,6 +26,17 @@ pub(crate) struct Taken {
     pub(crate) last: u64,
 }
 
+/// A bind that takes its uid's mailbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Bind {
+    pub(crate) uid: Uid,
+    /// Its connection, on this node.
+    pub(crate) connection: u64,
+    pub(crate) resume: Resume,
+    /// When it bound: what had not expired then is handed over.
+    pub(crate) at: Instant,
+}
+
 /// Where a binding connection is, for [`Cluster::take_mailbox`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resume {
@@ -63,18 +74,13 @@ impl Cluster {
     /// lands in the mailbox after it was taken. A `pushd.v2` connection that
     /// resumes gets everything after its place too. Binds that take at the same
     /// time share one presence write and one script call (through the presence writer).
-    pub(crate) async fn take_mailbox(
-        &self,
-        uid: &Uid,
-        resume: Resume,
-        bound_at: Instant,
-    ) -> Result<Taken, String> {
+    pub(crate) async fn take_mailbox(&self, bind: &Bind) -> Result<Taken, String> {
         if self.mailbox.is_none() {
             return Ok(Taken::default());
         }
         let stopped = || "the presence writer has stopped".to_owned();
         let (done, taken) = oneshot::channel();
-        let command = PresenceCommand::Take(uid.clone(), resume, bound_at, done);
+        let command = PresenceCommand::Take(bind.clone(), done);
         self.presence.send(command).await.map_err(|_| stopped())?;
         match tokio::time::timeout(self.timeout, taken).await {
             Ok(taken) => taken.unwrap_or_else(|_| Err(stopped())),
@@ -88,26 +94,27 @@ impl Cluster {
     /// The mailboxes of `uids`, taken in one script (for the presence writer, right
     /// after it wrote the uids' presence). A message is handed over if it had not
     /// expired when its uid bound, however late Redis runs the script (a pause).
-    pub(super) async fn take_mailboxes(
-        &self,
-        uids: &[(&Uid, Resume, Instant)],
-    ) -> Result<Vec<Taken>, String> {
+    pub(super) async fn take_mailboxes(&self, binds: &[&Bind]) -> Result<Vec<Taken>, String> {
         let Some(limits) = self.mailbox else {
-            return Ok(uids.iter().map(|_| Taken::default()).collect());
+            return Ok(binds.iter().map(|_| Taken::default()).collect());
         };
         let mut invocation = self.scripts.take.prepare_invoke();
         invocation
             .arg(self.keys.prefix())
             .arg(limits.ttl.as_millis() as u64);
-        for (uid, resume, bound_at) in uids {
-            let age = bound_at.elapsed().as_millis() as u64;
-            invocation.arg(uid.as_str()).arg(resume.arg()).arg(age);
+        for bind in binds {
+            let age = bind.at.elapsed().as_millis() as u64;
+            invocation
+                .arg(bind.uid.as_str())
+                .arg(bind.resume.arg())
+                .arg(age)
+                .arg(self.claim(bind));
         }
         type Answer = (u64, u8, u64, Vec<Vec<u8>>, u64);
         let taken: redis::RedisResult<Vec<Answer>> =
             invocation.invoke_async(&mut self.conn()).await;
         match taken {
-            Ok(taken) if taken.len() == uids.len() => Ok(taken
+            Ok(taken) if taken.len() == binds.len() => Ok(taken
                 .into_iter()
                 .map(|(expired, gap, waiting, flat, last)| {
                     let mut flat = flat.into_iter();
@@ -133,14 +140,20 @@ impl Cluster {
     /// `last`, was handed to a connection: a resumable uid's stream marks it
     /// handed over, any other uid's lets it go. Until then Redis keeps it, so a
     /// take whose answer was lost hands it to the uid's next bind instead.
-    pub(crate) async fn ack_mailbox(&self, uid: &Uid, last: u64) -> redis::RedisResult<()> {
+    pub(crate) async fn ack_mailbox(&self, bind: &Bind, last: u64) -> redis::RedisResult<()> {
         self.scripts
             .ack
             .arg(self.keys.prefix())
-            .arg(uid.as_str())
+            .arg(bind.uid.as_str())
             .arg(last)
+            .arg(self.claim(bind))
             .invoke_async(&mut self.conn())
             .await
+    }
+
+    /// The name of what `bind` claims in Redis: unique in the cluster.
+    fn claim(&self, bind: &Bind) -> String {
+        format!("{}:{}", self.id, bind.connection)
     }
 
     /// Keeps the uids that have `pushd.v2` connections here resumable (see

@@ -52,7 +52,7 @@ use crate::core::mailbox::MailboxLimits;
 use crate::core::registry::{ChangedUids, Registry};
 use bus::Header;
 use keys::Keys;
-pub(crate) use mailbox::{Resume, Taken};
+pub(crate) use mailbox::{Bind, Resume, Taken};
 pub(crate) use pending::NodeReply;
 use pending::Pending;
 use presence::PresenceCommand;

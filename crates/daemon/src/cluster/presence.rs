@@ -8,14 +8,13 @@
 //! through here too, so no late write can resurrect a node that left.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use pushd_proto::uid::Uid;
 
-use super::{Cluster, Resume, Taken};
+use super::{Bind, Cluster, Taken};
 use crate::core::events::{Events, Kind};
 use crate::core::registry::{ChangedUids, Registry};
 
@@ -32,8 +31,7 @@ pub enum PresenceCommand {
     Leave(oneshot::Sender<()>),
     /// A connection of the uid bound here: write pending changes, then take the uid's
     /// mailbox from Redis. Takes waiting together share one write and one script.
-    /// The instant is the bind's: what had not expired then is handed over.
-    Take(Uid, Resume, Instant, oneshot::Sender<Result<Taken, String>>),
+    Take(Bind, oneshot::Sender<Result<Taken, String>>),
 }
 
 /// Takes handled together at most.
@@ -63,12 +61,12 @@ pub async fn run(
             },
         };
         match command {
-            Some(PresenceCommand::Take(uid, resume, bound_at, done)) => {
-                let mut takes = vec![(uid, resume, bound_at, done)];
+            Some(PresenceCommand::Take(bind, done)) => {
+                let mut takes = vec![(bind, done)];
                 while takes.len() < TAKE_BATCH {
                     match commands.try_recv() {
-                        Ok(PresenceCommand::Take(uid, resume, bound_at, done)) => {
-                            takes.push((uid, resume, bound_at, done));
+                        Ok(PresenceCommand::Take(bind, done)) => {
+                            takes.push((bind, done));
                         }
                         Ok(other) => {
                             deferred = Some(other);
@@ -83,20 +81,19 @@ pub async fn run(
                     resync = true;
                     Err(cluster.unreachable_note(None))
                 };
-                let uids: Vec<(&Uid, Resume, Instant)> =
-                    takes.iter().map(|(uid, r, at, _)| (uid, *r, *at)).collect();
+                let binds: Vec<&Bind> = takes.iter().map(|(bind, _)| bind).collect();
                 let taken = match written {
-                    Ok(()) => cluster.take_mailboxes(&uids).await,
+                    Ok(()) => cluster.take_mailboxes(&binds).await,
                     Err(err) => Err(err),
                 };
                 match taken {
                     Ok(taken) => {
-                        for ((_, _, _, done), taken) in takes.into_iter().zip(taken) {
+                        for ((_, done), taken) in takes.into_iter().zip(taken) {
                             let _ = done.send(Ok(taken));
                         }
                     }
                     Err(err) => {
-                        for (_, _, _, done) in takes {
+                        for (_, done) in takes {
                             let _ = done.send(Err(err.clone()));
                         }
                     }

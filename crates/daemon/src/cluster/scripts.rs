@@ -59,20 +59,22 @@ pub struct Scripts {
     /// that was delivered (flag `d`: on the pusher) to a uid with a `P:v2:<uid>` hash is
     /// kept in the stream too, marked `d`, for resumes.
     pub route: Script,
-    /// ARGV prefix, TTL ms, then uid, since and age triples (age: ms since the bind,
-    /// which judges what had expired when the uid bound): since is empty for a raw connection,
-    /// `new` for a `pushd.v2` one without `since`, `gap` for an unplaceable one, else its
-    /// id `MS-N`, which places the client only if the uid's stream holds that very id.
-    /// Per uid `[expired, gap, waiting, [id, payload, ...], last]`: the messages not yet
-    /// delivered and, with a since, every one after it, oldest first, and the number of
-    /// the stream's newest. A `pushd.v2` bind makes the uid resumable (`P:v2:<uid>`).
-    /// Nothing is taken away: the node hands the messages to its connection, then
-    /// says so with `ack`, so a take whose answer never reached the node (a timeout
-    /// while Redis was paused) loses nothing.
+    /// ARGV prefix, TTL ms, then uid, since, age and claim quadruples (age: ms since
+    /// the bind, which judges what had expired when the uid bound; claim: the bind's
+    /// own name): since is empty for a raw connection, `new` for a `pushd.v2` one
+    /// without `since`, `gap` for an unplaceable one, else its id `MS-N`, which places
+    /// the client only if the uid's stream holds that very id. Per uid `[expired, gap,
+    /// waiting, [id, payload, ...], last]`: the messages not yet delivered and, with a
+    /// since, every one after it, oldest first, and the number of the stream's newest.
+    /// A `pushd.v2` bind makes the uid resumable (`P:v2:<uid>`), and its stream keeps
+    /// everything. Any other uid's stream is emptied, and what the bind takes waits in
+    /// `P:claim:<claim>` until the node confirms it with `ack`: a take whose answer
+    /// never reached the node (a timeout while Redis was paused) is asked again and
+    /// gets the same, and no other bind gets it too.
     pub take: Script,
-    /// ARGV prefix, then uid and last pairs: what a take answered up to `last` was
-    /// handed to a connection. A resumable uid's stream keeps it, marked handed over
-    /// (`t`); any other uid's leaves the stream.
+    /// ARGV prefix, then uid, last and claim triples: what a take answered up to
+    /// `last` was handed to a connection. A resumable uid's stream marks it handed
+    /// over (`t`); the bind's claim goes.
     pub ack: Script,
     /// ARGV prefix, TTL ms, then uids. Empties their mailboxes; returns the messages dropped.
     pub clear: Script,
@@ -346,13 +348,14 @@ impl Scripts {
                  return routed"
             ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())
             .replace("KEEPALIVE", &KEEPALIVE_MS.to_string())),
-            take: Script::new(
-                &with_clock!(
+            take: Script::new(&concat!(
+                with_clock!(
                     "local mb, ttl, result = ARGV[1] .. ':mb:', tonumber(ARGV[2]), {}
-                     for i = 3, #ARGV, 3 do
+                     for i = 3, #ARGV, 4 do
                        local uid, since = ARGV[i], ARGV[i + 1]
                        local cutoff = now - tonumber(ARGV[i + 2]) - ttl
                        local key, v2 = mb .. uid, ARGV[1] .. ':v2:' .. uid
+                       local claim = ARGV[1] .. ':claim:' .. ARGV[i + 3]
                        local was_resumable = redis.call('EXISTS', v2) == 1
                        if since ~= '' and not was_resumable then
                          -- From now on the uid's pushes are kept for resumes; what came
@@ -360,8 +363,10 @@ impl Scripts {
                          redis.call('HSET', v2, 'l', redis.call('GET', ARGV[1] .. ':seq') or '0')
                        end
                        local resumable = redis.call('EXISTS', v2) == 1
+                       -- Asked again (the answer was lost): what this bind claimed.
+                       local claimed = redis.call('EXISTS', claim) == 1
                        local taken = tonumber(redis.call('HGET', v2, 't') or '0')
-                       local entries = redis.call('XRANGE', key, '-', '+')
+                       local entries = redis.call('XRANGE', claimed and claim or key, '-', '+')
                        local lost = tonumber(redis.call('HGET', v2, 'l') or '0')
                        -- A since places the client only if it is an id this uid was
                        -- given (one its stream holds, or the last it let go of); any
@@ -404,39 +409,37 @@ impl Scripts {
                          end
                          if n > last then last = n end
                        end
-                       if resumable then redis.call('PEXPIRE', v2, ttl + KEEPALIVE) end
+                       if resumable then
+                         redis.call('PEXPIRE', v2, ttl + KEEPALIVE)
+                       elseif not claimed then
+                         -- A uid that is not resumable keeps nothing once taken. What
+                         -- this bind takes is its own from now on, in its claim, until
+                         -- its node confirms the hand-over (`ack`): asked again, it
+                         -- gets the same; no other bind can take it too.
+                         for j = 1, #out, 2 do
+                           redis.call('XADD', claim, out[j], 'm', out[j + 1])
+                         end
+                         if #out > 0 then redis.call('PEXPIRE', claim, ttl + KEEPALIVE) end\n"
+                ),
+                forget_mailbox!(),
+                "end
                        table.insert(result, {expired, gap and 1 or 0, waiting, out, string.format('%d', last)})
                      end
                      return result"
-                )
-                .replace("KEEPALIVE", &KEEPALIVE_MS.to_string()),
-            ),
-            ack: Script::new(&concat!(
-                "local mb = ARGV[1] .. ':mb:'
-                 for i = 2, #ARGV, 2 do
+            )
+            .replace("KEEPALIVE", &KEEPALIVE_MS.to_string())),
+            ack: Script::new(
+                "for i = 2, #ARGV, 3 do
                    local uid, last = ARGV[i], tonumber(ARGV[i + 1])
-                   local key, v2 = mb .. uid, ARGV[1] .. ':v2:' .. uid
-                   if redis.call('EXISTS', v2) == 1 then
-                     if last > tonumber(redis.call('HGET', v2, 't') or '0') then
-                       redis.call('HSET', v2, 't', ARGV[i + 1])
-                     end
-                   else
-                     local freed = 0
-                     for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
-                       if tonumber(string.match(entry[1], '-(%d+)$')) > last then break end
-                       redis.call('XDEL', key, entry[1])
-                       freed = freed + string.len(entry[2][2]) + OVERHEAD
-                     end
-                     if redis.call('XLEN', key) == 0 then\n",
-                forget_mailbox!(),
-                "elseif freed > 0 then
-                       redis.call('DECRBY', mb .. 'bytes', freed)
-                       redis.call('HINCRBY', mb .. 'size', uid, -freed)
-                     end
+                   local v2 = ARGV[1] .. ':v2:' .. uid
+                   if redis.call('EXISTS', v2) == 1
+                       and last > tonumber(redis.call('HGET', v2, 't') or '0') then
+                     redis.call('HSET', v2, 't', ARGV[i + 1])
                    end
+                   redis.call('DEL', ARGV[1] .. ':claim:' .. ARGV[i + 2])
                  end
-                 return 0"
-            ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())),
+                 return 0",
+            ),
             clear: Script::new(concat!(
                 "local mb, dropped = ARGV[1] .. ':mb:', 0
                  for i = 3, #ARGV do
