@@ -145,7 +145,10 @@ async fn start(
 
 /// `promise`: the accounting of every push under faults.
 pub async fn promise(p: PromiseParams) -> anyhow::Result<(Report, bool)> {
-    let dir = std::env::temp_dir().join(format!("pushbench-promise-{}", std::process::id()));
+    // One directory per run: runs in one process (the tests) must not share sockets.
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pushbench-promise-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (mut servers, addresses) = start(&p, &dir).await?;
     let ws: Arc<Vec<String>> = Arc::new(addresses.iter().map(|a| a.ws.clone()).collect());
