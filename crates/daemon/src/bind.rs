@@ -153,7 +153,12 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
         frames.extend(
             (messages.iter()).map(|(id, message)| cluster_frame(&handle, id, message.clone())),
         );
-        let through = frames.last().map(|(n, _)| *n).filter(|_| handle.v2);
+        // Its place is now the stream's newest: everything up to it was handed
+        // over or was not owed (delivered before it bound, or before its since).
+        handle.note_number(last);
+        let through = (frames.last().map(|(n, _)| *n))
+            .max(Some(last))
+            .filter(|_| handle.v2);
         let handed = messages.len() as u64;
         let waiting = taken.waiting.min(handed);
         count(

@@ -54,6 +54,12 @@ pub(crate) enum Resume {
     },
     /// A `pushd.v2` connection whose `since` is no id of the cluster's.
     Unknown,
+    /// A bound `pushd.v2` connection that was given message N (this node's own
+    /// record, trusted), catching up on what the bus may have lost.
+    CatchUp {
+        /// The newest number it was given.
+        n: u64,
+    },
 }
 
 impl Resume {
@@ -64,6 +70,7 @@ impl Resume {
             Resume::Fresh => "new".into(),
             Resume::After { ms, n } => format!("{ms}-{n}"),
             Resume::Unknown => "gap".into(),
+            Resume::CatchUp { n } => format!("c{n}"),
         }
     }
 }

@@ -16,11 +16,13 @@
 //! `mailbox` takes and lists mailboxes in Redis, `bus` is the wire format of
 //! bus messages, `scripts` the Lua that runs in Redis, `keys` its key names.
 //! Tasks: `lease` renews this node's lease and reaps dead nodes, `subscriber`
-//! receives and serves bus messages, `presence` copies uid counts to Redis,
+//! receives and serves bus messages (`catch_up` gives the `pushd.v2`
+//! connections what the bus lost while it was away), `presence` copies uid counts to Redis,
 //! `resumable` keeps the uids of `pushd.v2` connections resumable. All stop with
 //! the daemon; [`Cluster::leave`] removes this node at once on SIGTERM.
 
 mod bus;
+mod catch_up;
 mod fanout;
 mod keys;
 mod lease;

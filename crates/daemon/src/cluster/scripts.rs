@@ -62,8 +62,9 @@ pub struct Scripts {
     /// ARGV prefix, TTL ms, then uid, since, age and claim quadruples (age: ms since
     /// the bind, which judges what had expired when the uid bound; claim: the bind's
     /// own name): since is empty for a raw connection, `new` for a `pushd.v2` one
-    /// without `since`, `gap` for an unplaceable one, else its id `MS-N`, which places
-    /// the client only if the uid's stream holds that very id. Per uid `[expired, gap,
+    /// without `since`, `gap` for an unplaceable one, `cN` for a bound one that a node
+    /// catches up after its message N, else its id `MS-N`, which places the client
+    /// only if the uid's stream holds that very id. Per uid `[expired, gap,
     /// waiting, [id, payload, ...], last]`: the messages not yet delivered and, with a
     /// since, every one after it, oldest first, and the number of the stream's newest.
     /// A `pushd.v2` bind makes the uid resumable (`P:v2:<uid>`), and its stream keeps
@@ -373,8 +374,11 @@ impl Scripts {
                        -- other claim (another uid's id, one from the future) is a gap,
                        -- then everything held.
                        local since_ms, since_n = string.match(since, '^(%d+)-(%d+)$')
-                       local after = tonumber(since_n) or (since == 'gap' and 0) or nil
-                       local gap = since == 'gap'
+                       -- `cN`: a node catching a bound connection up after N (its own
+                       -- record, trusted).
+                       local catch_up = tonumber(string.match(since, '^c(%d+)$'))
+                       local after = tonumber(since_n) or catch_up or (since == 'gap' and 0) or nil
+                       local gap = since == 'gap' or (catch_up ~= nil and lost > catch_up)
                        if since_n then
                          -- The whole id must be one the stream holds: N alone starts
                          -- over when Redis does. A broadcast's `0-N` repeats the N of

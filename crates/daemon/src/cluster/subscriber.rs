@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use super::bus::{self, Header};
 use super::pending::NodeReply;
 use super::presence::PresenceCommand;
-use super::{Cluster, Local, Recipients};
+use super::{Cluster, Local, Recipients, catch_up};
 use crate::core::registry::Registry;
 
 /// First and longest wait between subscription attempts.
@@ -48,6 +48,11 @@ pub async fn run(
                     warn!("cluster: resubscribed to Redis");
                     let (done, _) = oneshot::channel();
                     let _ = cluster.presence.try_send(PresenceCommand::Resync(done));
+                    if cluster.mailbox_on() {
+                        // Held before the first message of the new subscription.
+                        let held = registry.hold_v2_connections();
+                        tokio::spawn(catch_up::run(cluster.clone(), registry.clone(), held));
+                    }
                 }
                 ever_subscribed = true;
                 let mut messages = pubsub.into_on_message();

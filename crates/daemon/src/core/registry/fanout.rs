@@ -186,6 +186,17 @@ impl Registry {
         self.finish_push(offered)
     }
 
+    /// Holds every listed `pushd.v2` connection that is not held already, and
+    /// returns them: what reaches them waits until each is released.
+    pub(crate) fn hold_v2_connections(&self) -> Vec<Arc<ConnHandle>> {
+        let state = self.lock();
+        (state.uids.connections())
+            .filter(|h| h.v2 && !h.is_held())
+            .inspect(|h| h.hold())
+            .cloned()
+            .collect()
+    }
+
     /// The uids that have a `pushd.v2` connection here.
     pub(crate) fn v2_uids(&self) -> Vec<Uid> {
         let state = self.lock();

@@ -164,6 +164,11 @@ impl State {
 }
 
 impl Registry {
+    /// The daemon's counters.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// An empty registry. With `changed` (cluster mode) it marks there every uid
     /// whose number of connections changes, and message ids are the cluster's.
     pub(crate) fn new(

@@ -1,0 +1,88 @@
+//! What the bus may have lost while the subscriber was away (Redis cut the
+//! connection, or restarted): before serving the new subscription, every bound
+//! `pushd.v2` connection here is held; then each gets, from its uid's stream in
+//! Redis, every message after the newest it was given (`!gap` first when that
+//! is no longer all there), in front of what arrived meanwhile. Raw
+//! connections have no place to catch up from.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::{Bind, Cluster, Resume};
+use crate::core::conn::ConnHandle;
+use crate::core::counters::Counter;
+use crate::core::ids::{self, gap_frame};
+use crate::core::payload::Payload;
+use crate::core::registry::Registry;
+
+/// Connections caught up with one script call.
+const BATCH: usize = 256;
+
+/// Catches up `held` (held by [`Registry::hold_v2_connections`]) and releases
+/// each, whatever Redis answers.
+pub(super) async fn run(
+    cluster: Arc<Cluster>,
+    registry: Arc<Registry>,
+    held: Vec<Arc<ConnHandle>>,
+) {
+    for chunk in held.chunks(BATCH) {
+        // A connection with no place (its bind's take failed: it was told
+        // `!gap`, or owed nothing) is released as it is.
+        let (placed, unplaced): (Vec<_>, Vec<_>) = chunk
+            .iter()
+            .partition(|h| h.last_number() > 0 && h.uid().is_some());
+        for handle in unplaced {
+            handle.release(Vec::new(), None);
+        }
+        let binds: Vec<(&Arc<ConnHandle>, Bind)> = (placed.into_iter())
+            .filter_map(|handle| {
+                let bind = Bind {
+                    uid: handle.uid()?.clone(),
+                    connection: handle.id,
+                    resume: Resume::CatchUp {
+                        n: handle.last_number(),
+                    },
+                    at: Instant::now(),
+                };
+                Some((handle, bind))
+            })
+            .collect();
+        let asked: Vec<&Bind> = binds.iter().map(|(_, bind)| bind).collect();
+        let taken = match cluster.take_mailboxes(&asked).await {
+            Ok(taken) => taken,
+            Err(err) => {
+                debug!(%err, "cluster: could not catch up the pushd.v2 connections");
+                Vec::new()
+            }
+        };
+        let mut answers = taken.into_iter();
+        for (handle, _) in &binds {
+            let Some(taken) = answers.next() else {
+                // Not known: what it lacks may be lost.
+                registry.counters().bump(Counter::ResumeGaps);
+                handle.release(vec![gap_frame()], None);
+                continue;
+            };
+            let mut frames = Vec::with_capacity(taken.messages.len() + 1);
+            if taken.gap {
+                registry.counters().bump(Counter::ResumeGaps);
+                frames.push(gap_frame());
+            }
+            for (id, payload) in taken.messages {
+                let Ok(payload) = String::from_utf8(payload) else {
+                    continue;
+                };
+                let n = ids::number_of(&id).unwrap_or(0);
+                handle.note_number(n);
+                frames.push((n, ids::cluster_frame(&id, &Payload::from(payload))));
+            }
+            let resent = (frames.len() - usize::from(taken.gap)) as u64;
+            registry.counters().add(Counter::MailboxResent, resent);
+            registry.counters().add(Counter::MessagesDelivered, resent);
+            let through = frames.last().map(|(n, _)| *n).filter(|n| *n > 0);
+            handle.release(frames, through);
+        }
+    }
+}
