@@ -153,12 +153,9 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
         frames.extend(
             (messages.iter()).map(|(id, message)| cluster_frame(&handle, id, message.clone())),
         );
-        // Its place is now the stream's newest: everything up to it was handed
-        // over or was not owed (delivered before it bound, or before its since).
-        handle.note_number(last);
-        let through = (frames.last().map(|(n, _)| *n))
-            .max(Some(last))
-            .filter(|_| handle.v2);
+        // Not `last`: a push routed here after the bind wrote its presence is in
+        // the stream too, and owed, but a fresh bind's take does not hand it over.
+        let through = frames.last().map(|(n, _)| *n).filter(|_| handle.v2);
         let handed = messages.len() as u64;
         let waiting = taken.waiting.min(handed);
         count(
@@ -181,8 +178,9 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
 const TAKE_TIMEOUTS: u32 = 4;
 
 /// Takes the uid's mailbox from Redis, trying again while Redis does not
-/// answer (paused, say: a take only reads, so one that ran late does no harm);
-/// `None` once it gives up. A raw connection's take goes on after it closed,
+/// answer (paused, say: a take asked again answers the same, the bind's claim
+/// or the uid's stream, so one that ran late does no harm); `None` once it
+/// gives up. A raw connection's take goes on after it closed,
 /// so that what it was to get is pushed again; a `pushd.v2` one's stops.
 async fn take_with_retries(
     node: &Node,

@@ -28,8 +28,8 @@ pub(super) async fn run(
     held: Vec<Arc<ConnHandle>>,
 ) {
     for chunk in held.chunks(BATCH) {
-        // A connection with no place (its bind's take failed: it was told
-        // `!gap`, or owed nothing) is released as it is.
+        // A connection given nothing yet has no place to catch up from (a
+        // fresh page is owed nothing from before it bound): released as it is.
         let (placed, unplaced): (Vec<_>, Vec<_>) = chunk
             .iter()
             .partition(|h| h.last_number() > 0 && h.uid().is_some());
