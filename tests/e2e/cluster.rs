@@ -1348,3 +1348,23 @@ async fn a_node_back_on_the_bus_catches_its_v2_pages_up() {
     }
     assert_eq!(got[0], r#"{"uid":"cu","seq":1}"#, "{got:?}");
 }
+
+/// SPEC "Redis restarted empty, paused or cut off": a page that resumes while
+/// Redis is down, before its node has noticed, is told `!gap`: what it lacks
+/// cannot be handed over, and nothing says it lacks nothing.
+#[tokio::test]
+async fn a_page_that_resumes_while_redis_is_down_is_told_gap() {
+    let Some(mut three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let mut page = bound_v2(&three.nodes[0], "down", None).await;
+    let mut backend = three.nodes[0].text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"down","seq":0}"#).await, "ok");
+    let (since, _) = split(&page.recv_text().await);
+    drop(page);
+    three.nodes[0].wait_connections("down", 0).await;
+    three.redis.kill().await;
+    let mut back = WsClient::connect_v2(three.nodes[1].ws, Some(&since)).await;
+    back.send_text("down").await;
+    assert_eq!(back.recv_text().await, "!gap");
+}
