@@ -23,7 +23,7 @@ complete -c pushd -l tls-cert -d 'PEM certificate chain for the WebSocket listen
 complete -c pushd -l tls-key -d 'PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)' -r -F
 complete -c pushd -l trusted-proxy -d 'A proxy in this range (CIDR, or one address; repeatable or comma-separated) is believed about the client\'s address: `Forwarded`, else the rightmost untrusted `X-Forwarded-For` address, else `X-Real-IP`, and with --proxy-protocol its PROXY header. Other peers\' headers are ignored' -r
 complete -c pushd -l handshake-timeout -d 'Longest a WebSocket handshake may take before the socket is dropped' -r
-complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics, to whoever reaches ADDR (no token); off by default. `--http-listen` serves /metrics too, behind its access rule' -r
+complete -c pushd -l metrics-listen -d 'Serve Prometheus metrics at http://ADDR/metrics, and the probes /v1/health and /v1/ready, to whoever reaches ADDR (no token); off by default. `--http-listen` serves /metrics too, behind its access rule (the probes without it)' -r
 complete -c pushd -l http-listen -d 'Serve the HTTP API for backends (/v1/send, /v1/push, /v1/kick, ... and /metrics) on ADDR; off by default. See docs/http-api.md' -r
 complete -c pushd -l http-token-file -d 'Every API request must carry `Authorization: Bearer <this file\'s token>` (at least 16 bytes; reloaded with the other keys). Without it the API serves loopback clients only' -r -F
 complete -c pushd -l max-http-connections -d 'Most connections to each HTTP listener (the API, the metrics) at once; one more is closed at once and counted' -r

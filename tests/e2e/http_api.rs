@@ -401,3 +401,72 @@ async fn without_a_token_a_page_of_another_site_cannot_drive_the_api() {
     let (status, _) = client.call("POST", &url, None, "").await;
     assert_eq!(status, 200, "a local backend still is served");
 }
+
+/// SPEC "Deploys": `GET /v1/health` and `GET /v1/ready` answer without the
+/// API token, on the API listener and on the metrics one; a cluster node that
+/// has not joined (its Redis is not there) is healthy but not ready.
+#[tokio::test]
+async fn health_and_ready_answer_without_the_token_on_every_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let pushd = pushd_with_api(dir.path(), &["--metrics-listen", "127.0.0.1:0"]).await;
+    let client = client();
+    for listener in [pushd.listener("http"), pushd.listener("metrics")] {
+        let (status, body) = call(
+            &client,
+            "GET",
+            &format!("http://{listener}/v1/health"),
+            None,
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["status"], "ok");
+        let (status, body) = call(
+            &client,
+            "GET",
+            &format!("http://{listener}/v1/ready"),
+            None,
+            "",
+        )
+        .await;
+        assert_eq!((status, body.trim()), (200, r#"{"ready":true}"#));
+    }
+    // The probes open nothing else: the API still wants its token.
+    let api = pushd.listener("http");
+    let (status, _) = call(&client, "GET", &format!("http://{api}/v1/stats"), None, "").await;
+    assert_eq!(status, 401);
+
+    let socket = dir.path().join("lonely.sock");
+    let missing = format!(
+        "redis+unix://{}",
+        dir.path().join("no-redis.sock").display()
+    );
+    let lonely = Pushd::start_at(
+        &socket,
+        &["--cluster", &missing, "--http-listen", "127.0.0.1:0"],
+    )
+    .await;
+    let lonely_api = lonely.listener("http");
+    let (status, _) = call(
+        &client,
+        "GET",
+        &format!("http://{lonely_api}/v1/health"),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &client,
+        "GET",
+        &format!("http://{lonely_api}/v1/ready"),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, body.trim()),
+        (503, r#"{"ready":false,"reason":"joining the cluster"}"#)
+    );
+}

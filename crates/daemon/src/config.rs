@@ -222,8 +222,9 @@ pub struct DaemonArgs {
           value_parser = duration)]
     pub handshake_timeout: Duration,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics, to whoever reaches ADDR (no
-    /// token); off by default. `--http-listen` serves /metrics too, behind its access rule.
+    /// Serve Prometheus metrics at http://ADDR/metrics, and the probes /v1/health and
+    /// /v1/ready, to whoever reaches ADDR (no token); off by default. `--http-listen`
+    /// serves /metrics too, behind its access rule (the probes without it).
     #[arg(long, env = "PUSHD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 

@@ -35,6 +35,16 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// Whether this node should be sent clients (`GET /v1/ready`); if not, why.
+    /// Every listener serves before any request is read, so what is left is
+    /// the cluster: a node that has not joined yet cannot route its pushes.
+    pub(crate) fn ready(&self) -> Result<(), &'static str> {
+        match &self.cluster {
+            Some(cluster) if !cluster.has_joined() => Err("joining the cluster"),
+            _ => Ok(()),
+        }
+    }
+
     /// `--node-name` in cluster mode.
     pub(crate) fn name(&self) -> Option<&str> {
         self.cluster.as_deref().map(Cluster::name)

@@ -49,6 +49,7 @@ pub async fn run(cluster: Arc<Cluster>, events: Arc<Events>, token: Cancellation
                 }
                 if !joined {
                     joined = true;
+                    cluster.joined.store(true, Ordering::Relaxed);
                     info!(node = %cluster.name, id = %cluster.id, redis = %cluster.redis_display,
                           "cluster: joined");
                 } else if outage {

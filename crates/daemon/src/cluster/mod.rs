@@ -123,6 +123,8 @@ pub(crate) struct Cluster {
     lease_ok: AtomicBool,
     /// The subscriber connection is subscribed.
     subscribed: AtomicBool,
+    /// The lease was renewed and presence written once: the node has joined.
+    joined: AtomicBool,
     presence: mpsc::Sender<PresenceCommand>,
     /// The mailbox's bounds, kept in Redis for every node; `None`: off.
     mailbox: Option<MailboxLimits>,
@@ -190,6 +192,7 @@ impl Cluster {
             text_confirm: config.text_confirm.into(),
             lease_ok: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
             presence,
             mailbox,
         };
@@ -269,6 +272,12 @@ impl Cluster {
     /// Whether this node is in the cluster now: lease renewed and subscribed.
     pub(crate) fn is_up(&self) -> bool {
         self.lease_ok.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node has joined the cluster since it started (it stays
+    /// joined through a Redis outage: its own connections keep working).
+    pub(crate) fn has_joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
     }
 
     /// The note for an answer that only this node could give.

@@ -195,8 +195,15 @@ impl HttpServer {
     /// Answers one request; every failure is an HTTP status with a JSON reason.
     async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let (allowed, route) = match Route::of(request.uri().path()) {
-            Some((_, route)) if self.routes == Routes::MetricsOnly && route != Route::Metrics => {
-                return error(StatusCode::NOT_FOUND, "this listener serves /metrics only");
+            Some((_, route))
+                if self.routes == Routes::MetricsOnly
+                    && route != Route::Metrics
+                    && !route.is_probe() =>
+            {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "this listener serves /metrics, /v1/health and /v1/ready only",
+                );
             }
             Some(found) => found,
             None => {
@@ -206,7 +213,7 @@ impl HttpServer {
                 );
             }
         };
-        if self.routes == Routes::Api {
+        if self.routes == Routes::Api && !route.is_probe() {
             let token = self.node.secrets.http_token();
             let token = token.as_deref().map(String::as_str);
             if let Err(refusal) = auth::authorize(token, request.headers(), peer) {

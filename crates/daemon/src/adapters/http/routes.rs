@@ -26,6 +26,8 @@ pub(crate) const PUSH_BODY_LINES: usize = 16;
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Route {
     Metrics,
+    Health,
+    Ready,
     Send(String),
     Push,
     Broadcast,
@@ -37,6 +39,12 @@ pub(super) enum Route {
 }
 
 impl Route {
+    /// Whether anyone may ask it, without the API token: what load balancers
+    /// and orchestrators call, on every listener.
+    pub(super) fn is_probe(&self) -> bool {
+        matches!(self, Route::Health | Route::Ready)
+    }
+
     /// The route of `path` and the one method it takes.
     pub(super) fn of(path: &str) -> Option<(Method, Route)> {
         if path == "/metrics" {
@@ -58,6 +66,8 @@ impl Route {
             ("list", None) => (Method::GET, Route::List),
             ("stats", None) => (Method::GET, Route::Stats),
             ("events", None) => (Method::GET, Route::Events),
+            ("health", None) => (Method::GET, Route::Health),
+            ("ready", None) => (Method::GET, Route::Ready),
             _ => return None,
         })
     }
@@ -74,6 +84,19 @@ impl HttpServer {
         let transient = url::flag(query.as_deref(), "transient");
         match route {
             Route::Metrics => Ok(self.metrics()),
+            Route::Health => Ok(json_response(
+                StatusCode::OK,
+                json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+                Vec::new(),
+            )),
+            Route::Ready => Ok(match self.node.ready() {
+                Ok(()) => json_response(StatusCode::OK, json!({ "ready": true }), Vec::new()),
+                Err(reason) => json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "ready": false, "reason": reason }),
+                    Vec::new(),
+                ),
+            }),
             Route::Send(uid) => self.send(&uid, request.into_body(), transient).await,
             Route::Push => self.push(request.into_body()).await,
             Route::Broadcast => self.broadcast(request.into_body()).await,
