@@ -22,6 +22,9 @@ _pushctl() {
             pushctl,broadcast)
                 cmd="pushctl__subcmd__broadcast"
                 ;;
+            pushctl,drain)
+                cmd="pushctl__subcmd__drain"
+                ;;
             pushctl,events)
                 cmd="pushctl__subcmd__events"
                 ;;
@@ -63,6 +66,9 @@ _pushctl() {
                 ;;
             pushctl__subcmd__help,broadcast)
                 cmd="pushctl__subcmd__help__subcmd__broadcast"
+                ;;
+            pushctl__subcmd__help,drain)
+                cmd="pushctl__subcmd__help__subcmd__drain"
                 ;;
             pushctl__subcmd__help,events)
                 cmd="pushctl__subcmd__help__subcmd__events"
@@ -107,7 +113,7 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans events reload token help"
+            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans events reload drain token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -160,6 +166,28 @@ _pushctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pushctl__subcmd__drain)
+            opts="-h --over --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --over)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pushctl__subcmd__events)
             opts="-h --type --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -183,7 +211,7 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats watch unban mailbox bans events reload token help"
+            opts="list kick send broadcast online stats watch unban mailbox bans events reload drain token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -211,6 +239,20 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help__subcmd__broadcast)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__drain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -4,7 +4,8 @@
  *
  * Connects, sends the uid (or a token) as its first message, hands every push to
  * `onMessage`, and reconnects with exponential backoff and jitter after heartbeat
- * timeouts, server restarts and network failures. It stays disconnected after a
+ * timeouts, server restarts (1001), drains before a deploy (1012) and network
+ * failures. It stays disconnected after a
  * close that means "do not come back": kicked (4000), banned (4003), replaced by a
  * newer page of the same uid (4004), refused (1008).
  *

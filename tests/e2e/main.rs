@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod cluster;
 mod cluster_harness;
+mod deploy;
 mod edge;
 mod events;
 mod hostile;

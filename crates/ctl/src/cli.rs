@@ -152,6 +152,17 @@ pub enum Command {
                       systemctl reload pushd   # the same, through SIGHUP"
     )]
     Reload,
+    /// Drain this node before a deploy: it stops taking WebSocket clients
+    /// (503), /v1/ready answers 503, and every connection is closed with 1012
+    /// at a random moment within the window, after what it was sent is
+    /// written, so clients come back spread out. Returns when the last one is
+    /// closed. The text port, HTTP API and admin socket keep serving.
+    #[command(after_help = "Examples:\n  pushctl drain --over 30s && systemctl restart pushd")]
+    Drain {
+        /// The window [default: pushd's --drain, or 30s when that is 0]; at most 1 day.
+        #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+        over: Option<std::time::Duration>,
+    },
     /// Mint a token for UID (for `pushd --auth token`), signed with the
     /// secret in --secret-file. Needs no running daemon.
     #[command(

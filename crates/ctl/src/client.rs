@@ -51,11 +51,20 @@ impl Client {
 
     /// Sends one request and waits for its reply.
     pub async fn request(&mut self, request: Request) -> Result<Response, CtlError> {
+        self.request_within(request, REQUEST_TIMEOUT).await
+    }
+
+    /// Sends one request and waits for its reply, at most `limit`.
+    pub async fn request_within(
+        &mut self,
+        request: Request,
+        limit: Duration,
+    ) -> Result<Response, CtlError> {
         let timeout = CtlError::Timeout {
             path: self.path.clone(),
-            secs: REQUEST_TIMEOUT.as_secs(),
+            secs: limit.as_secs(),
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request))
+        tokio::time::timeout(limit, self.exchange(request))
             .await
             .map_err(|_| timeout)?
     }

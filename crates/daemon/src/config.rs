@@ -222,6 +222,14 @@ pub struct DaemonArgs {
           value_parser = duration)]
     pub handshake_timeout: Duration,
 
+    /// On SIGTERM, drain over DUR before stopping: refuse new WebSocket clients and
+    /// close each connection with 1012 at a random moment within DUR, so that clients
+    /// come back spread out. 0 closes every connection at once with 1001. Also
+    /// `pushctl drain`'s default window (30s when this is 0). At most 1 day.
+    #[arg(long, env = "PUSHD_DRAIN", default_value = "0s", value_name = "DUR",
+          value_parser = duration)]
+    pub drain: Duration,
+
     /// Serve Prometheus metrics at http://ADDR/metrics, and the probes /v1/health and
     /// /v1/ready, to whoever reaches ADDR (no token); off by default. `--http-listen`
     /// serves /metrics too, behind its access rule (the probes without it).
@@ -516,6 +524,8 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// Longest a WebSocket handshake may take.
     pub handshake_timeout: Duration,
+    /// `--drain`: SIGTERM's drain window (0: none).
+    pub drain: Duration,
     /// Longest a connection may stay unbound; `None` disables.
     pub bind_timeout: Option<Duration>,
     /// How long a push waits for a uid with no connection; `None`: the mailbox is off.
@@ -578,6 +588,7 @@ impl From<DaemonArgs> for Config {
             webhook: args.webhook.map(|url| (url, args.webhook_secret_file)),
             node_name: args.node_name.clone().unwrap_or_else(host_name),
             handshake_timeout: args.handshake_timeout,
+            drain: args.drain,
             bind_timeout: nonzero(args.bind_timeout),
             mailbox_ttl: nonzero(args.mailbox_ttl),
             mailbox_size: args.mailbox_size as usize,

@@ -18,6 +18,7 @@ mod bind;
 mod cluster;
 pub mod config;
 mod core;
+mod drain;
 pub mod logging;
 mod node;
 mod push;
@@ -195,6 +196,7 @@ pub async fn run(
         socket: config.socket.clone(),
         secrets,
         events,
+        drain: drain::Drain::new(config.drain),
     });
     let fd_limit = sys::raise_nofile_limit();
     let listeners_http = [&listeners.http, &listeners.metrics];
@@ -320,6 +322,12 @@ pub async fn run(
     tracker.spawn(node.events.clone().run_offline());
 
     shutdown.await;
+    if !config.drain.is_zero() {
+        info!(connections = registry.sizes().connections, over = %humantime::format_duration(config.drain),
+              "draining before stopping");
+        let drained = drain::run(&node, None).await;
+        info!(closed = drained.closed, "drained");
+    }
     let connections = registry.sizes().connections;
     info!(connections, "shutting down");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);

@@ -9,6 +9,7 @@ use crate::core::clock::Clock;
 use crate::core::counters::Counters;
 use crate::core::events::Events;
 use crate::core::registry::Registry;
+use crate::drain::Drain;
 use crate::secrets::Secrets;
 
 /// This node: its registry and counters, its link to the cluster (if any), and
@@ -32,6 +33,8 @@ pub(crate) struct Node {
     pub(crate) secrets: Secrets,
     /// Presence events, for SSE, `pushctl events` and the webhook.
     pub(crate) events: Arc<Events>,
+    /// Whether it drains before a deploy (`crate::drain`).
+    pub(crate) drain: Drain,
 }
 
 impl Node {
@@ -39,6 +42,9 @@ impl Node {
     /// Every listener serves before any request is read, so what is left is
     /// the cluster: a node that has not joined yet cannot route its pushes.
     pub(crate) fn ready(&self) -> Result<(), &'static str> {
+        if self.drain.is_draining() {
+            return Err("draining");
+        }
         match &self.cluster {
             Some(cluster) if !cluster.has_joined() => Err("joining the cluster"),
             _ => Ok(()),
@@ -82,5 +88,6 @@ pub(crate) fn test_node() -> Node {
         socket: PathBuf::from("/tmp/test.sock"),
         secrets: Secrets::default(),
         events: Events::new("test".into(), std::time::Duration::from_secs(5), false),
+        drain: Drain::new(std::time::Duration::ZERO),
     }
 }

@@ -101,6 +101,16 @@ pub enum Request {
     /// ([`Response::Reloaded`]); this node only, as the files are its own.
     /// An error reply when a file did not load (its old key stays in use).
     Reload,
+    /// Drain this node ([`Response::Drained`]): stop taking WebSocket clients,
+    /// answer `/v1/ready` with 503, and close every WebSocket connection with
+    /// 1012 at a random moment within the window, each after what it was sent
+    /// is written; answered when the last one is closed. This node only.
+    Drain {
+        /// The window in milliseconds; without it, the daemon's `--drain`, or
+        /// 30 s when that is 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        over_ms: Option<u64>,
+    },
     /// Stream presence events ([`Response::Events`], then one JSON event per
     /// line until the client hangs up); this node's, as it sees them.
     Events {
@@ -227,6 +237,13 @@ pub enum Response {
         /// pushd reads no key files.
         loaded: Vec<String>,
     },
+    /// Answer to [`Request::Drain`] once the last connection closed.
+    Drained {
+        /// The WebSocket connections the drain closed.
+        closed: u64,
+        /// The window they were closed over, in milliseconds.
+        over_ms: u64,
+    },
 }
 
 impl Response {
@@ -245,6 +262,7 @@ impl Response {
             Response::Cleared { .. } => "cleared",
             Response::Reloaded { .. } => "reloaded",
             Response::Events => "events",
+            Response::Drained { .. } => "drained",
         }
     }
 }

@@ -151,6 +151,9 @@ counters! {
     /// WebSocket connections refused at once, before TLS or the handshake (HTTP
     /// 503 on a plain listener): over `--max-connections` or the open-file cap.
     CapacityRefused capacity_refused => In(Refused, "capacity");
+    /// WebSocket connections refused at once while the node drains (HTTP 503
+    /// with `Retry-After`).
+    DrainRefused drain_refused => In(Refused, "draining");
     /// WebSocket connections refused over `--max-connections-per-ip` (HTTP 429):
     /// at once for a direct client, at the handshake for one behind a trusted proxy.
     PerIpRefused per_ip_refused => In(Refused, "per_ip");
@@ -170,6 +173,8 @@ counters! {
     Binds binds => Alone;
     /// Connections refused for an invalid uid (close 1008).
     InvalidUids invalid_uids => In(Disconnects, "invalid_uid");
+    /// Connections closed by a drain (close 1012).
+    Drained drained => In(Disconnects, "drain");
     /// Connections closed by the heartbeat (close 4001).
     HeartbeatTimeouts heartbeat_timeouts => In(Disconnects, "heartbeat");
     /// Connections closed by an operator (close 4000).

@@ -2,6 +2,7 @@
 //! or `--json`) and says whether the answer was positive.
 
 pub mod ban;
+pub mod drain;
 pub mod events;
 pub mod kick;
 pub mod list;

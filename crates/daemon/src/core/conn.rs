@@ -45,6 +45,8 @@ pub(crate) enum CloseRequest {
     SlowConsumer,
     /// The daemon is shutting down (close code 1001).
     Shutdown,
+    /// The node drains before a deploy (close code 1012): reconnect, with jitter.
+    Restart,
     /// A newer connection of the same uid took its place (close code 4004).
     Replaced,
 }
@@ -451,11 +453,13 @@ impl ConnHandle {
         self.outbound().pop()
     }
 
-    /// Asks the task to close; the first request wins.
-    pub(crate) fn request_close(&self, request: CloseRequest) {
-        if self.close_request.set(Box::new(request)).is_ok() {
+    /// Asks the task to close; the first request wins (true when this was it).
+    pub(crate) fn request_close(&self, request: CloseRequest) -> bool {
+        let first = self.close_request.set(Box::new(request)).is_ok();
+        if first {
             self.waker.wake();
         }
+        first
     }
 
     /// The close request, if one was made.

@@ -9,6 +9,7 @@
 
 mod bans;
 mod broadcast;
+mod drain;
 mod kick;
 mod kick_idle;
 mod list;
@@ -41,6 +42,11 @@ pub(crate) fn check(request: &Request) -> Result<(), String> {
     match request {
         Request::Kick { reason, .. } | Request::KickIdle { reason, .. } => {
             kick::check_reason(reason.as_deref())
+        }
+        Request::Drain {
+            over_ms: Some(over_ms),
+        } if *over_ms > crate::drain::LONGEST_WINDOW.as_millis() as u64 => {
+            Err("a drain's window is at most 1 day".into())
         }
         _ => Ok(()),
     }
@@ -95,6 +101,7 @@ fn dispatch(node: &Arc<Node>, request: Request, asker: Asker) -> Answer {
         Request::Mailboxes => mailbox::handle_list(node, asker),
         Request::ClearMailboxes { uids } => mailbox::handle_clear(node, asker, uids),
         Request::Reload => reload::handle(node, asker),
+        Request::Drain { over_ms } => drain::handle(node, asker, over_ms),
         // A stream, not a reply: the admin adapter serves it.
         Request::Events { .. } => ready(ReplyLine::error(
             "events is a stream; ask for it first on a connection",

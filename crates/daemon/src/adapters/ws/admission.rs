@@ -15,6 +15,7 @@
 //! | over `--max-connections` or the open-file cap | 503 | `capacity_refused` |
 //! | over `--max-connections-per-ip` | 429 | `per_ip_refused` |
 //! | `Origin` not in `--allow-origin` | 403 | `origin_refused` |
+//! | the node drains (`pushctl drain`, `--drain`) | 503, `Retry-After: 2` | `drain_refused` |
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -73,6 +74,9 @@ pub(crate) enum Refusal {
     PerIp,
     /// `Origin` not allowed (HTTP 403).
     Origin,
+    /// The node drains before a deploy (HTTP 503): another node, or this one
+    /// restarted, takes the client.
+    Draining,
 }
 
 impl Refusal {
@@ -95,6 +99,11 @@ impl Refusal {
                   Content-Type: text/plain\r\nContent-Length: 19\r\n\r\n\
                   origin not allowed\n"
             }
+            Refusal::Draining => {
+                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 2\r\n\
+                  Content-Type: text/plain\r\nContent-Length: 18\r\n\r\n\
+                  pushd is draining\n"
+            }
         }
     }
 
@@ -110,6 +119,7 @@ impl Refusal {
                 "too many connections from this address",
             ),
             Refusal::Origin => (StatusCode::FORBIDDEN, "origin not allowed"),
+            Refusal::Draining => (StatusCode::SERVICE_UNAVAILABLE, "pushd is draining"),
         };
         let mut response = ErrorResponse::new(Some(body.to_owned()));
         *response.status_mut() = status;
@@ -117,11 +127,12 @@ impl Refusal {
     }
 
     /// The counter this refusal bumps.
-    fn counter(self) -> Counter {
+    pub(crate) fn counter(self) -> Counter {
         match self {
             Refusal::Capacity => Counter::CapacityRefused,
             Refusal::PerIp => Counter::PerIpRefused,
             Refusal::Origin => Counter::OriginRefused,
+            Refusal::Draining => Counter::DrainRefused,
         }
     }
 }

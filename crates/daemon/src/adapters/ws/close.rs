@@ -26,6 +26,9 @@ pub(crate) mod code {
     pub(crate) const REPLACED: u16 = 4004;
     /// The server is shutting down; reconnect with backoff.
     pub(crate) const GOING_AWAY: u16 = 1001;
+    /// The node drains before a deploy; reconnect with jitter (another node,
+    /// or this one restarted, takes the client).
+    pub(crate) const SERVICE_RESTART: u16 = 1012;
     /// Invalid uid; do not reconnect.
     pub(crate) const POLICY: u16 = 1008;
     /// Inbound message over the size limit; do not resend it.
@@ -60,6 +63,7 @@ impl End {
                 code::BANNED => "banned",
                 code::REPLACED => "replaced",
                 code::GOING_AWAY => "shutdown",
+                code::SERVICE_RESTART => "drain",
                 code::TOO_BIG => "too_big",
                 code::PROTOCOL_ERROR => "protocol_error",
                 code::INVALID_DATA => "invalid_data",
@@ -77,6 +81,7 @@ impl End {
                 "slow consumer: outbound queue full".into(),
             ),
             CloseRequest::Shutdown => End::Close(code::GOING_AWAY, "server shutting down".into()),
+            CloseRequest::Restart => End::Close(code::SERVICE_RESTART, "service restart".into()),
             CloseRequest::Replaced => End::Close(
                 code::REPLACED,
                 "replaced by a newer connection of this uid".into(),

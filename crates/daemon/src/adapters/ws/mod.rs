@@ -161,6 +161,15 @@ async fn opening(
     // A trusted proxy's clients are counted by address at their handshake.
     let direct = (!server.edge.trusts(peer.ip())).then_some(peer.ip());
     let counters = &server.node.counters;
+    if server.node.drain.is_draining() {
+        counters.bump(Refusal::Draining.counter());
+        refuse_at_once(
+            &stream,
+            Refusal::Draining,
+            server.node.secrets.tls().is_none(),
+        );
+        return None;
+    }
     let mut ticket = match server.admission.admit(direct, counters) {
         Ok(ticket) => ticket,
         Err(refusal) => {

@@ -140,15 +140,19 @@ impl Registry {
 
     /// Asks every open connection to close for shutdown.
     pub(crate) fn close_all_for_shutdown(&self) {
-        let handles: Vec<Arc<ConnHandle>> = self
-            .lock()
+        for handle in self.open_connections() {
+            handle.request_close(CloseRequest::Shutdown);
+        }
+    }
+
+    /// Every open connection, bound or not.
+    pub(crate) fn open_connections(&self) -> Vec<Arc<ConnHandle>> {
+        let state = self.lock();
+        state
             .conns
             .iter()
             .map(|Entry(handle)| handle.clone())
-            .collect();
-        for handle in handles {
-            handle.request_close(CloseRequest::Shutdown);
-        }
+            .collect()
     }
 
     /// Lifts the ban on `uid`; false if it was not banned.
