@@ -186,9 +186,10 @@ enum Scenario {
         /// A fault this often (0: none).
         #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
         fault_every: Duration,
-        /// The faults, in turn: term, kill (a node), and in cluster mode pause,
-        /// redis-restart, subscriber-kill [default: term,kill, and in cluster
-        /// mode every kind].
+        /// The faults, in turn: term, kill, drain (a node: SIGTERM, SIGKILL, or
+        /// `pushctl drain` then SIGTERM; started again each time), and in cluster
+        /// mode pause, redis-restart, subscriber-kill [default: term,kill,drain,
+        /// and in cluster mode every kind].
         #[arg(long, value_delimiter = ',', value_parser = promise::Fault::parse)]
         faults: Vec<promise::Fault>,
         /// How long a page stays before it leaves.
@@ -341,7 +342,11 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
                 redis_server: redis_server.clone(),
                 faults: match faults.as_slice() {
                     [] if *nodes > 1 => promise::Fault::ALL.map(|(_, f)| f).into(),
-                    [] => vec![promise::Fault::Term, promise::Fault::Kill],
+                    [] => vec![
+                        promise::Fault::Term,
+                        promise::Fault::Kill,
+                        promise::Fault::Drain,
+                    ],
                     chosen => chosen.to_vec(),
                 },
                 uids: *uids,

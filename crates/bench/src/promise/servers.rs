@@ -17,6 +17,8 @@ pub(super) struct Node {
     binary: PathBuf,
     args: Vec<String>,
     child: Child,
+    /// Its admin socket.
+    socket: PathBuf,
 }
 
 /// Where a node listens.
@@ -59,8 +61,21 @@ impl Node {
             binary: binary.to_owned(),
             args,
             child,
+            socket,
         };
         Ok((node, addresses))
+    }
+
+    /// A deploy's first step: `pushctl drain --over` `over`, through the admin socket.
+    pub(super) async fn drain(&self, over: Duration) -> anyhow::Result<()> {
+        let mut client = pushd_ctl::client::Client::connect(&self.socket).await?;
+        let request = pushd_proto::admin::Request::Drain {
+            over_ms: Some(over.as_millis() as u64),
+        };
+        client
+            .request_within(request, over + Duration::from_secs(30))
+            .await?;
+        Ok(())
     }
 
     /// Stops the node with `signal` and starts it again.
@@ -225,13 +240,16 @@ pub enum Fault {
     RedisRestart,
     /// `CLIENT KILL TYPE pubsub`: every node's subscriber connection cut (cluster mode).
     SubscriberKill,
+    /// A deploy: `pushctl drain` over a second, then SIGTERM and start again.
+    Drain,
 }
 
 impl Fault {
     /// Every fault, by name.
-    pub const ALL: [(&'static str, Fault); 5] = [
+    pub const ALL: [(&'static str, Fault); 6] = [
         ("term", Fault::Term),
         ("kill", Fault::Kill),
+        ("drain", Fault::Drain),
         ("pause", Fault::Pause),
         ("redis-restart", Fault::RedisRestart),
         ("subscriber-kill", Fault::SubscriberKill),
@@ -270,6 +288,10 @@ impl Servers {
         match (fault, &mut self.redis) {
             (Fault::Term, _) => self.nodes[node].restart(libc::SIGTERM).await,
             (Fault::Kill, _) => self.nodes[node].restart(libc::SIGKILL).await,
+            (Fault::Drain, _) => {
+                self.nodes[node].drain(Duration::from_secs(1)).await?;
+                self.nodes[node].restart(libc::SIGTERM).await
+            }
             (Fault::Pause, Some(redis)) => {
                 let ms = if k.is_multiple_of(2) { 500 } else { 2_500 };
                 redis.command(&format!("CLIENT PAUSE {ms} WRITE")).await?;
