@@ -20,22 +20,8 @@ cd "$(dirname "$0")/.."
 results=${1:-target/bench-cluster.jsonl}
 # Appends, so that several runs can share one file (the doc reports medians of 3).
 idle=${IDLE:-19000}
-# BIN: a directory with prebuilt pushd, pushctl and pushbench (an A/B run of two builds);
-# by default this tree's release build.
-if [ -n "${BIN:-}" ]; then
-    bin=$BIN
-else
-    cargo build --release --quiet --workspace
-    bin=./target/release
-fi
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+# shellcheck source=bench/nodes.sh
+. bench/nodes.sh
 
 redis-server --port 0 --unixsocket "$dir/redis.sock" --save "" --appendonly no --dir "$dir" \
     >"$dir/redis.log" 2>&1 &
@@ -43,18 +29,6 @@ pids+=($!)
 for _ in $(seq 50); do redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
 cli() { redis-cli -s "$dir/redis.sock" "$@"; }
 
-# start NAME WS_PORT TEXT_PORT [OPTIONS...]: a pushd on fixed loopback ports (below the
-# ephemeral range, which 60,000 client sockets fill).
-start() {
-    local name=$1 ws=$2 text=$3
-    shift 3
-    $bin/pushd --ws-listen "127.0.0.1:$ws" --text-listen "127.0.0.1:$text" \
-        --socket "$dir/$name.sock" "$@" >/dev/null 2>"$dir/$name.log" &
-    pids+=($!)
-    eval "pid_$name=$!"
-    for _ in $(seq 50); do grep -q " listening " "$dir/$name.log" && return 0; sleep 0.1; done
-    echo "$name did not start" >&2; cat "$dir/$name.log" >&2; exit 1
-}
 cluster=(--cluster "redis+unix://$dir/redis.sock")
 start a 21234 25678 "${cluster[@]}" --node-name a
 start b 22234 26678 "${cluster[@]}" --node-name b

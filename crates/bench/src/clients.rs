@@ -32,7 +32,7 @@ fn client_config() -> WebSocketConfig {
 
 /// Opens a TCP connection to `target`, from 127.0.0.(2 + i % 8) when the
 /// target is IPv4 loopback.
-async fn tcp_connect(target: SocketAddr, i: usize) -> std::io::Result<TcpStream> {
+pub(crate) async fn tcp_connect(target: SocketAddr, i: usize) -> std::io::Result<TcpStream> {
     match target.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => {
             let socket = TcpSocket::new_v4()?;
@@ -119,7 +119,7 @@ pub async fn open(
 }
 
 /// The WebSocket handshake over `stream`, then the uid as the first message.
-async fn handshake<S>(
+pub(crate) async fn handshake<S>(
     url: String,
     stream: S,
     uid: &str,

@@ -4,6 +4,7 @@
 
 mod admin;
 mod clients;
+mod drain;
 mod navigate;
 mod probe;
 mod receipts;
@@ -199,6 +200,21 @@ enum Scenario {
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         mailbox_ttl: Duration,
     },
+    /// How a drained node's clients come back: N clients on --ws (node A),
+    /// `pushctl drain --over DUR` on A (--socket), each client reconnecting
+    /// at its close to --to (node B); reports the reconnects per second B
+    /// sees (busiest second against the mean) and the drain's time.
+    Drain {
+        /// Bound clients.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        clients: usize,
+        /// The drain's window.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        over: Duration,
+        /// Node B's WebSocket address, where the clients come back.
+        #[arg(long)]
+        to: SocketAddr,
+    },
     /// `list` and `kick` latency with N clients online.
     Admin {
         /// Bound clients.
@@ -220,7 +236,8 @@ fn main() -> ExitCode {
         Scenario::Idle { connections: n, .. }
         | Scenario::Push { clients: n, .. }
         | Scenario::Broadcast { clients: n, .. }
-        | Scenario::Admin { clients: n, .. } => *n as u64 + 64,
+        | Scenario::Admin { clients: n, .. }
+        | Scenario::Drain { clients: n, .. } => *n as u64 + 64,
         Scenario::Mailbox { .. } => 64,
         Scenario::Navigate { pages, .. } => *pages as u64 + 64,
         Scenario::Promise { uids, .. } => *uids as u64 + 64,
@@ -261,6 +278,7 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
     let common = &cli.common;
     let report = match &cli.scenario {
         Scenario::Idle { connections, hold } => scenarios::idle(common, *connections, *hold).await,
+        Scenario::Drain { clients, over, to } => drain::drain(common, *clients, *over, *to).await,
         Scenario::Push {
             clients,
             messages,

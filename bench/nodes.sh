@@ -1,0 +1,34 @@
+# Sourced by the bench scripts that run several pushd nodes on fixed ports:
+#
+#   start NAME WS_PORT TEXT_PORT [PUSHD OPTIONS...]   sets $pid_NAME; socket $dir/NAME.sock
+#
+# $bin: BIN (a directory with prebuilt pushd, pushctl and pushbench: an A/B run of two
+# builds), by default this tree's release build. $dir: a temporary directory for
+# sockets and logs, removed with every process in $pids when the script exits.
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+else
+    cargo build --release --quiet --workspace
+    bin=./target/release
+fi
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# Fixed loopback ports below the ephemeral range, which tens of thousands of client
+# sockets fill.
+start() {
+    local name=$1 ws=$2 text=$3
+    shift 3
+    "$bin/pushd" --ws-listen "127.0.0.1:$ws" --text-listen "127.0.0.1:$text" \
+        --socket "$dir/$name.sock" "$@" >/dev/null 2>"$dir/$name.log" &
+    pids+=($!)
+    eval "pid_$name=$!"
+    for _ in $(seq 50); do grep -q " listening " "$dir/$name.log" && return 0; sleep 0.1; done
+    echo "$name did not start" >&2; cat "$dir/$name.log" >&2; exit 1
+}
