@@ -40,7 +40,9 @@ pub async fn drain(
                 let uid = uid(&prefix, i);
                 let tcp = tcp_connect(ws_addr, i).await.context("connect to A")?;
                 let ws = handshake(format!("ws://{ws_addr}/"), tcp, &uid, i).await?;
-                anyhow::Ok(tokio::spawn(come_back(ws, uid, i, to, done)))
+                let (told, back) = tokio::sync::oneshot::channel();
+                tokio::spawn(come_back(ws, uid, i, to, told, done));
+                anyhow::Ok(back)
             }
         })
         .buffer_unordered(common.concurrency.max(1))
@@ -51,7 +53,7 @@ pub async fn drain(
             common.timeout
         );
     };
-    let tasks = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let backs_told = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     // Let pushd bind the last ones.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -69,10 +71,10 @@ pub async fn drain(
         other => bail!("unexpected answer to drain: {}", other.kind()),
     };
     // Every client back on B, or the limit.
-    let mut backs = Vec::with_capacity(tasks.len());
+    let mut backs = Vec::with_capacity(backs_told.len());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    for task in tasks {
-        match tokio::time::timeout_at(deadline, task).await {
+    for back in backs_told {
+        match tokio::time::timeout_at(deadline, back).await {
             Ok(Ok(back)) => backs.push(back),
             _ => backs.push(Back {
                 code: None,
@@ -112,15 +114,15 @@ pub async fn drain(
 }
 
 /// One client: reads until its connection to A ends, then connects to `to`,
-/// binds `uid` again, and stays until `done`.
+/// binds `uid` again, tells how that went, and stays until `done`.
 async fn come_back<S>(
     mut ws: tokio_tungstenite::WebSocketStream<S>,
     uid: String,
     i: usize,
     to: SocketAddr,
+    told: tokio::sync::oneshot::Sender<Back>,
     done: Arc<Notify>,
-) -> Back
-where
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut code = None;
@@ -130,22 +132,27 @@ where
         }
     }
     drop(ws);
+    // Registered before anything is told: `done` comes only after every client told.
+    let waiting = done.notified();
+    tokio::pin!(waiting);
+    waiting.as_mut().enable();
     let again = async {
         let tcp = tcp_connect(to, i).await.ok()?;
         handshake(format!("ws://{to}/"), tcp, &uid, i).await.ok()
     };
     let Some(mut ws) = again.await else {
-        return Back {
+        let _ = told.send(Back {
             code,
             rebound: None,
-        };
+        });
+        return;
     };
-    let rebound = Some(Instant::now());
-    let waiting = done.notified();
-    tokio::pin!(waiting);
+    let _ = told.send(Back {
+        code,
+        rebound: Some(Instant::now()),
+    });
     tokio::select! {
-        () = &mut waiting => {}
+        () = waiting => {}
         _ = async { while let Some(Ok(_)) = ws.next().await {} } => {}
     }
-    Back { code, rebound }
 }
