@@ -156,6 +156,13 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
         // Not `last`: a push routed here after the bind wrote its presence is in
         // the stream too, and owed, but a fresh bind's take does not hand it over.
         let through = frames.last().map(|(n, _)| *n).filter(|_| handle.v2);
+        if let Resume::After { n, .. } = resume
+            && !taken.gap
+        {
+            // Placed: the client has everything up to its since. That is its
+            // place for a catch-up even when nothing newer was handed over.
+            handle.note_number(n);
+        }
         let handed = messages.len() as u64;
         let waiting = taken.waiting.min(handed);
         count(
