@@ -1315,22 +1315,7 @@ async fn a_node_back_on_the_bus_catches_its_v2_pages_up() {
     assert_eq!(backend.request(r#"{"uid":"cu","seq":0}"#).await, "ok");
     let (first, _) = split(&page.recv_text().await);
     // b's subscriber: of the two subscribed clients, the one connected last.
-    let clients = redis.cli(&["CLIENT", "LIST"]).await;
-    let subscriber = clients
-        .lines()
-        .filter(|line| line.contains(" sub=2 "))
-        .filter_map(|line| {
-            line.strip_prefix("id=")?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .expect("two subscribers");
-    redis
-        .cli(&["CLIENT", "KILL", "ID", &subscriber.to_string()])
-        .await;
+    redis.kill_newest_subscriber().await;
     let lost = backend.request(r#"{"uid":"cu","seq":1}"#).await;
     assert_ne!(lost, "queued");
     eventually(STEP, "a push to reach b again", || async {
@@ -1394,22 +1379,7 @@ async fn a_resumed_page_given_nothing_yet_is_caught_up_too() {
     a.wait_connections("rs", 0).await;
     let mut page = bound_v2(&b, "rs", Some(&since)).await;
     a.wait_connections("rs", 1).await;
-    let clients = redis.cli(&["CLIENT", "LIST"]).await;
-    let subscriber = clients
-        .lines()
-        .filter(|line| line.contains(" sub=2 "))
-        .filter_map(|line| {
-            line.strip_prefix("id=")?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .expect("two subscribers");
-    redis
-        .cli(&["CLIENT", "KILL", "ID", &subscriber.to_string()])
-        .await;
+    redis.kill_newest_subscriber().await;
     assert_ne!(backend.request(r#"{"uid":"rs","seq":1}"#).await, "queued");
     eventually(STEP, "a push to reach b again", || async {
         let mut backend = a.text_client().await;

@@ -103,6 +103,26 @@ impl Redis {
             .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
     }
 
+    /// Cuts the subscriber connection that subscribed last (of a fresh
+    /// cluster's nodes, the one started last), as a network blip would.
+    pub async fn kill_newest_subscriber(&self) {
+        let clients = self.cli(&["CLIENT", "LIST"]).await;
+        let subscriber = clients
+            .lines()
+            .filter(|line| line.contains(" sub=2 "))
+            .filter_map(|line| {
+                line.strip_prefix("id=")?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .expect("a subscriber");
+        self.cli(&["CLIENT", "KILL", "ID", &subscriber.to_string()])
+            .await;
+    }
+
     /// SIGKILLs redis-server and waits for it to be gone.
     pub async fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
