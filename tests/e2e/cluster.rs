@@ -1389,3 +1389,37 @@ async fn a_resumed_page_given_nothing_yet_is_caught_up_too() {
     let (_, payload) = split(&page.recv_text().await);
     assert_eq!(payload, r#"{"uid":"rs","seq":1}"#);
 }
+
+/// A fresh `pushd.v2` page (no `since`) that was given nothing yet has a place
+/// too: its uid's newest message when it bound. A push the bus lost then
+/// reaches it at the catch-up instead of being skipped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_page_given_nothing_yet_is_caught_up_too() {
+    if !crate::cluster_harness::redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = crate::cluster_harness::Redis::start(dir.path()).await;
+    let options = NodeOptions::default();
+    let a = crate::cluster_harness::start_node(&redis, dir.path(), "a", &options).await;
+    let b = crate::cluster_harness::start_node(&redis, dir.path(), "b", &options).await;
+    crate::cluster_harness::wait_for_nodes(&a, 2).await;
+    let mut backend = a.text_client().await;
+    // Before the page: delivered to an earlier tab, not owed to the page.
+    let earlier = bound_v2(&b, "fs", None).await;
+    a.wait_connections("fs", 1).await;
+    assert_eq!(backend.request(r#"{"uid":"fs","seq":0}"#).await, "ok");
+    drop(earlier);
+    a.wait_connections("fs", 0).await;
+    let mut page = bound_v2(&b, "fs", None).await;
+    a.wait_connections("fs", 1).await;
+    redis.kill_newest_subscriber().await;
+    assert_ne!(backend.request(r#"{"uid":"fs","seq":1}"#).await, "queued");
+    eventually(STEP, "a push to reach b again", || async {
+        let mut backend = a.text_client().await;
+        backend.request(r#"{"uid":"fs","seq":2}"#).await == "ok"
+    })
+    .await;
+    let (_, payload) = split(&page.recv_text().await);
+    assert_eq!(payload, r#"{"uid":"fs","seq":1}"#);
+}

@@ -163,6 +163,11 @@ fn take_from_cluster(node: &Arc<Node>, uid: &Uid, handle: &Arc<ConnHandle>, sinc
             // place for a catch-up even when nothing newer was handed over.
             handle.note_number(n);
         }
+        if handle.v2 {
+            // Given nothing yet, it still has a place to catch up from: a push
+            // the bus loses before its first is then not skipped for good.
+            handle.note_place(taken.place);
+        }
         let handed = messages.len() as u64;
         let waiting = taken.waiting.min(handed);
         count(

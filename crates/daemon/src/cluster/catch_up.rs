@@ -28,11 +28,11 @@ pub(super) async fn run(
     held: Vec<Arc<ConnHandle>>,
 ) {
     for chunk in held.chunks(BATCH) {
-        // A connection given nothing yet has no place to catch up from (a
-        // fresh page is owed nothing from before it bound): released as it is.
+        // A connection whose bind took nothing from Redis has no place to
+        // catch up from: released as it is.
         let (placed, unplaced): (Vec<_>, Vec<_>) = chunk
             .iter()
-            .partition(|h| h.last_number() > 0 && h.uid().is_some());
+            .partition(|h| h.catch_up_place().is_some() && h.uid().is_some());
         for handle in unplaced {
             handle.release(Vec::new(), None);
         }
@@ -42,7 +42,7 @@ pub(super) async fn run(
                     uid: handle.uid()?.clone(),
                     connection: handle.id,
                     resume: Resume::CatchUp {
-                        n: handle.last_number(),
+                        n: handle.catch_up_place()?,
                     },
                     at: Instant::now(),
                 };
@@ -81,6 +81,7 @@ pub(super) async fn run(
             let resent = (frames.len() - usize::from(taken.gap)) as u64;
             registry.counters().add(Counter::MailboxResent, resent);
             registry.counters().add(Counter::MessagesDelivered, resent);
+            handle.note_place(taken.place);
             let through = frames.last().map(|(n, _)| *n).filter(|n| *n > 0);
             handle.release(frames, through);
         }

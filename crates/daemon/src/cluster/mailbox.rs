@@ -24,6 +24,10 @@ pub(crate) struct Taken {
     /// The number of the newest message in the uid's stream: what
     /// [`Cluster::ack_mailbox`] confirms once the messages are handed over.
     pub(crate) last: u64,
+    /// The newest number the uid's stream holds or let go of: a `pushd.v2`
+    /// connection bound now is owed what comes after it, besides what this
+    /// take hands over (a catch-up starts there).
+    pub(crate) place: u64,
 }
 
 /// A bind that takes its uid's mailbox.
@@ -117,13 +121,13 @@ impl Cluster {
                 .arg(age)
                 .arg(self.claim(bind));
         }
-        type Answer = (u64, u8, u64, Vec<Vec<u8>>, u64);
+        type Answer = (u64, u8, u64, Vec<Vec<u8>>, u64, u64);
         let taken: redis::RedisResult<Vec<Answer>> =
             invocation.invoke_async(&mut self.conn()).await;
         match taken {
             Ok(taken) if taken.len() == binds.len() => Ok(taken
                 .into_iter()
-                .map(|(expired, gap, waiting, flat, last)| {
+                .map(|(expired, gap, waiting, flat, last, place)| {
                     let mut flat = flat.into_iter();
                     let mut messages = Vec::new();
                     while let (Some(id), Some(payload)) = (flat.next(), flat.next()) {
@@ -135,6 +139,7 @@ impl Cluster {
                         expired,
                         gap: gap == 1,
                         last,
+                        place,
                     }
                 })
                 .collect()),

@@ -65,8 +65,10 @@ pub struct Scripts {
     /// without `since`, `gap` for an unplaceable one, `cN` for a bound one that a node
     /// catches up after its message N, else its id `MS-N`, which places the client
     /// only if the uid's stream holds that very id. Per uid `[expired, gap,
-    /// waiting, [id, payload, ...], last]`: the messages not yet delivered and, with a
-    /// since, every one after it, oldest first, and the number of the stream's newest.
+    /// waiting, [id, payload, ...], last, place]`: the messages not yet delivered and,
+    /// with a since, every one after it, oldest first; the number of the stream's
+    /// newest; and the newest it holds or let go of (what a connection bound now is
+    /// owed after, beyond what the take gave it).
     /// A `pushd.v2` bind makes the uid resumable (`P:v2:<uid>`), and its stream keeps
     /// everything. Any other uid's stream is emptied, and what the bind takes waits in
     /// `P:claim:<claim>` until the node confirms it with `ack`: a take whose answer
@@ -427,7 +429,8 @@ impl Scripts {
                 ),
                 forget_mailbox!(),
                 "end
-                       table.insert(result, {expired, gap and 1 or 0, waiting, out, string.format('%d', last)})
+                       table.insert(result, {expired, gap and 1 or 0, waiting, out, string.format('%d', last),
+                         string.format('%d', math.max(last, lost))})
                      end
                      return result"
             )

@@ -180,6 +180,17 @@ pub(crate) struct Socket {
     write_now: fn(&TcpStream, &mut Outbound) -> bool,
 }
 
+/// In [`ConnHandle::last_number`]: no message queued yet; the rest is the
+/// connection's place (see [`ConnHandle::note_place`]). One word for both, since
+/// a second would move the handle up an allocator size class (32 bytes more
+/// per connection). Numbers are microseconds since 1970: the bit is never theirs.
+const PLACE_ONLY: u64 = 1 << 63;
+
+/// The number in a `last_number` word: 0 while it only holds a place.
+fn number_in(word: u64) -> MessageId {
+    if word & PLACE_ONLY != 0 { 0 } else { word }
+}
+
 /// Registry-side view of one WebSocket connection.
 #[derive(Debug)]
 pub(crate) struct ConnHandle {
@@ -208,7 +219,8 @@ pub(crate) struct ConnHandle {
     /// only. (In the handle's padding: it costs no byte.)
     slot: AtomicU32,
     /// Cluster mode, `pushd.v2`: the number of the newest message queued (ids are
-    /// `ms-N`), which a broadcast, having no number of its own, repeats.
+    /// `ms-N`), which a broadcast, having no number of its own, repeats; or,
+    /// with [`PLACE_ONLY`], the place of a connection given nothing yet.
     last_number: AtomicU64,
     /// The uid it bound to, set once; kept after it is unlisted, for its close.
     uid: OnceLock<Uid>,
@@ -436,12 +448,33 @@ impl ConnHandle {
 
     /// Notes that message number `n` was queued (cluster mode, `pushd.v2`).
     pub(crate) fn note_number(&self, n: MessageId) {
-        self.last_number.fetch_max(n, Ordering::Relaxed);
+        let _ = (self.last_number).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            (n > number_in(old)).then_some(n)
+        });
     }
 
-    /// The newest message number queued (cluster mode, `pushd.v2`).
+    /// Notes that the connection has everything it is owed up to message
+    /// number `n`, though it may have been given none of it (cluster mode,
+    /// `pushd.v2`: its uid's newest when it bound). A catch-up starts there
+    /// until a message is queued.
+    pub(crate) fn note_place(&self, n: MessageId) {
+        let _ = (self.last_number).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            (old == 0 || (old & PLACE_ONLY != 0 && n >= old & !PLACE_ONLY))
+                .then_some(n | PLACE_ONLY)
+        });
+    }
+
+    /// The newest message number queued (cluster mode, `pushd.v2`): one the
+    /// bus brings again is not written twice.
     pub(crate) fn last_number(&self) -> MessageId {
-        self.last_number.load(Ordering::Relaxed)
+        number_in(self.last_number.load(Ordering::Relaxed))
+    }
+
+    /// Where a catch-up starts: after the newest message queued, or else its
+    /// place; `None` when it has neither (its bind took nothing from Redis).
+    pub(crate) fn catch_up_place(&self) -> Option<MessageId> {
+        let word = self.last_number.load(Ordering::Relaxed);
+        (word != 0).then_some(word & !PLACE_ONLY)
     }
 
     /// Takes the next queued push (the tests' way of reading a connection).
@@ -465,5 +498,46 @@ impl ConnHandle {
     /// The close request, if one was made.
     pub(crate) fn close_request(&self) -> Option<&CloseRequest> {
         self.close_request.get().map(|request| &**request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnHandle;
+
+    fn handle() -> ConnHandle {
+        ConnHandle::new(1, true, "127.0.0.1:1".parse().unwrap(), 0)
+    }
+
+    #[test]
+    fn a_place_is_where_a_catch_up_starts_until_a_number_is_noted() {
+        let handle = handle();
+        assert_eq!(handle.catch_up_place(), None);
+        handle.note_place(0);
+        assert_eq!(
+            (handle.catch_up_place(), handle.last_number()),
+            (Some(0), 0)
+        );
+        handle.note_place(7);
+        assert_eq!(
+            (handle.catch_up_place(), handle.last_number()),
+            (Some(7), 0)
+        );
+        handle.note_place(5);
+        assert_eq!(handle.catch_up_place(), Some(7));
+        // A number noted, even one below the place, replaces it: the
+        // connection was given a message routed after its bind.
+        handle.note_number(6);
+        assert_eq!(
+            (handle.catch_up_place(), handle.last_number()),
+            (Some(6), 6)
+        );
+        handle.note_place(9);
+        assert_eq!(
+            (handle.catch_up_place(), handle.last_number()),
+            (Some(6), 6)
+        );
+        handle.note_number(4);
+        assert_eq!(handle.last_number(), 6);
     }
 }
