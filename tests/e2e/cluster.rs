@@ -1304,11 +1304,7 @@ async fn a_node_back_on_the_bus_catches_its_v2_pages_up() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let redis = crate::cluster_harness::Redis::start(dir.path()).await;
-    let options = NodeOptions::default();
-    let a = crate::cluster_harness::start_node(&redis, dir.path(), "a", &options).await;
-    let b = crate::cluster_harness::start_node(&redis, dir.path(), "b", &options).await;
-    crate::cluster_harness::wait_for_nodes(&a, 2).await;
+    let (redis, a, b) = crate::cluster_harness::two_nodes(dir.path()).await;
     let mut page = bound_v2(&b, "cu", None).await;
     a.wait_connections("cu", 1).await;
     let mut backend = a.text_client().await;
@@ -1364,11 +1360,7 @@ async fn a_resumed_page_given_nothing_yet_is_caught_up_too() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let redis = crate::cluster_harness::Redis::start(dir.path()).await;
-    let options = NodeOptions::default();
-    let a = crate::cluster_harness::start_node(&redis, dir.path(), "a", &options).await;
-    let b = crate::cluster_harness::start_node(&redis, dir.path(), "b", &options).await;
-    crate::cluster_harness::wait_for_nodes(&a, 2).await;
+    let (redis, a, b) = crate::cluster_harness::two_nodes(dir.path()).await;
     let first = bound_v2(&b, "rs", None).await;
     a.wait_connections("rs", 1).await;
     let mut first = first;
@@ -1399,11 +1391,7 @@ async fn a_fresh_page_given_nothing_yet_is_caught_up_too() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let redis = crate::cluster_harness::Redis::start(dir.path()).await;
-    let options = NodeOptions::default();
-    let a = crate::cluster_harness::start_node(&redis, dir.path(), "a", &options).await;
-    let b = crate::cluster_harness::start_node(&redis, dir.path(), "b", &options).await;
-    crate::cluster_harness::wait_for_nodes(&a, 2).await;
+    let (redis, a, b) = crate::cluster_harness::two_nodes(dir.path()).await;
     let mut backend = a.text_client().await;
     // Before the page: delivered to an earlier tab, not owed to the page.
     let earlier = bound_v2(&b, "fs", None).await;

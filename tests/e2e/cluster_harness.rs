@@ -177,6 +177,16 @@ pub async fn start_node(redis: &Redis, dir: &Path, name: &str, options: &NodeOpt
 }
 
 /// Waits until `node` sees `n` live nodes (itself included) and reaches Redis.
+/// A Redis and two nodes of defaults, `a` and `b`, that see each other.
+pub async fn two_nodes(dir: &Path) -> (Redis, Pushd, Pushd) {
+    let redis = Redis::start(dir).await;
+    let options = NodeOptions::default();
+    let a = start_node(&redis, dir, "a", &options).await;
+    let b = start_node(&redis, dir, "b", &options).await;
+    wait_for_nodes(&a, 2).await;
+    (redis, a, b)
+}
+
 pub async fn wait_for_nodes(node: &Pushd, n: usize) {
     eventually(STEP, &format!("a cluster of {n} nodes"), || async {
         let out = node.ctl(&["--json", "stats"]).await;
