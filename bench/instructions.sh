@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 bench=./target/release/pushbench
 [ -x "$bench" ] || cargo build --release --quiet -p pushbench
+# Every run starts from nothing: no state file read or written (older builds ignore it).
+export PUSHD_STATE_FILE=none
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 

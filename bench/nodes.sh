@@ -11,6 +11,8 @@ else
     cargo build --release --quiet --workspace
     bin=./target/release
 fi
+# Every run starts from nothing: no state file read or written (older builds ignore it).
+export PUSHD_STATE_FILE=none
 dir=$(mktemp -d)
 pids=()
 cleanup() {

@@ -6,6 +6,8 @@
 #
 # It makes a temporary directory for the socket and the log, and removes it, with
 # any pushd still running, when the script exits.
+# Every run starts from nothing: no state file read or written (older builds ignore it).
+export PUSHD_STATE_FILE=none
 pushd_pid=""
 dir=$(mktemp -d)
 socket="$dir/pushd.sock"

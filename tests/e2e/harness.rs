@@ -122,7 +122,15 @@ impl Pushd {
     }
 
     /// Spawns a prepared pushd command and waits for its "listening" line.
+    /// Unless the command names one, its state file is beside its socket
+    /// (`SOCKET.state`): the test's own, kept across a restart on that socket.
     pub async fn spawn(mut command: Command, socket: &Path) -> Result<Pushd, String> {
+        let std = command.as_std();
+        let named = std.get_args().any(|arg| arg == "--state-file")
+            || std.get_envs().any(|(key, _)| key == "PUSHD_STATE_FILE");
+        if !named {
+            command.env("PUSHD_STATE_FILE", socket.with_extension("state"));
+        }
         command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -22,5 +22,6 @@ mod pushctl;
 mod reliability;
 mod resume;
 mod service;
+mod state;
 mod text_port;
 mod websocket;

@@ -54,6 +54,7 @@ async fn json_logs_are_one_object_per_line_with_the_bound_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pushd"))
         .env("RUST_LOG", "debug")
+        .env("PUSHD_STATE_FILE", dir.path().join("pushd.state"))
         .args([
             "--log-format",
             "json",
@@ -264,7 +265,8 @@ async fn the_fallback_socket_place_is_private_and_checked() {
     let default_env = |command: &mut Command| {
         command
             .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("PUSHD_SOCKET");
+            .env_remove("PUSHD_SOCKET")
+            .env("PUSHD_STATE_FILE", "none");
     };
     let pushd = |extra: &'static [&'static str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));

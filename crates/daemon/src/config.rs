@@ -230,6 +230,14 @@ pub struct DaemonArgs {
           value_parser = duration)]
     pub drain: Duration,
 
+    /// Single node: where what pushd holds in memory (waiting messages, copies kept for
+    /// resumes, bans, the message-id position) is written at a stop and read back at the
+    /// next start; `none` turns it off. Not used in cluster mode (Redis holds all of it)
+    /// [default: $STATE_DIRECTORY/pushd.state under systemd, else
+    /// $XDG_STATE_HOME/pushd/pushd.state, else ~/.local/state/pushd/pushd.state].
+    #[arg(long, env = "PUSHD_STATE_FILE", value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics, and the probes /v1/health and
     /// /v1/ready, to whoever reaches ADDR (no token); off by default. `--http-listen`
     /// serves /metrics too, behind its access rule (the probes without it).
@@ -526,6 +534,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// `--drain`: SIGTERM's drain window (0: none).
     pub drain: Duration,
+    /// `--state-file`, resolved; `None` when off or in cluster mode.
+    pub state_file: Option<PathBuf>,
     /// Longest a connection may stay unbound; `None` disables.
     pub bind_timeout: Option<Duration>,
     /// How long a push waits for a uid with no connection; `None`: the mailbox is off.
@@ -589,6 +599,16 @@ impl From<DaemonArgs> for Config {
             node_name: args.node_name.clone().unwrap_or_else(host_name),
             handshake_timeout: args.handshake_timeout,
             drain: args.drain,
+            state_file: match args.state_file {
+                _ if args.cluster.is_some() => None,
+                Some(path) if path.as_os_str() == "none" => None,
+                Some(path) => Some(path),
+                None => default_state_file(
+                    std::env::var_os("STATE_DIRECTORY"),
+                    std::env::var_os("XDG_STATE_HOME"),
+                    std::env::var_os("HOME"),
+                ),
+            },
             bind_timeout: nonzero(args.bind_timeout),
             mailbox_ttl: nonzero(args.mailbox_ttl),
             mailbox_size: args.mailbox_size as usize,
@@ -665,6 +685,29 @@ fn host_name() -> String {
         .unwrap_or_else(|| "pushd".to_owned())
 }
 
+/// `--state-file`'s default: systemd's `StateDirectory=` when set, else the XDG
+/// state directory, else `~/.local/state`; `None` with none of them (no state file).
+/// Only absolute directories count, as the XDG rules say.
+fn default_state_file(
+    state_directory: Option<std::ffi::OsString>,
+    xdg_state_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let absolute =
+        |dir: Option<std::ffi::OsString>| dir.map(PathBuf::from).filter(|dir| dir.is_absolute());
+    // systemd joins several directories with ':'; the first is the unit's own.
+    let systemd = state_directory.and_then(|dirs| {
+        let first = dirs.to_str()?.split(':').next()?.to_owned();
+        absolute(Some(first.into()))
+    });
+    if let Some(dir) = systemd {
+        return Some(dir.join("pushd.state"));
+    }
+    let state_home =
+        absolute(xdg_state_home).or_else(|| Some(absolute(home)?.join(".local/state")));
+    Some(state_home?.join("pushd").join("pushd.state"))
+}
+
 /// An optional interval for people: humantime text, or `off`.
 pub fn describe(interval: Option<Duration>) -> String {
     interval.map_or_else(
@@ -676,6 +719,25 @@ pub fn describe(interval: Option<Duration>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_file_follows_systemd_then_xdg_then_home() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        let path = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(
+            default_state_file(os("/var/lib/pushd:/var/lib/other"), os("/x"), os("/home/u")),
+            path("/var/lib/pushd/pushd.state")
+        );
+        assert_eq!(
+            default_state_file(None, os("/x/state"), os("/home/u")),
+            path("/x/state/pushd/pushd.state")
+        );
+        assert_eq!(
+            default_state_file(None, os("relative"), os("/home/u")),
+            path("/home/u/.local/state/pushd/pushd.state")
+        );
+        assert_eq!(default_state_file(None, None, None), None);
+    }
 
     #[test]
     fn zero_durations_disable() {

@@ -24,6 +24,7 @@ mod node;
 mod push;
 mod requests;
 mod secrets;
+mod state_file;
 pub mod sys;
 mod webhook;
 
@@ -122,6 +123,20 @@ async fn expire_mailboxes(
     }
 }
 
+/// Writes what the registry holds to the state file, and tells the log.
+fn save_state(registry: &Registry, path: &std::path::Path) {
+    let saved = registry.save();
+    let entries = saved.stores.iter().flat_map(|store| &store.entries);
+    let waiting = entries.filter(|entry| !entry.delivered).count();
+    match state_file::write(path, &saved) {
+        Ok(written) => info!(path = %path.display(), waiting, uids = saved.stores.len(),
+                             bans = saved.bans.len(), bytes = written.bytes, took = ?written.took,
+                             "state file written"),
+        Err(err) => warn!(path = %path.display(), %err, waiting,
+                          "cannot write the state file: what pushd held is lost"),
+    }
+}
+
 /// Reloads the key files at every SIGHUP (`systemctl reload pushd`), until shutdown.
 async fn reload_on_hangup(
     mut hangup: tokio::signal::unix::Signal,
@@ -176,15 +191,27 @@ pub async fn run(
         config.offline_grace,
         config.cluster.is_some(),
     );
-    let registry = Arc::new(
-        Registry::new(
-            config.registry_limits(),
-            clock,
-            counters.clone(),
-            cluster.as_ref().map(|(_, _, changed)| changed.clone()),
-        )
-        .with_events(events.clone()),
+    let mut registry = Registry::new(
+        config.registry_limits(),
+        clock,
+        counters.clone(),
+        cluster.as_ref().map(|(_, _, changed)| changed.clone()),
     );
+    if let Some(saved) = config.state_file.as_deref().and_then(state_file::take) {
+        let started = std::time::Instant::now();
+        let (restored_registry, restored) = registry.with_saved(saved);
+        registry = restored_registry;
+        info!(
+            waiting = restored.waiting,
+            copies = restored.copies,
+            bans = restored.bans,
+            expired = restored.expired,
+            dropped = restored.dropped,
+            took = ?started.elapsed(),
+            "state restored"
+        );
+    }
+    let registry = Arc::new(registry.with_events(events.clone()));
     let node = Arc::new(Node {
         registry: registry.clone(),
         counters,
@@ -358,6 +385,11 @@ pub async fn run(
         .is_err()
     {
         warn!("some clients (event streams, the webhook) were not done in time; dropping them");
+    }
+    // Last: every connection has put back what it had not written, and
+    // nothing serves pushes any more.
+    if let Some(path) = &config.state_file {
+        save_state(&registry, path);
     }
     // The admin accept loop has returned (it only waits on accept or the
     // token), so its listener is dropped and the socket file removed.

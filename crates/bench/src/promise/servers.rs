@@ -52,7 +52,7 @@ impl Node {
         args.push("--socket".into());
         args.push(socket.display().to_string());
         args.extend(extra.iter().cloned());
-        let (child, addresses) = spawn(binary, &args).await?;
+        let (child, addresses) = spawn(binary, &args, &socket).await?;
         // Restarts come back on the same addresses.
         args[1] = addresses.ws.clone();
         args[3] = addresses.text.clone();
@@ -84,7 +84,7 @@ impl Node {
         tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
             .context("pushd did not stop")??;
-        let (child, _) = spawn(&self.binary, &self.args).await?;
+        let (child, _) = spawn(&self.binary, &self.args, &self.socket).await?;
         self.child = child;
         Ok(())
     }
@@ -102,9 +102,17 @@ fn signal_child(child: &Child, signal: i32) {
 
 /// Spawns pushd with `args` and waits for its listening line: the child and
 /// the addresses it reports.
-async fn spawn(binary: &Path, args: &[String]) -> anyhow::Result<(Child, Addresses)> {
+/// Starts a node. A single node keeps what it holds across its restarts, as
+/// deployed, in `SOCKET.state` (cluster mode ignores it: Redis holds all of
+/// it; a build older than the state file ignores the variable).
+async fn spawn(
+    binary: &Path,
+    args: &[String],
+    socket: &Path,
+) -> anyhow::Result<(Child, Addresses)> {
     let mut child = Command::new(binary)
         .args(args)
+        .env("PUSHD_STATE_FILE", socket.with_extension("state"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

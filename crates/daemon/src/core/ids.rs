@@ -4,7 +4,8 @@
 //!
 //! A single node's ids are `BOOT-N`: BOOT is when this process started (ms
 //! since the Unix epoch), N counts pushes from 1, so ids never repeat across
-//! restarts and a `since` from another boot is recognised as unknown. In
+//! restarts and a `since` from another boot is recognised as unknown (with a
+//! state file, a restart goes on from the saved BOOT and N instead). In
 //! cluster mode the number comes from Redis and ids are the cluster's, `MS-N`,
 //! where N alone orders them; the node then only frames and reads them.
 
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::payload::Payload;
+use super::saved::SavedIds;
 
 /// A message's number: increasing in push order (on this node, or in cluster
 /// mode the cluster's for its uid).
@@ -83,6 +85,23 @@ impl Ids {
             boot: boot_ms(),
             next: AtomicU64::new(1),
             cluster,
+        }
+    }
+
+    /// Where ids are, for the next process (see [`saved`](super::saved)).
+    pub(crate) fn position(&self) -> SavedIds {
+        SavedIds {
+            boot: self.boot,
+            next: self.next.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Goes on from a saved position: the same boot, the next number, so that
+    /// ids keep increasing and a client's `since` from before still places it.
+    pub(crate) fn go_on_from(&mut self, saved: SavedIds) {
+        if saved.boot > 0 {
+            self.boot = saved.boot;
+            self.next = AtomicU64::new(saved.next.max(1));
         }
     }
 

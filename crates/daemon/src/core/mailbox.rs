@@ -27,6 +27,7 @@ use super::payload::Payload;
 use pushd_proto::uid::Uid;
 
 use super::ids::{MessageId, Since};
+use super::saved::{Restored, SavedEntry, SavedStore, Wall};
 
 /// Bytes counted for each kept message besides its payload: its queue slot
 /// (the shared payload handle, id, deadline), the payload allocation's own
@@ -263,7 +264,7 @@ impl Mailboxes {
             return None;
         }
         let dropped = if full { self.pop_front(uid) } else { 0 };
-        self.push_back(uid, id, message, now, delivered);
+        self.push_back(uid, id, message, now + self.limits.ttl, delivered);
         Some(dropped)
     }
 
@@ -535,7 +536,7 @@ impl Mailboxes {
         uid: &Uid,
         id: MessageId,
         message: &Payload,
-        now: Instant,
+        expires: Instant,
         delivered: bool,
     ) {
         let cost = cost_of(message);
@@ -544,7 +545,7 @@ impl Mailboxes {
         store.entries.push_back(Entry {
             id,
             message: message.clone(),
-            expires: now + self.limits.ttl,
+            expires,
             delivered,
         });
         store.cost += cost;
@@ -609,6 +610,108 @@ impl Mailboxes {
         self.waiting -= store.waiting;
         let waiting = store.entries.iter().filter(|e| !e.delivered);
         self.waiting_payload -= waiting.map(|e| e.message.len()).sum::<usize>();
+    }
+
+    /// Every store as plain data (see [`Saved`](super::saved::Saved)).
+    pub(crate) fn save(&self, wall: &Wall) -> Vec<SavedStore> {
+        let stores = self.stores.iter();
+        stores
+            .map(|(uid, store)| SavedStore {
+                uid: uid.to_string(),
+                resumable_until_ms: (store.resumable_until)
+                    .filter(|until| *until > wall.instant())
+                    .map(|until| wall.ms_of(until)),
+                lost_through: store.lost_through,
+                newest: store.newest,
+                entries: (store.entries.iter())
+                    .map(|entry| SavedEntry {
+                        id: entry.id,
+                        expires_ms: wall.ms_of(entry.expires),
+                        delivered: entry.delivered,
+                        message: entry.message.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Puts saved stores back, within today's bounds: what expired meanwhile
+    /// goes, no message outlives today's TTL, and past `--mailbox-size` or
+    /// `--mailbox-memory` the oldest go first. Adds what it did to `restored`.
+    pub(crate) fn restore(
+        &mut self,
+        stores: Vec<SavedStore>,
+        wall: &Wall,
+        restored: &mut Restored,
+    ) {
+        let latest = wall.instant() + self.limits.ttl;
+        for saved in stores {
+            let Ok(uid) = Uid::parse(&saved.uid) else {
+                let waiting = saved.entries.iter().filter(|e| !e.delivered).count();
+                restored.dropped += waiting as u64;
+                continue;
+            };
+            let resumable_until = saved.resumable_until_ms.and_then(|ms| wall.instant_of(ms));
+            if let Some(until) = resumable_until {
+                self.keep_resumable(&uid, until);
+            }
+            let mut lost_through = saved.lost_through;
+            for entry in saved.entries {
+                let expires = wall.instant_of(entry.expires_ms).map(|at| at.min(latest));
+                let kept = expires
+                    .is_some_and(|expires| self.restore_entry(&uid, &entry, expires, restored));
+                if !kept {
+                    // A resume from before it has a gap.
+                    lost_through = lost_through.max(entry.id);
+                    match (entry.delivered, expires) {
+                        (true, _) => {}
+                        (false, None) => restored.expired += 1,
+                        (false, Some(_)) => restored.dropped += 1,
+                    }
+                }
+            }
+            if let Some(store) = self.stores.get_mut(&uid) {
+                store.lost_through = store.lost_through.max(lost_through);
+                store.newest = store.newest.max(saved.newest);
+            }
+        }
+    }
+
+    /// Appends a saved message if it fits, the oldest making room past
+    /// `--mailbox-size`; counts it in `restored`.
+    fn restore_entry(
+        &mut self,
+        uid: &Uid,
+        entry: &SavedEntry,
+        expires: Instant,
+        restored: &mut Restored,
+    ) -> bool {
+        let store = self.stores.get(uid);
+        let store_cost = if store.is_some() {
+            0
+        } else {
+            PER_STORE_OVERHEAD
+        };
+        if self.cost + cost_of(&entry.message) + store_cost > self.limits.memory {
+            return false;
+        }
+        let full = store.filter(|s| s.entries.len() >= self.limits.size);
+        if let Some(oldest) = full.and_then(|s| s.entries.front()) {
+            if oldest.delivered {
+                restored.copies -= 1;
+            } else {
+                restored.waiting -= 1;
+                restored.dropped += 1;
+            }
+            self.pop_front(uid);
+        }
+        self.push_back(uid, entry.id, &entry.message, expires, entry.delivered);
+        if entry.delivered {
+            restored.copies += 1;
+        } else {
+            restored.waiting += 1;
+        }
+        true
     }
 
     /// Every uid with waiting messages, sorted by uid.

@@ -2,8 +2,8 @@
 //! who is online ([`registry`]), what waits for uids that are not
 //! ([`mailbox`]), message ids and `since` ([`ids`]), each connection's shared
 //! half ([`conn`]) and the registry's tables of them (`index`), the counters
-//! ([`counters`]), the millisecond clock ([`clock`]) and the presence events
-//! ([`events`]).
+//! ([`counters`]), the millisecond clock ([`clock`]), the presence events
+//! ([`events`]) and what of it outlives the process ([`saved`]).
 
 pub(crate) mod clock;
 pub(crate) mod conn;
@@ -14,3 +14,4 @@ mod index;
 pub(crate) mod mailbox;
 pub(crate) mod payload;
 pub(crate) mod registry;
+pub(crate) mod saved;

@@ -89,6 +89,20 @@ impl PartialEq<&str> for Payload {
     }
 }
 
+/// As text: the state file and the upgrade's hand-over carry payloads.
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// From text, checked to be UTF-8 like every way into a payload.
+impl<'de> serde::Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Payload::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

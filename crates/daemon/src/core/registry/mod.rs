@@ -2,7 +2,7 @@
 //!
 //! Connections are opened and closed here (this file), bound to a uid
 //! ([`binding`]), pushed to ([`fanout`]), kicked and banned ([`kick`]), and
-//! listed and counted ([`snapshot`]). The state sits behind one
+//! listed and counted ([`snapshot`]), saved for the next process (`saved`). The state sits behind one
 //! `std::sync::Mutex`: every critical section is short and synchronous (map
 //! updates, `try_push`), so an async mutex would only add cost, and no lock is
 //! ever held across `.await` (the workspace denies `clippy::await_holding_lock`).
@@ -17,6 +17,7 @@
 mod binding;
 mod fanout;
 mod kick;
+mod saved;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -251,16 +252,18 @@ impl Registry {
         };
         let mut returned = (0, 0);
         if let (Some(mailboxes), Some(bound)) = (&mut state.mailboxes, handle.uid()) {
-            let final_close = matches!(
-                handle.close_request(),
-                Some(CloseRequest::Kicked { .. } | CloseRequest::Shutdown)
-            );
-            if handle.v2 && !final_close {
-                // Its client may come back with `since` within the TTL.
+            let request = handle.close_request();
+            let kicked = matches!(request, Some(CloseRequest::Kicked { .. }));
+            if handle.v2 && !kicked {
+                // Its client may come back with `since` within the TTL (after a
+                // restart too: the state file keeps the copies).
                 let ttl = mailboxes.ttl();
                 mailboxes.keep_resumable(bound, Instant::now() + ttl);
             }
-            if !final_close && !state.uids.contains(bound) {
+            // At shutdown the connection writes what it was sent before its
+            // close frame: nothing to put back.
+            let shutdown = matches!(request, Some(CloseRequest::Shutdown));
+            if !kicked && !shutdown && !state.uids.contains(bound) {
                 let unwritten = handle.take_queue();
                 let n = unwritten.len();
                 if n > 0 {
