@@ -58,6 +58,9 @@ _pushctl() {
             pushctl,unban)
                 cmd="pushctl__subcmd__unban"
                 ;;
+            pushctl,upgrade)
+                cmd="pushctl__subcmd__upgrade"
+                ;;
             pushctl,watch)
                 cmd="pushctl__subcmd__watch"
                 ;;
@@ -103,6 +106,9 @@ _pushctl() {
             pushctl__subcmd__help,unban)
                 cmd="pushctl__subcmd__help__subcmd__unban"
                 ;;
+            pushctl__subcmd__help,upgrade)
+                cmd="pushctl__subcmd__help__subcmd__upgrade"
+                ;;
             pushctl__subcmd__help,watch)
                 cmd="pushctl__subcmd__help__subcmd__watch"
                 ;;
@@ -113,7 +119,7 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans events reload drain token help"
+            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans events reload drain upgrade token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -211,7 +217,7 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats watch unban mailbox bans events reload drain token help"
+            opts="list kick send broadcast online stats watch unban mailbox bans events reload drain upgrade token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -420,6 +426,20 @@ _pushctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pushctl__subcmd__help__subcmd__upgrade)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pushctl__subcmd__help__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -613,6 +633,28 @@ _pushctl() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__upgrade)
+            opts="-h --binary --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --binary)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

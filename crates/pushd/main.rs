@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pushd_daemon::{Config, DaemonArgs, Listeners, logging, run};
+use pushd_daemon::{Config, DaemonArgs, Listeners, Start, logging, run, take_over};
 
 /// jemalloc rather than glibc's malloc: an idle connection is a few
 /// allocations, two of them tokio's 128-byte-aligned ones (its task and its
@@ -17,6 +17,15 @@ fn main() -> ExitCode {
     let args = DaemonArgs::parse();
     logging::init(args.log_format);
     let config = Config::from(args);
+    // Started by a live upgrade: everything comes from the running pushd.
+    let inherited = match take_over() {
+        Some(Ok(inherited)) => Some(inherited),
+        Some(Err(err)) => {
+            eprintln!("pushd: {err:#}");
+            return ExitCode::FAILURE;
+        }
+        None => None,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -28,8 +37,11 @@ fn main() -> ExitCode {
         // Handlers first: a SIGTERM that arrives as soon as pushd reports
         // ready must start a graceful shutdown, not kill the process.
         let shutdown = shutdown_signal()?;
-        let listeners = Listeners::bind(&config).await?;
-        run(listeners, config, shutdown).await
+        let start = match inherited {
+            Some(inherited) => Start::Inherited(inherited),
+            None => Start::Fresh(Listeners::bind(&config).await?),
+        };
+        run(start, config, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

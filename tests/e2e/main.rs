@@ -24,4 +24,5 @@ mod resume;
 mod service;
 mod state;
 mod text_port;
+mod upgrade;
 mod websocket;

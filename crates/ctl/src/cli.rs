@@ -163,6 +163,19 @@ pub enum Command {
         #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
         over: Option<std::time::Duration>,
     },
+    /// Upgrade pushd in place, no client disconnected: pushd starts the new
+    /// binary with its own arguments and environment and hands it the
+    /// listeners and every plain WebSocket connection with its state (TLS
+    /// ones are closed with 1012); the old process then exits. Exit 0 once the
+    /// new process serves, 1 if it did not take over (the old one serves on).
+    #[command(after_help = "Examples:
+  install -m 0755 target/release/pushd /usr/bin/pushd && pushctl upgrade
+                        pushctl upgrade --binary /opt/pushd-0.2.0/pushd")]
+    Upgrade {
+        /// The new binary [default: the path pushd was started from, read again].
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+    },
     /// Mint a token for UID (for `pushd --auth token`), signed with the
     /// secret in --secret-file. Needs no running daemon.
     #[command(

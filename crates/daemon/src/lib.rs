@@ -26,10 +26,12 @@ mod requests;
 mod secrets;
 mod state_file;
 pub mod sys;
+mod upgrade;
 mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -41,6 +43,7 @@ use tracing::{info, warn};
 
 pub use adapters::admin::NotPrivate;
 pub use config::{Config, DaemonArgs};
+pub use upgrade::new::{Inherited, take_over};
 
 use crate::adapters::http::{self, HttpServer, Routes};
 use crate::adapters::ws::{self, Admission, WsServer};
@@ -52,6 +55,7 @@ use crate::core::counters::Counters;
 use crate::core::events::Events;
 use crate::core::registry::{ChangedUids, Registry};
 use crate::node::Node;
+use crate::upgrade::wire::ListenerKind;
 
 /// Every socket the daemon serves, already bound.
 #[derive(Debug)]
@@ -95,6 +99,168 @@ impl Listeners {
             metrics,
             http,
         })
+    }
+}
+
+impl Listeners {
+    /// The listeners a live upgrade's old process handed over (or kept).
+    fn from_fds(fds: Vec<(ListenerKind, OwnedFd)>) -> anyhow::Result<Self> {
+        let (mut ws, mut text, mut admin, mut metrics, mut http) = (None, None, None, None, None);
+        let tcp = |fd: OwnedFd| -> std::io::Result<TcpListener> {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            TcpListener::from_std(listener)
+        };
+        for (kind, fd) in fds {
+            match kind {
+                ListenerKind::Ws => ws = Some(tcp(fd)?),
+                ListenerKind::Text => text = Some(tcp(fd)?),
+                ListenerKind::Metrics => metrics = Some(tcp(fd)?),
+                ListenerKind::Http => http = Some(tcp(fd)?),
+                ListenerKind::Admin => {
+                    let uds =
+                        interprocess::os::unix::uds_local_socket::tokio::Listener::try_from(fd)?;
+                    admin = Some(interprocess::local_socket::tokio::Listener::from(uds))
+                }
+            }
+        }
+        let missing = |what: &str| anyhow::anyhow!("the hand-over had no {what} listener");
+        Ok(Listeners {
+            ws: ws.ok_or_else(|| missing("WebSocket"))?,
+            text: text.ok_or_else(|| missing("text-port"))?,
+            admin: admin.ok_or_else(|| missing("admin"))?,
+            metrics,
+            http,
+        })
+    }
+
+    /// Duplicates of every listening socket: what a live upgrade hands over,
+    /// and what serves again if it fails.
+    fn dup(&self) -> std::io::Result<Vec<(ListenerKind, OwnedFd)>> {
+        let mut fds = vec![
+            (ListenerKind::Ws, self.ws.as_fd().try_clone_to_owned()?),
+            (ListenerKind::Text, self.text.as_fd().try_clone_to_owned()?),
+            (ListenerKind::Admin, admin_fd(&self.admin)?),
+        ];
+        if let Some(metrics) = &self.metrics {
+            fds.push((ListenerKind::Metrics, metrics.as_fd().try_clone_to_owned()?));
+        }
+        if let Some(http) = &self.http {
+            fds.push((ListenerKind::Http, http.as_fd().try_clone_to_owned()?));
+        }
+        Ok(fds)
+    }
+}
+
+/// A duplicate of the admin listener's socket.
+fn admin_fd(admin: &interprocess::local_socket::tokio::Listener) -> std::io::Result<OwnedFd> {
+    match admin {
+        interprocess::local_socket::tokio::Listener::UdSocket(uds) => {
+            uds.as_fd().try_clone_to_owned()
+        }
+    }
+}
+
+/// Everything that serves the listeners, so that a live upgrade can stop
+/// accepting and, if the new process does not take over, start again.
+struct Serving {
+    node: Arc<Node>,
+    ws_server: Arc<WsServer>,
+    text_limits: text::TextLimits,
+    http_limits: http::HttpLimits,
+    handshake_timeout: std::time::Duration,
+    /// Cancelled at shutdown: everything ends.
+    shutdown: CancellationToken,
+    /// A child of `shutdown`, cancelled to stop accepting (and end the text,
+    /// HTTP and admin connections after their request in flight).
+    accepting: std::sync::Mutex<CancellationToken>,
+    /// Accept loops, admin connections, the webhook, cluster tasks.
+    tracker: TaskTracker,
+    /// Text-port and HTTP connections: where pushes come from.
+    requests: TaskTracker,
+    /// WebSocket connections.
+    connections: TaskTracker,
+    /// Duplicates of the listening sockets (see [`Listeners::dup`]).
+    listening: Vec<(ListenerKind, OwnedFd)>,
+    /// The accept loops running now.
+    accept_loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Serving {
+    /// Accepts on every listener until shutdown or [`Serving::stop_accepting`].
+    fn accept(&self, listeners: Listeners) {
+        let accepting = self.shutdown.child_token();
+        *self.accepting.lock().unwrap_or_else(|p| p.into_inner()) = accepting.clone();
+        let mut loops = Vec::new();
+        loops.push(self.tracker.spawn(ws::serve(
+            listeners.ws,
+            self.ws_server.clone(),
+            accepting.clone(),
+            self.connections.clone(),
+        )));
+        loops.push(self.tracker.spawn(text::serve(
+            listeners.text,
+            self.node.clone(),
+            self.text_limits,
+            accepting.clone(),
+            self.requests.clone(),
+        )));
+        for (listener, routes) in [
+            (listeners.metrics, Routes::MetricsOnly),
+            (listeners.http, Routes::Api),
+        ] {
+            if let Some(listener) = listener {
+                let server = Arc::new(HttpServer::new(
+                    self.node.clone(),
+                    routes,
+                    self.handshake_timeout,
+                    self.http_limits,
+                ));
+                loops.push(self.tracker.spawn(http::serve(
+                    listener,
+                    server,
+                    accepting.clone(),
+                    self.requests.clone(),
+                )));
+            }
+        }
+        // The socket file outlives this listener: a live upgrade's new process
+        // serves on it. `run` removes it at the end.
+        let mut admin = listeners.admin;
+        interprocess::local_socket::traits::tokio::Listener::do_not_reclaim_name_on_drop(
+            &mut admin,
+        );
+        loops.push(self.tracker.spawn(admin::serve(
+            admin,
+            self.node.clone(),
+            accepting,
+            self.tracker.clone(),
+        )));
+        *self.accept_loops.lock().unwrap_or_else(|p| p.into_inner()) = loops;
+    }
+
+    /// Stops accepting on every listener, and returns once no accept loop
+    /// runs (nothing is accepted after); the text-port, HTTP and admin
+    /// connections end after the request they are serving.
+    async fn stop_accepting(&self) {
+        self.accepting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel();
+        let loops =
+            std::mem::take(&mut *self.accept_loops.lock().unwrap_or_else(|p| p.into_inner()));
+        for accept_loop in loops {
+            let _ = accept_loop.await;
+        }
+    }
+
+    /// Accepts again after [`Serving::stop_accepting`], on the kept duplicates.
+    fn accept_again(&self) -> anyhow::Result<()> {
+        let fds = (self.listening.iter())
+            .map(|(kind, fd)| Ok((*kind, fd.try_clone()?)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        self.accept(Listeners::from_fds(fds)?);
+        Ok(())
     }
 }
 
@@ -153,13 +319,41 @@ async fn reload_on_hangup(
     }
 }
 
-/// Serves `listeners` until `shutdown` completes, then closes every client
-/// with 1001, waits (bounded) for them, and removes the admin socket.
+/// How a pushd starts: with listeners of its own, or taking over from the
+/// running pushd (a live upgrade; see [`take_over`]).
+#[derive(Debug)]
+pub enum Start {
+    /// Bound by [`Listeners::bind`].
+    Fresh(Listeners),
+    /// Handed over by the old process.
+    Inherited(Inherited),
+}
+
+/// Serves until `shutdown` completes, then closes every client with 1001,
+/// waits (bounded) for them, and removes the admin socket. A live upgrade
+/// (`pushctl upgrade`, SIGUSR2) ends it instead, once the new process serves.
 pub async fn run(
-    listeners: Listeners,
+    start: Start,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Before READY: SIGUSR2's default action would end the process.
+    let mut upgrade_signal =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+            .context("cannot handle SIGUSR2")?;
+    let (listeners, mut inherited) = match start {
+        Start::Fresh(listeners) => (listeners, None),
+        Start::Inherited(mut inherited) => {
+            let fds = std::mem::take(&mut inherited.listeners);
+            match Listeners::from_fds(fds) {
+                Ok(listeners) => (listeners, Some(inherited)),
+                Err(err) => {
+                    inherited.failed(&format!("{err:#}"));
+                    return Err(err);
+                }
+            }
+        }
+    };
     // Before READY: SIGHUP's default action would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
@@ -197,7 +391,11 @@ pub async fn run(
         counters.clone(),
         cluster.as_ref().map(|(_, _, changed)| changed.clone()),
     );
-    if let Some(saved) = config.state_file.as_deref().and_then(state_file::take) {
+    let saved = match &mut inherited {
+        Some(inherited) => Some(std::mem::take(&mut inherited.saved)),
+        None => config.state_file.as_deref().and_then(state_file::take),
+    };
+    if let Some(saved) = saved {
         let started = std::time::Instant::now();
         let (restored_registry, restored) = registry.with_saved(saved);
         registry = restored_registry;
@@ -212,6 +410,7 @@ pub async fn run(
         );
     }
     let registry = Arc::new(registry.with_events(events.clone()));
+    let (upgrade_requests, mut upgrades) = tokio::sync::mpsc::channel(1);
     let node = Arc::new(Node {
         registry: registry.clone(),
         counters,
@@ -224,6 +423,7 @@ pub async fn run(
         secrets,
         events,
         drain: drain::Drain::new(config.drain),
+        upgrades: upgrade_requests,
     });
     let fd_limit = sys::raise_nofile_limit();
     let listeners_http = [&listeners.http, &listeners.metrics];
@@ -293,62 +493,79 @@ pub async fn run(
         let tasks = cluster.spawn(registry.clone(), changed, local, inbox, events, &tracker);
         (cluster, tasks)
     });
-    // The WebSocket connections have their own tracker: shutdown waits for
-    // them to close before it ends the event streams that tell of it.
-    let connections_tracker = TaskTracker::new();
-    tracker.spawn(ws::serve(
-        listeners.ws,
-        ws_server,
-        token.clone(),
-        connections_tracker.clone(),
-    ));
-    let text_limits = text::TextLimits {
-        max_connections: config.max_text_connections,
-        idle_timeout: config.text_idle_timeout,
+    let serving = Serving {
+        node: node.clone(),
+        ws_server: ws_server.clone(),
+        text_limits: text::TextLimits {
+            max_connections: config.max_text_connections,
+            idle_timeout: config.text_idle_timeout,
+        },
+        http_limits: http::HttpLimits {
+            max_connections: config.max_http_connections,
+            idle_timeout: config.http_idle_timeout,
+        },
+        handshake_timeout: config.handshake_timeout,
+        shutdown: token.clone(),
+        accepting: std::sync::Mutex::new(token.child_token()),
+        tracker: tracker.clone(),
+        requests: TaskTracker::new(),
+        // The WebSocket connections have their own tracker: shutdown waits for
+        // them to close before it ends the event streams that tell of it.
+        connections: TaskTracker::new(),
+        listening: listeners
+            .dup()
+            .context("cannot duplicate the listening sockets")?,
+        accept_loops: std::sync::Mutex::default(),
     };
-    tracker.spawn(text::serve(
-        listeners.text,
-        node.clone(),
-        text_limits,
-        token.clone(),
-        tracker.clone(),
-    ));
-    for (listener, routes) in [
-        (listeners.metrics, Routes::MetricsOnly),
-        (listeners.http, Routes::Api),
-    ] {
-        if let Some(listener) = listener {
-            let limits = http::HttpLimits {
-                max_connections: config.max_http_connections,
-                idle_timeout: config.http_idle_timeout,
-            };
-            let server = Arc::new(HttpServer::new(
-                node.clone(),
-                routes,
-                config.handshake_timeout,
-                limits,
-            ));
-            tracker.spawn(http::serve(
-                listener,
-                server,
-                token.clone(),
-                tracker.clone(),
-            ));
+    // Handed-over connections first: a push accepted before them would find
+    // their uids away.
+    if let Some(inherited) = inherited.as_mut() {
+        let connections = std::mem::take(&mut inherited.connections);
+        let handed = connections.len();
+        for (connection, fd) in connections {
+            if let Err(err) = ws::adopt(&ws_server, connection, fd, &serving.connections) {
+                warn!(%err, "a handed-over connection could not be taken");
+            }
         }
+        serving.accept(listeners);
+        if let Err(err) = inherited.ready() {
+            // The old process is gone or gave up: it serves no more either way.
+            warn!(%err, "cannot tell the old process that this one serves");
+        }
+        let _ = sd_notify::notify(&[NotifyState::MainPid(std::process::id())]);
+        info!(connections = handed, "took over from the previous pushd");
+    } else {
+        serving.accept(listeners);
     }
-    tracker.spawn(admin::serve(
-        listeners.admin,
-        node.clone(),
-        token.clone(),
-        tracker.clone(),
-    ));
     if let Some(ttl) = config.mailbox_ttl {
         tracker.spawn(expire_mailboxes(registry.clone(), ttl, token.clone()));
     }
     tracker.spawn(reload_on_hangup(hangup, node.clone(), token.clone()));
     tracker.spawn(node.events.clone().run_offline());
 
-    shutdown.await;
+    tokio::pin!(shutdown);
+    loop {
+        let request = tokio::select! {
+            () = &mut shutdown => break,
+            Some(request) = upgrades.recv() => request,
+            Some(()) = upgrade_signal.recv() => upgrade::Request::from_signal(),
+        };
+        match upgrade::old::run(&serving, &config, request.binary.clone()).await {
+            Ok(upgraded) => {
+                info!(new_pid = upgraded.new_pid, connections = upgraded.connections,
+                      took = ?upgraded.took, "upgraded: the new pushd serves; this one goes");
+                request.answer(Ok(upgraded));
+                // Time for the admin reply to be written; then go without a
+                // word: no close frame, no state file, the socket file kept.
+                tokio::time::sleep(upgrade::old::LINGER).await;
+                std::process::exit(0);
+            }
+            Err(why) => {
+                warn!(%why, "upgrade failed; this pushd keeps serving");
+                request.answer(Err(why));
+            }
+        }
+    }
     if !config.drain.is_zero() {
         info!(connections = registry.sizes().connections, over = %humantime::format_duration(config.drain),
               "draining before stopping");
@@ -366,6 +583,7 @@ pub async fn run(
     // the token cancelled (see `adapters::ws::connection`).
     token.cancel();
     registry.close_all_for_shutdown();
+    let connections_tracker = serving.connections.clone();
     // Each connection writes what it was sent, then its close frame; their
     // `disconnect` events (and the `offline`s that follow) are told before the
     // event streams end, and the webhook gets `webhook::AT_SHUTDOWN` to take them.
@@ -378,9 +596,11 @@ pub async fn run(
         warn!("some connections did not close within {SHUTDOWN_GRACE:?}; dropping them");
     }
     node.events.end();
+    serving.requests.close();
     tracker.close();
     let streams_deadline = deadline.max(tokio::time::Instant::now() + webhook::AT_SHUTDOWN);
-    if tokio::time::timeout_at(streams_deadline, tracker.wait())
+    let everything = async { tokio::join!(tracker.wait(), serving.requests.wait()) };
+    if tokio::time::timeout_at(streams_deadline, everything)
         .await
         .is_err()
     {
@@ -392,6 +612,8 @@ pub async fn run(
         save_state(&registry, path);
     }
     // The admin accept loop has returned (it only waits on accept or the
-    // token), so its listener is dropped and the socket file removed.
+    // token); its listener does not remove the socket file (see
+    // `Serving::accept`), so it is removed here.
+    let _ = std::fs::remove_file(&config.socket);
     Ok(())
 }

@@ -35,6 +35,8 @@ pub(crate) struct Node {
     pub(crate) events: Arc<Events>,
     /// Whether it drains before a deploy (`crate::drain`).
     pub(crate) drain: Drain,
+    /// Live upgrades asked for (`crate::upgrade`), carried out by `crate::run`.
+    pub(crate) upgrades: tokio::sync::mpsc::Sender<crate::upgrade::Request>,
 }
 
 impl Node {
@@ -89,5 +91,7 @@ pub(crate) fn test_node() -> Node {
         secrets: Secrets::default(),
         events: Events::new("test".into(), std::time::Duration::from_secs(5), false),
         drain: Drain::new(std::time::Duration::ZERO),
+        // No one carries out upgrades in these tests.
+        upgrades: tokio::sync::mpsc::channel(1).0,
     }
 }

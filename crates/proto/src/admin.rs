@@ -111,6 +111,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         over_ms: Option<u64>,
     },
+    /// Upgrade this pushd in place ([`Response::Upgraded`], or
+    /// [`Response::UpgradeFailed`] when the new process did not take over and
+    /// this one serves on): start `binary` (default: the path this pushd was
+    /// started from) with the same arguments and environment, and hand it the
+    /// listeners and every plain WebSocket connection. This node only.
+    Upgrade {
+        /// The new binary.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        binary: Option<String>,
+    },
     /// Stream presence events ([`Response::Events`], then one JSON event per
     /// line until the client hangs up); this node's, as it sees them.
     Events {
@@ -244,6 +254,15 @@ pub enum Response {
         /// The window they were closed over, in milliseconds.
         over_ms: u64,
     },
+    /// Answer to [`Request::Upgrade`]: the new process serves (the old one,
+    /// which answers, exits right after). Boxed: the largest answer otherwise.
+    Upgraded(Box<UpgradeInfo>),
+    /// Answer to [`Request::Upgrade`]: the new process did not take over;
+    /// this one serves on.
+    UpgradeFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Response {
@@ -263,8 +282,27 @@ impl Response {
             Response::Reloaded { .. } => "reloaded",
             Response::Events => "events",
             Response::Drained { .. } => "drained",
+            Response::Upgraded(_) => "upgraded",
+            Response::UpgradeFailed { .. } => "upgrade_failed",
         }
     }
+}
+
+/// A live upgrade that happened ([`Response::Upgraded`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeInfo {
+    /// The process that goes.
+    pub old_pid: u32,
+    /// Its version.
+    pub old_version: String,
+    /// The process that took over.
+    pub new_pid: u32,
+    /// Its version.
+    pub new_version: String,
+    /// WebSocket connections handed over.
+    pub connections: u64,
+    /// From the new process's start to its taking over, in milliseconds.
+    pub took_ms: u64,
 }
 
 /// One uid's mailbox.

@@ -12,6 +12,7 @@ pub mod push;
 pub mod reload;
 pub mod stats;
 pub mod token;
+pub mod upgrade;
 pub mod watch;
 
 use std::io::{Read, Write};

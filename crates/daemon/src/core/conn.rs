@@ -322,6 +322,42 @@ impl ConnHandle {
         self.socket.get().map(|socket| &socket.tcp)
     }
 
+    /// A duplicate of the plain socket's descriptor, for a live upgrade's
+    /// hand-over; `None` for a TLS connection.
+    pub(crate) fn dup_socket(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        use std::os::fd::AsFd;
+        let socket = self.socket.get()?;
+        Some(socket.tcp.as_fd().try_clone_to_owned())
+    }
+
+    /// What waits to be written, copied: the encoded bytes the socket has not
+    /// taken, and the queued messages (a live upgrade hands both over).
+    pub(crate) fn outbound_copy(&self) -> (Vec<u8>, Vec<(MessageId, Payload)>) {
+        let queue = self.outbound();
+        let messages = queue
+            .0
+            .as_ref()
+            .map(|p| p.messages.iter().cloned().collect());
+        (queue.unwritten().to_vec(), messages.unwrap_or_default())
+    }
+
+    /// Puts back what a live upgrade handed over: `unwritten` before the
+    /// queued `messages`, as they were.
+    pub(crate) fn restore_outbound(&self, unwritten: Vec<u8>, messages: Vec<(MessageId, Payload)>) {
+        let mut queue = self.outbound();
+        if !unwritten.is_empty() {
+            *queue.unwritten_mut() = unwritten;
+        }
+        for (id, message) in messages {
+            queue.push_back(id, message);
+        }
+    }
+
+    /// Wakes the task (a live upgrade's freeze, or its end).
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+    }
+
     /// Whether pushers write to the socket themselves.
     pub(crate) fn writes_directly(&self) -> bool {
         self.socket.get().is_some()

@@ -44,7 +44,7 @@ pub(crate) fn boot_ms() -> u64 {
 }
 
 /// Where a resuming client says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Since {
     /// After this message of this node's.
     After(MessageId),

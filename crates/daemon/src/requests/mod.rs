@@ -19,6 +19,7 @@ mod ping;
 pub(crate) mod reload;
 mod send;
 mod stats;
+mod upgrade;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -102,6 +103,7 @@ fn dispatch(node: &Arc<Node>, request: Request, asker: Asker) -> Answer {
         Request::ClearMailboxes { uids } => mailbox::handle_clear(node, asker, uids),
         Request::Reload => reload::handle(node, asker),
         Request::Drain { over_ms } => drain::handle(node, asker, over_ms),
+        Request::Upgrade { binary } => upgrade::handle(node, asker, binary),
         // A stream, not a reply: the admin adapter serves it.
         Request::Events { .. } => ready(ReplyLine::error(
             "events is a stream; ask for it first on a connection",

@@ -94,7 +94,10 @@ pub(crate) struct HandedConn {
 
 /// Sends `message` with `fds` beside it.
 pub(crate) fn send(socket: &UnixStream, message: &Message, fds: &[RawFd]) -> io::Result<()> {
-    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} descriptors a message");
+    assert!(
+        fds.len() <= MAX_FDS,
+        "at most {MAX_FDS} descriptors a message"
+    );
     let body = postcard::to_stdvec(message).map_err(io::Error::other)?;
     let mut header = [0u8; 5];
     header[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
@@ -130,12 +133,7 @@ pub(crate) fn receive(socket: &UnixStream) -> io::Result<(Message, Vec<OwnedFd>)
         }
         (received.bytes, raw_fds)
     };
-    let fds: Vec<OwnedFd> = raw_fds
-        .into_iter()
-        // SAFETY: the kernel has just installed these descriptors in this
-        // process for this message (SCM_RIGHTS); nothing else owns them.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect();
+    let fds: Vec<OwnedFd> = raw_fds.into_iter().map(owned).collect();
     if read == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
@@ -148,6 +146,14 @@ pub(crate) fn receive(socket: &UnixStream) -> io::Result<(Message, Vec<OwnedFd>)
     (&*socket).read_exact(&mut body)?;
     let message = postcard::from_bytes(&body).map_err(io::Error::other)?;
     Ok((message, fds))
+}
+
+/// Takes ownership of a descriptor received with `SCM_RIGHTS`.
+#[allow(unsafe_code)]
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel has just installed this descriptor in this process
+    // for the message received (SCM_RIGHTS); nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 #[cfg(test)]
@@ -163,7 +169,12 @@ mod tests {
             reason: "x".repeat(300_000),
         };
         let writer = std::thread::spawn(move || {
-            send(&a, &Message::Listeners(vec![ListenerKind::Ws]), &[y.as_raw_fd()]).unwrap();
+            send(
+                &a,
+                &Message::Listeners(vec![ListenerKind::Ws]),
+                &[y.as_raw_fd()],
+            )
+            .unwrap();
             send(&a, &big, &[]).unwrap();
             send(&a, &Message::Done, &[]).unwrap();
         });

@@ -45,7 +45,8 @@ pub(crate) struct Admission {
 /// in the per-IP count.
 #[derive(Debug)]
 pub(crate) struct Ticket {
-    _slot: OwnedSemaphorePermit,
+    /// `None` only for a connection handed over past today's limit.
+    _slot: Option<OwnedSemaphorePermit>,
     /// Boxed: only with `--max-connections-per-ip`, and every connection
     /// holds its ticket.
     ip: Option<Box<(IpAddr, IpCounts)>>,
@@ -166,7 +167,7 @@ impl Admission {
             .map_err(|_| Refusal::Capacity)
             .and_then(|slot| {
                 let mut ticket = Ticket {
-                    _slot: slot,
+                    _slot: Some(slot),
                     ip: None,
                 };
                 match ip {
@@ -178,6 +179,22 @@ impl Admission {
             counters.bump(refusal.counter());
         }
         admitted
+    }
+
+    /// A connection handed over by the previous process (a live upgrade):
+    /// counted like any other, never refused, since it is open already.
+    pub(crate) fn admit_handed_over(&self, ip: IpAddr) -> Ticket {
+        let mut ticket = Ticket {
+            _slot: self.slots.clone().try_acquire_owned().ok(),
+            ip: None,
+        };
+        if self.per_ip_limit.is_some() {
+            let mut counts = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            *counts.entry(ip).or_default() += 1;
+            drop(counts);
+            ticket.ip = Some(Box::new((ip, self.per_ip.clone())));
+        }
+        ticket
     }
 
     /// Counts `ticket` as a connection from `ip`, or says it is one too many.

@@ -48,6 +48,8 @@ pub(super) enum End {
     ClosedByPeer,
     /// The socket is gone or broken; nothing more can be sent.
     Lost,
+    /// A live upgrade takes the connection, as it is: nothing is sent.
+    HandOver,
 }
 
 impl End {
@@ -56,6 +58,7 @@ impl End {
         match self {
             End::ClosedByPeer => "client",
             End::Lost => "lost",
+            End::HandOver => "upgrade",
             End::Close(code, _) => match *code {
                 code::KICKED => "kicked",
                 code::HEARTBEAT_TIMEOUT => "heartbeat",
@@ -109,7 +112,7 @@ impl End {
                     let _ = ws.flush(handle).await;
                     return;
                 }
-                End::Lost => return,
+                End::Lost | End::HandOver => return,
             }
             // Read until the peer's close frame or EOF.
             loop {

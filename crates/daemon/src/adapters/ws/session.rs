@@ -75,6 +75,29 @@ impl Session {
         conn.arm();
         Session { conn }
     }
+
+    /// A connection handed over by the previous process (a live upgrade),
+    /// with its next ping where it was.
+    pub(super) fn handed_over(
+        ws: Ws,
+        handle: Arc<ConnHandle>,
+        server: Arc<WsServer>,
+        since: Option<Since>,
+        ticket: Ticket,
+        next_ping: Option<Instant>,
+    ) -> Self {
+        let ping_interval = server.settings.ping_interval;
+        let conn = Conn {
+            ws,
+            handle,
+            since: since.map(Box::new),
+            next_ping: next_ping.filter(|_| ping_interval.is_some()),
+            server,
+            _ticket: ticket,
+        };
+        conn.arm();
+        Session { conn }
+    }
 }
 
 impl Future for Session {
@@ -83,6 +106,9 @@ impl Future for Session {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
         let conn = &mut self.get_mut().conn;
         loop {
+            if conn.server.handover.requested() {
+                return Poll::Ready(End::HandOver);
+            }
             // The timer first, so that a busy socket cannot hold a deadline back.
             if conn.handle.take_timer_due() {
                 if let Some(end) = conn.on_timer() {
@@ -108,6 +134,11 @@ impl Future for Session {
 }
 
 impl Conn {
+    /// When the next ping is due, with `--ping-interval`.
+    pub(super) fn next_ping(&self) -> Option<Instant> {
+        self.next_ping
+    }
+
     /// When the handshake completed, to the millisecond.
     fn connected_at(&self) -> Instant {
         self.server.node.clock.instant_at(self.handle.connected_ms)

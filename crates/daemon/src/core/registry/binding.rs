@@ -70,7 +70,7 @@ impl Registry {
         let mut guard = self.lock();
         let state = &mut *guard;
         let Entry(handle) = state.conns.get(&id).ok_or(BindError::Closing)?;
-        if handle.uid().is_some() || handle.close_request().is_some() {
+        if handle.uid().is_some() || handle.close_request().is_some() || state.frozen {
             return Err(BindError::Closing);
         }
         let handle = handle.clone();

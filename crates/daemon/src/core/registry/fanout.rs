@@ -104,6 +104,13 @@ impl Registry {
     pub(crate) fn push(&self, uid: &Uid, message: &Payload, transient: bool) -> PushedHere {
         let mut guard = self.lock();
         let state = &mut *guard;
+        if state.frozen {
+            // Handed to the next process already: not taken here (`fail`).
+            return PushedHere {
+                pushed: Pushed::NotKept,
+                by_bus: 0,
+            };
+        }
         // Taken under the lock: ids of one uid increase in push order.
         let id = self.ids.next();
         let handles = state.uids.get(uid.as_str()).into_iter().flatten();
@@ -240,7 +247,13 @@ impl Registry {
     /// connections get it under the number of the last message they were given
     /// ([`ids::broadcast_frame`]).
     pub(crate) fn broadcast(&self, message: &Payload) -> u64 {
-        let handles: Vec<Arc<ConnHandle>> = self.lock().uids.connections().cloned().collect();
+        let handles: Vec<Arc<ConnHandle>> = {
+            let state = self.lock();
+            if state.frozen {
+                return 0;
+            }
+            state.uids.connections().cloned().collect()
+        };
         if !self.ids.cluster_wide() {
             let id = self.ids.next();
             let offered = Offered::default();

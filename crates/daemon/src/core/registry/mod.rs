@@ -16,6 +16,7 @@
 
 mod binding;
 mod fanout;
+mod handover;
 mod kick;
 mod saved;
 mod snapshot;
@@ -132,6 +133,9 @@ struct State {
     /// Told, under this lock, when a uid gains its first bound connection and
     /// loses its last (`online` / `offline` events).
     events: Option<Arc<Events>>,
+    /// A live upgrade is handing everything to the next process: pushes and
+    /// binds are refused (see `handover`).
+    frozen: bool,
 }
 
 impl State {
@@ -196,6 +200,7 @@ impl Registry {
                     Throttled::new("--mailbox-memory", "pushes to offline uids answer fail"),
                 ),
                 events: None,
+                frozen: false,
             }),
             counters,
             changed,

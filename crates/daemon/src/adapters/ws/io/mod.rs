@@ -81,6 +81,38 @@ impl Ws {
         }
     }
 
+    /// Whether this is a TLS connection (its state cannot be handed over).
+    pub(super) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// What a plain connection holds between polls, copied for a live upgrade.
+    pub(super) fn parts(&self) -> Parts {
+        let spill = self.spill.as_deref();
+        Parts {
+            unread: spill.map(|s| s.unread.clone()).unwrap_or_default(),
+            fragments: spill
+                .and_then(|s| s.fragments.as_ref())
+                .map(Fragments::parts),
+            control: spill.map(|s| s.control.clone()).unwrap_or_default(),
+            ping_due: self.ping_due,
+        }
+    }
+
+    /// A plain connection handed over by the previous process, as [`Ws::parts`] left it.
+    pub(super) fn from_parts(tcp: TcpStream, handle: &ConnHandle, parts: Parts) -> Self {
+        let mut ws = Ws::new(ClientStream::Plain(tcp), handle);
+        let spill = Spill {
+            unread: parts.unread,
+            fragments: parts.fragments.map(Fragments::from_parts),
+            control: parts.control,
+        };
+        ws.spill = Some(Box::new(spill));
+        ws.tidy();
+        ws.ping_due = parts.ping_due;
+        ws
+    }
+
     fn spill(&mut self) -> &mut Spill {
         self.spill.get_or_insert_default()
     }
@@ -91,6 +123,20 @@ impl Ws {
             self.spill = None;
         }
     }
+}
+
+/// A plain connection's state between polls, apart from its handle's: what a
+/// live upgrade hands over.
+#[derive(Debug, Default)]
+pub(crate) struct Parts {
+    /// Bytes read but not decoded yet.
+    pub(crate) unread: Vec<u8>,
+    /// A fragmented message so far: opcode and payload.
+    pub(crate) fragments: Option<(u8, Vec<u8>)>,
+    /// Control frames not moved to the handle's unwritten bytes yet.
+    pub(crate) control: Vec<u8>,
+    /// A ping should go out before the next push.
+    pub(crate) ping_due: bool,
 }
 
 /// Outcome of one [`poll_io`].

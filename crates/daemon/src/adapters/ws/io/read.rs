@@ -22,10 +22,22 @@ thread_local! {
 }
 
 /// A message that came in fragments (§5.4), so far.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Fragments {
     opcode: u8,
     payload: Vec<u8>,
+}
+
+impl Fragments {
+    /// Its opcode and payload so far (a live upgrade hands them over).
+    pub(super) fn parts(&self) -> (u8, Vec<u8>) {
+        (self.opcode, self.payload.clone())
+    }
+
+    /// As handed over by [`Fragments::parts`].
+    pub(super) fn from_parts((opcode, payload): (u8, Vec<u8>)) -> Self {
+        Fragments { opcode, payload }
+    }
 }
 
 /// A message from the client.
