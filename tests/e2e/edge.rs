@@ -398,3 +398,40 @@ async fn a_proxy_local_connection_is_the_proxy_whatever_its_headers_say() {
     assert_eq!(peers[0].0, "local");
     assert!(peers[0].1.starts_with("127.0.0.2:"), "{peers:?}");
 }
+
+/// SPEC "Live upgrade": TLS connections cannot be handed over (their state
+/// is rustls's), so each is closed with 1012, after what it was sent, and its
+/// client comes back to the new process, which re-read the certificate.
+#[tokio::test]
+async fn an_upgrade_closes_wss_clients_with_1012_and_the_new_process_takes_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    ca.issue(dir.path(), "first");
+    let mut pushd = start(&tls_args(dir.path())).await;
+    let (mut ws, _) = wss_connect(&ca, pushd.ws).await;
+    ws.send(Message::text("t")).await.unwrap();
+    pushd.wait_connections("t", 1).await;
+    let upgraded = pushd.ctl(&["upgrade"]).await;
+    assert_eq!(upgraded.status, 0, "{upgraded:?}");
+    let new_pid = crate::upgrade::new_pid(&upgraded.stdout);
+    let _new = crate::upgrade::NewProcess(new_pid);
+    let close = within(STEP, "the close", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1012);
+    assert_eq!(close.reason.as_str(), "service restart");
+    assert_eq!(pushd.wait(STEP).await, Some(0));
+    let (mut again, _) = wss_connect(&ca, pushd.ws).await;
+    again.send(Message::text("t")).await.unwrap();
+    pushd.wait_connections("t", 1).await;
+    assert_eq!(pushd.ctl(&["send", "t", "back"]).await.status, 0);
+    assert_eq!(next_text(&mut again).await, "back");
+}

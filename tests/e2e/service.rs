@@ -49,6 +49,41 @@ async fn pushd_tells_systemd_when_it_is_ready_and_when_it_stops() {
     assert_eq!(pushd.wait(STEP).await, Some(0));
 }
 
+/// SPEC "Live upgrade": under systemd the new process reports itself as the
+/// main process, so that systemd follows it (the unit has `NotifyAccess=all`).
+#[tokio::test]
+async fn after_an_upgrade_the_new_process_tells_systemd_it_is_the_main_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener.set_read_timeout(Some(STEP)).unwrap();
+    let socket = dir.path().join("pushd.sock");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));
+    command
+        .env("NOTIFY_SOCKET", &notify)
+        .args(crate::harness::loopback_args(&socket));
+    let mut pushd = Pushd::spawn(command, &socket).await.unwrap();
+    let upgraded = pushd.ctl(&["upgrade"]).await;
+    assert_eq!(upgraded.status, 0, "{upgraded:?}");
+    let new_pid = crate::upgrade::new_pid(&upgraded.stdout);
+    let _new = crate::upgrade::NewProcess(new_pid);
+    assert_eq!(pushd.wait(STEP).await, Some(0));
+    let told = tokio::task::spawn_blocking(move || {
+        let mut told = Vec::new();
+        while !told.iter().any(|m: &String| m.starts_with("MAINPID=")) {
+            told.push(recv(&listener));
+        }
+        told
+    })
+    .await
+    .unwrap();
+    assert!(told.contains(&format!("MAINPID={new_pid}\n")), "{told:?}");
+    assert!(
+        !told.iter().any(|m| m.contains("STOPPING")),
+        "the old one left quietly: {told:?}"
+    );
+}
+
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_the_bound_addresses() {
     let dir = tempfile::tempdir().unwrap();

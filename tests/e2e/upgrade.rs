@@ -11,7 +11,7 @@ use crate::resume::{bound_v2, split};
 
 /// Kills the process that took over when the test ends (it is not the
 /// harness's child: the old pushd started it).
-struct NewProcess(i32);
+pub struct NewProcess(pub i32);
 
 impl Drop for NewProcess {
     #[allow(unsafe_code)]
@@ -22,7 +22,7 @@ impl Drop for NewProcess {
 }
 
 /// The new process id in `pushctl upgrade`'s line.
-fn new_pid(line: &str) -> i32 {
+pub fn new_pid(line: &str) -> i32 {
     let after = line.rsplit("(pid ").next().unwrap();
     after.split(')').next().unwrap().parse().unwrap()
 }

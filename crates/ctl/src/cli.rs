@@ -149,7 +149,7 @@ pub enum Command {
     /// the reason, when a file did not load: pushd keeps its previous key.
     #[command(
         after_help = "Examples:\n  pushctl reload    # after renewing the certificate\n  \
-                      systemctl reload pushd   # the same, through SIGHUP"
+                      systemctl kill -s HUP pushd   # the same, through SIGHUP"
     )]
     Reload,
     /// Drain this node before a deploy: it stops taking WebSocket clients

@@ -303,7 +303,7 @@ fn save_state(registry: &Registry, path: &std::path::Path) {
     }
 }
 
-/// Reloads the key files at every SIGHUP (`systemctl reload pushd`), until shutdown.
+/// Reloads the key files at every SIGHUP (`pushctl reload` does the same), until shutdown.
 async fn reload_on_hangup(
     mut hangup: tokio::signal::unix::Signal,
     node: Arc<Node>,
