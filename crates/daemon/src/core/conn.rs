@@ -322,14 +322,6 @@ impl ConnHandle {
         self.socket.get().map(|socket| &socket.tcp)
     }
 
-    /// A duplicate of the plain socket's descriptor, for a live upgrade's
-    /// hand-over; `None` for a TLS connection.
-    pub(crate) fn dup_socket(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
-        use std::os::fd::AsFd;
-        let socket = self.socket.get()?;
-        Some(socket.tcp.as_fd().try_clone_to_owned())
-    }
-
     /// What waits to be written, copied: the encoded bytes the socket has not
     /// taken, and the queued messages (a live upgrade hands both over).
     pub(crate) fn outbound_copy(&self) -> (Vec<u8>, Vec<(MessageId, Payload)>) {

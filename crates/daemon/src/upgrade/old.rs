@@ -274,11 +274,13 @@ async fn send_everything(
         .collect::<io::Result<_>>()?;
     let registry = &serving.node.registry;
     let now_ms = serving.node.clock.now_ms();
-    let connections: Vec<(HandedConn, OwnedFd)> = frozen
+    // Each socket goes as its handle's descriptor (the message carries a copy).
+    let connections: Vec<(HandedConn, Frozen)> = frozen
         .into_iter()
-        .filter_map(|frozen| {
+        .filter_map(|mut frozen| {
+            frozen.handle.socket()?;
+            let parts = std::mem::take(&mut frozen.parts);
             let handle = &frozen.handle;
-            let fd = frozen.fd?;
             let (unwritten, queued) = handle.outbound_copy();
             let conn = HandedConn {
                 peer: handle.peer,
@@ -290,15 +292,15 @@ async fn send_everything(
                 connected_ms_ago: now_ms.saturating_sub(handle.connected_ms),
                 idle_ms: now_ms.saturating_sub(handle.last_activity_ms()),
                 next_ping_in_ms: frozen.next_ping_in.map(|d| d.as_millis() as u64),
-                ping_due: frozen.parts.ping_due,
-                unread: frozen.parts.unread,
-                fragments: frozen.parts.fragments,
-                control: frozen.parts.control,
+                ping_due: parts.ping_due,
+                unread: parts.unread,
+                fragments: parts.fragments,
+                control: parts.control,
                 unwritten,
                 queued,
                 last_number: handle.last_number(),
             };
-            Some((conn, fd))
+            Some((conn, frozen))
         })
         .collect();
     blocking(channel, move |channel| {
@@ -310,11 +312,11 @@ async fn send_everything(
         while !connections.is_empty() {
             let rest = connections.split_off(connections.len().min(MAX_FDS));
             let batch = std::mem::replace(&mut connections, rest);
-            let (conns, owned): (Vec<HandedConn>, Vec<OwnedFd>) = batch.into_iter().unzip();
-            let fds: Vec<RawFd> = owned.iter().map(|fd| fd.as_raw_fd()).collect();
-            // The message carries copies of the descriptors; ours close after.
+            let (conns, frozen): (Vec<HandedConn>, Vec<Frozen>) = batch.into_iter().unzip();
+            let fds: Vec<RawFd> = (frozen.iter())
+                .filter_map(|f| f.handle.socket().map(|tcp| tcp.as_raw_fd()))
+                .collect();
             wire::send(channel, &Message::Connections(conns), &fds)?;
-            drop(owned);
         }
         wire::send(channel, &Message::Done, &[])?;
         channel.set_read_timeout(Some(TAKE_OVER_TIMEOUT))?;

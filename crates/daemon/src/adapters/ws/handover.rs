@@ -21,12 +21,11 @@ use crate::core::conn::ConnHandle;
 use crate::core::ids::Since;
 use crate::upgrade::wire::HandedConn;
 
-/// What a stopped session reports.
+/// What a stopped session reports (its socket is its handle's: no duplicate
+/// is made, which at 19,000 connections would pass the open-file limit).
 #[derive(Debug)]
 pub(crate) struct Frozen {
     pub(crate) handle: Arc<ConnHandle>,
-    /// A duplicate of its socket; `None` when it could not be made.
-    pub(crate) fd: Option<OwnedFd>,
     pub(crate) parts: Parts,
     /// An unbound `pushd.v2` client's `since`.
     pub(crate) since: Option<Since>,
@@ -101,7 +100,6 @@ impl Conn {
         let mut outcome = handover.outcome.subscribe();
         let frozen = Frozen {
             handle: self.handle.clone(),
-            fd: self.handle.dup_socket().and_then(Result::ok),
             parts: self.ws.parts(),
             since: self.since.as_deref().copied(),
             next_ping_in: self
