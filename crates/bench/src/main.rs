@@ -9,6 +9,7 @@ mod navigate;
 mod probe;
 mod receipts;
 mod scenarios;
+mod upgrade;
 
 // Shared with the end-to-end tests, through the library.
 use pushbench::{promise, report, sys};
@@ -215,6 +216,27 @@ enum Scenario {
         #[arg(long)]
         to: SocketAddr,
     },
+    /// A live upgrade under load: N plain clients on --ws, pushes at --rate
+    /// through the text port, `pushctl upgrade` (through --socket) after
+    /// --before; reports closes, pushes lost, doubled or out of order, the
+    /// longest pause in the stream of receipts and the hand-over's duration.
+    Upgrade {
+        /// Bound clients.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        clients: usize,
+        /// Pushes per second, in all.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Pushing before the upgrade.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        before: Duration,
+        /// Pushing after it.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        after: Duration,
+        /// The new binary [default: the one pushd was started from].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// `list` and `kick` latency with N clients online.
     Admin {
         /// Bound clients.
@@ -237,7 +259,8 @@ fn main() -> ExitCode {
         | Scenario::Push { clients: n, .. }
         | Scenario::Broadcast { clients: n, .. }
         | Scenario::Admin { clients: n, .. }
-        | Scenario::Drain { clients: n, .. } => *n as u64 + 64,
+        | Scenario::Drain { clients: n, .. }
+        | Scenario::Upgrade { clients: n, .. } => *n as u64 + 64,
         Scenario::Mailbox { .. } => 64,
         Scenario::Navigate { pages, .. } => *pages as u64 + 64,
         Scenario::Promise { uids, .. } => *uids as u64 + 64,
@@ -279,6 +302,13 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
     let report = match &cli.scenario {
         Scenario::Idle { connections, hold } => scenarios::idle(common, *connections, *hold).await,
         Scenario::Drain { clients, over, to } => drain::drain(common, *clients, *over, *to).await,
+        Scenario::Upgrade {
+            clients,
+            rate,
+            before,
+            after,
+            binary,
+        } => upgrade::upgrade(common, *clients, *rate, *before, *after, binary.clone()).await,
         Scenario::Push {
             clients,
             messages,
