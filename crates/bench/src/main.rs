@@ -189,8 +189,9 @@ enum Scenario {
         #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
         fault_every: Duration,
         /// The faults, in turn: term, kill, drain (a node: SIGTERM, SIGKILL, or
-        /// `pushctl drain` then SIGTERM; started again each time), and in cluster
-        /// mode pause, redis-restart, subscriber-kill [default: term,kill,drain,
+        /// `pushctl drain` then SIGTERM; started again each time), upgrade (a live
+        /// upgrade; single node), and in cluster mode pause, redis-restart,
+        /// subscriber-kill [default: term,kill,drain,upgrade on one node,
         /// and in cluster mode every kind].
         #[arg(long, value_delimiter = ',', value_parser = promise::Fault::parse)]
         faults: Vec<promise::Fault>,
@@ -389,11 +390,15 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
                 nodes: *nodes,
                 redis_server: redis_server.clone(),
                 faults: match faults.as_slice() {
-                    [] if *nodes > 1 => promise::Fault::ALL.map(|(_, f)| f).into(),
+                    [] if *nodes > 1 => (promise::Fault::ALL.iter())
+                        .map(|(_, f)| *f)
+                        .filter(|f| *f != promise::Fault::Upgrade)
+                        .collect(),
                     [] => vec![
                         promise::Fault::Term,
                         promise::Fault::Kill,
                         promise::Fault::Drain,
+                        promise::Fault::Upgrade,
                     ],
                     chosen => chosen.to_vec(),
                 },

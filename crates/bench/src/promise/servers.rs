@@ -19,6 +19,17 @@ pub(super) struct Node {
     child: Child,
     /// Its admin socket.
     socket: PathBuf,
+    /// After a live upgrade: the process that took over (not the checker's
+    /// child: the old pushd started it).
+    upgraded: Option<i32>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(pid) = self.upgraded {
+            kill(pid, libc::SIGKILL);
+        }
+    }
 }
 
 /// Where a node listens.
@@ -62,6 +73,7 @@ impl Node {
             args,
             child,
             socket,
+            upgraded: None,
         };
         Ok((node, addresses))
     }
@@ -78,25 +90,66 @@ impl Node {
         Ok(())
     }
 
+    /// A live upgrade to the same binary (`pushctl upgrade --binary`); the
+    /// old process is gone when it returns.
+    pub(super) async fn upgrade(&mut self) -> anyhow::Result<()> {
+        let mut client = pushd_ctl::client::Client::connect(&self.socket).await?;
+        let request = pushd_proto::admin::Request::Upgrade {
+            binary: Some(self.binary.to_string_lossy().into_owned()),
+        };
+        let answer = client
+            .request_within(request, Duration::from_secs(60))
+            .await?;
+        let pushd_proto::admin::Response::Upgraded(upgraded) = answer else {
+            bail!("the upgrade did not happen: {answer:?}");
+        };
+        self.stopped().await?;
+        self.upgraded = Some(upgraded.new_pid as i32);
+        Ok(())
+    }
+
     /// Stops the node with `signal` and starts it again.
     pub(super) async fn restart(&mut self, signal: i32) -> anyhow::Result<()> {
-        signal_child(&self.child, signal);
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .context("pushd did not stop")??;
+        match self.upgraded.take() {
+            Some(pid) => {
+                kill(pid, signal);
+                // Not a child: its end shows as its /proc entry going away.
+                let proc = PathBuf::from(format!("/proc/{pid}"));
+                let until = tokio::time::Instant::now() + Duration::from_secs(15);
+                while proc.exists() && tokio::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if proc.exists() {
+                    bail!("pushd {pid} did not stop");
+                }
+            }
+            None => {
+                if let Some(pid) = self.child.id() {
+                    kill(pid as i32, signal);
+                }
+                self.stopped().await?;
+            }
+        }
         let (child, _) = spawn(&self.binary, &self.args, &self.socket).await?;
         self.child = child;
         Ok(())
     }
+
+    /// Waits (bounded) for the checker's child to exit.
+    async fn stopped(&mut self) -> anyhow::Result<()> {
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .context("pushd did not stop")??;
+        Ok(())
+    }
 }
 
-fn signal_child(child: &Child, signal: i32) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(pid as i32, signal);
-        }
+fn kill(pid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is a pushd
+    // this checker started (or that one started, in an upgrade).
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, signal);
     }
 }
 
@@ -205,7 +258,9 @@ impl Redis {
 
     /// Kills it and starts it again, empty.
     pub(super) async fn restart(&mut self) -> anyhow::Result<()> {
-        signal_child(&self.child, libc::SIGKILL);
+        if let Some(pid) = self.child.id() {
+            kill(pid as i32, libc::SIGKILL);
+        }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
         self.child = Self::spawn(&self.binary, &self.socket).await?;
         Ok(())
@@ -250,14 +305,17 @@ pub enum Fault {
     SubscriberKill,
     /// A deploy: `pushctl drain` over a second, then SIGTERM and start again.
     Drain,
+    /// A live upgrade to the same binary (single node; cluster mode refuses it).
+    Upgrade,
 }
 
 impl Fault {
     /// Every fault, by name.
-    pub const ALL: [(&'static str, Fault); 6] = [
+    pub const ALL: [(&'static str, Fault); 7] = [
         ("term", Fault::Term),
         ("kill", Fault::Kill),
         ("drain", Fault::Drain),
+        ("upgrade", Fault::Upgrade),
         ("pause", Fault::Pause),
         ("redis-restart", Fault::RedisRestart),
         ("subscriber-kill", Fault::SubscriberKill),
@@ -300,6 +358,8 @@ impl Servers {
                 self.nodes[node].drain(Duration::from_secs(1)).await?;
                 self.nodes[node].restart(libc::SIGTERM).await
             }
+            (Fault::Upgrade, None) => self.nodes[node].upgrade().await,
+            (Fault::Upgrade, Some(_)) => bail!("a live upgrade is single-node only for now"),
             (Fault::Pause, Some(redis)) => {
                 let ms = if k.is_multiple_of(2) { 500 } else { 2_500 };
                 redis.command(&format!("CLIENT PAUSE {ms} WRITE")).await?;
