@@ -98,27 +98,16 @@ pub(crate) async fn run(
             format!("the new pushd did not say hello: {err}"),
         )
     })?;
-    let new_version = match hello {
-        Message::Hello {
-            format, version, ..
-        } if format == FORMAT => version,
-        Message::Hello {
-            format, version, ..
-        } => {
-            let reason = format!(
-                "pushd {version} hands over in format {format}; this pushd ({}) speaks {FORMAT}",
-                env!("CARGO_PKG_VERSION")
-            );
-            let _ = wire::send(
-                &channel,
-                &Message::Refused {
-                    reason: reason.clone(),
-                },
-                &[],
-            );
+    let new_version = match greeted(hello) {
+        Ok(version) => version,
+        Err(reason) => {
+            // Told why, so that it exits saying so, before it is stopped.
+            let refused = Message::Refused {
+                reason: reason.clone(),
+            };
+            let _ = wire::send(&channel, &refused, &[]);
             return Err(give_up(&mut child, reason));
         }
-        other => return Err(give_up(&mut child, format!("the new pushd said {other:?}"))),
     };
 
     // From here on, a failure undoes what was stopped.
@@ -164,6 +153,24 @@ pub(crate) async fn run(
             }
             Err(give_up(&mut child, why))
         }
+    }
+}
+
+/// The new process's version, if its hello is one this process can hand over
+/// to: the same hand-over format. Else why not, for a person.
+fn greeted(hello: Message) -> Result<String, String> {
+    match hello {
+        Message::Hello {
+            format, version, ..
+        } if format == FORMAT => Ok(version),
+        Message::Hello {
+            format, version, ..
+        } => Err(format!(
+            "pushd {version} takes over in hand-over format {format}; this pushd ({}) \
+             speaks format {FORMAT}: stop it and start the new one (drain first)",
+            env!("CARGO_PKG_VERSION")
+        )),
+        other => Err(format!("the new pushd said {other:?} instead of hello")),
     }
 }
 
@@ -324,4 +331,22 @@ async fn send_everything(
     })
     .await
     .map(|(_, answer)| answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_process_of_another_format_is_refused_with_a_reason() {
+        let hello = |format| Message::Hello {
+            format,
+            version: "9.9.9".into(),
+            pid: 1,
+        };
+        assert_eq!(greeted(hello(FORMAT)), Ok("9.9.9".to_owned()));
+        let refused = greeted(hello(FORMAT + 1)).unwrap_err();
+        assert!(refused.contains("9.9.9") && refused.contains(&format!("format {}", FORMAT + 1)));
+        assert!(greeted(Message::Done).is_err());
+    }
 }
