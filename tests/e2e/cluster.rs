@@ -1411,3 +1411,74 @@ async fn a_fresh_page_given_nothing_yet_is_caught_up_too() {
     let (_, payload) = split(&page.recv_text().await);
     assert_eq!(payload, r#"{"uid":"fs","seq":1}"#);
 }
+
+/// SPEC "Live upgrade" in cluster mode: the node keeps its id, name and
+/// presence; its clients see nothing. A push made through another node while
+/// the upgrading one is off the bus (about the hand-over's time) answers
+/// `fail`, never a false `ok`; every push answered `ok` reaches the page once,
+/// in order (a `pushd.v2` page also gets the ones answered `fail`: they are in
+/// its uid's stream, where the new process catches it up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_node_keeps_its_presence_and_its_pages_miss_nothing() {
+    if !crate::cluster_harness::redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_redis, a, mut b) = crate::cluster_harness::two_nodes(dir.path()).await;
+    let mut page = bound_v2(&b, "uv", None).await;
+    let mut backend_after = a.text_client().await;
+    let mut raw = b.bound_client("ur").await;
+    a.wait_connections("uv", 1).await;
+    a.wait_connections("ur", 1).await;
+    let id_before = b.stats().await["cluster"]["node_id"].clone();
+    const PUSHES: u64 = 300;
+    let mut backend = a.text_client().await;
+    let pusher = tokio::spawn(async move {
+        let mut answered_ok = Vec::new();
+        for seq in 0..PUSHES {
+            let answer = backend
+                .request(&format!(r#"{{"uid":"uv","seq":{seq}}}"#))
+                .await;
+            assert!(answer == "ok" || answer == "fail", "{answer}");
+            if answer == "ok" {
+                answered_ok.push(seq);
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        answered_ok
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let upgraded = b.ctl(&["upgrade"]).await;
+    assert_eq!(upgraded.status, 0, "{upgraded:?}");
+    let _new = crate::upgrade::NewProcess(crate::upgrade::new_pid(&upgraded.stdout));
+    assert_eq!(b.wait(STEP).await, Some(0));
+    let answered_ok = within(Duration::from_secs(60), "the pushes", pusher)
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    while let Some(frame) = page.recv_text_within(Duration::from_millis(500)).await {
+        if frame != "!gap" {
+            let (_, payload) = split(&frame);
+            let value: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            received.push(value["seq"].as_u64().unwrap());
+        }
+    }
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "once, in order: {received:?}"
+    );
+    let missing: Vec<&u64> = answered_ok
+        .iter()
+        .filter(|s| !received.contains(s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "answered ok, never received: {missing:?}"
+    );
+    assert!(answered_ok.len() > 200, "{answered_ok:?}");
+    // Same node, same presence: a and b see both uids online on it.
+    assert_eq!(b.stats().await["cluster"]["node_id"], id_before);
+    assert_eq!(a.connections("ur").await, 1);
+    assert_eq!(backend_after.request(r#"{"uid":"ur","n":1}"#).await, "ok");
+    assert_eq!(raw.recv_text().await, r#"{"uid":"ur","n":1}"#);
+}

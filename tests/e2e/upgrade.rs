@@ -30,7 +30,7 @@ pub fn new_pid(line: &str) -> i32 {
 /// Pushes `lines` through the text port one at a time, each answered `ok`;
 /// a connection that ends without an answer (an upgrade closes it after its
 /// request in flight) is opened again and the line sent again.
-async fn push_all(text: std::net::SocketAddr, lines: Vec<String>, pace: Duration) {
+pub async fn push_all(text: std::net::SocketAddr, lines: Vec<String>, pace: Duration) {
     let mut connection: Option<(BufReader<tokio::net::tcp::OwnedReadHalf>, _)> = None;
     for line in lines {
         loop {

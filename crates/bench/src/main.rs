@@ -190,8 +190,8 @@ enum Scenario {
         fault_every: Duration,
         /// The faults, in turn: term, kill, drain (a node: SIGTERM, SIGKILL, or
         /// `pushctl drain` then SIGTERM; started again each time), upgrade (a live
-        /// upgrade; single node), and in cluster mode pause, redis-restart,
-        /// subscriber-kill [default: term,kill,drain,upgrade on one node,
+        /// upgrade), and in cluster mode pause, redis-restart, subscriber-kill
+        /// [default: term,kill,drain,upgrade on one node,
         /// and in cluster mode every kind].
         #[arg(long, value_delimiter = ',', value_parser = promise::Fault::parse)]
         faults: Vec<promise::Fault>,
@@ -390,10 +390,7 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
                 nodes: *nodes,
                 redis_server: redis_server.clone(),
                 faults: match faults.as_slice() {
-                    [] if *nodes > 1 => (promise::Fault::ALL.iter())
-                        .map(|(_, f)| *f)
-                        .filter(|f| *f != promise::Fault::Upgrade)
-                        .collect(),
+                    [] if *nodes > 1 => promise::Fault::ALL.map(|(_, f)| f).into(),
                     [] => vec![
                         promise::Fault::Term,
                         promise::Fault::Kill,

@@ -184,6 +184,8 @@ struct Serving {
     listening: Vec<(ListenerKind, OwnedFd)>,
     /// The accept loops running now.
     accept_loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Cluster mode: the lease, subscriber and resumable tasks, while they run.
+    cluster_tasks: Option<std::sync::Mutex<Option<cluster::ClusterTasks>>>,
 }
 
 impl Serving {
@@ -252,6 +254,30 @@ impl Serving {
         for accept_loop in loops {
             let _ = accept_loop.await;
         }
+    }
+
+    /// Cluster mode: the running lease, subscriber and resumable tasks, taken.
+    fn take_cluster_tasks(&self) -> Option<cluster::ClusterTasks> {
+        let tasks = self.cluster_tasks.as_ref()?;
+        tasks.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Cluster mode: stops them without leaving (a live upgrade's new process
+    /// goes on as this node).
+    async fn pause_cluster(&self) {
+        if let (Some(cluster), Some(tasks)) = (&self.node.cluster, self.take_cluster_tasks()) {
+            cluster.pause(tasks).await;
+        }
+    }
+
+    /// Cluster mode: starts them again after [`Serving::pause_cluster`].
+    fn resume_cluster(&self) {
+        let (Some(cluster), Some(slot)) = (&self.node.cluster, &self.cluster_tasks) else {
+            return;
+        };
+        let registry = self.node.registry.clone();
+        let tasks = cluster.resume(registry, self.node.clone(), self.node.events.clone());
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(tasks);
     }
 
     /// Accepts again after [`Serving::stop_accepting`], on the kept duplicates.
@@ -369,7 +395,8 @@ pub async fn run(
     }
     let cluster = match &config.cluster {
         Some(settings) => {
-            let (cluster, inbox) = Cluster::new(settings, config.mailbox_limits())?;
+            let id = inherited.as_mut().and_then(|i| i.cluster_id.take());
+            let (cluster, inbox) = Cluster::new(settings, config.mailbox_limits(), id)?;
             Some((Arc::new(cluster), inbox, Arc::new(ChangedUids::default())))
         }
         None => None,
@@ -491,7 +518,7 @@ pub async fn run(
         let local = node.clone();
         let events = node.events.clone();
         let tasks = cluster.spawn(registry.clone(), changed, local, inbox, events, &tracker);
-        (cluster, tasks)
+        std::sync::Mutex::new(Some(tasks))
     });
     let serving = Serving {
         node: node.clone(),
@@ -516,6 +543,7 @@ pub async fn run(
             .dup()
             .context("cannot duplicate the listening sockets")?,
         accept_loops: std::sync::Mutex::default(),
+        cluster_tasks,
     };
     // Handed-over connections first: a push accepted before them would find
     // their uids away.
@@ -576,7 +604,7 @@ pub async fn run(
     info!(connections, "shutting down");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     // Out of the cluster first, so that nobody routes to connections about to close.
-    if let Some((cluster, tasks)) = cluster_tasks {
+    if let (Some(cluster), Some(tasks)) = (&node.cluster, serving.take_cluster_tasks()) {
         cluster.leave(tasks).await;
     }
     // Cancel first: a connection that registers after the walk below sees

@@ -305,7 +305,7 @@ pub enum Fault {
     SubscriberKill,
     /// A deploy: `pushctl drain` over a second, then SIGTERM and start again.
     Drain,
-    /// A live upgrade to the same binary (single node; cluster mode refuses it).
+    /// A live upgrade of a node to the same binary.
     Upgrade,
 }
 
@@ -358,8 +358,7 @@ impl Servers {
                 self.nodes[node].drain(Duration::from_secs(1)).await?;
                 self.nodes[node].restart(libc::SIGTERM).await
             }
-            (Fault::Upgrade, None) => self.nodes[node].upgrade().await,
-            (Fault::Upgrade, Some(_)) => bail!("a live upgrade is single-node only for now"),
+            (Fault::Upgrade, _) => self.nodes[node].upgrade().await,
             (Fault::Pause, Some(redis)) => {
                 let ms = if k.is_multiple_of(2) { 500 } else { 2_500 };
                 redis.command(&format!("CLIENT PAUSE {ms} WRITE")).await?;

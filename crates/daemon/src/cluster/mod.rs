@@ -109,6 +109,8 @@ pub(crate) struct Cluster {
     name: String,
     /// Unique id in Redis: name, pid and start time, so a restarted node is a new node.
     id: String,
+    /// It goes on from another process's id (a live upgrade).
+    taken_over: bool,
     /// The Redis URL without credentials, for `stats`.
     redis_display: String,
     keys: Keys,
@@ -163,9 +165,12 @@ pub(crate) struct Partial<T> {
 
 impl Cluster {
     /// Prepares the link; connects lazily, so a node starts even while Redis is down.
+    /// `id`: the node id of the process this one took over from (a live
+    /// upgrade keeps it, and with it the node's presence and lease).
     pub(crate) fn new(
         config: &ClusterConfig,
         mailbox: Option<MailboxLimits>,
+        id: Option<String>,
     ) -> anyhow::Result<(Self, PresenceInbox)> {
         let client = redis::Client::open(config.url.as_str())
             .with_context(|| format!("--cluster: invalid Redis URL {:?}", redacted(&config.url)))?;
@@ -179,7 +184,10 @@ impl Cluster {
         let started = crate::core::ids::boot_ms();
         let (presence, presence_rx) = mpsc::channel(64);
         let cluster = Cluster {
-            id: format!("{}-{}-{started:x}", config.node_name, std::process::id()),
+            taken_over: id.is_some(),
+            id: id.unwrap_or_else(|| {
+                format!("{}-{}-{started:x}", config.node_name, std::process::id())
+            }),
             name: config.node_name.clone(),
             redis_display: redacted(&config.url),
             keys: Keys::new(&config.prefix),
@@ -222,16 +230,57 @@ impl Cluster {
             events.clone(),
             inbox.0,
         ));
+        // Taken over: the connections were served by the old process's subscription.
+        self.spawn_linked(tasks, registry, local, events, self.taken_over)
+    }
+
+    /// Starts the lease, the subscriber and the resumable keeper as `tasks`.
+    /// `catch_up_at_start`: the node's `pushd.v2` connections are caught up at
+    /// the first subscription too (they were served by another subscription).
+    fn spawn_linked(
+        self: &Arc<Self>,
+        tasks: ClusterTasks,
+        registry: Arc<Registry>,
+        local: Arc<dyn Local>,
+        events: Arc<Events>,
+        catch_up_at_start: bool,
+    ) -> ClusterTasks {
         let token = tasks.token.clone();
         (tasks.tracker).spawn(resumable::run(
             self.clone(),
             registry.clone(),
             token.clone(),
         ));
-        (tasks.tracker).spawn(subscriber::run(self.clone(), registry, local, token));
+        let subscriber = subscriber::run(self.clone(), registry, local, token, catch_up_at_start);
+        (tasks.tracker).spawn(subscriber);
         (tasks.tracker).spawn(lease::run(self.clone(), events, tasks.token.clone()));
         tasks.tracker.close();
         tasks
+    }
+
+    /// A live upgrade: stops the lease, the subscriber and the resumable
+    /// keeper without leaving (the new process goes on with this node's id,
+    /// presence and lease; the presence writer stays, with nothing to write
+    /// once the registry is frozen).
+    pub(crate) async fn pause(&self, tasks: ClusterTasks) {
+        tasks.token.cancel();
+        let _ = tokio::time::timeout(self.timeout, tasks.tracker.wait()).await;
+    }
+
+    /// After [`Cluster::pause`], when the upgrade did not happen: starts them
+    /// again, catching the `pushd.v2` connections up on what the bus brought
+    /// meanwhile.
+    pub(crate) fn resume(
+        self: &Arc<Self>,
+        registry: Arc<Registry>,
+        local: Arc<dyn Local>,
+        events: Arc<Events>,
+    ) -> ClusterTasks {
+        let tasks = ClusterTasks {
+            token: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        self.spawn_linked(tasks, registry, local, events, true)
     }
 
     /// `--node-name`.

@@ -29,6 +29,7 @@ pub async fn run(
     registry: Arc<Registry>,
     local: Arc<dyn Local>,
     token: CancellationToken,
+    catch_up_at_start: bool,
 ) {
     let channels = [cluster.keys.all(), cluster.keys.inbox(&cluster.id)];
     let mut delay = RETRY.0;
@@ -46,6 +47,10 @@ pub async fn run(
                 cluster.subscribed.store(true, Ordering::Relaxed);
                 if ever_subscribed {
                     warn!("cluster: resubscribed to Redis");
+                }
+                // A subscription that follows another (of this process's, or of
+                // the one it took over from) catches the pushd.v2 connections up.
+                if ever_subscribed || catch_up_at_start {
                     let (done, _) = oneshot::channel();
                     let _ = cluster.presence.try_send(PresenceCommand::Resync(done));
                     if cluster.mailbox_on() {

@@ -20,6 +20,8 @@ pub struct Inherited {
     pub(crate) listeners: Vec<(ListenerKind, OwnedFd)>,
     pub(crate) saved: Saved,
     pub(crate) connections: Vec<(HandedConn, OwnedFd)>,
+    /// Cluster mode: the node id to go on with.
+    pub(crate) cluster_id: Option<String>,
     channel: UnixStream,
 }
 
@@ -60,6 +62,7 @@ fn receive(channel: UnixStream) -> anyhow::Result<Inherited> {
         listeners: Vec::new(),
         saved: Saved::default(),
         connections: Vec::new(),
+        cluster_id: None,
         channel,
     };
     loop {
@@ -70,6 +73,7 @@ fn receive(channel: UnixStream) -> anyhow::Result<Inherited> {
                 inherited.listeners.extend(kinds.into_iter().zip(fds));
             }
             Message::State(saved) => inherited.saved = saved,
+            Message::NodeId(id) => inherited.cluster_id = Some(id),
             Message::Connections(connections) if connections.len() == fds.len() => {
                 inherited
                     .connections

@@ -70,13 +70,6 @@ pub(crate) async fn run(
     config: &Config,
     binary: Option<PathBuf>,
 ) -> Result<Upgraded, String> {
-    if serving.node.cluster.is_some() {
-        return Err(
-            "a live upgrade is not available in cluster mode yet: drain the node \
-                    (pushctl drain), then restart it"
-                .into(),
-        );
-    }
     let binary = match binary {
         Some(binary) => binary,
         None => started_from().map_err(|err| format!("cannot find pushd's own binary: {err}"))?,
@@ -119,6 +112,10 @@ pub(crate) async fn run(
     if serving.node.secrets.tls().is_some() {
         drain_tls(serving).await;
     }
+    // Cluster mode: off the bus, without leaving (pushes routed here meanwhile
+    // find no subscriber: a confirmed one answers fail, a pushd.v2 one is in its
+    // uid's stream, where the new process catches its connections up).
+    serving.pause_cluster().await;
     let ws = &serving.ws_server;
     let frozen = freeze(serving).await;
     let saved = serving.node.registry.freeze();
@@ -148,6 +145,7 @@ pub(crate) async fn run(
         Err(why) => {
             serving.node.registry.thaw();
             ws.handover.thaw();
+            serving.resume_cluster();
             if let Err(err) = serving.accept_again() {
                 warn!(%err, "cannot accept again after a failed upgrade");
             }
@@ -280,6 +278,7 @@ async fn send_everything(
         .map(|(kind, fd)| Ok((*kind, fd.try_clone()?)))
         .collect::<io::Result<_>>()?;
     let registry = &serving.node.registry;
+    let node_id = serving.node.cluster.as_ref().map(|c| c.id().to_owned());
     let now_ms = serving.node.clock.now_ms();
     // Each socket goes as its handle's descriptor (the message carries a copy).
     let connections: Vec<(HandedConn, Frozen)> = frozen
@@ -315,6 +314,9 @@ async fn send_everything(
         let fds: Vec<RawFd> = listening.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
         wire::send(channel, &Message::Listeners(kinds), &fds)?;
         wire::send(channel, &Message::State(saved), &[])?;
+        if let Some(id) = node_id {
+            wire::send(channel, &Message::NodeId(id), &[])?;
+        }
         let mut connections = connections;
         while !connections.is_empty() {
             let rest = connections.split_off(connections.len().min(MAX_FDS));

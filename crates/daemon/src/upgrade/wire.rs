@@ -41,6 +41,9 @@ pub(crate) enum Message {
     Listeners(Vec<ListenerKind>),
     /// Old to new: mailboxes, copies, bans, id position.
     State(Saved),
+    /// Old to new, in cluster mode: the node's id in Redis, which the new
+    /// process keeps (and with it the node's presence and lease).
+    NodeId(String),
     /// Old to new: plain WebSocket connections, descriptors in this order.
     Connections(Vec<HandedConn>),
     /// Old to new: nothing more.
