@@ -645,13 +645,17 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__upgrade)
-            opts="-h --binary --socket --json --help"
+            opts="-h --binary --or-drain --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --binary)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --or-drain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -98,6 +98,7 @@ complete -c pushctl -n "__fish_pushctl_using_subcommand drain" -l socket -d 'Adm
 complete -c pushctl -n "__fish_pushctl_using_subcommand drain" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand drain" -s h -l help -d 'Print help'
 complete -c pushctl -n "__fish_pushctl_using_subcommand upgrade" -l binary -d 'The new binary [default: the path pushd was started from, read again]' -r -F
+complete -c pushctl -n "__fish_pushctl_using_subcommand upgrade" -l or-drain -d 'If the new binary speaks another hand-over format (it cannot take this one\'s connections), drain this node over DUR instead, as `pushctl drain` does; then restart it with the new binary. At most 1 day' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand upgrade" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand upgrade" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand upgrade" -s h -l help -d 'Print help'

@@ -204,3 +204,45 @@ async fn sigusr2_upgrades_to_the_binary_pushd_was_started_from() {
     assert_eq!(backend.request(r#"{"uid":"u","n":1}"#).await, "ok");
     assert_eq!(page.recv_text().await, r#"{"uid":"u","n":1}"#);
 }
+
+/// A stand-in for a pushd of another hand-over format: says hello in format
+/// 99 (postcard: variant 0, then format, version, pid as varints) and exits.
+const OTHER_FORMAT: &str = r#"#!/usr/bin/env python3
+import os, socket, struct
+def varint(n):
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+channel = socket.socket(fileno=int(os.environ["PUSHD_UPGRADE_FD"]))
+version = b"9.9.9"
+body = varint(0) + varint(99) + varint(len(version)) + version + varint(os.getpid())
+channel.sendall(struct.pack("<IB", len(body), 0) + body)
+channel.recv(4096)
+"#;
+
+/// A new binary that speaks another hand-over format is refused, cleanly:
+/// the old pushd serves on with nothing closed, unless the operator asked to
+/// drain instead (`--or-drain`), which closes every connection with 1012.
+#[tokio::test]
+async fn a_new_binary_of_another_format_is_refused_and_a_drain_only_if_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("pushd-9.9.9");
+    std::fs::write(&fake, OTHER_FORMAT).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = fake.to_str().unwrap();
+    let pushd = Pushd::start(&[]).await;
+    let mut page = pushd.bound_client("p").await;
+    let refused = pushd.ctl(&["upgrade", "--binary", fake]).await;
+    assert_eq!(refused.status, 1, "{refused:?}");
+    assert!(refused.stderr.contains("format 99"), "{refused:?}");
+    assert_eq!(pushd.ctl(&["send", "p", "still here"]).await.status, 0);
+    assert_eq!(page.recv_text().await, "still here");
+    let drained = pushd.ctl(&["upgrade", "--binary", fake, "--or-drain", "500ms"]).await;
+    assert_eq!(drained.status, 1, "{drained:?}");
+    assert_eq!(drained.stdout.trim(), "drained instead: closed 1 connection; restart pushd");
+    assert_eq!(page.closed(STEP).await.code, Some(1012));
+}

@@ -99,6 +99,7 @@ pub async fn upgrade(
     let mut admin = pushd_ctl::client::Client::connect(&common.socket).await?;
     let request = pushd_proto::admin::Request::Upgrade {
         binary: binary.map(|b| b.to_string_lossy().into_owned()),
+        drain_if_refused_ms: None,
     };
     let answer = admin
         .request_within(request, Duration::from_secs(120))

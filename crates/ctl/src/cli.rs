@@ -175,6 +175,11 @@ pub enum Command {
         /// The new binary [default: the path pushd was started from, read again].
         #[arg(long, value_name = "PATH")]
         binary: Option<std::path::PathBuf>,
+        /// If the new binary speaks another hand-over format (it cannot take
+        /// this one's connections), drain this node over DUR instead, as
+        /// `pushctl drain` does; then restart it with the new binary. At most 1 day.
+        #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+        or_drain: Option<std::time::Duration>,
     },
     /// Mint a token for UID (for `pushd --auth token`), signed with the
     /// secret in --secret-file. Needs no running daemon.

@@ -93,7 +93,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         }
         Command::Reload => cmd::reload::run(&mut client, json, out).await,
         Command::Drain { over } => cmd::drain::run(&mut client, over, json, out).await,
-        Command::Upgrade { binary } => cmd::upgrade::run(&mut client, binary, json, out).await,
+        Command::Upgrade { binary, or_drain } => {
+            cmd::upgrade::run(&mut client, binary, or_drain, json, out).await
+        }
         Command::Events { types } => cmd::events::run(&mut client, types, json, out).await,
         Command::Token { .. } => unreachable!("handled before connecting"),
         Command::Watch {

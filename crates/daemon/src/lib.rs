@@ -588,9 +588,9 @@ pub async fn run(
                 tokio::time::sleep(upgrade::old::LINGER).await;
                 std::process::exit(0);
             }
-            Err(why) => {
-                warn!(%why, "upgrade failed; this pushd keeps serving");
-                request.answer(Err(why));
+            Err(failed) => {
+                warn!(why = %failed.reason, "upgrade failed; this pushd keeps serving");
+                request.answer(Err(failed));
             }
         }
     }

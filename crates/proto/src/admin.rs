@@ -120,6 +120,11 @@ pub enum Request {
         /// The new binary.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         binary: Option<String>,
+        /// When the new binary speaks another hand-over format: drain this
+        /// node over this many milliseconds instead (then restart it), as
+        /// [`Request::Drain`] does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drain_if_refused_ms: Option<u64>,
     },
     /// Stream presence events ([`Response::Events`], then one JSON event per
     /// line until the client hangs up); this node's, as it sees them.
@@ -262,6 +267,9 @@ pub enum Response {
     UpgradeFailed {
         /// Why.
         reason: String,
+        /// With `drain_if_refused_ms`, when it applied: the connections drained.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drained: Option<u64>,
     },
 }
 

@@ -96,6 +96,7 @@ impl Node {
         let mut client = pushd_ctl::client::Client::connect(&self.socket).await?;
         let request = pushd_proto::admin::Request::Upgrade {
             binary: Some(self.binary.to_string_lossy().into_owned()),
+            drain_if_refused_ms: None,
         };
         let answer = client
             .request_within(request, Duration::from_secs(60))

@@ -19,9 +19,13 @@ const LIMIT: Duration = Duration::from_secs(60);
 pub async fn run(
     client: &mut Client,
     binary: Option<PathBuf>,
+    or_drain: Option<Duration>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Answer, CtlError> {
+    if or_drain.is_some_and(|over| over > super::drain::MAX_WINDOW) {
+        return Err(CtlError::Usage("--or-drain: at most 1 day".into()));
+    }
     let binary = match binary {
         // pushd starts it from its own directory: a relative path would mislead.
         Some(binary) => Some(
@@ -32,8 +36,12 @@ pub async fn run(
     };
     let request = Request::Upgrade {
         binary: binary.map(|path| path.to_string_lossy().into_owned()),
+        drain_if_refused_ms: or_drain.map(|over| over.as_millis() as u64),
     };
-    match client.request_within(request, LIMIT).await? {
+    match client
+        .request_within(request, LIMIT + or_drain.unwrap_or_default())
+        .await?
+    {
         Response::Upgraded(upgraded) => {
             let UpgradeInfo {
                 old_pid,
@@ -60,11 +68,22 @@ pub async fn run(
             }
             Ok(Answer::Positive)
         }
-        Response::UpgradeFailed { reason } => {
+        Response::UpgradeFailed { reason, drained } => {
             if json {
-                print_json(out, &json!({ "upgraded": false, "reason": reason }))?;
+                let failed = json!({ "upgraded": false, "reason": reason, "drained": drained });
+                print_json(out, &failed)?;
             }
-            eprintln!("pushctl: upgrade failed: {reason}; pushd serves on");
+            match drained {
+                Some(closed) => {
+                    eprintln!("pushctl: upgrade refused: {reason}");
+                    let s = if closed == 1 { "" } else { "s" };
+                    writeln!(
+                        out,
+                        "drained instead: closed {closed} connection{s}; restart pushd"
+                    )?;
+                }
+                None => eprintln!("pushctl: upgrade failed: {reason}; pushd serves on"),
+            }
             Ok(Answer::Negative)
         }
         _ => Err(CtlError::Protocol("expected an upgrade answer".into())),

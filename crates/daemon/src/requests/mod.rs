@@ -46,6 +46,10 @@ pub(crate) fn check(request: &Request) -> Result<(), String> {
         }
         Request::Drain {
             over_ms: Some(over_ms),
+        }
+        | Request::Upgrade {
+            drain_if_refused_ms: Some(over_ms),
+            ..
         } if *over_ms > crate::drain::LONGEST_WINDOW.as_millis() as u64 => {
             Err("a drain's window is at most 1 day".into())
         }
@@ -103,7 +107,10 @@ fn dispatch(node: &Arc<Node>, request: Request, asker: Asker) -> Answer {
         Request::ClearMailboxes { uids } => mailbox::handle_clear(node, asker, uids),
         Request::Reload => reload::handle(node, asker),
         Request::Drain { over_ms } => drain::handle(node, asker, over_ms),
-        Request::Upgrade { binary } => upgrade::handle(node, asker, binary),
+        Request::Upgrade {
+            binary,
+            drain_if_refused_ms,
+        } => upgrade::handle(node, asker, binary, drain_if_refused_ms),
         // A stream, not a reply: the admin adapter serves it.
         Request::Events { .. } => ready(ReplyLine::error(
             "events is a stream; ask for it first on a connection",

@@ -3,6 +3,7 @@
 //! is clear that it will not. This node only.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use pushd_proto::admin::{ReplyLine, Response, UpgradeInfo};
 
@@ -10,7 +11,12 @@ use super::{Answer, Asker};
 use crate::node::Node;
 use crate::upgrade::Request;
 
-pub(super) fn handle(node: Arc<Node>, asker: Asker, binary: Option<String>) -> Answer {
+pub(super) fn handle(
+    node: Arc<Node>,
+    asker: Asker,
+    binary: Option<String>,
+    drain_if_refused_ms: Option<u64>,
+) -> Answer {
     super::operator_only(asker, async move {
         let (request, outcome) = Request::new(binary.map(Into::into));
         if node.upgrades.send(request).await.is_err() {
@@ -25,7 +31,23 @@ pub(super) fn handle(node: Arc<Node>, asker: Asker, binary: Option<String>) -> A
                 connections: upgraded.connections,
                 took_ms: upgraded.took.as_millis() as u64,
             }))),
-            Ok(Err(reason)) => ReplyLine::ok(Response::UpgradeFailed { reason }),
+            Ok(Err(failed)) => {
+                // A new binary that cannot take over this one's state: the
+                // operator asked to drain instead, before a restart.
+                let over = drain_if_refused_ms.filter(|_| failed.refused);
+                let drained = match over {
+                    Some(ms) => Some(
+                        crate::drain::run(&node, Some(Duration::from_millis(ms)))
+                            .await
+                            .closed,
+                    ),
+                    None => None,
+                };
+                ReplyLine::ok(Response::UpgradeFailed {
+                    reason: failed.reason,
+                    drained,
+                })
+            }
             Err(_) => ReplyLine::error("pushd is stopping"),
         }
     })

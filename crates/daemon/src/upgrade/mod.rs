@@ -11,21 +11,21 @@ use std::path::PathBuf;
 
 use tokio::sync::oneshot;
 
-pub(crate) use old::Upgraded;
+pub(crate) use old::{Failed, Upgraded};
 
 /// An upgrade asked for (`pushctl upgrade`, or SIGUSR2 with no one to answer).
 #[derive(Debug)]
 pub(crate) struct Request {
     /// The binary to start; by default the one this process was started from.
     pub(crate) binary: Option<PathBuf>,
-    answer: Option<oneshot::Sender<Result<Upgraded, String>>>,
+    answer: Option<oneshot::Sender<Result<Upgraded, Failed>>>,
 }
 
 impl Request {
     /// An upgrade whose outcome `answer` receives.
     pub(crate) fn new(
         binary: Option<PathBuf>,
-    ) -> (Self, oneshot::Receiver<Result<Upgraded, String>>) {
+    ) -> (Self, oneshot::Receiver<Result<Upgraded, Failed>>) {
         let (answer, outcome) = oneshot::channel();
         let request = Request {
             binary,
@@ -43,7 +43,7 @@ impl Request {
     }
 
     /// Tells whoever asked.
-    pub(crate) fn answer(self, outcome: Result<Upgraded, String>) {
+    pub(crate) fn answer(self, outcome: Result<Upgraded, Failed>) {
         if let Some(answer) = self.answer {
             let _ = answer.send(outcome);
         }

@@ -63,13 +63,32 @@ pub(crate) struct Upgraded {
     pub(crate) took: Duration,
 }
 
+/// Why an upgrade did not happen (this process serves on).
+#[derive(Debug, Clone)]
+pub(crate) struct Failed {
+    /// For a person.
+    pub(crate) reason: String,
+    /// The new binary speaks another hand-over format: a drain, then a
+    /// restart, is the way to it.
+    pub(crate) refused: bool,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Self {
+        Failed {
+            reason,
+            refused: false,
+        }
+    }
+}
+
 /// Carries out one upgrade; `Err` says why the new process did not take
 /// over (and this one serves on).
 pub(crate) async fn run(
     serving: &Serving,
     config: &Config,
     binary: Option<PathBuf>,
-) -> Result<Upgraded, String> {
+) -> Result<Upgraded, Failed> {
     let binary = match binary {
         Some(binary) => binary,
         None => started_from().map_err(|err| format!("cannot find pushd's own binary: {err}"))?,
@@ -91,6 +110,7 @@ pub(crate) async fn run(
             format!("the new pushd did not say hello: {err}"),
         )
     })?;
+    let other_format = matches!(hello, Message::Hello { format, .. } if format != FORMAT);
     let new_version = match greeted(hello) {
         Ok(version) => version,
         Err(reason) => {
@@ -99,7 +119,10 @@ pub(crate) async fn run(
                 reason: reason.clone(),
             };
             let _ = wire::send(&channel, &refused, &[]);
-            return Err(give_up(&mut child, reason));
+            return Err(Failed {
+                reason: give_up(&mut child, reason),
+                refused: other_format,
+            });
         }
     };
 
@@ -149,7 +172,7 @@ pub(crate) async fn run(
             if let Err(err) = serving.accept_again() {
                 warn!(%err, "cannot accept again after a failed upgrade");
             }
-            Err(give_up(&mut child, why))
+            Err(give_up(&mut child, why).into())
         }
     }
 }
