@@ -241,8 +241,13 @@ async fn a_new_binary_of_another_format_is_refused_and_a_drain_only_if_asked() {
     assert!(refused.stderr.contains("format 99"), "{refused:?}");
     assert_eq!(pushd.ctl(&["send", "p", "still here"]).await.status, 0);
     assert_eq!(page.recv_text().await, "still here");
-    let drained = pushd.ctl(&["upgrade", "--binary", fake, "--or-drain", "500ms"]).await;
+    let drained = pushd
+        .ctl(&["upgrade", "--binary", fake, "--or-drain", "500ms"])
+        .await;
     assert_eq!(drained.status, 1, "{drained:?}");
-    assert_eq!(drained.stdout.trim(), "drained instead: closed 1 connection; restart pushd");
+    assert_eq!(
+        drained.stdout.trim(),
+        "drained instead: closed 1 connection; restart pushd"
+    );
     assert_eq!(page.closed(STEP).await.code, Some(1012));
 }
