@@ -28,6 +28,12 @@ _pushctl() {
             pushctl,events)
                 cmd="pushctl__subcmd__events"
                 ;;
+            pushctl,group)
+                cmd="pushctl__subcmd__group"
+                ;;
+            pushctl,groups)
+                cmd="pushctl__subcmd__groups"
+                ;;
             pushctl,help)
                 cmd="pushctl__subcmd__help"
                 ;;
@@ -64,6 +70,42 @@ _pushctl() {
             pushctl,watch)
                 cmd="pushctl__subcmd__watch"
                 ;;
+            pushctl__subcmd__group,add)
+                cmd="pushctl__subcmd__group__subcmd__add"
+                ;;
+            pushctl__subcmd__group,drop)
+                cmd="pushctl__subcmd__group__subcmd__drop"
+                ;;
+            pushctl__subcmd__group,help)
+                cmd="pushctl__subcmd__group__subcmd__help"
+                ;;
+            pushctl__subcmd__group,list)
+                cmd="pushctl__subcmd__group__subcmd__list"
+                ;;
+            pushctl__subcmd__group,members)
+                cmd="pushctl__subcmd__group__subcmd__members"
+                ;;
+            pushctl__subcmd__group,remove)
+                cmd="pushctl__subcmd__group__subcmd__remove"
+                ;;
+            pushctl__subcmd__group__subcmd__help,add)
+                cmd="pushctl__subcmd__group__subcmd__help__subcmd__add"
+                ;;
+            pushctl__subcmd__group__subcmd__help,drop)
+                cmd="pushctl__subcmd__group__subcmd__help__subcmd__drop"
+                ;;
+            pushctl__subcmd__group__subcmd__help,help)
+                cmd="pushctl__subcmd__group__subcmd__help__subcmd__help"
+                ;;
+            pushctl__subcmd__group__subcmd__help,list)
+                cmd="pushctl__subcmd__group__subcmd__help__subcmd__list"
+                ;;
+            pushctl__subcmd__group__subcmd__help,members)
+                cmd="pushctl__subcmd__group__subcmd__help__subcmd__members"
+                ;;
+            pushctl__subcmd__group__subcmd__help,remove)
+                cmd="pushctl__subcmd__group__subcmd__help__subcmd__remove"
+                ;;
             pushctl__subcmd__help,bans)
                 cmd="pushctl__subcmd__help__subcmd__bans"
                 ;;
@@ -75,6 +117,12 @@ _pushctl() {
                 ;;
             pushctl__subcmd__help,events)
                 cmd="pushctl__subcmd__help__subcmd__events"
+                ;;
+            pushctl__subcmd__help,group)
+                cmd="pushctl__subcmd__help__subcmd__group"
+                ;;
+            pushctl__subcmd__help,groups)
+                cmd="pushctl__subcmd__help__subcmd__groups"
                 ;;
             pushctl__subcmd__help,help)
                 cmd="pushctl__subcmd__help__subcmd__help"
@@ -112,6 +160,21 @@ _pushctl() {
             pushctl__subcmd__help,watch)
                 cmd="pushctl__subcmd__help__subcmd__watch"
                 ;;
+            pushctl__subcmd__help__subcmd__group,add)
+                cmd="pushctl__subcmd__help__subcmd__group__subcmd__add"
+                ;;
+            pushctl__subcmd__help__subcmd__group,drop)
+                cmd="pushctl__subcmd__help__subcmd__group__subcmd__drop"
+                ;;
+            pushctl__subcmd__help__subcmd__group,list)
+                cmd="pushctl__subcmd__help__subcmd__group__subcmd__list"
+                ;;
+            pushctl__subcmd__help__subcmd__group,members)
+                cmd="pushctl__subcmd__help__subcmd__group__subcmd__members"
+                ;;
+            pushctl__subcmd__help__subcmd__group,remove)
+                cmd="pushctl__subcmd__help__subcmd__group__subcmd__remove"
+                ;;
             *)
                 ;;
         esac
@@ -119,7 +182,7 @@ _pushctl() {
 
     case "${cmd}" in
         pushctl)
-            opts="-h -V --socket --json --help --version list kick send broadcast online stats watch unban mailbox bans events reload drain upgrade token help"
+            opts="-h -V --socket --json --help --version list kick send group groups broadcast online stats watch unban mailbox bans events reload drain upgrade token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -216,8 +279,236 @@ _pushctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pushctl__subcmd__group)
+            opts="-h --socket --json --help add remove drop members list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__add)
+            opts="-h --ttl --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__drop)
+            opts="-h --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__help)
+            opts="add remove drop members list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__help__subcmd__drop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__help__subcmd__members)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__list)
+            opts="-h --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__members)
+            opts="-h --online --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__group__subcmd__remove)
+            opts="-h --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__groups)
+            opts="-h --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pushctl__subcmd__help)
-            opts="list kick send broadcast online stats watch unban mailbox bans events reload drain upgrade token help"
+            opts="list kick send group groups broadcast online stats watch unban mailbox bans events reload drain upgrade token help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,6 +564,104 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__help__subcmd__events)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__group)
+            opts="add remove drop members list"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__group__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__group__subcmd__drop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__group__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__group__subcmd__members)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__group__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pushctl__subcmd__help__subcmd__groups)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -455,12 +844,16 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__kick)
-            opts="-h --idle-over --ban --reason --socket --json --help"
+            opts="-h --group --idle-over --ban --reason --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --idle-over)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -565,12 +958,16 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__send)
-            opts="-h --transient --socket --json --help"
+            opts="-h --group --transient --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -23,7 +23,7 @@ _pushd() {
 
     case "${cmd}" in
         pushd)
-            opts="-h -V --ws-listen --text-listen --max-text-connections --text-idle-timeout --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --auth-public-key-file --tls-cert --tls-key --trusted-proxy --proxy-protocol --handshake-timeout --drain --state-file --metrics-listen --http-listen --http-token-file --max-http-connections --http-idle-timeout --offline-grace --webhook --webhook-secret-file --log-format --bind-timeout --mailbox-ttl --mailbox-size --mailbox-memory --cluster --cluster-prefix --node-name --cluster-lease --cluster-timeout --text-confirm --help --version"
+            opts="-h -V --ws-listen --text-listen --max-text-connections --text-idle-timeout --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --auth-public-key-file --tls-cert --tls-key --trusted-proxy --proxy-protocol --handshake-timeout --drain --max-groups-per-uid --max-memberships --state-file --metrics-listen --http-listen --http-token-file --max-http-connections --http-idle-timeout --offline-grace --webhook --webhook-secret-file --log-format --bind-timeout --mailbox-ttl --mailbox-size --mailbox-memory --cluster --cluster-prefix --node-name --cluster-lease --cluster-timeout --text-confirm --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -122,6 +122,14 @@ _pushd() {
                     return 0
                     ;;
                 --drain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-groups-per-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-memberships)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -13,6 +13,7 @@ mod cluster_harness;
 mod deploy;
 mod edge;
 mod events;
+mod groups;
 mod hostile;
 mod lifecycle;
 mod limits;

@@ -188,7 +188,11 @@ fn serve_text(stream: TcpStream, uids: &Uids) {
         }
         let text = line.trim_end_matches(['\n', '\r']);
         let delivered = match pushd_proto::text::parse_push_line(text) {
-            Ok(push) => deliver(uids, Some(&push.uid), &frame(text.as_bytes())),
+            Ok(push) => match push.uid() {
+                Some(uid) => deliver(uids, Some(uid.as_str()), &frame(text.as_bytes())),
+                // The floor knows no groups.
+                None => 0,
+            },
             Err(_) => 0,
         };
         replies.extend_from_slice(if delivered > 0 { b"ok\n" } else { b"fail\n" });
@@ -222,6 +226,7 @@ fn serve_admin(stream: UnixStream, uids: &Uids) {
                     uids: map.len() as u64,
                     text_connections: 0,
                     bans: 0,
+                    group_memberships: 0,
                     mailbox: MailboxTotals::default(),
                     event_subscribers: 0,
                     counters: Default::default(),

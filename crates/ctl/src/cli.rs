@@ -63,15 +63,34 @@ pub enum Command {
                             pushctl send --transient 42 typing || echo 'user 42 is offline'"
     )]
     Send {
-        /// The addressed uid.
+        /// The addressed uid (with --group, the message instead).
         #[arg(allow_hyphen_values = true)]
         uid: String,
         /// The message; `-` reads it from stdin (one trailing newline is dropped).
-        #[arg(allow_hyphen_values = true)]
-        message: String,
+        #[arg(allow_hyphen_values = true, required_unless_present = "group")]
+        message: Option<String>,
+        /// Push to every member of GROUP instead of one uid: `pushctl send --group
+        /// GROUP MESSAGE` (exit 0 when delivered or queued for any member).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
         /// Deliver now or not at all: never keep it in the mailbox of an offline uid.
         #[arg(long)]
         transient: bool,
+    },
+    /// Groups of uids: membership belongs to the uid and outlives its
+    /// connections; a push to a group reaches every connection of every member.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  pushctl group add team-7 42 43 44\n  \
+                      pushctl group add trial 42 --ttl 1h\n  \
+                      pushctl send --group team-7 '{\"text\":\"standup\"}'"
+    )]
+    Group(GroupCommand),
+    /// The groups UID belongs to (exit 1 when none).
+    Groups {
+        /// The uid.
+        #[arg(allow_hyphen_values = true)]
+        uid: String,
     },
     /// Push MESSAGE as one text frame to every bound connection.
     #[command(
@@ -221,16 +240,60 @@ pub enum SortKey {
     Conns,
 }
 
+/// `pushctl group ...`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Make the UIDs members of GROUP (a member's TTL is refreshed). Exit 1 when
+    /// a uid was refused (--max-groups-per-uid, --max-memberships).
+    Add {
+        /// The group (named like a uid).
+        group: String,
+        /// The uids.
+        #[arg(required = true)]
+        uids: Vec<String>,
+        /// The memberships end after DUR (e.g. 1h).
+        #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// End the UIDs' memberships of GROUP (exit 1 when none was a member).
+    Remove {
+        /// The group.
+        group: String,
+        /// The uids.
+        #[arg(required = true)]
+        uids: Vec<String>,
+    },
+    /// Remove GROUP with all its members (exit 1 when it had none).
+    Drop {
+        /// The group.
+        group: String,
+    },
+    /// GROUP's members: UID, CONNS, EXPIRES (exit 1 when it has none).
+    Members {
+        /// The group.
+        group: String,
+        /// Only the members with a connection.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Every group: GROUP, MEMBERS, ONLINE.
+    List,
+}
+
 /// Arguments of `pushctl kick`.
 #[derive(Debug, Args)]
 pub struct KickArgs {
     /// The uids to kick.
     #[arg(
         value_name = "UID",
-        required_unless_present = "idle_over",
-        conflicts_with = "idle_over"
+        required_unless_present_any = ["idle_over", "group"],
+        conflicts_with_all = ["idle_over", "group"]
     )]
     pub uids: Vec<String>,
+
+    /// Kick every member of GROUP.
+    #[arg(long, value_name = "GROUP", conflicts_with = "idle_over")]
+    pub group: Option<String>,
 
     /// Kick every connection (bound or not) idle for longer than DUR (e.g. 10m).
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
@@ -375,11 +438,24 @@ mod tests {
         let Command::Send { uid, message, .. } = parse(&["send", "-5", "-x"]).command else {
             panic!()
         };
-        assert_eq!((uid.as_str(), message.as_str()), ("-5", "-x"));
+        assert_eq!((uid.as_str(), message.as_deref()), ("-5", Some("-x")));
         let Command::Send { message, .. } = parse(&["send", "42", "--", "-x"]).command else {
             panic!()
         };
-        assert_eq!(message, "-x");
+        assert_eq!(message.as_deref(), Some("-x"));
+        let Command::Send {
+            uid,
+            message,
+            group,
+            ..
+        } = parse(&["send", "--group", "g", "-x"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (uid.as_str(), message, group.as_deref()),
+            ("-x", None, Some("g"))
+        );
         let cli = parse(&["kick", "-5", "-6", "--reason", "bye", "--json"]);
         let Command::Kick(kick) = cli.command else {
             panic!()
@@ -404,8 +480,8 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (uid.as_str(), message.as_str(), cli.json),
-            ("-5", "-", true)
+            (uid.as_str(), message.as_deref(), cli.json),
+            ("-5", Some("-"), true)
         );
         let Command::Token { uid, .. } = parse(&["token", "-5", "--secret-file", "s"]).command
         else {

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, GroupCommand};
 use crate::client::Client;
 use crate::cmd::Answer;
 use crate::error::CtlError;
@@ -78,8 +78,34 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         Command::Send {
             uid,
             message,
+            group,
             transient,
-        } => cmd::push::send(&mut client, &uid, message, transient, json, out).await,
+        } => match (group, message) {
+            (Some(group), None) => {
+                // With --group the one value is the message.
+                cmd::group::send(&mut client, &group, uid, transient, json, out).await
+            }
+            (None, Some(message)) => {
+                cmd::push::send(&mut client, &uid, message, transient, json, out).await
+            }
+            _ => Err(CtlError::Usage(
+                "send: give UID MESSAGE, or --group GROUP MESSAGE".into(),
+            )),
+        },
+        Command::Group(GroupCommand::Add { group, uids, ttl }) => {
+            cmd::group::add(&mut client, &group, &uids, ttl, json, out).await
+        }
+        Command::Group(GroupCommand::Remove { group, uids }) => {
+            cmd::group::remove(&mut client, &group, &uids, json, out).await
+        }
+        Command::Group(GroupCommand::Drop { group }) => {
+            cmd::group::drop_group(&mut client, &group, json, out).await
+        }
+        Command::Group(GroupCommand::Members { group, online }) => {
+            cmd::group::members(&mut client, &group, online, json, out).await
+        }
+        Command::Group(GroupCommand::List) => cmd::group::list(&mut client, json, out).await,
+        Command::Groups { uid } => cmd::group::of_uid(&mut client, &uid, json, out).await,
         Command::Broadcast { message } => {
             cmd::push::broadcast(&mut client, message, json, out).await
         }

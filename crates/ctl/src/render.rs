@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pushd_proto::admin::{BanInfo, MailboxInfo, Stats, UidInfo};
+use pushd_proto::admin::{BanInfo, GroupInfo, MailboxInfo, MemberInfo, Stats, UidInfo};
 use tabled::settings::{Padding, Style};
 use tabled::{Table, Tabled};
 
@@ -101,6 +101,48 @@ pub fn mailbox_table(uids: &[MailboxInfo]) -> String {
     plain_table(Table::new(rows))
 }
 
+#[derive(Tabled)]
+struct MemberRow {
+    #[tabled(rename = "UID")]
+    uid: String,
+    #[tabled(rename = "CONNS")]
+    connections: u64,
+    #[tabled(rename = "EXPIRES")]
+    expires: String,
+}
+
+/// The `pushctl group members` table; EXPIRES is `-` without a TTL.
+pub fn members_table(members: &[MemberInfo]) -> String {
+    let rows = members.iter().map(|member| MemberRow {
+        uid: member.uid.clone(),
+        connections: member.connections,
+        expires: member
+            .expires_ms
+            .map_or_else(|| "-".to_owned(), duration_ms),
+    });
+    plain_table(Table::new(rows))
+}
+
+#[derive(Tabled)]
+struct GroupRow {
+    #[tabled(rename = "GROUP")]
+    group: String,
+    #[tabled(rename = "MEMBERS")]
+    members: u64,
+    #[tabled(rename = "ONLINE")]
+    online: u64,
+}
+
+/// The `pushctl group list` table.
+pub fn groups_table(groups: &[GroupInfo]) -> String {
+    let rows = groups.iter().map(|info| GroupRow {
+        group: info.group.clone(),
+        members: info.members,
+        online: info.online,
+    });
+    plain_table(Table::new(rows))
+}
+
 /// A table without borders, two spaces between columns, no trailing blanks.
 fn plain_table(mut table: Table) -> String {
     table.with(Style::blank()).with(Padding::new(0, 1, 0, 0));
@@ -115,9 +157,9 @@ fn plain_table(mut table: Table) -> String {
 /// `pushctl stats` as aligned `key: value` lines.
 pub fn stats(stats: &Stats) -> String {
     let c = &stats.counters;
-    // One line per counter, and the 13 figures before them: a counter added to
+    // One line per counter, and the 14 figures before them: a counter added to
     // the table without a line here does not compile.
-    let lines: [(&str, String); 13 + pushd_proto::counters::Counter::COUNT] = [
+    let lines: [(&str, String); 14 + pushd_proto::counters::Counter::COUNT] = [
         ("version", stats.version.clone()),
         ("uptime", duration_ms(stats.uptime_ms)),
         ("websocket", stats.ws_listen.clone()),
@@ -127,6 +169,7 @@ pub fn stats(stats: &Stats) -> String {
         ("uids", stats.uids.to_string()),
         ("text connections", stats.text_connections.to_string()),
         ("bans", stats.bans.to_string()),
+        ("memberships", stats.group_memberships.to_string()),
         ("mailbox uids", stats.mailbox.uids.to_string()),
         ("mailbox messages", stats.mailbox.messages.to_string()),
         ("mailbox bytes", stats.mailbox.bytes.to_string()),
@@ -165,6 +208,8 @@ pub fn stats(stats: &Stats) -> String {
         ("mailbox cleared", c.mailbox_cleared.to_string()),
         ("mailbox resent", c.mailbox_resent.to_string()),
         ("resume gaps", c.resume_gaps.to_string()),
+        ("groups refused", c.groups_refused.to_string()),
+        ("memberships ended", c.group_memberships_expired.to_string()),
         ("reload failures", c.reload_failures.to_string()),
         ("events dropped", c.events_dropped.to_string()),
         ("webhook posts", c.webhook_posts.to_string()),

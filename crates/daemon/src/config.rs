@@ -230,6 +230,16 @@ pub struct DaemonArgs {
           value_parser = duration)]
     pub drain: Duration,
 
+    /// Most groups one uid may belong to; an add past it is refused (counted).
+    #[arg(long, env = "PUSHD_MAX_GROUPS_PER_UID", default_value_t = 1_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_groups_per_uid: u64,
+
+    /// Most group memberships in all groups together; an add past it is refused (counted).
+    #[arg(long, env = "PUSHD_MAX_MEMBERSHIPS", default_value_t = 10_000_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_memberships: u64,
+
     /// Single node: where what pushd holds in memory (waiting messages, copies kept for
     /// resumes, bans, the message-id position) is written at a stop and read back at the
     /// next start; `none` turns it off. Not used in cluster mode (Redis holds all of it)
@@ -536,6 +546,10 @@ pub struct Config {
     pub drain: Duration,
     /// `--state-file`, resolved; `None` when off or in cluster mode.
     pub state_file: Option<PathBuf>,
+    /// `--max-groups-per-uid`.
+    pub max_groups_per_uid: usize,
+    /// `--max-memberships`.
+    pub max_memberships: usize,
     /// Longest a connection may stay unbound; `None` disables.
     pub bind_timeout: Option<Duration>,
     /// How long a push waits for a uid with no connection; `None`: the mailbox is off.
@@ -599,6 +613,8 @@ impl From<DaemonArgs> for Config {
             node_name: args.node_name.clone().unwrap_or_else(host_name),
             handshake_timeout: args.handshake_timeout,
             drain: args.drain,
+            max_groups_per_uid: args.max_groups_per_uid as usize,
+            max_memberships: args.max_memberships as usize,
             state_file: match args.state_file {
                 _ if args.cluster.is_some() => None,
                 Some(path) if path.as_os_str() == "none" => None,
@@ -647,6 +663,10 @@ impl Config {
             // connection that binds is held until its uid's mailbox was taken from there.
             mailbox: self.mailbox_limits().filter(|_| self.cluster.is_none()),
             hold_at_bind: self.cluster.is_some() && self.mailbox_limits().is_some(),
+            groups: crate::core::groups::GroupLimits {
+                per_uid: self.max_groups_per_uid,
+                memberships: self.max_memberships,
+            },
         }
     }
 

@@ -291,17 +291,20 @@ impl Serving {
 }
 
 /// Drops mailbox messages whose TTL has passed, about ten times per TTL (at most
-/// once a second), until shutdown. A uid's expired messages are also dropped
-/// whenever it is next pushed to or binds; this only gives their memory back.
-async fn expire_mailboxes(
+/// once a second; once a second with the mailbox off), and ends group
+/// memberships at their TTL, until shutdown. A uid's expired messages are also
+/// dropped whenever it is next pushed to or binds; this only gives their memory back.
+async fn expire(
     registry: Arc<Registry>,
-    ttl: std::time::Duration,
+    ttl: Option<std::time::Duration>,
     shutdown: CancellationToken,
 ) {
-    let every = (ttl / 10).clamp(
-        std::time::Duration::from_millis(10),
-        std::time::Duration::from_secs(1),
-    );
+    let every = ttl.map_or(std::time::Duration::from_secs(1), |ttl| {
+        (ttl / 10).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(1),
+        )
+    });
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -309,7 +312,10 @@ async fn expire_mailboxes(
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        while registry.expire_mailboxes() {
+        while ttl.is_some() && registry.expire_mailboxes() {
+            tokio::task::yield_now().await;
+        }
+        while registry.expire_groups() {
             tokio::task::yield_now().await;
         }
     }
@@ -432,6 +438,7 @@ pub async fn run(
             bans = restored.bans,
             expired = restored.expired,
             dropped = restored.dropped,
+            memberships = restored.memberships,
             took = ?started.elapsed(),
             "state restored"
         );
@@ -565,9 +572,7 @@ pub async fn run(
     } else {
         serving.accept(listeners);
     }
-    if let Some(ttl) = config.mailbox_ttl {
-        tracker.spawn(expire_mailboxes(registry.clone(), ttl, token.clone()));
-    }
+    tracker.spawn(expire(registry.clone(), config.mailbox_ttl, token.clone()));
     tracker.spawn(reload_on_hangup(hangup, node.clone(), token.clone()));
     tracker.spawn(node.events.clone().run_offline());
 

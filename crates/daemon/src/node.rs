@@ -78,6 +78,10 @@ pub(crate) fn test_node() -> Node {
             memory: 1 << 20,
         }),
         hold_at_bind: false,
+        groups: crate::core::groups::GroupLimits {
+            per_uid: 10,
+            memberships: 1000,
+        },
     };
     Node {
         registry: Arc::new(Registry::new(limits, clock, counters.clone(), None)),

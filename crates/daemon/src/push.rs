@@ -14,7 +14,7 @@ use pushd_proto::uid::Uid;
 
 use crate::cluster::{Confirm, Recipients, Route};
 use crate::core::counters::Counter;
-use crate::core::registry::{Pushed, PushedHere};
+use crate::core::registry::{GroupPushed, Pushed, PushedHere};
 use crate::node::Node;
 
 /// A message already queued for the uid's connections here, and in cluster mode
@@ -43,6 +43,28 @@ pub(crate) struct Delivered {
 pub(crate) fn to_uid(node: &Node, uid: Uid, message: Payload, transient: bool) -> Push {
     let here = node.registry.push(&uid, &message, transient);
     Push { uid, message, here }
+}
+
+/// Pushes `message` to every member of `group` (see
+/// [`Registry::push_group`](crate::core::registry::Registry::push_group)).
+/// Single node for now: in cluster mode groups are refused with a reason.
+pub(crate) fn to_group(
+    node: &Node,
+    group: &Uid,
+    message: &Payload,
+    transient: bool,
+) -> Result<GroupPushed, String> {
+    groups_here(node)?;
+    Ok(node.registry.push_group(group, message, transient))
+}
+
+/// Groups are kept by a single node for now; in cluster mode they would be
+/// this node's alone, which no operator expects: refused.
+pub(crate) fn groups_here(node: &Node) -> Result<(), String> {
+    match node.cluster {
+        Some(_) => Err("groups are not available in cluster mode yet".into()),
+        None => Ok(()),
+    }
 }
 
 /// Queues `message` for every connection of this node; returns how many took

@@ -27,8 +27,18 @@ use crate::core::saved::Saved;
 /// What a state file starts with.
 const MAGIC: &[u8; 12] = b"pushd-state\n";
 
-/// The body's format: bump it when [`Saved`] changes shape.
-pub(crate) const VERSION: u32 = 1;
+/// The body's format: bump it when [`Saved`] changes shape (and keep reading
+/// the older ones: version 1 had no groups).
+pub(crate) const VERSION: u32 = 2;
+
+/// Version 1's body: [`Saved`] without groups.
+#[derive(serde::Deserialize)]
+struct SavedV1 {
+    saved_at_ms: u64,
+    ids: crate::core::saved::SavedIds,
+    bans: Vec<(String, u64)>,
+    stores: Vec<crate::core::saved::SavedStore>,
+}
 
 /// Bytes of the header: magic, version, body length.
 const HEADER: usize = MAGIC.len() + 4 + 8;
@@ -43,7 +53,7 @@ pub(crate) enum Unreadable {
     Io(#[from] io::Error),
     #[error("not a pushd state file")]
     NotOurs,
-    #[error("format version {0}; this pushd reads version {VERSION}")]
+    #[error("format version {0}; this pushd reads versions 1 to {VERSION}")]
     Version(u32),
     #[error("cut short or damaged (length or checksum does not match)")]
     Damaged,
@@ -77,7 +87,7 @@ fn decode(file: &[u8]) -> Result<Saved, Unreadable> {
     }
     let field = |at: usize, len: usize| &file[MAGIC.len() + at..MAGIC.len() + at + len];
     let version = u32::from_le_bytes(field(0, 4).try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(Unreadable::Version(version));
     }
     let length = u64::from_le_bytes(field(4, 8).try_into().expect("8 bytes"));
@@ -87,6 +97,16 @@ fn decode(file: &[u8]) -> Result<Saved, Unreadable> {
     let (body, sum) = file[HEADER..].split_at(length as usize);
     if digest(&SHA256, body).as_ref() != sum {
         return Err(Unreadable::Damaged);
+    }
+    if version == 1 {
+        let v1: SavedV1 = postcard::from_bytes(body).map_err(Unreadable::Decode)?;
+        return Ok(Saved {
+            saved_at_ms: v1.saved_at_ms,
+            ids: v1.ids,
+            bans: v1.bans,
+            stores: v1.stores,
+            groups: Vec::new(),
+        });
     }
     postcard::from_bytes(body).map_err(Unreadable::Decode)
 }
@@ -206,6 +226,10 @@ mod tests {
                     message: "héllo".into(),
                 }],
             }],
+            groups: vec![crate::core::saved::SavedGroup {
+                group: "g".into(),
+                members: vec![("u".into(), None), ("v".into(), Some(9))],
+            }],
         }
     }
 
@@ -228,8 +252,8 @@ mod tests {
             );
         }
         let mut newer = file.clone();
-        newer[MAGIC.len()] = 2;
-        assert!(matches!(decode(&newer), Err(Unreadable::Version(2))));
+        newer[MAGIC.len()] = 9;
+        assert!(matches!(decode(&newer), Err(Unreadable::Version(9))));
     }
 
     #[test]

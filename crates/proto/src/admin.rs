@@ -111,6 +111,51 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         over_ms: Option<u64>,
     },
+    /// Make `uids` members of `group`, for `ttl_ms` or for good
+    /// ([`Response::GroupAdded`]).
+    GroupAdd {
+        /// The group (named like a uid).
+        group: Uid,
+        /// The uids to add.
+        uids: Vec<Uid>,
+        /// How long the memberships last; a member's TTL is refreshed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
+    },
+    /// End `uids`' memberships of `group` ([`Response::GroupRemoved`]).
+    GroupRemove {
+        /// The group.
+        group: Uid,
+        /// The uids to remove.
+        uids: Vec<Uid>,
+    },
+    /// Remove `group` with all its members ([`Response::GroupRemoved`]).
+    GroupDrop {
+        /// The group.
+        group: Uid,
+    },
+    /// `group`'s members ([`Response::GroupMembers`]).
+    GroupMembers {
+        /// The group.
+        group: Uid,
+    },
+    /// Every group ([`Response::Groups`]).
+    GroupList,
+    /// The groups `uid` belongs to ([`Response::UidGroups`]).
+    UidGroups {
+        /// The uid.
+        uid: Uid,
+    },
+    /// Push one text message to every member of `group` ([`Response::GroupSent`]).
+    SendGroup {
+        /// The group.
+        group: Uid,
+        /// The text frame's payload, sent as is.
+        message: String,
+        /// Never keep it in a mailbox: deliver now or not at all.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        transient: bool,
+    },
     /// Upgrade this pushd in place ([`Response::Upgraded`], or
     /// [`Response::UpgradeFailed`] when the new process did not take over and
     /// this one serves on): start `binary` (default: the path this pushd was
@@ -262,6 +307,45 @@ pub enum Response {
     /// Answer to [`Request::Upgrade`]: the new process serves (the old one,
     /// which answers, exits right after). Boxed: the largest answer otherwise.
     Upgraded(Box<UpgradeInfo>),
+    /// Answer to [`Request::GroupAdd`].
+    GroupAdded {
+        /// New members.
+        added: u64,
+        /// Members already (their TTL refreshed when one was given).
+        already: u64,
+        /// The uids refused (a limit), with why.
+        refused: Vec<RefusedMember>,
+    },
+    /// Answer to [`Request::GroupRemove`] and [`Request::GroupDrop`].
+    GroupRemoved {
+        /// Memberships that ended.
+        removed: u64,
+    },
+    /// Answer to [`Request::GroupMembers`]: sorted by uid; empty when there is
+    /// no such group.
+    GroupMembers {
+        /// The members.
+        members: Vec<MemberInfo>,
+    },
+    /// Answer to [`Request::GroupList`]: sorted by name.
+    Groups {
+        /// The groups.
+        groups: Vec<GroupInfo>,
+    },
+    /// Answer to [`Request::UidGroups`]: sorted.
+    UidGroups {
+        /// The uid's groups.
+        groups: Vec<String>,
+    },
+    /// Answer to [`Request::SendGroup`].
+    GroupSent {
+        /// Connections whose queue took it.
+        delivered: u64,
+        /// Members with no connection whose mailbox kept it.
+        queued: u64,
+        /// Members of the group.
+        members: u64,
+    },
     /// Answer to [`Request::Upgrade`]: the new process did not take over;
     /// this one serves on.
     UpgradeFailed {
@@ -291,9 +375,46 @@ impl Response {
             Response::Events => "events",
             Response::Drained { .. } => "drained",
             Response::Upgraded(_) => "upgraded",
+            Response::GroupAdded { .. } => "group_added",
+            Response::GroupRemoved { .. } => "group_removed",
+            Response::GroupMembers { .. } => "group_members",
+            Response::Groups { .. } => "groups",
+            Response::UidGroups { .. } => "uid_groups",
+            Response::GroupSent { .. } => "group_sent",
             Response::UpgradeFailed { .. } => "upgrade_failed",
         }
     }
+}
+
+/// A uid an add refused ([`Response::GroupAdded`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedMember {
+    /// The uid.
+    pub uid: String,
+    /// Why, for a person.
+    pub reason: String,
+}
+
+/// One member of a group ([`Response::GroupMembers`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// The uid.
+    pub uid: String,
+    /// Its connections.
+    pub connections: u64,
+    /// Milliseconds until its membership ends; `None` without a TTL.
+    pub expires_ms: Option<u64>,
+}
+
+/// One group ([`Response::Groups`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Its name.
+    pub group: String,
+    /// Its members.
+    pub members: u64,
+    /// Members with a connection.
+    pub online: u64,
 }
 
 /// A live upgrade that happened ([`Response::Upgraded`]).
@@ -415,6 +536,9 @@ pub struct Stats {
     /// Active bans.
     #[serde(default)]
     pub bans: u64,
+    /// Group memberships, in all groups together.
+    #[serde(default)]
+    pub group_memberships: u64,
     /// Messages waiting in mailboxes.
     #[serde(default)]
     pub mailbox: MailboxTotals,

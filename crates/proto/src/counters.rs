@@ -207,6 +207,10 @@ counters! {
     MailboxResent mailbox_resent => In(Mailbox, "resent");
     /// `pushd.v2` resumes that began with `!gap`: not everything after `since` was kept.
     ResumeGaps resume_gaps => Alone;
+    /// Group memberships refused: `--max-groups-per-uid` or `--max-memberships` reached.
+    GroupsRefused groups_refused => Alone;
+    /// Group memberships that ended at their TTL.
+    GroupMembershipsExpired group_memberships_expired => Alone;
     /// Key files (TLS, auth) that did not load on SIGHUP or `pushctl reload`;
     /// the previous key stayed in use.
     ReloadFailures reload_failures => Alone;

@@ -26,8 +26,8 @@ pub enum LineError {
     /// Valid JSON, but an array, string, number, boolean or null.
     #[error("line is not a JSON object")]
     NotAnObject,
-    /// The object has no `uid` field.
-    #[error("line has no uid field")]
+    /// The object has no `uid` field (nor a `group` one).
+    #[error("line has no uid field (nor a group field)")]
     MissingUid,
     /// `uid` is neither a string nor an integer (null, float, bool, array, object).
     #[error("uid must be a string or an integer")]
@@ -40,18 +40,40 @@ pub enum LineError {
 /// What pushd reads of a request line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushLine {
-    /// The addressed uid.
-    pub uid: Uid,
+    /// Who it goes to.
+    pub to: Target,
     /// `"transient": true`: deliver now or not at all, never keep it in the mailbox.
     pub transient: bool,
 }
 
-/// The two fields pushd reads; every other field is skipped (but still
+/// Who a line goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The uid in its `uid` field.
+    Uid(Uid),
+    /// A line without `uid`: every member of the group in its `group` field
+    /// (group names follow the uid rules).
+    Group(Uid),
+}
+
+impl PushLine {
+    /// The addressed uid, for a line that has one.
+    pub fn uid(&self) -> Option<&Uid> {
+        match &self.to {
+            Target::Uid(uid) => Some(uid),
+            Target::Group(_) => None,
+        }
+    }
+}
+
+/// The fields pushd reads; every other field is skipped (but still
 /// validated as JSON by the parser).
 #[derive(Deserialize)]
 struct Fields<'a> {
     #[serde(borrow, default)]
     uid: Raw<'a>,
+    #[serde(borrow, default)]
+    group: Raw<'a>,
     #[serde(borrow, default)]
     transient: Raw<'a>,
 }
@@ -83,24 +105,34 @@ pub fn parse_push_line(line: &str) -> Result<PushLine, LineError> {
         return Err(LineError::NotAnObject);
     }
     let fields: Fields<'_> = serde_json::from_str(line).map_err(invalid)?;
-    let raw = fields.uid.0.ok_or(LineError::MissingUid)?.get();
-    let uid = match raw.as_bytes()[0] {
+    // A line with `uid` is a push to it, whatever else it holds (the original
+    // protocol, byte for byte); `group` addresses a group only without `uid`.
+    let to = match (fields.uid.0, fields.group.0) {
+        (Some(raw), _) => Target::Uid(name(raw.get())?),
+        (None, Some(raw)) => Target::Group(name(raw.get())?),
+        (None, None) => return Err(LineError::MissingUid),
+    };
+    let transient = fields.transient.0.is_some_and(|raw| raw.get() == "true");
+    Ok(PushLine { to, transient })
+}
+
+/// A uid (or group name) from its raw JSON value: a string, or an integer's digits.
+fn name(raw: &str) -> Result<Uid, LineError> {
+    match raw.as_bytes()[0] {
         b'"' => {
             // The object parsed, so the string is well-formed: without a backslash
             // its text is what lies between the quotes (no second parse per line).
             let inner = &raw[1..raw.len() - 1];
             let text: std::borrow::Cow<'_, str> = if inner.contains('\\') {
-                serde_json::from_str(raw).map_err(invalid)?
+                serde_json::from_str(raw).map_err(|e| LineError::InvalidJson(e.to_string()))?
             } else {
                 std::borrow::Cow::Borrowed(inner)
             };
-            Uid::parse(&text)?
+            Ok(Uid::parse(&text)?)
         }
-        b'-' | b'0'..=b'9' => Uid::parse(integer_text(raw)?)?,
-        _ => return Err(LineError::UidType),
-    };
-    let transient = fields.transient.0.is_some_and(|raw| raw.get() == "true");
-    Ok(PushLine { uid, transient })
+        b'-' | b'0'..=b'9' => Ok(Uid::parse(integer_text(raw)?)?),
+        _ => Err(LineError::UidType),
+    }
 }
 
 /// The decimal text of a JSON integer token: itself, except that `-0` is `0`.
@@ -128,7 +160,25 @@ mod tests {
     use super::*;
 
     fn uid(line: &str) -> Result<String, LineError> {
-        parse_push_line(line).map(|line| line.uid.as_str().to_owned())
+        parse_push_line(line).map(|line| line.uid().expect("a uid line").as_str().to_owned())
+    }
+
+    #[test]
+    fn group_addresses_a_group_only_in_a_line_without_uid() {
+        let to = |line: &str| parse_push_line(line).unwrap().to;
+        let name = |text: &str| Uid::parse(text).unwrap();
+        assert_eq!(to(r#"{"group":"g","x":1}"#), Target::Group(name("g")));
+        assert_eq!(to(r#"{"group":7}"#), Target::Group(name("7")));
+        assert_eq!(to(r#"{"uid":"u","group":"g"}"#), Target::Uid(name("u")));
+        assert_eq!(to(r#"{"group":"g","uid":5}"#), Target::Uid(name("5")));
+        assert!(matches!(
+            parse_push_line(r#"{"group":null}"#),
+            Err(LineError::UidType)
+        ));
+        assert!(matches!(
+            parse_push_line(r#"{"group":""}"#),
+            Err(LineError::Uid(_))
+        ));
     }
 
     #[test]
@@ -233,7 +283,7 @@ mod tests {
             let line = serde_json::json!({ "uid": text }).to_string();
             let decoded: String = serde_json::from_str(&serde_json::json!(text).to_string()).unwrap();
             proptest::prop_assert_eq!(
-                parse_push_line(&line).map(|l| l.uid.as_str().to_owned()),
+                parse_push_line(&line).map(|l| l.uid().unwrap().as_str().to_owned()),
                 Uid::parse(&decoded).map(|u| u.as_str().to_owned()).map_err(LineError::from)
             );
         }

@@ -31,21 +31,21 @@ proptest! {
         fields.push(format!("\"uid\":{}", json_string(&uid)));
         fields.extend(after.iter().filter(|(k, _)| k != "uid").map(|(k, v)| format!("\"{k}\": {}", json_string(v))));
         let line = format!("{{{}}}", fields.join(","));
-        let found = parse_push_line(&line).map(|l| l.uid.as_str().to_owned());
+        let found = parse_push_line(&line).map(|l| l.uid().unwrap().as_str().to_owned());
         prop_assert_eq!(found, Ok(normalize_uid(&uid).unwrap().to_owned()));
     }
 
     #[test]
     fn an_integer_uid_is_its_decimal_text(n in any::<i64>()) {
         let line = format!("{{\"uid\":{n}}}");
-        prop_assert_eq!(parse_push_line(&line).unwrap().uid.to_string(), n.to_string());
+        prop_assert_eq!(parse_push_line(&line).unwrap().uid().unwrap().to_string(), n.to_string());
     }
 
     #[test]
     fn an_integer_of_any_size_is_its_digits(digits in "[1-9][0-9]{0,100}", negative in any::<bool>()) {
         let text = if negative { format!("-{digits}") } else { digits };
         let line = format!("{{\"uid\": {text}, \"m\": 1}}");
-        prop_assert_eq!(parse_push_line(&line).unwrap().uid.to_string(), text);
+        prop_assert_eq!(parse_push_line(&line).unwrap().uid().unwrap().to_string(), text);
     }
 
     #[test]

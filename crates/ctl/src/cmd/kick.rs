@@ -27,7 +27,22 @@ pub async fn run(
             reason: args.reason,
         },
         None => {
-            let uids = uid_arguments(&args.uids)?;
+            let listed = match &args.group {
+                Some(group) => {
+                    let members = super::group::member_uids(client, group).await?;
+                    if members.is_empty() {
+                        if json {
+                            print_json(out, &json!({ "connections": 0, "uids": [] }))?;
+                        } else {
+                            writeln!(out, "{group} has no members")?;
+                        }
+                        return Ok(Answer::Negative);
+                    }
+                    members
+                }
+                None => args.uids.clone(),
+            };
+            let uids = uid_arguments(&listed)?;
             if ban.is_some() {
                 banned.clone_from(&uids);
             }

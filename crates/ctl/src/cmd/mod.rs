@@ -4,6 +4,7 @@
 pub mod ban;
 pub mod drain;
 pub mod events;
+pub mod group;
 pub mod kick;
 pub mod list;
 pub mod mailbox;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::payload::Payload;
 use bytes::BytesMut;
-use pushd_proto::text::parse_push_line;
+use pushd_proto::text::{Target, parse_push_line};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -191,8 +191,18 @@ impl Idle {
 /// line each out, in order. `POST /v1/push` answers its body with it too.
 pub(crate) struct Lines {
     splitter: LineSplitter,
-    batch: Vec<Option<Push>>,
+    batch: Vec<Prepared>,
     confirm: Confirm,
+}
+
+/// One line of a batch, as far as it went before the batch is finished.
+enum Prepared {
+    /// A push to a uid, finished with the batch (in cluster mode, routed).
+    Push(Push),
+    /// A push to a group: done, with its outcome.
+    Group(push::Delivered),
+    /// Not a request: `fail`.
+    Bad,
 }
 
 impl Lines {
@@ -226,21 +236,27 @@ impl Lines {
                 };
                 batch.push(match line {
                     Line::Complete(line) => prepare(node, &line),
-                    Line::TooLong => None,
+                    Line::TooLong => Prepared::Bad,
                 });
             }
             if batch.is_empty() {
                 return;
             }
             let full = batch.len() == LINES_PER_TURN;
-            let mut finished = push::finish(node, batch.iter().flatten(), self.confirm)
-                .await
-                .into_iter();
+            let pushes = batch.iter().filter_map(|prepared| match prepared {
+                Prepared::Push(push) => Some(push),
+                _ => None,
+            });
+            let mut finished = push::finish(node, pushes, self.confirm).await.into_iter();
             node.counters
                 .push_seconds
                 .observe(started.elapsed().as_secs_f64());
-            for push in batch.drain(..) {
-                let delivered = push.and_then(|_| finished.next()).unwrap_or_default();
+            for prepared in batch.drain(..) {
+                let delivered = match prepared {
+                    Prepared::Push(_) => finished.next().unwrap_or_default(),
+                    Prepared::Group(delivered) => delivered,
+                    Prepared::Bad => push::Delivered::default(),
+                };
                 let (counter, reply): (_, &[u8]) = if delivered.connections > 0 {
                     (Counter::TextOk, b"ok\n")
                 } else if delivered.queued {
@@ -259,25 +275,38 @@ impl Lines {
     }
 }
 
-/// Parses one request line and delivers it to the uid's connections here;
-/// `None` for a bad line.
-fn prepare(node: &Node, line: &[u8]) -> Option<Push> {
+/// Parses one request line and delivers it to the uid's connections here
+/// (or to its group's members).
+fn prepare(node: &Node, line: &[u8]) -> Prepared {
     // The line's own bytes become the frame: one allocation, shared by every
     // recipient's queue, and the only UTF-8 check (the parser reads the same text).
     let text = match String::from_utf8(line.to_vec()) {
         Ok(text) => text,
         Err(_) => {
             debug!("bad text-port line: not UTF-8");
-            return None;
+            return Prepared::Bad;
         }
     };
     let line = match parse_push_line(&text) {
         Ok(line) => line,
         Err(err) => {
             debug!(%err, "bad text-port line");
-            return None;
+            return Prepared::Bad;
         }
     };
     let message = Payload::from(text);
-    Some(push::to_uid(node, line.uid, message, line.transient))
+    match line.to {
+        Target::Uid(uid) => Prepared::Push(push::to_uid(node, uid, message, line.transient)),
+        Target::Group(group) => match push::to_group(node, &group, &message, line.transient) {
+            Ok(pushed) => Prepared::Group(push::Delivered {
+                connections: pushed.delivered,
+                queued: pushed.queued > 0,
+                incomplete: Vec::new(),
+            }),
+            Err(why) => {
+                debug!(%why, "text-port group push refused");
+                Prepared::Bad
+            }
+        },
+    }
 }

@@ -9,6 +9,7 @@ pub(crate) mod clock;
 pub(crate) mod conn;
 pub(crate) mod counters;
 pub(crate) mod events;
+pub(crate) mod groups;
 pub(crate) mod ids;
 mod index;
 pub(crate) mod mailbox;

@@ -24,6 +24,15 @@ pub(crate) struct Saved {
     pub(crate) bans: Vec<(String, u64)>,
     /// Every uid's store of messages.
     pub(crate) stores: Vec<SavedStore>,
+    /// Every group and its members.
+    pub(crate) groups: Vec<SavedGroup>,
+}
+
+/// One group: its members, each with the end of its membership, if it has one.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SavedGroup {
+    pub(crate) group: String,
+    pub(crate) members: Vec<(String, Option<u64>)>,
 }
 
 /// Where message ids are.
@@ -72,6 +81,10 @@ pub(crate) struct Restored {
     pub(crate) dropped: u64,
     /// Bans still running.
     pub(crate) bans: u64,
+    /// Group memberships back.
+    pub(crate) memberships: u64,
+    /// Memberships whose TTL passed meanwhile, or that no longer fit.
+    pub(crate) memberships_left_out: u64,
 }
 
 /// One moment seen on both clocks: converts this process's instants to

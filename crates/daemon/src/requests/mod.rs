@@ -10,6 +10,7 @@
 mod bans;
 mod broadcast;
 mod drain;
+mod groups;
 mod kick;
 mod kick_idle;
 mod list;
@@ -111,6 +112,13 @@ fn dispatch(node: &Arc<Node>, request: Request, asker: Asker) -> Answer {
             binary,
             drain_if_refused_ms,
         } => upgrade::handle(node, asker, binary, drain_if_refused_ms),
+        request @ (Request::GroupAdd { .. }
+        | Request::GroupRemove { .. }
+        | Request::GroupDrop { .. }
+        | Request::GroupMembers { .. }
+        | Request::GroupList
+        | Request::UidGroups { .. }
+        | Request::SendGroup { .. }) => groups::handle(node, asker, request),
         // A stream, not a reply: the admin adapter serves it.
         Request::Events { .. } => ready(ReplyLine::error(
             "events is a stream; ask for it first on a connection",

@@ -49,6 +49,7 @@ fn local(node: &Node) -> Response {
         connections,
         uids,
         bans: node.registry.ban_count(),
+        group_memberships: node.registry.group_memberships(),
         mailbox: {
             let registry::MailboxTotals {
                 uids,

@@ -18,7 +18,7 @@ use crate::core::saved::Saved;
 
 /// The hand-over's format. A new process that speaks another is refused and
 /// the old one keeps serving.
-pub(crate) const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 2;
 
 /// Descriptors per message at most (the kernel takes 253).
 pub(crate) const MAX_FDS: usize = 200;

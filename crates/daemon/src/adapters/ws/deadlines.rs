@@ -111,6 +111,10 @@ mod tests {
             per_uid: None,
             mailbox: None,
             hold_at_bind: false,
+            groups: crate::core::groups::GroupLimits {
+                per_uid: 10,
+                memberships: 1000,
+            },
         };
         Arc::new(Registry::new(limits, Clock::new(), Arc::default(), None))
     }

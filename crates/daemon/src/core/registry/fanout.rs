@@ -45,9 +45,9 @@ pub(crate) struct PushedHere {
 
 /// How one push went over a set of connections.
 #[derive(Debug, Default)]
-struct Offered {
+pub(super) struct Offered {
     /// Connections that took it.
-    delivered: u64,
+    pub(super) delivered: u64,
     /// Those whose queue was full: slow consumers, to be disconnected.
     slow: Vec<ConnId>,
     /// Whether this pusher writes to the sockets itself (see `ConnHandle`).
@@ -215,7 +215,13 @@ impl Registry {
 
     /// Offers `message` to `uid`'s mailbox, counting and (throttled) logging
     /// what its bounds did to it.
-    fn keep(&self, state: &mut State, uid: &Uid, id: MessageId, message: &Payload) -> Pushed {
+    pub(super) fn keep(
+        &self,
+        state: &mut State,
+        uid: &Uid,
+        id: MessageId,
+        message: &Payload,
+    ) -> Pushed {
         let Some(mailboxes) = &mut state.mailboxes else {
             return Pushed::Offline;
         };
@@ -272,7 +278,7 @@ impl Registry {
     /// `pushd.v2` connections `ID PAYLOAD`, encoded once for all of them. Returns
     /// how many took it, those that could not (slow consumers), and whether a
     /// `pushd.v2` connection was among them.
-    fn offer<'a>(
+    pub(super) fn offer<'a>(
         &self,
         handles: impl IntoIterator<Item = &'a Arc<ConnHandle>>,
         id: MessageId,
@@ -293,7 +299,7 @@ impl Registry {
 
     /// Writes what a push queued for direct connections, counts it, and
     /// disconnects the connections that could not take it.
-    fn finish_push(&self, mut offered: Offered) -> u64 {
+    pub(super) fn finish_push(&self, mut offered: Offered) -> u64 {
         offered.write();
         let Offered {
             delivered, slow, ..

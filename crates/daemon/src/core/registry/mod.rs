@@ -16,6 +16,7 @@
 
 mod binding;
 mod fanout;
+mod groups;
 mod handover;
 mod kick;
 mod saved;
@@ -33,6 +34,7 @@ use pushd_proto::uid::Uid;
 
 pub(crate) use binding::{BindError, HandedOver};
 pub(crate) use fanout::{Pushed, PushedHere};
+pub(crate) use groups::GroupPushed;
 pub(crate) use kick::KickedIdle;
 pub(crate) use snapshot::{MailboxTotals, Sizes};
 
@@ -40,6 +42,7 @@ use super::clock::Clock;
 use super::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};
 use super::counters::{Counter, Counters};
 use super::events::Events;
+use super::groups::{GroupLimits, Groups};
 use super::ids::{Ids, Since};
 use super::index::{ById, ByUid, Entry};
 use super::mailbox::{MailboxLimits, Mailboxes};
@@ -95,6 +98,8 @@ pub(crate) struct RegistryLimits {
     /// Cluster mode with mailboxes in Redis: a connection that binds gets
     /// nothing written until its uid's mailbox was handed over ([`ConnHandle::release`]).
     pub(crate) hold_at_bind: bool,
+    /// The groups' bounds.
+    pub(crate) groups: GroupLimits,
 }
 
 /// The uid registry.
@@ -136,6 +141,8 @@ struct State {
     /// A live upgrade is handing everything to the next process: pushes and
     /// binds are refused (see `handover`).
     frozen: bool,
+    /// Groups of uids (see `groups`).
+    groups: Groups,
 }
 
 impl State {
@@ -201,6 +208,7 @@ impl Registry {
                 ),
                 events: None,
                 frozen: false,
+                groups: Groups::new(limits.groups),
             }),
             counters,
             changed,

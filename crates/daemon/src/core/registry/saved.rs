@@ -22,6 +22,7 @@ impl Registry {
             ids: self.ids.position(),
             bans: bans.collect(),
             stores: (state.mailboxes.as_ref()).map_or_else(Vec::new, |m| m.save(&wall)),
+            groups: state.groups.save(&wall),
         }
     }
 
@@ -46,6 +47,8 @@ impl Registry {
                 restored.dropped += entries.filter(|e| !e.delivered).count() as u64;
             }
         }
+        let (memberships, left_out) = state.groups.restore(saved.groups, &wall);
+        (restored.memberships, restored.memberships_left_out) = (memberships, left_out);
         let counters = &self.counters;
         counters.add(Counter::MailboxExpired, restored.expired);
         counters.add(Counter::MailboxDropped, restored.dropped);

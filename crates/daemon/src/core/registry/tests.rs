@@ -22,6 +22,10 @@ fn registry(queue: QueueLimits, per_uid: Option<(usize, PerUidPolicy)>) -> Regis
         per_uid,
         mailbox: None,
         hold_at_bind: false,
+        groups: crate::core::groups::GroupLimits {
+            per_uid: 10,
+            memberships: 1000,
+        },
     };
     Registry::new(limits, Clock::new(), Arc::default(), None)
 }
@@ -59,6 +63,10 @@ fn with_mailbox(size: usize) -> Registry {
             memory: 1 << 20,
         }),
         hold_at_bind: false,
+        groups: crate::core::groups::GroupLimits {
+            per_uid: 10,
+            memberships: 1000,
+        },
     };
     Registry::new(limits, Clock::new(), Arc::default(), None)
 }
@@ -355,6 +363,10 @@ fn binds_and_closes_mark_the_uid_changed() {
         per_uid: None,
         mailbox: None,
         hold_at_bind: false,
+        groups: crate::core::groups::GroupLimits {
+            per_uid: 10,
+            memberships: 1000,
+        },
     };
     let changed = Arc::new(ChangedUids::default());
     let tracking = Registry::new(limits, Clock::new(), Arc::default(), Some(changed.clone()));
