@@ -257,6 +257,32 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_reads_back_without_groups() {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            saved_at_ms: u64,
+            ids: SavedIds,
+            bans: &'a [(String, u64)],
+            stores: &'a [SavedStore],
+        }
+        let saved = sample();
+        let body = postcard::to_stdvec(&V1 {
+            saved_at_ms: saved.saved_at_ms,
+            ids: saved.ids,
+            bans: &saved.bans,
+            stores: &saved.stores,
+        })
+        .unwrap();
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&1u32.to_le_bytes());
+        file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        file.extend_from_slice(&body);
+        file.extend_from_slice(digest(&SHA256, &body).as_ref());
+        let back = decode(&file).unwrap();
+        assert_eq!((back.ids.next, back.stores.len(), back.groups.len()), (42, 1, 0));
+    }
+
+    #[test]
     fn a_write_replaces_the_file_whole_and_makes_its_directory() {
         let dir = tempfile_dir();
         let path = dir.join("state/pushd.state");
