@@ -470,3 +470,131 @@ async fn health_and_ready_answer_without_the_token_on_every_listener() {
         (503, r#"{"ready":false,"reason":"joining the cluster"}"#)
     );
 }
+
+/// SPEC "Groups", over HTTP: add (a TTL refreshed), the bulk change, members,
+/// the list, a uid's groups, send (404 with the same body when nothing took
+/// it), remove and drop with their 404s, percent-encoded names, a limit's 429,
+/// and a wrong method's 405 naming the allowed ones.
+#[tokio::test]
+async fn groups_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let pushd = pushd_with_api(dir.path(), &["--max-groups-per-uid", "2"]).await;
+    let api = format!("http://{}/v1", pushd.listener("http"));
+    let client = client();
+    let t = Some(TOKEN);
+    let mut page = pushd.bound_client("a b").await;
+    let json = |body: &str| -> serde_json::Value { serde_json::from_str(body).unwrap() };
+
+    let member = format!("{api}/groups/team%207/members/a%20b");
+    let (status, body) = call(&client, "PUT", &member, t, "").await;
+    assert_eq!(
+        (status, json(&body)),
+        (200, serde_json::json!({"added": true}))
+    );
+    let (status, body) = call(&client, "PUT", &member, t, r#"{"ttl": "1h"}"#).await;
+    assert_eq!(
+        (status, json(&body)),
+        (200, serde_json::json!({"added": false}))
+    );
+    let bulk = format!("{api}/groups/team%207/members");
+    let (status, body) = call(
+        &client,
+        "POST",
+        &bulk,
+        t,
+        r#"{"add": ["c", "d"], "remove": ["d"]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)),
+        (200, serde_json::json!({"added": 2, "removed": 1}))
+    );
+
+    let (status, body) = call(&client, "GET", &format!("{api}/groups/team%207"), t, "").await;
+    let group = json(&body);
+    assert_eq!(
+        (status, &group["group"]),
+        (200, &serde_json::json!("team 7"))
+    );
+    assert_eq!(group["members"][0]["uid"], "a b");
+    assert_eq!(group["members"][0]["connections"], 1);
+    assert!(group["members"][0]["expires_ms"].as_u64().unwrap() > 3_500_000);
+    assert_eq!(
+        group["members"][1],
+        serde_json::json!({"uid": "c", "connections": 0, "expires_ms": null})
+    );
+    let (_, body) = call(&client, "GET", &format!("{api}/groups"), t, "").await;
+    assert_eq!(
+        json(&body),
+        serde_json::json!([{"group": "team 7", "members": 2, "online": 1}])
+    );
+    let (_, body) = call(&client, "GET", &format!("{api}/uids/a%20b/groups"), t, "").await;
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"uid": "a b", "groups": ["team 7"]})
+    );
+
+    let send = format!("{api}/groups/team%207/send");
+    let (status, body) = call(&client, "POST", &send, t, "hello").await;
+    assert_eq!(
+        (status, json(&body)),
+        (
+            200,
+            serde_json::json!({"delivered": 1, "queued": 1, "members": 2})
+        )
+    );
+    assert_eq!(page.recv_text().await, "hello");
+    let nobody = format!("{api}/groups/nobody/send?transient=1");
+    let (status, body) = call(&client, "POST", &nobody, t, "x").await;
+    assert_eq!(
+        (status, json(&body)),
+        (
+            404,
+            serde_json::json!({"delivered": 0, "queued": 0, "members": 0})
+        )
+    );
+
+    // A limit: a uid in two groups already.
+    call(
+        &client,
+        "PUT",
+        &format!("{api}/groups/second/members/a%20b"),
+        t,
+        "",
+    )
+    .await;
+    let (status, body) = call(
+        &client,
+        "PUT",
+        &format!("{api}/groups/third/members/a%20b"),
+        t,
+        "",
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("--max-groups-per-uid"), "{body}");
+
+    let (status, allow) = {
+        let response = client.send("PATCH", &member, t, "").await;
+        (
+            response.status().as_u16(),
+            response.headers()["allow"].to_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!((status, allow.as_str()), (405, "PUT, DELETE"));
+    let (status, _) = call(&client, "DELETE", &member, t, "").await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&client, "DELETE", &member, t, "").await;
+    assert_eq!(status, 404);
+    let (status, body) = call(&client, "DELETE", &format!("{api}/groups/team%207"), t, "").await;
+    assert_eq!(
+        (status, json(&body)),
+        (200, serde_json::json!({"removed": 1}))
+    );
+    let (status, _) = call(&client, "DELETE", &format!("{api}/groups/team%207"), t, "").await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&client, "GET", &format!("{api}/groups/team%207"), t, "").await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&client, "GET", &format!("{api}/groups"), None, "").await;
+    assert_eq!(status, 401, "behind the token like every route");
+}

@@ -279,7 +279,10 @@ mod tests {
         file.extend_from_slice(&body);
         file.extend_from_slice(digest(&SHA256, &body).as_ref());
         let back = decode(&file).unwrap();
-        assert_eq!((back.ids.next, back.stores.len(), back.groups.len()), (42, 1, 0));
+        assert_eq!(
+            (back.ids.next, back.stores.len(), back.groups.len()),
+            (42, 1, 0)
+        );
     }
 
     #[test]

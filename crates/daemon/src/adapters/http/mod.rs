@@ -9,6 +9,7 @@
 //! every example is run by a test.
 
 mod auth;
+mod groups;
 mod idle;
 mod metrics;
 mod routes;
@@ -26,7 +27,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use pushd_proto::admin::Response as AdminResponse;
 use serde_json::json;
@@ -220,10 +221,11 @@ impl HttpServer {
                 return refusal.into_response();
             }
         }
-        if request.method() != allowed {
+        if !allowed.contains(request.method()) {
             let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "wrong method");
+            let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
             let allow =
-                HeaderValue::from_str(allowed.as_str()).expect("a method is a header value");
+                HeaderValue::from_str(&names.join(", ")).expect("methods are a header value");
             response.headers_mut().insert(header::ALLOW, allow);
             return response;
         }

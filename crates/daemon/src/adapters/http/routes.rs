@@ -36,7 +36,22 @@ pub(super) enum Route {
     List,
     Stats,
     Events,
+    /// `/v1/groups`.
+    Groups,
+    /// `/v1/groups/{group}`.
+    Group(String),
+    /// `/v1/groups/{group}/members`: the bulk change.
+    GroupMembers(String),
+    /// `/v1/groups/{group}/members/{uid}`.
+    GroupMember(String, String),
+    /// `/v1/groups/{group}/send`.
+    GroupSend(String),
+    /// `/v1/uids/{uid}/groups`.
+    UidGroups(String),
 }
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
 
 impl Route {
     /// Whether anyone may ask it, without the API token: what load balancers
@@ -45,12 +60,15 @@ impl Route {
         matches!(self, Route::Health | Route::Ready)
     }
 
-    /// The route of `path` and the one method it takes.
-    pub(super) fn of(path: &str) -> Option<(Method, Route)> {
+    /// The route of `path` and the methods it takes.
+    pub(super) fn of(path: &str) -> Option<(&'static [Method], Route)> {
         if path == "/metrics" {
-            return Some((Method::GET, Route::Metrics));
+            return Some((GET, Route::Metrics));
         }
         let rest = path.strip_prefix("/v1/")?;
+        if let Some(found) = Route::of_groups(rest) {
+            return found;
+        }
         let (name, uid) = match rest.split_once('/') {
             Some((name, uid)) if !uid.is_empty() && !uid.contains('/') => (name, Some(uid)),
             Some(_) => return None,
@@ -58,16 +76,46 @@ impl Route {
         };
         let uid = || uid.map(str::to_owned);
         Some(match (name, uid()) {
-            ("send", Some(uid)) => (Method::POST, Route::Send(uid)),
-            ("kick", Some(uid)) => (Method::POST, Route::Kick(uid)),
-            ("online", Some(uid)) => (Method::GET, Route::Online(uid)),
-            ("push", None) => (Method::POST, Route::Push),
-            ("broadcast", None) => (Method::POST, Route::Broadcast),
-            ("list", None) => (Method::GET, Route::List),
-            ("stats", None) => (Method::GET, Route::Stats),
-            ("events", None) => (Method::GET, Route::Events),
-            ("health", None) => (Method::GET, Route::Health),
-            ("ready", None) => (Method::GET, Route::Ready),
+            ("send", Some(uid)) => (POST, Route::Send(uid)),
+            ("kick", Some(uid)) => (POST, Route::Kick(uid)),
+            ("online", Some(uid)) => (GET, Route::Online(uid)),
+            ("push", None) => (POST, Route::Push),
+            ("broadcast", None) => (POST, Route::Broadcast),
+            ("list", None) => (GET, Route::List),
+            ("stats", None) => (GET, Route::Stats),
+            ("events", None) => (GET, Route::Events),
+            ("health", None) => (GET, Route::Health),
+            ("ready", None) => (GET, Route::Ready),
+            _ => return None,
+        })
+    }
+
+    /// The group routes (`groups/...`, `uids/{uid}/groups`): `None` when
+    /// `rest` is not one of their paths at all, `Some(None)` for a path
+    /// under them that names nothing.
+    #[allow(clippy::option_option)]
+    fn of_groups(rest: &str) -> Option<Option<(&'static [Method], Route)>> {
+        let segments: Vec<&str> = rest.split('/').collect();
+        let named = |s: &&str| !s.is_empty();
+        if !segments.iter().all(named) && segments != ["groups"] {
+            return match segments[0] {
+                "groups" | "uids" => Some(None),
+                _ => None,
+            };
+        }
+        const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
+        const PUT_DELETE: &[Method] = &[Method::PUT, Method::DELETE];
+        let owned = |s: &str| s.to_owned();
+        Some(match segments.as_slice() {
+            ["groups"] => Some((GET, Route::Groups)),
+            ["groups", group] => Some((GET_DELETE, Route::Group(owned(group)))),
+            ["groups", group, "members"] => Some((POST, Route::GroupMembers(owned(group)))),
+            ["groups", group, "members", uid] => {
+                Some((PUT_DELETE, Route::GroupMember(owned(group), owned(uid))))
+            }
+            ["groups", group, "send"] => Some((POST, Route::GroupSend(owned(group)))),
+            ["uids", uid, "groups"] => Some((GET, Route::UidGroups(owned(uid)))),
+            ["groups", ..] | ["uids", ..] => None,
             _ => return None,
         })
     }
@@ -105,6 +153,21 @@ impl HttpServer {
             Route::List => self.list().await,
             Route::Stats => self.stats().await,
             Route::Events => self.events(query.as_deref()),
+            Route::Groups => self.groups().await,
+            Route::Group(group) if request.method() == Method::DELETE => {
+                self.drop_group(&group).await
+            }
+            Route::Group(group) => self.group(&group).await,
+            Route::GroupMembers(group) => self.change_members(&group, request.into_body()).await,
+            Route::GroupMember(group, uid) if request.method() == Method::PUT => {
+                self.add_member(&group, &uid, request.into_body()).await
+            }
+            Route::GroupMember(group, uid) => self.remove_member(&group, &uid).await,
+            Route::GroupSend(group) => {
+                self.send_group(&group, request.into_body(), transient)
+                    .await
+            }
+            Route::UidGroups(uid) => self.uid_groups(&uid).await,
         }
     }
 
@@ -268,7 +331,10 @@ impl HttpServer {
 
     /// Carries out `request` as pushctl's would be: the result, and what the
     /// cluster did not confirm.
-    async fn ask(&self, request: AdminRequest) -> Result<(AdminResponse, Vec<String>), Refusal> {
+    pub(super) async fn ask(
+        &self,
+        request: AdminRequest,
+    ) -> Result<(AdminResponse, Vec<String>), Refusal> {
         crate::requests::check(&request)
             .map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, why))?;
         let ReplyLine {
@@ -288,7 +354,11 @@ impl HttpServer {
 }
 
 /// Reads a whole body of at most `limit` bytes, within `timeout`.
-async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, Refusal> {
+pub(super) async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Refusal> {
     let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect());
     match collected.await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
@@ -308,14 +378,18 @@ async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<By
 }
 
 /// A message body: UTF-8 text (a text frame's payload), at most `limit` bytes.
-async fn text_body(body: Incoming, limit: usize, timeout: Duration) -> Result<String, Refusal> {
+pub(super) async fn text_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<String, Refusal> {
     let bytes = read_body(body, limit, timeout).await?;
     String::from_utf8(bytes.into())
         .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "the message is not UTF-8"))
 }
 
 /// The uid of a path segment, percent-decoded and checked.
-fn path_uid(segment: &str) -> Result<Uid, Refusal> {
+pub(super) fn path_uid(segment: &str) -> Result<Uid, Refusal> {
     let decoded = url::decode(segment, false).ok_or_else(|| {
         Refusal::new(StatusCode::BAD_REQUEST, "invalid uid: bad percent-encoding")
     })?;
@@ -328,17 +402,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_take_one_method_and_uids_one_segment() {
-        assert_eq!(Route::of("/metrics"), Some((Method::GET, Route::Metrics)));
+    fn routes_take_their_methods_and_uids_one_segment() {
+        assert_eq!(Route::of("/metrics"), Some((GET, Route::Metrics)));
         assert_eq!(
             Route::of("/v1/send/42"),
-            Some((Method::POST, Route::Send("42".into())))
+            Some((POST, Route::Send("42".into())))
         );
         assert_eq!(
             Route::of("/v1/online/a%2Fb"),
-            Some((Method::GET, Route::Online("a%2Fb".into())))
+            Some((GET, Route::Online("a%2Fb".into())))
         );
-        assert_eq!(Route::of("/v1/push"), Some((Method::POST, Route::Push)));
+        assert_eq!(Route::of("/v1/push"), Some((POST, Route::Push)));
+        assert_eq!(Route::of("/v1/groups"), Some((GET, Route::Groups)));
+        let member = Route::of("/v1/groups/g/members/a%2Fb").unwrap();
+        assert_eq!(member.1, Route::GroupMember("g".into(), "a%2Fb".into()));
+        assert_eq!(member.0, &[Method::PUT, Method::DELETE]);
+        assert_eq!(
+            Route::of("/v1/groups/g/send"),
+            Some((POST, Route::GroupSend("g".into())))
+        );
+        assert_eq!(
+            Route::of("/v1/uids/7/groups"),
+            Some((GET, Route::UidGroups("7".into())))
+        );
+        assert_eq!(Route::of("/v1/groups/"), None);
+        assert_eq!(Route::of("/v1/groups/g/x"), None);
+        assert_eq!(Route::of("/v1/groups//send"), None);
+        assert_eq!(Route::of("/v1/uids/7"), None);
         assert_eq!(Route::of("/v1/send/"), None);
         assert_eq!(Route::of("/v1/send"), None);
         assert_eq!(Route::of("/v1/send/a/b"), None);
