@@ -120,6 +120,11 @@ enum Scenario {
         /// Broadcasts, one after another.
         #[arg(long, short = 'b', default_value_t = 20)]
         broadcasts: usize,
+        /// Make every client's uid a member of one group first, and push to the
+        /// group instead of broadcasting: the same connections, through the
+        /// group push (reports the membership changes' CPU too, with --pid).
+        #[arg(long)]
+        group: bool,
     },
     /// Push M messages to U uids that have no connection, so that they wait in
     /// their mailboxes; report the answers, server RSS per waiting message and
@@ -134,6 +139,17 @@ enum Scenario {
         /// Extra payload bytes per message.
         #[arg(long, default_value_t = 0)]
         padding: usize,
+    },
+    /// Group memberships: M uids (offline) added to G groups through the admin
+    /// socket, a thousand per request, then removed; reports changes per
+    /// second, server CPU per change (with --pid) and RSS per membership.
+    Memberships {
+        /// Memberships in all.
+        #[arg(long, short = 'm', default_value_t = 1_000_000)]
+        memberships: usize,
+        /// Groups they are spread over.
+        #[arg(long, short = 'g', default_value_t = 100)]
+        groups: usize,
     },
     /// N pages that navigate all the time (stay, leave, the next page loads)
     /// while M pushes flow to their uids; report lost and duplicated messages,
@@ -262,7 +278,7 @@ fn main() -> ExitCode {
         | Scenario::Admin { clients: n, .. }
         | Scenario::Drain { clients: n, .. }
         | Scenario::Upgrade { clients: n, .. } => *n as u64 + 64,
-        Scenario::Mailbox { .. } => 64,
+        Scenario::Mailbox { .. } | Scenario::Memberships { .. } => 64,
         Scenario::Navigate { pages, .. } => *pages as u64 + 64,
         Scenario::Promise { uids, .. } => *uids as u64 + 64,
     };
@@ -333,12 +349,17 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
         Scenario::Broadcast {
             clients,
             broadcasts,
-        } => scenarios::broadcast(common, *clients, *broadcasts).await,
+            group,
+        } => scenarios::broadcast(common, *clients, *broadcasts, *group).await,
         Scenario::Mailbox {
             uids,
             messages,
             padding,
         } => scenarios::mailbox(common, *uids, *messages, *padding).await,
+        Scenario::Memberships {
+            memberships,
+            groups,
+        } => scenarios::memberships(common, *memberships, *groups).await,
         Scenario::Navigate {
             pages,
             messages,

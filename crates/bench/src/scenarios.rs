@@ -443,19 +443,57 @@ pub async fn broadcast(
     common: &Common,
     clients: usize,
     broadcasts: usize,
+    group: bool,
 ) -> anyhow::Result<Report> {
     let mut report = Report::new(
         "broadcast",
-        json!({ "clients": clients, "broadcasts": broadcasts }),
+        json!({ "clients": clients, "broadcasts": broadcasts, "group": group }),
     );
     let crowd = crowd(common, clients, 0, broadcasts).await?;
     let receipts = crowd.receipts.clone();
     let mut admin = admin::connect(&common.socket).await?;
+    let group_name = pushd_proto::uid::Uid::parse("bench-group")?;
+    if group {
+        // Every client's uid a member, a thousand per request.
+        let cpu_before = common.pid.map(sys::sample).transpose()?;
+        let uids: Vec<pushd_proto::uid::Uid> = (0..clients)
+            .map(|i| pushd_proto::uid::Uid::parse(&clients::uid(&common.uid_prefix, i)))
+            .collect::<Result<_, _>>()?;
+        let added = Instant::now();
+        for chunk in uids.chunks(1000) {
+            let request = Request::GroupAdd {
+                group: group_name.clone(),
+                uids: chunk.to_vec(),
+                ttl_ms: None,
+            };
+            admin.request(request).await?;
+        }
+        let took = added.elapsed().as_secs_f64();
+        report.add(
+            "memberships added per second (admin socket)",
+            clients as f64 / took,
+            "/s",
+        );
+        if let (Some(pid), Some(before)) = (common.pid, cpu_before) {
+            let cpu = sys::sample(pid)?.cpu - before.cpu;
+            let per_change = cpu.as_secs_f64() * 1e6 / clients as f64;
+            report.add("server CPU per membership added", per_change, "µs");
+        }
+    }
     let mut last_delivery = histogram();
+    let cpu_before = common.pid.map(sys::sample).transpose()?;
     let started = Instant::now();
     for b in 0..broadcasts {
         let message = format!("{{\"b\":{b},\"t\":{}}}", receipts.now_ns());
-        admin.request(Request::Broadcast { message }).await?;
+        let request = match group {
+            true => Request::SendGroup {
+                group: group_name.clone(),
+                message,
+                transient: false,
+            },
+            false => Request::Broadcast { message },
+        };
+        admin.request(request).await?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let slowest = loop {
             let (count, slowest) = receipts.broadcast(b);
@@ -475,8 +513,82 @@ pub async fn broadcast(
         (clients * broadcasts) as f64 / elapsed,
         "msg/s",
     );
+    if let (Some(pid), Some(before)) = (common.pid, cpu_before) {
+        let cpu = sys::sample(pid)?.cpu - before.cpu;
+        let per_message = cpu.as_secs_f64() * 1e6 / (clients * broadcasts) as f64;
+        report.add("server CPU per delivered message", per_message, "µs");
+    }
     report.add_latencies("last delivery", &last_delivery);
     drop(crowd);
+    Ok(report)
+}
+
+/// `memberships`: `memberships` offline uids added to `groups` groups through
+/// the admin socket (a thousand per request), then removed: changes per
+/// second, server CPU per change and RSS per membership (with `--pid`).
+pub async fn memberships(
+    common: &Common,
+    memberships: usize,
+    groups: usize,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new(
+        "memberships",
+        json!({ "memberships": memberships, "groups": groups }),
+    );
+    let mut admin = admin::connect(&common.socket).await?;
+    let per_group = memberships.div_ceil(groups.max(1));
+    let batches: Vec<(pushd_proto::uid::Uid, Vec<pushd_proto::uid::Uid>)> = (0..memberships)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|chunk| {
+            let group = pushd_proto::uid::Uid::parse(&format!("g{}", chunk[0] / per_group))?;
+            let uids = (chunk.iter())
+                .map(|i| pushd_proto::uid::Uid::parse(&clients::uid(&common.uid_prefix, *i)))
+                .collect::<Result<_, _>>()?;
+            anyhow::Ok((group, uids))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let before = common.pid.map(sys::sample).transpose()?;
+    let started = Instant::now();
+    for (group, uids) in &batches {
+        let request = Request::GroupAdd {
+            group: group.clone(),
+            uids: uids.clone(),
+            ttl_ms: None,
+        };
+        admin.request(request).await?;
+    }
+    let took = started.elapsed().as_secs_f64();
+    report.add(
+        "memberships added per second",
+        memberships as f64 / took,
+        "/s",
+    );
+    let added = common.pid.map(sys::sample).transpose()?;
+    if let (Some(before), Some(added)) = (before, added) {
+        let cpu = (added.cpu - before.cpu).as_secs_f64() * 1e6 / memberships as f64;
+        report.add("server CPU per membership added", cpu, "µs");
+        let rss = added.rss_bytes.saturating_sub(before.rss_bytes) as f64 / memberships as f64;
+        report.add("server RSS per membership", rss, "bytes");
+    }
+    let started = Instant::now();
+    for (group, uids) in &batches {
+        let request = Request::GroupRemove {
+            group: group.clone(),
+            uids: uids.clone(),
+        };
+        admin.request(request).await?;
+    }
+    let took = started.elapsed().as_secs_f64();
+    report.add(
+        "memberships removed per second",
+        memberships as f64 / took,
+        "/s",
+    );
+    if let (Some(pid), Some(added)) = (common.pid, added) {
+        let cpu = (sys::sample(pid)?.cpu - added.cpu).as_secs_f64() * 1e6 / memberships as f64;
+        report.add("server CPU per membership removed", cpu, "µs");
+    }
     Ok(report)
 }
 
