@@ -7,7 +7,9 @@
 //! A group exists while it has members. A membership may end at a deadline
 //! (`--ttl`); deadlines are kept in order, so expiry looks only at what is due.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+
+use smallvec::SmallVec;
 use std::time::Instant;
 
 use pushd_proto::uid::Uid;
@@ -45,8 +47,11 @@ pub(crate) struct Groups {
     limits: GroupLimits,
     /// Group → its members and their deadlines.
     groups: HashMap<Uid, HashMap<Uid, Deadline>>,
-    /// Uid → the groups it belongs to.
-    of_uid: HashMap<Uid, HashSet<Uid>>,
+    /// Uid → the groups it belongs to: a short list, inline while it holds
+    /// one (most uids are in few groups; a set per uid cost about 100 bytes
+    /// more per membership). At most `--max-groups-per-uid` long, so a removal's
+    /// scan of it is bounded.
+    of_uid: HashMap<Uid, SmallVec<[Uid; 1]>>,
     memberships: usize,
     /// Memberships with a deadline, in deadline order (a sequence number tells
     /// equal instants apart): (group, uid).
@@ -86,7 +91,7 @@ impl Groups {
         if self.memberships >= self.limits.memberships {
             return Added::TooMany;
         }
-        if self.of_uid.get(uid).map_or(0, HashSet::len) >= self.limits.per_uid {
+        if self.of_uid.get(uid).map_or(0, |groups| groups.len()) >= self.limits.per_uid {
             return Added::TooManyForUid;
         }
         let deadline = until.map(|until| self.deadline(group, uid, until));
@@ -95,7 +100,7 @@ impl Groups {
         self.of_uid
             .entry(uid.clone())
             .or_default()
-            .insert(group.clone());
+            .push(group.clone());
         self.memberships += 1;
         Added::New
     }
@@ -123,7 +128,7 @@ impl Groups {
             self.due.remove(&key);
         }
         if let Some(groups) = self.of_uid.get_mut(uid) {
-            groups.remove(group);
+            groups.retain(|g| g != group);
             if groups.is_empty() {
                 self.of_uid.remove(uid);
             }
