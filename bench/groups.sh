@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A push to a group of N online members against a broadcast to the same N connections, in
 # one sitting, alternating (broadcast, group, broadcast, group): server CPU per delivered
-# message and delivered rate for each, and the membership adds' rate and CPU per change.
+# message and delivered rate for each, and the membership adds' rate and CPU per change; then a
+# group of 10 against 10 uid pushes.
 #
 #   bench/groups.sh [N] [PUSHES]      defaults: 10000 20
 set -euo pipefail
@@ -18,6 +19,18 @@ for round in 1 2; do
         timeout 600 ./target/release/pushbench --ws "$ws" --text "$text" --socket "$socket" \
             --pid "$pushd_pid" broadcast -n "$n" -b "$pushes" $flag |
             grep -E 'CPU|rate|second'
+    done
+done
+
+# A group of 10 against 10 uid pushes: the same 10 clients get the same number of messages
+# through the text port (20,000 group lines, or 200,000 uid lines).
+for round in 1 2; do
+    for kind in uids group; do
+        flag=""; [ "$kind" = group ] && flag="--group"
+        start_pushd ./target/release/pushd
+        echo "== round $round: 10 clients, $kind"
+        timeout 600 ./target/release/pushbench --ws "$ws" --text "$text" --socket "$socket" \
+            --pid "$pushd_pid" fanout -n 10 -p 20000 $flag | grep -E 'CPU|rate|delivered  '
     done
 done
 stop_pushd

@@ -140,6 +140,20 @@ enum Scenario {
         #[arg(long, default_value_t = 0)]
         padding: usize,
     },
+    /// P pushes to each of N clients through the text port, as one group line
+    /// per push (--group: the clients are one group) or one uid line per client
+    /// and push: server CPU per delivered message (with --pid) and rate.
+    Fanout {
+        /// Bound clients.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        clients: usize,
+        /// Pushes to each.
+        #[arg(long, short = 'p', default_value_t = 20_000)]
+        pushes: usize,
+        /// One group line per push instead of one uid line per client.
+        #[arg(long)]
+        group: bool,
+    },
     /// Group memberships: M uids (offline) added to G groups through the admin
     /// socket, a thousand per request, then removed; reports changes per
     /// second, server CPU per change (with --pid) and RSS per membership.
@@ -277,7 +291,8 @@ fn main() -> ExitCode {
         | Scenario::Broadcast { clients: n, .. }
         | Scenario::Admin { clients: n, .. }
         | Scenario::Drain { clients: n, .. }
-        | Scenario::Upgrade { clients: n, .. } => *n as u64 + 64,
+        | Scenario::Upgrade { clients: n, .. }
+        | Scenario::Fanout { clients: n, .. } => *n as u64 + 64,
         Scenario::Mailbox { .. } | Scenario::Memberships { .. } => 64,
         Scenario::Navigate { pages, .. } => *pages as u64 + 64,
         Scenario::Promise { uids, .. } => *uids as u64 + 64,
@@ -360,6 +375,11 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
             memberships,
             groups,
         } => scenarios::memberships(common, *memberships, *groups).await,
+        Scenario::Fanout {
+            clients,
+            pushes,
+            group,
+        } => scenarios::fanout(common, *clients, *pushes, *group).await,
         Scenario::Navigate {
             pages,
             messages,

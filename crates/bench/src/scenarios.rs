@@ -523,6 +523,92 @@ pub async fn broadcast(
     Ok(report)
 }
 
+/// `fanout`: `pushes` pushes to each of `clients` clients through one text
+/// connection (64 lines in flight), as one group line per push (`group`: the
+/// clients' uids are one group's members) or as one uid line per client and
+/// push: server CPU per delivered message and the delivered rate (with `--pid`).
+pub async fn fanout(
+    common: &Common,
+    clients: usize,
+    pushes: usize,
+    group: bool,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new(
+        "fanout",
+        json!({ "clients": clients, "pushes": pushes, "group": group }),
+    );
+    let crowd = crowd(common, clients, 0, 0).await?;
+    let receipts = crowd.receipts.clone();
+    if group {
+        let mut admin = admin::connect(&common.socket).await?;
+        let uids = (0..clients)
+            .map(|i| pushd_proto::uid::Uid::parse(&clients::uid(&common.uid_prefix, i)))
+            .collect::<Result<_, _>>()?;
+        let group = pushd_proto::uid::Uid::parse("fanout")?;
+        admin
+            .request(Request::GroupAdd {
+                group,
+                uids,
+                ttl_ms: None,
+            })
+            .await?;
+    }
+    let lines: Vec<String> = (0..pushes)
+        .flat_map(|p| {
+            let prefix = common.uid_prefix.clone();
+            let per_push: Vec<String> = match group {
+                true => vec![format!("{{\"group\":\"fanout\",\"p\":{p},\"t\":0}}")],
+                false => (0..clients)
+                    .map(|i| {
+                        format!(
+                            "{{\"uid\":\"{}\",\"p\":{p},\"t\":0}}",
+                            clients::uid(&prefix, i)
+                        )
+                    })
+                    .collect(),
+            };
+            per_push
+        })
+        .collect();
+    let expected = (clients * pushes) as u64;
+    let before = common.pid.map(sys::sample).transpose()?;
+    let started = Instant::now();
+    let mut text = TcpStream::connect(common.text).await?;
+    let mut replies = vec![0u8; 64 * 8];
+    for batch in lines.chunks(64) {
+        let mut out = batch.join("\n");
+        out.push('\n');
+        text.write_all(out.as_bytes()).await?;
+        // Every line is answered with one short line: read until as many arrived.
+        let mut answered = 0;
+        while answered < batch.len() {
+            let n = text.read(&mut replies).await?;
+            if n == 0 {
+                bail!("the text port closed");
+            }
+            answered += replies[..n].iter().filter(|b| **b == b'\n').count();
+        }
+    }
+    let deadline = Instant::now() + common.timeout;
+    while receipts.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let received = receipts.received.load(Ordering::Relaxed);
+    report.add("delivered", received as f64, "");
+    report.add("delivered rate", received as f64 / elapsed, "msg/s");
+    if let (Some(pid), Some(before)) = (common.pid, before) {
+        let cpu = (sys::sample(pid)?.cpu - before.cpu).as_secs_f64() * 1e6;
+        report.add(
+            "server CPU per delivered message",
+            cpu / received.max(1) as f64,
+            "µs",
+        );
+    }
+    drop(crowd);
+    Ok(report)
+}
+
 /// `memberships`: `memberships` offline uids added to `groups` groups through
 /// the admin socket (a thousand per request), then removed: changes per
 /// second, server CPU per change and RSS per membership (with `--pid`).
