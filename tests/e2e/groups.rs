@@ -145,8 +145,19 @@ async fn pushctl_manages_groups_and_pushes_and_kicks_by_group() {
         .await;
     assert_eq!(kicked.status, 0, "{kicked:?}");
     assert_eq!(page.closed(STEP).await.code, Some(4000));
-    // Kicks do not change memberships.
+    // Kicks do not change memberships; the online count follows the uids.
     assert_eq!(pushd.ctl(&["group", "members", "team"]).await.status, 0);
+    let list = pushd.ctl(&["--json", "group", "list"]).await.json();
+    assert_eq!(
+        list,
+        serde_json::json!([{"group": "team", "members": 2, "online": 0}])
+    );
+    let _m2 = pushd.bound_client("m2").await;
+    let list = pushd.ctl(&["--json", "group", "list"]).await.json();
+    assert_eq!(
+        list,
+        serde_json::json!([{"group": "team", "members": 2, "online": 1}])
+    );
     assert_eq!(pushd.ctl(&["group", "drop", "team"]).await.status, 0);
     assert_eq!(pushd.ctl(&["group", "drop", "team"]).await.status, 1);
     assert_eq!(pushd.ctl(&["group", "members", "team"]).await.status, 1);

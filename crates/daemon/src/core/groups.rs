@@ -53,6 +53,10 @@ pub(crate) struct Groups {
     /// scan of it is bounded.
     of_uid: HashMap<Uid, SmallVec<[Uid; 1]>>,
     memberships: usize,
+    /// Group → its members that have a connection, for groups with any: kept
+    /// as uids come and go (`uid_online`), so that listing groups costs one
+    /// step per group, not per membership.
+    online: HashMap<Uid, usize>,
     /// Memberships with a deadline, in deadline order (a sequence number tells
     /// equal instants apart): (group, uid).
     due: BTreeMap<(Instant, u64), (Uid, Uid)>,
@@ -67,6 +71,7 @@ impl Groups {
             groups: HashMap::new(),
             of_uid: HashMap::new(),
             memberships: 0,
+            online: HashMap::new(),
             due: BTreeMap::new(),
             sequence: 0,
         }
@@ -74,8 +79,14 @@ impl Groups {
 
     /// Makes `uid` a member of `group` (until `until`, or for good), within
     /// the bounds. A member already keeps its membership; a deadline given
-    /// replaces the one it had.
-    pub(crate) fn add(&mut self, group: &Uid, uid: &Uid, until: Option<Instant>) -> Added {
+    /// replaces the one it had. `online`: the uid has a connection.
+    pub(crate) fn add(
+        &mut self,
+        group: &Uid,
+        uid: &Uid,
+        until: Option<Instant>,
+        online: bool,
+    ) -> Added {
         let current = self.groups.get(group).and_then(|m| m.get(uid)).copied();
         if let Some(deadline) = current {
             if let Some(until) = until {
@@ -102,6 +113,9 @@ impl Groups {
             .or_default()
             .push(group.clone());
         self.memberships += 1;
+        if online {
+            *self.online.entry(group.clone()).or_default() += 1;
+        }
         Added::New
     }
 
@@ -113,8 +127,9 @@ impl Groups {
         key
     }
 
-    /// Ends `uid`'s membership of `group`; whether it was one.
-    pub(crate) fn remove(&mut self, group: &Uid, uid: &str) -> bool {
+    /// Ends `uid`'s membership of `group`; whether it was one. `online`: the
+    /// uid has a connection.
+    pub(crate) fn remove(&mut self, group: &Uid, uid: &str, online: bool) -> bool {
         let Some(members) = self.groups.get_mut(group) else {
             return false;
         };
@@ -134,18 +149,44 @@ impl Groups {
             }
         }
         self.memberships -= 1;
+        if online {
+            self.count_online(group, false);
+        }
         true
     }
 
+    /// `uid` got its first connection (`online`) or lost its last: its groups'
+    /// online counts follow. Bounded by `--max-groups-per-uid`.
+    pub(crate) fn uid_online(&mut self, uid: &str, online: bool) {
+        let Some(groups) = self.of_uid.get(uid) else {
+            return;
+        };
+        for group in groups.clone() {
+            self.count_online(&group, online);
+        }
+    }
+
+    fn count_online(&mut self, group: &Uid, up: bool) {
+        let count = self.online.entry(group.clone()).or_default();
+        if up {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.online.remove(group);
+            }
+        }
+    }
+
     /// Removes `group` with all its members; how many it had.
-    pub(crate) fn drop_group(&mut self, group: &Uid) -> usize {
+    pub(crate) fn drop_group(&mut self, group: &Uid, is_online: impl Fn(&str) -> bool) -> usize {
         let members: Vec<Uid> = self
             .members(group)
             .into_iter()
             .map(|(uid, _)| uid)
             .collect();
         for uid in &members {
-            self.remove(group, uid);
+            self.remove(group, uid, is_online(uid));
         }
         members.len()
     }
@@ -163,11 +204,15 @@ impl Groups {
         self.groups.get(group).into_iter().flat_map(HashMap::keys)
     }
 
-    /// Every group and its members.
-    pub(crate) fn all(&self) -> impl Iterator<Item = (&Uid, impl Iterator<Item = &Uid>)> {
-        self.groups
-            .iter()
-            .map(|(group, members)| (group, members.keys()))
+    /// Every group: its name, members, and members with a connection.
+    pub(crate) fn list(&self) -> Vec<(Uid, u64, u64)> {
+        let groups = self.groups.iter();
+        groups
+            .map(|(group, members)| {
+                let online = self.online.get(group).copied().unwrap_or(0);
+                (group.clone(), members.len() as u64, online as u64)
+            })
+            .collect()
     }
 
     /// The groups `uid` belongs to.
@@ -183,7 +228,12 @@ impl Groups {
 
     /// Ends the memberships whose deadline passed, at most `budget` of them;
     /// how many, and whether more are due.
-    pub(crate) fn expire(&mut self, now: Instant, budget: usize) -> (usize, bool) {
+    pub(crate) fn expire(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        is_online: impl Fn(&str) -> bool,
+    ) -> (usize, bool) {
         let mut ended = 0;
         while let Some((&(at, _), _)) = self.due.first_key_value() {
             if at > now {
@@ -193,7 +243,7 @@ impl Groups {
                 return (ended, true);
             }
             let (_, (group, uid)) = self.due.pop_first().expect("just seen");
-            ended += usize::from(self.remove(&group, &uid));
+            ended += usize::from(self.remove(&group, &uid, is_online(&uid)));
         }
         (ended, false)
     }
@@ -225,8 +275,10 @@ impl Groups {
             for (uid, until_ms) in saved.members {
                 let until = until_ms.map(|ms| wall.instant_of(ms));
                 let added = match (Uid::parse(&uid), until) {
-                    (Ok(uid), None) => self.add(&group, &uid, None),
-                    (Ok(uid), Some(Some(until))) => self.add(&group, &uid, Some(until)),
+                    // At a start nobody has a connection yet (the ones a live
+                    // upgrade hands over are adopted after, and counted then).
+                    (Ok(uid), None) => self.add(&group, &uid, None, false),
+                    (Ok(uid), Some(Some(until))) => self.add(&group, &uid, Some(until), false),
                     _ => Added::TooMany,
                 };
                 if added == Added::New {
@@ -259,39 +311,83 @@ mod tests {
     #[test]
     fn memberships_come_and_go_and_a_group_exists_while_it_has_members() {
         let mut g = groups(10, 100);
-        assert_eq!(g.add(&uid("g"), &uid("a"), None), Added::New);
-        assert_eq!(g.add(&uid("g"), &uid("a"), None), Added::Already);
-        assert_eq!(g.add(&uid("g"), &uid("b"), None), Added::New);
-        assert_eq!(g.add(&uid("h"), &uid("a"), None), Added::New);
+        assert_eq!(g.add(&uid("g"), &uid("a"), None, false), Added::New);
+        assert_eq!(g.add(&uid("g"), &uid("a"), None, false), Added::Already);
+        assert_eq!(g.add(&uid("g"), &uid("b"), None, false), Added::New);
+        assert_eq!(g.add(&uid("h"), &uid("a"), None, false), Added::New);
         assert_eq!(g.memberships(), 3);
         assert_eq!(g.of("a").len(), 2);
-        assert!(g.remove(&uid("g"), "a"));
-        assert!(!g.remove(&uid("g"), "a"));
-        assert_eq!(g.drop_group(&uid("g")), 1);
+        assert!(g.remove(&uid("g"), "a", false));
+        assert!(!g.remove(&uid("g"), "a", false));
+        assert_eq!(g.drop_group(&uid("g"), |_| false), 1);
         assert!(g.members("g").is_empty());
         assert_eq!(g.of("a"), vec![uid("h")]);
         assert_eq!(g.memberships(), 1);
     }
 
     #[test]
+    fn online_counts_follow_uids_and_memberships() {
+        let mut g = groups(10, 100);
+        g.add(&uid("g"), &uid("a"), None, true);
+        g.add(&uid("g"), &uid("b"), None, false);
+        g.add(&uid("h"), &uid("b"), None, false);
+        let online = |g: &Groups, name: &str| {
+            g.list()
+                .into_iter()
+                .find(|(group, ..)| group.as_str() == name)
+                .map(|(_, _, o)| o)
+        };
+        assert_eq!(online(&g, "g"), Some(1));
+        g.uid_online("b", true);
+        assert_eq!((online(&g, "g"), online(&g, "h")), (Some(2), Some(1)));
+        g.uid_online("a", false);
+        assert!(g.remove(&uid("g"), "b", true));
+        assert_eq!(online(&g, "g"), Some(0), "a is left, offline");
+        assert_eq!(online(&g, "h"), Some(1));
+        assert_eq!(g.drop_group(&uid("h"), |_| true), 1);
+        assert_eq!(g.list(), vec![(uid("g"), 1, 0)]);
+    }
+
+    #[test]
     fn bounds_refuse_new_memberships_only() {
         let mut g = groups(1, 2);
-        g.add(&uid("g"), &uid("a"), None);
-        assert_eq!(g.add(&uid("h"), &uid("a"), None), Added::TooManyForUid);
-        assert_eq!(g.add(&uid("g"), &uid("a"), None), Added::Already);
-        g.add(&uid("g"), &uid("b"), None);
-        assert_eq!(g.add(&uid("g"), &uid("c"), None), Added::TooMany);
+        g.add(&uid("g"), &uid("a"), None, false);
+        assert_eq!(
+            g.add(&uid("h"), &uid("a"), None, false),
+            Added::TooManyForUid
+        );
+        assert_eq!(g.add(&uid("g"), &uid("a"), None, false), Added::Already);
+        g.add(&uid("g"), &uid("b"), None, false);
+        assert_eq!(g.add(&uid("g"), &uid("c"), None, false), Added::TooMany);
     }
 
     #[test]
     fn a_deadline_ends_a_membership_and_a_refresh_moves_it() {
         let mut g = groups(10, 100);
         let now = Instant::now();
-        g.add(&uid("g"), &uid("a"), Some(now + Duration::from_secs(1)));
-        g.add(&uid("g"), &uid("b"), Some(now + Duration::from_secs(1)));
-        g.add(&uid("g"), &uid("b"), Some(now + Duration::from_secs(5)));
-        g.add(&uid("g"), &uid("c"), None);
-        assert_eq!(g.expire(now + Duration::from_secs(2), 100), (1, false));
+        g.add(
+            &uid("g"),
+            &uid("a"),
+            Some(now + Duration::from_secs(1)),
+            false,
+        );
+        g.add(
+            &uid("g"),
+            &uid("b"),
+            Some(now + Duration::from_secs(1)),
+            false,
+        );
+        g.add(
+            &uid("g"),
+            &uid("b"),
+            Some(now + Duration::from_secs(5)),
+            false,
+        );
+        g.add(&uid("g"), &uid("c"), None, false);
+        assert_eq!(
+            g.expire(now + Duration::from_secs(2), 100, |_| false),
+            (1, false)
+        );
         let mut left: Vec<String> = g
             .members("g")
             .into_iter()
@@ -299,7 +395,10 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["b", "c"]);
-        assert_eq!(g.expire(now + Duration::from_secs(6), 100), (1, false));
+        assert_eq!(
+            g.expire(now + Duration::from_secs(6), 100, |_| false),
+            (1, false)
+        );
         assert_eq!(g.memberships(), 1);
     }
 }

@@ -158,10 +158,11 @@ impl Registry {
             // Before it is listed: nothing pushed to it can be written ahead of its mailbox.
             handle.hold();
         }
-        if state.uids.insert(handle)
-            && let Some(events) = &state.events
-        {
-            events.first_bound(&key);
+        if state.uids.insert(handle) {
+            state.groups.uid_online(&key, true);
+            if let Some(events) = &state.events {
+                events.first_bound(&key);
+            }
         }
         drop(guard);
         self.mark_changed([key.clone()]);

@@ -50,7 +50,8 @@ impl Registry {
         let mut added = GroupAdded::default();
         let mut state = self.lock();
         for uid in uids {
-            match state.groups.add(group, uid, until) {
+            let online = state.uids.contains(uid.as_str());
+            match state.groups.add(group, uid, until, online) {
                 Added::New => added.added += 1,
                 Added::Already => added.already += 1,
                 Added::TooManyForUid => added
@@ -69,15 +70,20 @@ impl Registry {
 
     /// Ends `uids`' memberships of `group`; how many were members.
     pub(crate) fn group_remove(&self, group: &Uid, uids: &[Uid]) -> u64 {
-        let mut state = self.lock();
-        uids.iter()
-            .filter(|uid| state.groups.remove(group, uid))
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let (groups, online) = (&mut state.groups, &state.uids);
+        (uids.iter())
+            .filter(|uid| groups.remove(group, uid, online.contains(uid.as_str())))
             .count() as u64
     }
 
     /// Removes `group`; how many members it had.
     pub(crate) fn group_drop(&self, group: &Uid) -> u64 {
-        self.lock().groups.drop_group(group) as u64
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let online = &state.uids;
+        state.groups.drop_group(group, |uid| online.contains(uid)) as u64
     }
 
     /// `group`'s members with their connections here, sorted by uid.
@@ -100,20 +106,10 @@ impl Registry {
     }
 
     /// Every group: its name, members, and members with a connection here;
-    /// sorted by name. Walks every membership: for operators, not for pushes.
+    /// sorted by name. One step per group (online counts are kept as uids
+    /// come and go), sorted after the lock.
     pub(crate) fn group_list(&self) -> Vec<(Uid, u64, u64)> {
-        let state = self.lock();
-        let mut list: Vec<(Uid, u64, u64)> = (state.groups.all())
-            .map(|(group, members)| {
-                let (mut all, mut online) = (0, 0);
-                for uid in members {
-                    all += 1;
-                    online += u64::from(state.uids.contains(uid.as_str()));
-                }
-                (group.clone(), all, online)
-            })
-            .collect();
-        drop(state);
+        let mut list = self.lock().groups.list();
         list.sort_unstable();
         list
     }
@@ -134,7 +130,12 @@ impl Registry {
     /// whether more are due.
     pub(crate) fn expire_groups(&self) -> bool {
         const BUDGET: usize = 1000;
-        let (ended, more) = self.lock().groups.expire(Instant::now(), BUDGET);
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let online = &state.uids;
+        let (ended, more) =
+            (state.groups).expire(Instant::now(), BUDGET, |uid| online.contains(uid));
+        drop(guard);
         self.counters
             .add(Counter::GroupMembershipsExpired, ended as u64);
         more

@@ -59,7 +59,9 @@ impl Registry {
                 let until = std::time::Instant::now() + mailboxes.ttl();
                 mailboxes.keep_resumable(uid, until);
             }
-            state.uids.insert(handle.clone());
+            if state.uids.insert(handle.clone()) {
+                state.groups.uid_online(uid, true);
+            }
         }
         drop(guard);
         self.counters.bump(Counter::ConnectionsOpened);

@@ -72,6 +72,7 @@ impl Registry {
         let Some((key, handles)) = state.uids.remove(uid) else {
             return 0;
         };
+        state.groups.uid_online(&key, false);
         if let Some(events) = &state.events {
             events.last_unbound(&key);
         }

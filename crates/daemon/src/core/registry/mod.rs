@@ -153,10 +153,11 @@ impl State {
             return None;
         }
         let uid = handle.uid()?.clone();
-        if self.uids.remove_one(handle)
-            && let Some(events) = &self.events
-        {
-            events.last_unbound(&uid);
+        if self.uids.remove_one(handle) {
+            self.groups.uid_online(&uid, false);
+            if let Some(events) = &self.events {
+                events.last_unbound(&uid);
+            }
         }
         Some(uid)
     }
