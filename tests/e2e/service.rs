@@ -17,18 +17,24 @@ fn recv(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-#[tokio::test]
-async fn pushd_tells_systemd_when_it_is_ready_and_when_it_stops() {
-    let dir = tempfile::tempdir().unwrap();
-    let notify = dir.path().join("notify");
+/// pushd with `NOTIFY_SOCKET` set to a datagram socket in `dir`, as systemd
+/// runs it, and that socket (reads time out after `STEP`).
+async fn under_notify(dir: &std::path::Path) -> (Pushd, UnixDatagram) {
+    let notify = dir.join("notify");
     let listener = UnixDatagram::bind(&notify).unwrap();
     listener.set_read_timeout(Some(STEP)).unwrap();
-    let socket = dir.path().join("pushd.sock");
+    let socket = dir.join("pushd.sock");
     let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));
     command
         .env("NOTIFY_SOCKET", &notify)
         .args(crate::harness::loopback_args(&socket));
-    let mut pushd = Pushd::spawn(command, &socket).await.unwrap();
+    (Pushd::spawn(command, &socket).await.unwrap(), listener)
+}
+
+#[tokio::test]
+async fn pushd_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut pushd, listener) = under_notify(dir.path()).await;
     let ready = tokio::task::spawn_blocking({
         let listener = listener.try_clone().unwrap();
         move || recv(&listener)
@@ -40,7 +46,7 @@ async fn pushd_tells_systemd_when_it_is_ready_and_when_it_stops() {
         ready.contains(&format!("STATUS=serving ws={}", pushd.ws)),
         "{ready:?}"
     );
-    assert!(socket.exists(), "ready means the admin socket is there too");
+    assert!(pushd.socket.exists(), "ready means the admin socket is there too");
     pushd.signal(libc::SIGTERM);
     let stopping = tokio::task::spawn_blocking(move || recv(&listener))
         .await
@@ -54,15 +60,7 @@ async fn pushd_tells_systemd_when_it_is_ready_and_when_it_stops() {
 #[tokio::test]
 async fn after_an_upgrade_the_new_process_tells_systemd_it_is_the_main_one() {
     let dir = tempfile::tempdir().unwrap();
-    let notify = dir.path().join("notify");
-    let listener = UnixDatagram::bind(&notify).unwrap();
-    listener.set_read_timeout(Some(STEP)).unwrap();
-    let socket = dir.path().join("pushd.sock");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushd"));
-    command
-        .env("NOTIFY_SOCKET", &notify)
-        .args(crate::harness::loopback_args(&socket));
-    let mut pushd = Pushd::spawn(command, &socket).await.unwrap();
+    let (mut pushd, listener) = under_notify(dir.path()).await;
     let upgraded = pushd.ctl(&["upgrade"]).await;
     assert_eq!(upgraded.status, 0, "{upgraded:?}");
     let new_pid = crate::upgrade::new_pid(&upgraded.stdout);

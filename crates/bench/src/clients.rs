@@ -118,6 +118,36 @@ pub async fn open(
     Ok((readers, elapsed))
 }
 
+/// Opens `count` plain clients on `target`, client `i` bound to
+/// `uid(prefix, i)`, at most `concurrency` handshakes in flight, all within
+/// `limit`; `then` takes each (its number, its uid, its stream) and returns
+/// what the caller keeps of it.
+pub(crate) async fn open_plain<T>(
+    target: SocketAddr,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+    limit: Duration,
+    then: impl Fn(usize, String, WebSocketStream<TcpStream>) -> T,
+) -> anyhow::Result<Vec<T>> {
+    let then = &then;
+    let opened = futures_util::stream::iter(0..count)
+        .map(|i| async move {
+            let uid = uid(prefix, i);
+            let tcp = tcp_connect(target, i)
+                .await
+                .with_context(|| format!("client {i}: connect"))?;
+            let ws = handshake(format!("ws://{target}/"), tcp, &uid, i).await?;
+            anyhow::Ok(then(i, uid, ws))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>();
+    let Ok(opened) = tokio::time::timeout(limit, opened).await else {
+        bail!("opening {count} clients took longer than {limit:?}");
+    };
+    opened.into_iter().collect()
+}
+
 /// The WebSocket handshake over `stream`, then the uid as the first message.
 pub(crate) async fn handshake<S>(
     url: String,

@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::Common;
-use crate::clients::{handshake, tcp_connect, uid};
+use crate::clients::{handshake, open_plain, tcp_connect};
 use crate::report::Report;
 
 /// What one client saw: its close code, and when it was bound again on B.
@@ -33,27 +33,19 @@ pub async fn drain(
     to: SocketAddr,
 ) -> anyhow::Result<Report> {
     let done = Arc::new(Notify::new());
-    let opened = futures_util::stream::iter(0..clients)
-        .map(|i| {
-            let (ws_addr, prefix, done) = (common.ws, common.uid_prefix.clone(), done.clone());
-            async move {
-                let uid = uid(&prefix, i);
-                let tcp = tcp_connect(ws_addr, i).await.context("connect to A")?;
-                let ws = handshake(format!("ws://{ws_addr}/"), tcp, &uid, i).await?;
-                let (told, back) = tokio::sync::oneshot::channel();
-                tokio::spawn(come_back(ws, uid, i, to, told, done));
-                anyhow::Ok(back)
-            }
-        })
-        .buffer_unordered(common.concurrency.max(1))
-        .collect::<Vec<_>>();
-    let Ok(opened) = tokio::time::timeout(common.timeout, opened).await else {
-        bail!(
-            "opening {clients} clients took longer than {:?}",
-            common.timeout
-        );
-    };
-    let backs_told = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let backs_told = open_plain(
+        common.ws,
+        &common.uid_prefix,
+        clients,
+        common.concurrency,
+        common.timeout,
+        |i, uid, ws| {
+            let (told, back) = tokio::sync::oneshot::channel();
+            tokio::spawn(come_back(ws, uid, i, to, told, done.clone()));
+            back
+        },
+    )
+    .await?;
     // Let pushd bind the last ones.
     tokio::time::sleep(Duration::from_secs(1)).await;
 

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::Common;
-use crate::clients::{handshake, tcp_connect, uid};
+use crate::clients::{open_plain, uid};
 use crate::report::Report;
 
 /// Text connections pushing.
@@ -62,25 +62,17 @@ pub async fn upgrade(
         last: (0..clients).map(|_| AtomicU64::new(0)).collect(),
         ..Seen::default()
     });
-    let opened = futures_util::stream::iter(0..clients)
-        .map(|i| {
-            let (ws_addr, prefix, seen) = (common.ws, common.uid_prefix.clone(), seen.clone());
-            async move {
-                let tcp = tcp_connect(ws_addr, i).await.context("connect")?;
-                let ws = handshake(format!("ws://{ws_addr}/"), tcp, &uid(&prefix, i), i).await?;
-                tokio::spawn(read(ws, i, seen, epoch));
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(common.concurrency.max(1))
-        .collect::<Vec<_>>();
-    let Ok(opened) = tokio::time::timeout(common.timeout, opened).await else {
-        bail!(
-            "opening {clients} clients took longer than {:?}",
-            common.timeout
-        );
-    };
-    opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    open_plain(
+        common.ws,
+        &common.uid_prefix,
+        clients,
+        common.concurrency,
+        common.timeout,
+        |i, _, ws| {
+            tokio::spawn(read(ws, i, seen.clone(), epoch));
+        },
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let stop = Arc::new(AtomicBool::new(false));
