@@ -46,7 +46,10 @@ async fn pushd_tells_systemd_when_it_is_ready_and_when_it_stops() {
         ready.contains(&format!("STATUS=serving ws={}", pushd.ws)),
         "{ready:?}"
     );
-    assert!(pushd.socket.exists(), "ready means the admin socket is there too");
+    assert!(
+        pushd.socket.exists(),
+        "ready means the admin socket is there too"
+    );
     pushd.signal(libc::SIGTERM);
     let stopping = tokio::task::spawn_blocking(move || recv(&listener))
         .await
