@@ -109,6 +109,75 @@ local function drop_node(nodes, prefix, now, grace, id)
 end
 ";
 
+/// Lua shared by the scripts that number pushes and keep them in the uids'
+/// streams (the route and the group push).
+///
+/// `numbers` takes `n` numbers from the cluster's counter: it returns the
+/// clock to stamp ids with (`ms`, never going back, so that every stream
+/// accepts them in order) and the number before the first. N never starts
+/// over: it is at least the clock in microseconds, so a Redis restarted empty
+/// (or from an old snapshot) goes on above every N it gave before (unless it
+/// gave more than a million a second).
+///
+/// `keep_in_stream` keeps the pushed bytes `raw` (message `id`, number `seq`)
+/// in `uid`'s stream: waiting for the uid (`waiting`), or else as a delivered
+/// copy for resumes, marked `d`. At the mailbox's size its oldest entry goes;
+/// over the memory bound nothing is kept, and a resumable uid's stream notes
+/// that it misses `seq`. Returns -1 when it waits, -2 when it was to wait but
+/// the mailboxes are at their memory bound, else 0.
+const STREAM_LUA: &str = "local function numbers(prefix, now, n)
+  local clock = prefix .. ':clock'
+  now = math.max(now, tonumber(redis.call('GET', clock) or '0'))
+  redis.call('SET', clock, now)
+  local counter = prefix .. ':seq'
+  local seq = redis.call('INCRBY', counter, n) - n
+  local floor = now * 1000
+  if seq < floor then
+    seq = floor
+    redis.call('SET', counter, string.format('%d', floor + n))
+  end
+  return now, seq
+end
+local function keep_in_stream(prefix, uid, id, seq, raw, waiting, now, ttl, size, memory)
+  local mb = prefix .. ':mb:'
+  local key, v2 = mb .. uid, prefix .. ':v2:' .. uid
+  local cost = string.len(raw) + OVERHEAD
+  local bytes = tonumber(redis.call('GET', mb .. 'bytes') or '0')
+  local oldest = nil
+  if redis.call('XLEN', key) >= size then
+    oldest = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+  end
+  local freed = 0
+  if oldest then freed = string.len(oldest[2][2]) + OVERHEAD end
+  if bytes + cost > memory + freed then
+    if waiting then return -2 end
+    if redis.call('EXISTS', v2) == 1 then redis.call('HSET', v2, 'l', string.format('%d', seq)) end
+    return 0
+  end
+  if oldest then
+    redis.call('XDEL', key, oldest[1])
+    redis.call('DECRBY', mb .. 'bytes', freed)
+    redis.call('HINCRBY', mb .. 'size', uid, -freed)
+    if redis.call('EXISTS', v2) == 1 then
+      redis.call('HSET', v2, 'l', string.match(oldest[1], '-(%d+)$'))
+    end
+  end
+  if waiting then
+    redis.call('XADD', key, id, 'm', raw)
+  else
+    redis.call('XADD', key, id, 'm', raw, 'd', '1')
+  end
+  -- Kept past its TTL for a while, so that a bind within the TTL whose take
+  -- Redis runs late (a pause) still finds it.
+  redis.call('PEXPIRE', key, ttl + KEEPALIVE)
+  redis.call('INCRBY', mb .. 'bytes', cost)
+  redis.call('HINCRBY', mb .. 'size', uid, cost)
+  redis.call('ZADD', mb .. 'due', now + ttl, uid)
+  if waiting then return -1 end
+  return 0
+end
+";
+
 /// The bytes a mailbox message is counted for in Redis besides its payload (the same
 /// figure as a node's own mailbox).
 const PER_MESSAGE_OVERHEAD: usize = crate::core::mailbox::PER_MESSAGE_OVERHEAD;
@@ -147,6 +216,13 @@ macro_rules! count_waiting {
            end
          end\n"
     };
+}
+
+/// [`STREAM_LUA`] with its constants in.
+pub(super) fn stream_lua() -> String {
+    STREAM_LUA
+        .replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())
+        .replace("KEEPALIVE", &KEEPALIVE_MS.to_string())
 }
 
 impl Scripts {
@@ -242,7 +318,10 @@ impl Scripts {
                  end
                  return found"
             )),
-            route: Script::new(&with_clock!(
+            route: Script::new(&format!(
+                "{}{}",
+                stream_lua(),
+                with_clock!(
                 "local others, unsure = {}, true
                  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
                    if id ~= ARGV[2] then table.insert(others, id) else unsure = false end
@@ -252,23 +331,9 @@ impl Scripts {
                  unsure = unsure or now < tonumber(redis.call('GET', ARGV[1] .. ':settle') or '0')
                  local named = ARGV[3] == '1'
                  local ttl, size, memory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-                 local mb = ARGV[1] .. ':mb:'
-                 -- One number per push from the cluster's counter; ids are `ms-N`, and
-                 -- `ms` never goes back, so every stream accepts them in order.
                  local n = (#ARGV - 6) / 3
-                 local clock = ARGV[1] .. ':clock'
-                 now = math.max(now, tonumber(redis.call('GET', clock) or '0'))
-                 redis.call('SET', clock, now)
-                 local counter = ARGV[1] .. ':seq'
-                 local seq = redis.call('INCRBY', counter, n) - n
-                 -- N never starts over: it is at least the clock in microseconds, so
-                 -- a Redis restarted empty (or from an old snapshot) goes on above
-                 -- every N it gave before (unless it gave more than a million a second).
-                 local floor = now * 1000
-                 if seq < floor then
-                   seq = floor
-                   redis.call('SET', counter, string.format('%d', floor + n))
-                 end
+                 local seq
+                 now, seq = numbers(ARGV[1], now, n)
                  local stem = now .. '-'
                  local routed = {}
                  for i = 7, #ARGV, 3 do
@@ -304,43 +369,10 @@ impl Scripts {
                    end
                    local resumable = v2 and redis.call('EXISTS', v2) == 1
                    if waiting or resumable then
-                     local key = mb .. uid
                      -- Kept without the bus header: the pushed bytes alone.
                      local raw = string.sub(payload, string.find(payload, '\\n', 1, true) + 1)
-                     local cost = string.len(raw) + OVERHEAD
-                     local bytes = tonumber(redis.call('GET', mb .. 'bytes') or '0')
-                     local oldest = nil
-                     if redis.call('XLEN', key) >= size then
-                       oldest = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
-                     end
-                     local freed = 0
-                     if oldest then freed = string.len(oldest[2][2]) + OVERHEAD end
-                     if bytes + cost > memory + freed then
-                       if waiting then count = -2 end
-                       if resumable then redis.call('HSET', v2, 'l', string.format('%d', seq)) end
-                     else
-                       if oldest then
-                         redis.call('XDEL', key, oldest[1])
-                         redis.call('DECRBY', mb .. 'bytes', freed)
-                         redis.call('HINCRBY', mb .. 'size', uid, -freed)
-                         local v2key = ARGV[1] .. ':v2:' .. uid
-                         if redis.call('EXISTS', v2key) == 1 then
-                           redis.call('HSET', v2key, 'l', string.match(oldest[1], '-(%d+)$'))
-                         end
-                       end
-                       if waiting then
-                         redis.call('XADD', key, id, 'm', raw)
-                         count = -1
-                       else
-                         redis.call('XADD', key, id, 'm', raw, 'd', '1')
-                       end
-                       -- Kept past its TTL for a while, so that a bind within the TTL
-                       -- whose take Redis runs late (a pause) still finds it.
-                       redis.call('PEXPIRE', key, ttl + KEEPALIVE)
-                       redis.call('INCRBY', mb .. 'bytes', cost)
-                       redis.call('HINCRBY', mb .. 'size', uid, cost)
-                       redis.call('ZADD', mb .. 'due', now + ttl, uid)
-                     end
+                     local kept = keep_in_stream(ARGV[1], uid, id, seq, raw, waiting, now, ttl, size, memory)
+                     if kept ~= 0 then count = kept end
                    end
                    if named then
                      table.insert(routed, {count, reached, missed})
@@ -349,8 +381,7 @@ impl Scripts {
                    end
                  end
                  return routed"
-            ).replace("OVERHEAD", &PER_MESSAGE_OVERHEAD.to_string())
-            .replace("KEEPALIVE", &KEEPALIVE_MS.to_string())),
+            ))),
             take: Script::new(&concat!(
                 with_clock!(
                     "local mb, ttl, result = ARGV[1] .. ':mb:', tonumber(ARGV[2]), {}
