@@ -1482,23 +1482,3 @@ async fn an_upgraded_node_keeps_its_presence_and_its_pages_miss_nothing() {
     assert_eq!(backend_after.request(r#"{"uid":"ur","n":1}"#).await, "ok");
     assert_eq!(raw.recv_text().await, r#"{"uid":"ur","n":1}"#);
 }
-
-/// Groups are single-node for now: in cluster mode, where their memberships
-/// are to live in Redis, a group request is refused with the reason and a
-/// group line answers `fail` (never a push to this node's members alone).
-#[tokio::test]
-async fn groups_are_refused_in_cluster_mode_for_now() {
-    if !crate::cluster_harness::redis_available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (_redis, a, _b) = crate::cluster_harness::two_nodes(dir.path()).await;
-    let refused = a.ctl(&["group", "add", "g", "u"]).await;
-    assert_eq!(refused.status, 2, "{refused:?}");
-    assert!(
-        refused.stderr.contains("not available in cluster mode"),
-        "{refused:?}"
-    );
-    let mut backend = a.text_client().await;
-    assert_eq!(backend.request(r#"{"group":"g"}"#).await, "fail");
-}

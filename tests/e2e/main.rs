@@ -9,6 +9,7 @@ mod http_api;
 mod auth;
 mod browser;
 mod cluster;
+mod cluster_groups;
 mod cluster_harness;
 mod deploy;
 mod edge;

@@ -663,10 +663,16 @@ impl Config {
             // connection that binds is held until its uid's mailbox was taken from there.
             mailbox: self.mailbox_limits().filter(|_| self.cluster.is_none()),
             hold_at_bind: self.cluster.is_some() && self.mailbox_limits().is_some(),
-            groups: crate::core::groups::GroupLimits {
-                per_uid: self.max_groups_per_uid,
-                memberships: self.max_memberships,
-            },
+            groups: self.group_limits(),
+        }
+    }
+
+    /// The groups' bounds (on this node's memberships, or in cluster mode on
+    /// Redis's).
+    pub(crate) fn group_limits(&self) -> crate::core::groups::GroupLimits {
+        crate::core::groups::GroupLimits {
+            per_uid: self.max_groups_per_uid,
+            memberships: self.max_memberships,
         }
     }
 

@@ -402,7 +402,8 @@ pub async fn run(
     let cluster = match &config.cluster {
         Some(settings) => {
             let id = inherited.as_mut().and_then(|i| i.cluster_id.take());
-            let (cluster, inbox) = Cluster::new(settings, config.mailbox_limits(), id)?;
+            let (cluster, inbox) =
+                Cluster::new(settings, config.mailbox_limits(), config.group_limits(), id)?;
             Some((Arc::new(cluster), inbox, Arc::new(ChangedUids::default())))
         }
         None => None,

@@ -12,7 +12,7 @@
 use crate::core::payload::Payload;
 use pushd_proto::uid::Uid;
 
-use crate::cluster::{Confirm, Recipients, Route};
+use crate::cluster::{Confirm, Partial, Recipients, Route};
 use crate::core::counters::Counter;
 use crate::core::registry::{GroupPushed, Pushed, PushedHere};
 use crate::node::Node;
@@ -45,26 +45,41 @@ pub(crate) fn to_uid(node: &Node, uid: Uid, message: Payload, transient: bool) -
     Push { uid, message, here }
 }
 
-/// Pushes `message` to every member of `group` (see
-/// [`Registry::push_group`](crate::core::registry::Registry::push_group)).
-/// Single node for now: in cluster mode groups are refused with a reason.
-pub(crate) fn to_group(
+/// Pushes `message` to every member of `group`, as a push to each: every
+/// connection of each member, the mailbox for a member with none unless
+/// `transient` or banned. On a single node at once
+/// ([`Registry::push_group`](crate::core::registry::Registry::push_group)); in
+/// cluster mode through Redis, where the memberships are, to every node that
+/// holds members (see `Cluster::push_group`), confirmed as `confirm` says.
+/// Call it after finishing the pushes before it: it is delivered here only
+/// once Redis has numbered it.
+pub(crate) async fn to_group(
     node: &Node,
     group: &Uid,
     message: &Payload,
     transient: bool,
-) -> Result<GroupPushed, String> {
-    groups_here(node)?;
-    Ok(node.registry.push_group(group, message, transient))
-}
-
-/// Groups are kept by a single node for now; in cluster mode they would be
-/// this node's alone, which no operator expects: refused.
-pub(crate) fn groups_here(node: &Node) -> Result<(), String> {
-    match node.cluster {
-        Some(_) => Err("groups are not available in cluster mode yet".into()),
-        None => Ok(()),
-    }
+    confirm: Confirm,
+) -> Partial<GroupPushed> {
+    let Some(cluster) = &node.cluster else {
+        return Partial {
+            value: node.registry.push_group(group, message, transient),
+            incomplete: Vec::new(),
+        };
+    };
+    // Bans are each node's; the pusher's decide whose mailbox keeps it.
+    let banned: Vec<Uid> = node
+        .registry
+        .bans()
+        .into_iter()
+        .map(|(uid, _)| uid)
+        .collect();
+    let pushed = (cluster)
+        .push_group(group, message.as_bytes(), transient, &banned, confirm)
+        .await;
+    node.counters
+        .add(Counter::MailboxStored, pushed.value.queued);
+    (node.counters).add(Counter::MailboxRefused, pushed.value.over_memory);
+    pushed
 }
 
 /// Queues `message` for every connection of this node; returns how many took
@@ -78,7 +93,7 @@ pub(crate) fn to_everyone(node: &Node, message: &Payload) -> u64 {
 /// own for its `pushd.v2` connections): this node's connections only (in
 /// cluster mode the uid's mailbox is not this node's to keep).
 pub(crate) fn from_bus(node: &Node, uid: &Uid, message: &Payload, to: &Recipients) -> u64 {
-    (node.registry).push_from_bus(uid, message, to.id.as_deref(), to.raw)
+    (node.registry).push_from_bus(std::slice::from_ref(uid), message, to.id.as_deref(), to.raw)
 }
 
 impl Push {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::core::payload::Payload;
 use bytes::BytesMut;
 use pushd_proto::text::{Target, parse_push_line};
+use pushd_proto::uid::Uid;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -199,8 +200,14 @@ pub(crate) struct Lines {
 enum Prepared {
     /// A push to a uid, finished with the batch (in cluster mode, routed).
     Push(Push),
-    /// A push to a group: done, with its outcome.
-    Group(push::Delivered),
+    /// A push to a group: the last line of its batch, pushed once the pushes
+    /// before it are finished (in cluster mode it reaches even this node's
+    /// connections through Redis, so the lines after it wait).
+    Group {
+        group: Uid,
+        message: Payload,
+        transient: bool,
+    },
     /// Not a request: `fail`.
     Bad,
 }
@@ -230,14 +237,17 @@ impl Lines {
             // Up to LINES_PER_TURN lines are delivered here in order, then finished
             // together (in cluster mode: one Redis round trip for all of them).
             let started = Instant::now();
-            while batch.len() < LINES_PER_TURN {
+            let mut ends_at_group = false;
+            while batch.len() < LINES_PER_TURN && !ends_at_group {
                 let Some(line) = self.splitter.next_line(input) else {
                     break;
                 };
-                batch.push(match line {
+                let prepared = match line {
                     Line::Complete(line) => prepare(node, &line),
                     Line::TooLong => Prepared::Bad,
-                });
+                };
+                ends_at_group = matches!(prepared, Prepared::Group { .. });
+                batch.push(prepared);
             }
             if batch.is_empty() {
                 return;
@@ -248,13 +258,30 @@ impl Lines {
                 _ => None,
             });
             let mut finished = push::finish(node, pushes, self.confirm).await.into_iter();
+            let group = match batch.last() {
+                Some(Prepared::Group {
+                    group,
+                    message,
+                    transient,
+                }) => {
+                    let pushed =
+                        push::to_group(node, group, message, *transient, self.confirm).await;
+                    Some(push::Delivered {
+                        connections: pushed.value.delivered,
+                        queued: pushed.value.queued > 0,
+                        incomplete: pushed.incomplete,
+                    })
+                }
+                _ => None,
+            };
+            let mut group = group.into_iter();
             node.counters
                 .push_seconds
                 .observe(started.elapsed().as_secs_f64());
             for prepared in batch.drain(..) {
                 let delivered = match prepared {
                     Prepared::Push(_) => finished.next().unwrap_or_default(),
-                    Prepared::Group(delivered) => delivered,
+                    Prepared::Group { .. } => group.next().unwrap_or_default(),
                     Prepared::Bad => push::Delivered::default(),
                 };
                 let (counter, reply): (_, &[u8]) = if delivered.connections > 0 {
@@ -266,6 +293,9 @@ impl Lines {
                 };
                 node.counters.bump(counter);
                 replies.extend_from_slice(reply);
+            }
+            if ends_at_group {
+                continue;
             }
             if !full {
                 return;
@@ -297,16 +327,10 @@ fn prepare(node: &Node, line: &[u8]) -> Prepared {
     let message = Payload::from(text);
     match line.to {
         Target::Uid(uid) => Prepared::Push(push::to_uid(node, uid, message, line.transient)),
-        Target::Group(group) => match push::to_group(node, &group, &message, line.transient) {
-            Ok(pushed) => Prepared::Group(push::Delivered {
-                connections: pushed.delivered,
-                queued: pushed.queued > 0,
-                incomplete: Vec::new(),
-            }),
-            Err(why) => {
-                debug!(%why, "text-port group push refused");
-                Prepared::Bad
-            }
+        Target::Group(group) => Prepared::Group {
+            group,
+            message,
+            transient: line.transient,
         },
     }
 }

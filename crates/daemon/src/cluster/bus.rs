@@ -29,6 +29,24 @@ pub enum Header {
         #[serde(skip)]
         id: Option<String>,
     },
+    /// To a node's inbox: push the payload to these members of a group, every
+    /// connection of each here. Always answered when this node sent it (to
+    /// itself, without the bus); by the others with `confirm`.
+    SendGroup {
+        /// Sender node id.
+        from: String,
+        /// Request id to answer under.
+        reply: u64,
+        /// The other nodes answer [`Header::Reply`] with [`Response::Delivered`].
+        confirm: bool,
+        /// The push's id, as in [`Header::Send`]. Never in the JSON.
+        #[serde(skip)]
+        id: Option<String>,
+        /// The members this node holds, added by the group push script: last,
+        /// so the script appends them to the header's JSON
+        /// ([`group_header_start`]).
+        uids: Vec<Uid>,
+    },
     /// On `P:all`: carry out an admin request on this node's own connections and
     /// answer [`Header::Reply`] to the sender's inbox.
     Request {
@@ -69,6 +87,7 @@ impl Header {
     pub fn from(&self) -> &str {
         match self {
             Header::Send { from, .. }
+            | Header::SendGroup { from, .. }
             | Header::Request { from, .. }
             | Header::Reply { from, .. }
             | Header::KickDone { from, .. }
@@ -83,6 +102,23 @@ pub fn encode(header: &Header, payload: &[u8]) -> Vec<u8> {
     out.push(b'\n');
     out.extend_from_slice(payload);
     out
+}
+
+/// The header of a group push up to its uid list (`...,"uids":[`), which the
+/// group push script completes for each node.
+pub fn group_header_start(from: &str, reply: u64, confirm: bool) -> String {
+    let header = Header::SendGroup {
+        from: from.to_owned(),
+        reply,
+        confirm,
+        id: None,
+        uids: Vec::new(),
+    };
+    let mut json = serde_json::to_string(&header).expect("headers always serialize");
+    let end = json.len() - "]}".len();
+    debug_assert_eq!(&json[end..], "]}");
+    json.truncate(end);
+    json
 }
 
 /// Splits a bus message into its header and payload.
@@ -100,7 +136,9 @@ pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), String> {
         _ => (None, &message[..end]),
     };
     let mut header = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-    if let (Header::Send { id, .. }, Some(routed)) = (&mut header, routed_id) {
+    if let (Header::Send { id, .. } | Header::SendGroup { id, .. }, Some(routed)) =
+        (&mut header, routed_id)
+    {
         *id = Some(routed);
     }
     Ok((header, &message[end + 1..]))
@@ -157,6 +195,30 @@ mod tests {
         assert!(
             matches!(header, Header::Send { id: Some(id), reply: Some(3), .. } if id == "1733-9")
         );
+    }
+
+    #[test]
+    fn a_group_header_completed_as_the_script_does_reads_back() {
+        // The script appends each uid JSON-encoded, then `]}`, the line's end
+        // and the payload, behind the push's id.
+        let start = group_header_start("n1", 7, true);
+        let message = format!(r#"1733-9 {start}"a","\u00e9\"x","\/y"]}}{}hi"#, '\n');
+        let (header, payload) = decode(message.as_bytes()).unwrap();
+        assert_eq!(payload, b"hi");
+        let Header::SendGroup {
+            from,
+            reply,
+            confirm,
+            id,
+            uids,
+        } = header
+        else {
+            panic!("not a group push: {header:?}");
+        };
+        assert_eq!((from.as_str(), reply, confirm), ("n1", 7, true));
+        assert_eq!(id.as_deref(), Some("1733-9"));
+        let uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
+        assert_eq!(uids, ["a", "é\"x", "/y"]);
     }
 
     #[test]

@@ -51,4 +51,20 @@ impl Keys {
     pub fn v2(&self, uid: &str) -> String {
         format!("{}:v2:{uid}", self.prefix)
     }
+
+    /// `P:g:<group>`: hash, member uid → when its membership ends (ms on Redis's
+    /// clock; `0`: never).
+    pub fn group(&self, group: &str) -> String {
+        format!("{}:g:{group}", self.prefix)
+    }
+
+    /// `P:groups`: set of the groups that have members.
+    pub fn groups(&self) -> String {
+        format!("{}:groups", self.prefix)
+    }
+
+    /// `P:gcount`: memberships in all groups together.
+    pub fn memberships(&self) -> String {
+        format!("{}:gcount", self.prefix)
+    }
 }

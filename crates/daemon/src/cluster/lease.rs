@@ -9,12 +9,19 @@ use tracing::{info, warn};
 
 use super::Cluster;
 use super::presence::PresenceCommand;
+use crate::core::counters::Counter;
 use crate::core::events::{Events, Kind};
+use crate::core::registry::Registry;
 
 /// Renews the lease every third of its length and reaps dead nodes, until cancelled.
 /// After any failure (and at start) the presence hash is rewritten in full: this heals
 /// an empty Redis, an old snapshot, and a node that was reaped while it was cut off.
-pub async fn run(cluster: Arc<Cluster>, events: Arc<Events>, token: CancellationToken) {
+pub async fn run(
+    cluster: Arc<Cluster>,
+    registry: Arc<Registry>,
+    events: Arc<Events>,
+    token: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(cluster.lease / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut joined = false;
@@ -83,6 +90,13 @@ pub async fn run(cluster: Arc<Cluster>, events: Arc<Events>, token: Cancellation
                 .arg(cluster.keys.prefix())
                 .invoke_async(&mut cluster.conn())
                 .await;
+        }
+        // Group memberships whose TTL passed, a thousand a call.
+        while let Ok(ended @ 1..) = cluster.expire_groups().await {
+            (registry.counters()).add(Counter::GroupMembershipsExpired, ended);
+            if ended < 1000 {
+                break;
+            }
         }
         let dead = match reaped {
             Ok((dead, offline)) => {

@@ -24,6 +24,8 @@
 mod bus;
 mod catch_up;
 mod fanout;
+mod group_scripts;
+mod groups;
 mod keys;
 mod lease;
 mod mailbox;
@@ -50,6 +52,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ClusterConfig;
 use crate::core::events::Events;
+use crate::core::groups::GroupLimits;
 use crate::core::mailbox::MailboxLimits;
 use crate::core::registry::{ChangedUids, Registry};
 use bus::Header;
@@ -84,6 +87,10 @@ impl From<crate::config::Confirm> for Confirm {
 pub(crate) trait Local: Send + Sync + 'static {
     /// Delivers a push routed here to the uid's connections; returns how many took it.
     fn push(&self, uid: &Uid, message: &Payload, to: Recipients) -> u64;
+
+    /// Delivers a group push routed here to every connection of `uids` (its
+    /// members this node holds); `id` for `pushd.v2` ones. How many took it.
+    fn push_members(&self, uids: &[Uid], message: &Payload, id: Option<&str>) -> u64;
 
     /// Carries out a request fanned out by another node. What must happen in bus
     /// order (a kick) happens before this returns; the future makes the reply.
@@ -130,6 +137,8 @@ pub(crate) struct Cluster {
     presence: mpsc::Sender<PresenceCommand>,
     /// The mailbox's bounds, kept in Redis for every node; `None`: off.
     mailbox: Option<MailboxLimits>,
+    /// The groups' bounds, over the memberships in Redis.
+    groups: GroupLimits,
 }
 
 /// The presence writer's end of its command channel, made by [`Cluster::new`] and
@@ -170,6 +179,7 @@ impl Cluster {
     pub(crate) fn new(
         config: &ClusterConfig,
         mailbox: Option<MailboxLimits>,
+        groups: GroupLimits,
         id: Option<String>,
     ) -> anyhow::Result<(Self, PresenceInbox)> {
         let client = redis::Client::open(config.url.as_str())
@@ -203,6 +213,7 @@ impl Cluster {
             joined: AtomicBool::new(false),
             presence,
             mailbox,
+            groups,
         };
         Ok((cluster, PresenceInbox(presence_rx)))
     }
@@ -251,9 +262,16 @@ impl Cluster {
             registry.clone(),
             token.clone(),
         ));
-        let subscriber = subscriber::run(self.clone(), registry, local, token, catch_up_at_start);
+        let subscriber = subscriber::run(
+            self.clone(),
+            registry.clone(),
+            local,
+            token,
+            catch_up_at_start,
+        );
         (tasks.tracker).spawn(subscriber);
-        (tasks.tracker).spawn(lease::run(self.clone(), events, tasks.token.clone()));
+        let lease = lease::run(self.clone(), registry, events, tasks.token.clone());
+        (tasks.tracker).spawn(lease);
         tasks.tracker.close();
         tasks
     }
@@ -340,6 +358,18 @@ impl Cluster {
 
     pub(super) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// The mailbox's TTL in ms, size and memory, as the scripts that keep
+    /// messages read them (`0 0 0`: off).
+    pub(super) fn mailbox_args(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        match self.mailbox {
+            Some(limits) => invocation
+                .arg(limits.ttl.as_millis() as u64)
+                .arg(limits.size)
+                .arg(limits.memory),
+            None => invocation.arg(0).arg(0).arg(0),
+        };
     }
 
     pub(super) fn partial<T>(&self, value: T, note: String) -> Partial<T> {

@@ -89,13 +89,7 @@ impl Cluster {
             .arg(self.keys.prefix())
             .arg(&self.id)
             .arg(u8::from(confirming));
-        match self.mailbox {
-            Some(limits) => invocation
-                .arg(limits.ttl.as_millis() as u64)
-                .arg(limits.size)
-                .arg(limits.memory),
-            None => invocation.arg(0).arg(0).arg(0),
-        };
+        self.mailbox_args(&mut invocation);
         for (push, ticket) in pushes.iter().zip(&tickets) {
             let header = Header::Send {
                 from: self.id.clone(),

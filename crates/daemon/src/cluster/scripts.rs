@@ -86,6 +86,8 @@ pub struct Scripts {
     /// ARGV prefix. Every mailbox that holds waiting messages (not only copies kept for
     /// resumes): `[uid, messages, payload bytes, ms since its oldest message, ...]`.
     pub mailboxes: Script,
+    /// The scripts of groups.
+    pub groups: super::group_scripts::GroupScripts,
 }
 
 /// Lua shared by the presence scripts: whether a live node other than `me` (`''`
@@ -243,7 +245,7 @@ impl Scripts {
             &self.reap_mailboxes,
             &self.mailboxes,
         ];
-        for script in all {
+        for script in all.into_iter().chain(self.groups.all()) {
             script.load_async(conn).await?;
         }
         Ok(())
@@ -523,6 +525,7 @@ impl Scripts {
                      end
                      return gone"
             )),
+            groups: super::group_scripts::GroupScripts::new(),
         }
     }
 }

@@ -112,7 +112,7 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
         }
     };
     let own = header.from() == cluster.id;
-    if own && !matches!(header, Header::Send { .. }) {
+    if own && !matches!(header, Header::Send { .. } | Header::SendGroup { .. }) {
         // Our own requests and announcements on P:all.
         return;
     }
@@ -142,6 +142,33 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
                     });
                     cluster.reply(&from, id, result).await;
                 });
+            }
+        }
+        Header::SendGroup {
+            from,
+            reply,
+            confirm,
+            id,
+            uids,
+        } => {
+            // Every connection of these members here, raw ones too: a group
+            // push reaches the pusher's own connections this way as well.
+            let delivered = match Payload::try_from(Bytes::copy_from_slice(payload)) {
+                Ok(message) => local.push_members(&uids, &message, id.as_deref()),
+                Err(_) => 0,
+            };
+            let result = Ok(pushd_proto::admin::Response::Delivered {
+                connections: delivered,
+                queued: false,
+            });
+            if own {
+                let node = cluster.name.clone();
+                cluster
+                    .pending
+                    .reply(reply, from, NodeReply { node, result });
+            } else if confirm {
+                let cluster = cluster.clone();
+                tokio::spawn(async move { cluster.reply(&from, reply, result).await });
             }
         }
         Header::Request { from, id, request } => {

@@ -207,6 +207,10 @@ impl cluster::Local for Node {
         crate::push::from_bus(self, uid, message, &to)
     }
 
+    fn push_members(&self, uids: &[Uid], message: &Payload, id: Option<&str>) -> u64 {
+        self.registry.push_from_bus(uids, message, id, true)
+    }
+
     fn serve(self: Arc<Self>, request: Request) -> BoxFuture<'static, Result<Response, String>> {
         let answer = dispatch(&self, request, Asker::Node);
         async move {

@@ -21,6 +21,13 @@ pub(super) fn handle(node: Arc<Node>, asker: Asker) -> Answer {
 
 async fn answer(node: &Node) -> ReplyLine {
     let mut reply = super::gather(node, Request::Stats, local(node), absorb).await;
+    // In cluster mode the memberships are in Redis, not on any node.
+    if let (Some(cluster), Some(Response::Stats(stats))) = (&node.cluster, &mut reply.result) {
+        match cluster.group_memberships().await {
+            Ok(memberships) => stats.group_memberships = memberships,
+            Err(why) => reply.incomplete.push(why),
+        }
+    }
     // In cluster mode the mailboxes are in Redis, not on any node: count them there.
     if let (Some(cluster), Some(Response::Stats(stats))) = (&node.cluster, &mut reply.result)
         && cluster.mailbox_on()

@@ -150,10 +150,11 @@ impl Registry {
         }
     }
 
-    /// Queues a push that came over the bus for `uid`'s connections here: with
-    /// `id`, `pushd.v2` ones get `ID PAYLOAD`; raw ones get the message unless
-    /// `!raw`. Nothing is kept: in cluster mode the mailbox is in Redis. Returns
-    /// how many took it (or had it already).
+    /// Queues a push that came over the bus for the connections here of
+    /// `uids` (one uid, or the members of a group this node holds): with `id`,
+    /// `pushd.v2` ones get `ID PAYLOAD`, one frame for all; raw ones get the
+    /// message unless `!raw`. Nothing is kept: in cluster mode the mailbox is
+    /// in Redis. Returns how many took it (or had it already).
     ///
     /// A `pushd.v2` connection that was given message N or a later one already
     /// (handed over from Redis at its bind, while this push was on its way)
@@ -161,17 +162,24 @@ impl Registry {
     /// order, so nothing newer is skipped.
     pub(crate) fn push_from_bus(
         &self,
-        uid: &Uid,
+        uids: &[Uid],
         message: &Payload,
         id: Option<&str>,
         raw: bool,
     ) -> u64 {
         let n = id.and_then(ids::number_of).unwrap_or(0);
         let mut v2_frame = None;
-        let mut offered = Offered::direct();
+        // One uid's connections are written by the pusher; a group's many by
+        // their own tasks, as a broadcast's are.
+        let mut offered = match uids.len() {
+            1 => Offered::direct(),
+            _ => Offered::default(),
+        };
         {
             let state = self.lock();
-            for handle in state.uids.get(uid.as_str()).into_iter().flatten() {
+            let handles =
+                (uids.iter()).flat_map(|uid| state.uids.get(uid.as_str()).into_iter().flatten());
+            for handle in handles {
                 let frame = match (handle.v2, id) {
                     (true, Some(_)) if n > 0 && n <= handle.last_number() => {
                         offered.delivered += 1;

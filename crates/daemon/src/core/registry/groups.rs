@@ -22,6 +22,10 @@ pub(crate) struct GroupPushed {
     pub(crate) queued: u64,
     /// Members of the group.
     pub(crate) members: u64,
+    /// Members with no connection that did not keep it since the mailboxes
+    /// are at their memory bound (cluster mode: Redis's; a node's own are
+    /// counted where they refuse).
+    pub(crate) over_memory: u64,
 }
 
 /// What an add of several uids did.
@@ -63,8 +67,6 @@ impl Registry {
             }
         }
         drop(state);
-        self.counters
-            .add(Counter::GroupsRefused, added.refused.len() as u64);
         added
     }
 

@@ -34,7 +34,7 @@ use pushd_proto::uid::Uid;
 
 pub(crate) use binding::{BindError, HandedOver};
 pub(crate) use fanout::{Pushed, PushedHere};
-pub(crate) use groups::GroupPushed;
+pub(crate) use groups::{GroupAdded, GroupPushed, Member};
 pub(crate) use kick::KickedIdle;
 pub(crate) use snapshot::{MailboxTotals, Sizes};
 
