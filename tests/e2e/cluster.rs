@@ -934,7 +934,7 @@ async fn the_http_api_of_any_node_is_cluster_wide_and_says_what_is_incomplete() 
 }
 
 /// One HTTP/1.1 request from a loopback client (the API needs no token there).
-async fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+pub async fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let url = format!("{api}{path}");
     crate::http::Http::new()
         .call(method, &url, None, body)

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::cluster::http;
 use crate::cluster_harness::{NodeOptions, Three};
 use crate::harness::{STEP, eventually};
 use crate::resume::{bound_v2, split};
@@ -204,4 +205,82 @@ async fn ttls_limits_and_kicks_hold_across_the_cluster() {
     assert_eq!(c.ctl(&["group", "drop", "one"]).await.status, 0);
     assert_eq!(a.ctl(&["group", "drop", "one"]).await.status, 1);
     assert_eq!(b.stats().await["group_memberships"], 1);
+}
+
+/// A `pushd.v2` member resumes group pushes on another node: those it was
+/// given (kept for resumes) after its place, and those sent while it was
+/// away (`queued`), with no `!gap`.
+#[tokio::test]
+async fn a_pushd_v2_member_resumes_group_pushes_on_another_node() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let [a, b, c] = [&three.nodes[0], &three.nodes[1], &three.nodes[2]];
+    assert_eq!(a.ctl(&["group", "add", "rg", "r"]).await.status, 0);
+    let mut backend = a.text_client().await;
+    let mut page = bound_v2(b, "r", None).await;
+    let mut ids = Vec::new();
+    for n in 1..=2 {
+        let line = format!(r#"{{"group":"rg","n":{n}}}"#);
+        assert_eq!(backend.request(&line).await, "ok");
+        let (id, payload) = split(&page.recv_text().await);
+        assert_eq!(payload, line);
+        ids.push(id);
+    }
+    drop(page);
+    b.wait_connections("r", 0).await;
+    let away = r#"{"group":"rg","n":3}"#;
+    assert_eq!(backend.request(away).await, "queued");
+    let mut back = bound_v2(c, "r", Some(&ids[0])).await;
+    let (id, payload) = split(&back.recv_text().await);
+    assert_eq!(
+        (id.as_str(), payload.as_str()),
+        (ids[1].as_str(), r#"{"group":"rg","n":2}"#)
+    );
+    let (_, payload) = split(&back.recv_text().await);
+    assert_eq!(payload, away);
+}
+
+/// The HTTP API of any node manages the cluster's groups: a bulk change on
+/// one, read on another, a percent-encoded name, a group send on a third.
+#[tokio::test]
+async fn the_http_api_of_any_node_manages_the_cluster_s_groups() {
+    let options = NodeOptions {
+        extra: &["--http-listen", "127.0.0.1:0"],
+        ..NodeOptions::default()
+    };
+    let Some(three) = Three::start_if_available(options).await else {
+        return;
+    };
+    let api: Vec<String> = (three.nodes.iter())
+        .map(|node| format!("http://{}", node.listener("http")))
+        .collect();
+    let bulk = r#"{"add": ["p", "q"], "ttl": "1h"}"#;
+    let (status, body) = http(&api[0], "POST", "/v1/groups/team%20x/members", bulk).await;
+    assert_eq!((status, body.trim()), (200, r#"{"added":2,"removed":0}"#));
+    let (status, body) = http(&api[1], "GET", "/v1/groups/team%20x", "").await;
+    assert_eq!(status, 200, "{body}");
+    let group: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(group["group"], "team x");
+    assert_eq!(group["members"].as_array().unwrap().len(), 2, "{group}");
+    let _p = three.nodes[2].bound_client("p").await;
+    let (status, body) = http(&api[2], "POST", "/v1/groups/team%20x/send", "hi").await;
+    assert_eq!(status, 200, "{body}");
+    let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        sent,
+        serde_json::json!({"delivered": 1, "queued": 1, "members": 2})
+    );
+    let (status, _) = http(&api[1], "DELETE", "/v1/groups/team%20x/members/q", "").await;
+    assert_eq!(status, 200);
+    let (status, body) = http(&api[0], "GET", "/v1/uids/p/groups", "").await;
+    assert_eq!(
+        (status, body.trim()),
+        (200, r#"{"groups":["team x"],"uid":"p"}"#)
+    );
+    let (status, body) = http(&api[2], "GET", "/v1/groups", "").await;
+    assert_eq!(
+        (status, body.trim()),
+        (200, r#"[{"group":"team x","members":1,"online":1}]"#)
+    );
 }
