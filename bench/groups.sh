@@ -2,7 +2,7 @@
 # A push to a group of N online members against a broadcast to the same N connections, in
 # one sitting, alternating (broadcast, group, broadcast, group): server CPU per delivered
 # message and delivered rate for each, and the membership adds' rate and CPU per change; then a
-# group of 10 against 10 uid pushes.
+# group of 10 against 10 uid pushes; last, group pushes while memberships churn.
 #
 #   bench/groups.sh [N] [PUSHES]      defaults: 10000 20
 set -euo pipefail
@@ -33,4 +33,9 @@ for round in 1 2; do
             --pid "$pushd_pid" fanout -n 10 -p 20000 $flag | grep -E 'CPU|rate|delivered  '
     done
 done
+echo "== group of $n with 20000 membership changes a second meanwhile"
+start_pushd ./target/release/pushd
+timeout 600 ./target/release/pushbench --ws "$ws" --text "$text" --socket "$socket" \
+    --pid "$pushd_pid" broadcast -n "$n" -b "$pushes" --group --text-port --churn 20000 |
+    grep -E 'CPU|rate|changes|last delivery p99 '
 stop_pushd

@@ -71,7 +71,7 @@ pub fn tls_connector(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
 /// `uid(prefix, i)`, and starts a reader task for each that records text frames
 /// into `receipts`. Fails if it takes longer than `limit`.
 pub async fn open(
-    target: SocketAddr,
+    targets: &[SocketAddr],
     prefix: &str,
     count: usize,
     concurrency: usize,
@@ -84,6 +84,7 @@ pub async fn open(
         .map(|i| {
             let uid = uid(prefix, i);
             let (tls, receipts) = (tls.clone(), receipts.clone());
+            let target = targets[i % targets.len()];
             async move {
                 let tcp = tcp_connect(target, i)
                     .await

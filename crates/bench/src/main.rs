@@ -8,6 +8,7 @@ mod drain;
 mod navigate;
 mod probe;
 mod receipts;
+mod redis_info;
 mod scenarios;
 mod upgrade;
 
@@ -53,6 +54,18 @@ struct Common {
     /// pushd's process id, for RSS and CPU figures.
     #[arg(long, global = true)]
     pid: Option<u32>,
+    /// More WebSocket addresses (a cluster's other nodes): the clients are
+    /// spread over --ws and these in turn.
+    #[arg(long = "also-ws", global = true, value_name = "ADDR")]
+    also_ws: Vec<SocketAddr>,
+    /// More server processes (a cluster's other nodes) whose CPU time counts
+    /// with --pid's in the CPU figures (`broadcast`).
+    #[arg(long = "also-pid", global = true, value_name = "PID")]
+    also_pid: Vec<u32>,
+    /// Redis's Unix socket, in cluster mode: Redis's CPU time and its
+    /// commands per push (`broadcast`), read with redis-cli `INFO`.
+    #[arg(long, global = true, value_name = "PATH")]
+    redis_socket: Option<PathBuf>,
     /// Client i binds uid PREFIX + i.
     #[arg(long, global = true, default_value = "b")]
     uid_prefix: String,
@@ -72,6 +85,27 @@ struct Common {
     /// answers `ok` for an offline uid.
     #[arg(long, global = true)]
     bind_probe: bool,
+}
+
+impl Common {
+    /// Where clients connect: --ws, then every --also-ws, in turn.
+    fn ws_targets(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.ws)
+            .chain(self.also_ws.iter().copied())
+            .collect()
+    }
+
+    /// CPU time of --pid and every --also-pid together; `None` without --pid.
+    fn servers_cpu(&self) -> anyhow::Result<Option<Duration>> {
+        let Some(pid) = self.pid else {
+            return Ok(None);
+        };
+        let mut cpu = sys::sample(pid)?.cpu;
+        for pid in &self.also_pid {
+            cpu += sys::sample(*pid)?.cpu;
+        }
+        Ok(Some(cpu))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +159,15 @@ enum Scenario {
         /// group push (reports the membership changes' CPU too, with --pid).
         #[arg(long)]
         group: bool,
+        /// Push the group line through the text port, as a backend does,
+        /// instead of `pushctl send --group` over the admin socket.
+        #[arg(long, requires = "group")]
+        text_port: bool,
+        /// While the group pushes flow, add and remove this many other
+        /// memberships per second (offline uids, 100 per request) through
+        /// another admin connection; every client must still get every push.
+        #[arg(long, requires = "group", default_value_t = 0)]
+        churn: u64,
     },
     /// Push M messages to U uids that have no connection, so that they wait in
     /// their mailboxes; report the answers, server RSS per waiting message and
@@ -365,7 +408,16 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
             clients,
             broadcasts,
             group,
-        } => scenarios::broadcast(common, *clients, *broadcasts, *group).await,
+            text_port,
+            churn,
+        } => {
+            let how = scenarios::GroupPush {
+                text_port: *text_port,
+                churn: *churn,
+            };
+            let how = group.then_some(how);
+            scenarios::broadcast(common, *clients, *broadcasts, how).await
+        }
         Scenario::Mailbox {
             uids,
             messages,

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::receipts::{Receipts, histogram};
 use crate::report::Report;
-use crate::{Common, admin, clients, probe, sys};
+use crate::{Common, admin, clients, probe, redis_info, sys};
 
 /// Clients plus the receipt book they write into.
 struct Crowd {
@@ -46,7 +46,7 @@ async fn crowd(
         .map(clients::tls_connector)
         .transpose()?;
     let (readers, connect_time) = clients::open(
-        common.ws,
+        &common.ws_targets(),
         &common.uid_prefix,
         n,
         common.concurrency,
@@ -438,24 +438,39 @@ pub async fn mailbox(
     Ok(report)
 }
 
-/// `broadcast`: time until the last client has each broadcast.
+/// `broadcast`: time until the last client has each broadcast (or group
+/// push, `group`: through the admin socket, or the text port with
+/// `text_port`); server CPU per delivered message with --pid (and every
+/// --also-pid); Redis's CPU, script time and bus messages per push with
+/// --redis-socket.
 pub async fn broadcast(
     common: &Common,
     clients: usize,
     broadcasts: usize,
-    group: bool,
+    group_push: Option<GroupPush>,
 ) -> anyhow::Result<Report> {
+    let group = group_push.is_some();
+    let GroupPush { text_port, churn } = group_push.unwrap_or_default();
     let mut report = Report::new(
         "broadcast",
-        json!({ "clients": clients, "broadcasts": broadcasts, "group": group }),
+        json!({ "clients": clients, "broadcasts": broadcasts, "group": group,
+                "text_port": text_port, "churn": churn, "nodes": 1 + common.also_ws.len() }),
     );
     let crowd = crowd(common, clients, 0, broadcasts).await?;
     let receipts = crowd.receipts.clone();
     let mut admin = admin::connect(&common.socket).await?;
     let group_name = pushd_proto::uid::Uid::parse("bench-group")?;
+    let redis_sample = || {
+        common
+            .redis_socket
+            .as_deref()
+            .map(redis_info::sample)
+            .transpose()
+    };
     if group {
         // Every client's uid a member, a thousand per request.
-        let cpu_before = common.pid.map(sys::sample).transpose()?;
+        let cpu_before = common.servers_cpu()?;
+        let redis_before = redis_sample()?;
         let uids: Vec<pushd_proto::uid::Uid> = (0..clients)
             .map(|i| pushd_proto::uid::Uid::parse(&clients::uid(&common.uid_prefix, i)))
             .collect::<Result<_, _>>()?;
@@ -474,26 +489,47 @@ pub async fn broadcast(
             clients as f64 / took,
             "/s",
         );
-        if let (Some(pid), Some(before)) = (common.pid, cpu_before) {
-            let cpu = sys::sample(pid)?.cpu - before.cpu;
-            let per_change = cpu.as_secs_f64() * 1e6 / clients as f64;
+        if let (Some(cpu), Some(before)) = (common.servers_cpu()?, cpu_before) {
+            let per_change = (cpu - before).as_secs_f64() * 1e6 / clients as f64;
             report.add("server CPU per membership added", per_change, "µs");
         }
+        if let (Some(after), Some(before)) = (redis_sample()?, redis_before) {
+            let per_change = (after.cpu - before.cpu).as_secs_f64() * 1e6 / clients as f64;
+            report.add("Redis CPU per membership added", per_change, "µs");
+        }
     }
+    let mut text = match text_port {
+        true => Some(tokio::io::BufReader::new(
+            TcpStream::connect(common.text).await?,
+        )),
+        false => None,
+    };
     let mut last_delivery = histogram();
-    let cpu_before = common.pid.map(sys::sample).transpose()?;
+    let churning =
+        (churn > 0).then(|| tokio::spawn(churn_memberships(common.socket.clone(), churn)));
+    let cpu_before = common.servers_cpu()?;
+    let redis_before = redis_sample()?;
     let started = Instant::now();
     for b in 0..broadcasts {
-        let message = format!("{{\"b\":{b},\"t\":{}}}", receipts.now_ns());
-        let request = match group {
-            true => Request::SendGroup {
-                group: group_name.clone(),
-                message,
-                transient: false,
-            },
-            false => Request::Broadcast { message },
-        };
-        admin.request(request).await?;
+        let now = receipts.now_ns();
+        if let Some(text) = &mut text {
+            let line = format!("{{\"group\":\"bench-group\",\"b\":{b},\"t\":{now}}}\n");
+            text.get_mut().write_all(line.as_bytes()).await?;
+            let mut reply = String::new();
+            tokio::io::AsyncBufReadExt::read_line(text, &mut reply).await?;
+            anyhow::ensure!(reply == "ok\n", "group push {b} answered {reply:?}");
+        } else {
+            let message = format!("{{\"b\":{b},\"t\":{now}}}");
+            let request = match group {
+                true => Request::SendGroup {
+                    group: group_name.clone(),
+                    message,
+                    transient: false,
+                },
+                false => Request::Broadcast { message },
+            };
+            admin.request(request).await?;
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         let slowest = loop {
             let (count, slowest) = receipts.broadcast(b);
@@ -513,14 +549,81 @@ pub async fn broadcast(
         (clients * broadcasts) as f64 / elapsed,
         "msg/s",
     );
-    if let (Some(pid), Some(before)) = (common.pid, cpu_before) {
-        let cpu = sys::sample(pid)?.cpu - before.cpu;
-        let per_message = cpu.as_secs_f64() * 1e6 / (clients * broadcasts) as f64;
+    if let Some(churning) = churning {
+        churning.abort();
+        let changes = match churning.await {
+            Err(join) if join.is_cancelled() => CHURNED.load(Ordering::Relaxed),
+            Err(join) => bail!("membership churn: {join}"),
+            Ok(Err(err)) => bail!("membership churn: {err}"),
+            Ok(Ok(())) => CHURNED.load(Ordering::Relaxed),
+        };
+        report.add("membership changes during the pushes", changes as f64, "");
+        report.add(
+            "membership changes per second",
+            changes as f64 / elapsed,
+            "/s",
+        );
+    }
+    if let (Some(cpu), Some(before)) = (common.servers_cpu()?, cpu_before) {
+        let per_message = (cpu - before).as_secs_f64() * 1e6 / (clients * broadcasts) as f64;
         report.add("server CPU per delivered message", per_message, "µs");
+    }
+    if let (Some(after), Some(before)) = (redis_sample()?, redis_before) {
+        let pushes = broadcasts as f64;
+        let cpu = (after.cpu - before.cpu).as_secs_f64() * 1e6 / pushes;
+        report.add("Redis CPU per push", cpu, "µs");
+        let scripts = (after.script_us - before.script_us) as f64 / pushes;
+        report.add("Redis script time per push", scripts, "µs");
+        let published = (after.publishes - before.publishes) as f64 / pushes;
+        report.add("bus messages per push", published, "");
     }
     report.add_latencies("last delivery", &last_delivery);
     drop(crowd);
     Ok(report)
+}
+
+/// How `broadcast` pushes to a group instead.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GroupPush {
+    /// Through the text port, not the admin socket.
+    pub text_port: bool,
+    /// Other memberships added and removed per second meanwhile.
+    pub churn: u64,
+}
+
+/// Membership changes made by [`churn_memberships`] (one run per process).
+static CHURNED: AtomicU64 = AtomicU64::new(0);
+
+/// Adds and removes memberships of offline uids `~churn-N` (no client's) in `bench-group`,
+/// `per_second` changes a second in requests of 100, until aborted.
+async fn churn_memberships(socket: std::path::PathBuf, per_second: u64) -> anyhow::Result<()> {
+    const PER_REQUEST: u64 = 100;
+    let mut admin = admin::connect(&socket).await?;
+    let group = pushd_proto::uid::Uid::parse("bench-group")?;
+    let every = Duration::from_secs_f64(PER_REQUEST as f64 / per_second as f64);
+    let mut ticks = tokio::time::interval(every);
+    for round in 0u64.. {
+        ticks.tick().await;
+        let uids = (0..PER_REQUEST)
+            .map(|i| {
+                pushd_proto::uid::Uid::parse(&format!("~churn-{}", (round / 2) * PER_REQUEST + i))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = match round % 2 {
+            0 => Request::GroupAdd {
+                group: group.clone(),
+                uids,
+                ttl_ms: None,
+            },
+            _ => Request::GroupRemove {
+                group: group.clone(),
+                uids,
+            },
+        };
+        admin.request(request).await?;
+        CHURNED.fetch_add(PER_REQUEST, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// `fanout`: `pushes` pushes to each of `clients` clients through one text

@@ -42,9 +42,13 @@ pub enum Header {
         /// The push's id, as in [`Header::Send`]. Never in the JSON.
         #[serde(skip)]
         id: Option<String>,
-        /// The members this node holds, added by the group push script: last,
-        /// so the script appends them to the header's JSON
-        /// ([`group_header_start`]).
+        /// How many members this node holds: the lines after the header, one
+        /// uid each (uids have no control characters), before the payload.
+        /// Last, so that the group push script appends it to the JSON
+        /// ([`group_header_start`]) and no uid is ever JSON-encoded in Lua.
+        members: usize,
+        /// Those members, read from their lines. Never in the JSON.
+        #[serde(skip)]
         uids: Vec<Uid>,
     },
     /// On `P:all`: carry out an admin request on this node's own connections and
@@ -104,19 +108,21 @@ pub fn encode(header: &Header, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The header of a group push up to its uid list (`...,"uids":[`), which the
-/// group push script completes for each node.
+/// The header of a group push up to its member count (`...,"members":`),
+/// which the group push script completes for each node: the count, `}`, the
+/// line's end, then one line per member.
 pub fn group_header_start(from: &str, reply: u64, confirm: bool) -> String {
     let header = Header::SendGroup {
         from: from.to_owned(),
         reply,
         confirm,
         id: None,
+        members: 0,
         uids: Vec::new(),
     };
     let mut json = serde_json::to_string(&header).expect("headers always serialize");
-    let end = json.len() - "]}".len();
-    debug_assert_eq!(&json[end..], "]}");
+    let end = json.len() - "0}".len();
+    debug_assert_eq!(&json[end..], "0}");
     json.truncate(end);
     json
 }
@@ -141,7 +147,18 @@ pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), String> {
     {
         *id = Some(routed);
     }
-    Ok((header, &message[end + 1..]))
+    let mut payload = &message[end + 1..];
+    if let Header::SendGroup { members, uids, .. } = &mut header {
+        uids.reserve(*members);
+        for _ in 0..*members {
+            let line_end = (payload.iter().position(|&b| b == b'\n'))
+                .ok_or("a group push with fewer member lines than it says")?;
+            let uid = std::str::from_utf8(&payload[..line_end]).map_err(|e| e.to_string())?;
+            uids.push(Uid::parse(uid).map_err(|e| e.to_string())?);
+            payload = &payload[line_end + 1..];
+        }
+    }
+    Ok((header, payload))
 }
 
 /// For a request this node cannot read (a newer node's, during a rolling upgrade):
@@ -199,18 +216,19 @@ mod tests {
 
     #[test]
     fn a_group_header_completed_as_the_script_does_reads_back() {
-        // The script appends each uid JSON-encoded, then `]}`, the line's end
-        // and the payload, behind the push's id.
+        // The script appends the count, `}`, the line's end, a line per
+        // member, then the payload, behind the push's id.
         let start = group_header_start("n1", 7, true);
-        let message = format!(r#"1733-9 {start}"a","\u00e9\"x","\/y"]}}{}hi"#, '\n');
+        let message = format!("1733-9 {start}3}}\na\né\"x\n/y\nhi\nthere");
         let (header, payload) = decode(message.as_bytes()).unwrap();
-        assert_eq!(payload, b"hi");
+        assert_eq!(payload, b"hi\nthere");
         let Header::SendGroup {
             from,
             reply,
             confirm,
             id,
             uids,
+            ..
         } = header
         else {
             panic!("not a group push: {header:?}");
@@ -219,6 +237,8 @@ mod tests {
         assert_eq!(id.as_deref(), Some("1733-9"));
         let uids: Vec<&str> = uids.iter().map(Uid::as_str).collect();
         assert_eq!(uids, ["a", "é\"x", "/y"]);
+        let cut = format!("1733-9 {start}3}}\na\nb");
+        assert!(decode(cut.as_bytes()).is_err());
     }
 
     #[test]

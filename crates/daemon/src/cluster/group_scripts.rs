@@ -71,8 +71,9 @@ pub struct GroupScripts {
     /// uid list, the payload, then the pusher's banned uids.
     ///
     /// One number for the push, then one bus message per live node that
-    /// holds members (this one's included): `ID {header "uids":[...]}` and
-    /// the payload, so a group of any size crosses the bus once per node. A
+    /// holds members (this one's included): `ID {header "members":N}`, a
+    /// line per member it holds, and the payload, so a group of any size
+    /// crosses the bus once per node. A
     /// member held nowhere keeps it in its mailbox (not when transient or
     /// banned, or while presence is unsure); a held one that is resumable
     /// keeps a copy for resumes. Returns `[members, connections on the other
@@ -256,11 +257,13 @@ impl GroupScripts {
                    local here, connections = {}, 0
                    on_node(prefix, node, members, function(i, n)
                      held[i] = true
-                     table.insert(here, cjson.encode(members[i]))
+                     table.insert(here, members[i])
                      connections = connections + n
                    end)
                    if #here > 0 then
-                     local message = id .. ' ' .. header .. table.concat(here, ',') .. ']}\\n' .. payload
+                     -- The count ends the header; a line per member, then the payload.
+                     table.insert(here, payload)
+                     local message = id .. ' ' .. header .. (#here - 1) .. '}\\n' .. table.concat(here, '\\n')
                      if redis.call('PUBLISH', prefix .. ':n:' .. node, message) > 0 then
                        table.insert(reached, node)
                        if node ~= me then others = others + connections end

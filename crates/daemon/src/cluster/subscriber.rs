@@ -150,6 +150,7 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
             confirm,
             id,
             uids,
+            ..
         } => {
             // Every connection of these members here, raw ones too: a group
             // push reaches the pusher's own connections this way as well.
