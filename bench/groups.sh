@@ -38,4 +38,30 @@ start_pushd ./target/release/pushd
 timeout 600 ./target/release/pushbench --ws "$ws" --text "$text" --socket "$socket" \
     --pid "$pushd_pid" broadcast -n "$n" -b "$pushes" --group --text-port --churn 20000 |
     grep -E 'CPU|rate|changes|last delivery p99 '
+
+# Membership changes: 1,000,000 offline uids over 100 groups, a thousand per request, through
+# the admin socket and through the HTTP API's bulk endpoint; then pushctl, one process per
+# 1,000 uids (what a cron job does), 100 times.
+for via in admin http; do
+    start_pushd ./target/release/pushd --http-listen 127.0.0.1:0
+    http=$(grep -o 'http=[^ ]*' "$dir/pushd.log" | head -1 | cut -d= -f2)
+    extra=()
+    [ "$via" = http ] && extra=(--http "$http")
+    echo "== memberships through $via"
+    timeout 600 ./target/release/pushbench --socket "$socket" --pid "$pushd_pid" \
+        memberships -m 1000000 -g 100 "${extra[@]}" | grep -E 'second|CPU|RSS'
+done
+echo "== memberships through pushctl (100 processes of 1,000 uids)"
+start_pushd ./target/release/pushd
+uids=$(seq -f 'p%g' 1 1000 | tr '\n' ' ')
+cpu() { awk '{print $14 + $15}' "/proc/$pushd_pid/stat"; }
+before=$(cpu)
+started=$(date +%s.%N)
+for g in $(seq 100); do
+    # shellcheck disable=SC2086 # a thousand uids, one word each
+    ./target/release/pushctl --socket "$socket" group add "g$g" $uids >/dev/null
+done
+ended=$(date +%s.%N)
+ticks=$(( $(cpu) - before ))
+python3 -c "import os,sys; t=float(sys.argv[2])-float(sys.argv[1]); print(f'  adds per second (pushctl)        {100000/t:12.0f} /s'); print(f'  server CPU per add               {int(sys.argv[3])/os.sysconf(\"SC_CLK_TCK\")*1e6/100000:12.2f} µs')" "$started" "$ended" "$ticks"
 stop_pushd

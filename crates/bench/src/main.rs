@@ -207,6 +207,11 @@ enum Scenario {
         /// Groups they are spread over.
         #[arg(long, short = 'g', default_value_t = 100)]
         groups: usize,
+        /// Through the HTTP API's bulk endpoint at this address (`POST
+        /// /v1/groups/{group}/members`, one connection, keep-alive) instead
+        /// of the admin socket.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
     },
     /// N pages that navigate all the time (stay, leave, the next page loads)
     /// while M pushes flow to their uids; report lost and duplicated messages,
@@ -426,7 +431,8 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
         Scenario::Memberships {
             memberships,
             groups,
-        } => scenarios::memberships(common, *memberships, *groups).await,
+            http,
+        } => scenarios::memberships(common, *memberships, *groups, *http).await,
         Scenario::Fanout {
             clients,
             pushes,

@@ -719,12 +719,17 @@ pub async fn memberships(
     common: &Common,
     memberships: usize,
     groups: usize,
+    http: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<Report> {
     let mut report = Report::new(
         "memberships",
-        json!({ "memberships": memberships, "groups": groups }),
+        json!({ "memberships": memberships, "groups": groups,
+                "via": if http.is_some() { "http" } else { "admin" } }),
     );
-    let mut admin = admin::connect(&common.socket).await?;
+    let mut changer = match http {
+        Some(addr) => Changer::http(addr).await?,
+        None => Changer::Admin(admin::connect(&common.socket).await?),
+    };
     let per_group = memberships.div_ceil(groups.max(1));
     let batches: Vec<(pushd_proto::uid::Uid, Vec<pushd_proto::uid::Uid>)> = (0..memberships)
         .collect::<Vec<_>>()
@@ -740,12 +745,7 @@ pub async fn memberships(
     let before = common.pid.map(sys::sample).transpose()?;
     let started = Instant::now();
     for (group, uids) in &batches {
-        let request = Request::GroupAdd {
-            group: group.clone(),
-            uids: uids.clone(),
-            ttl_ms: None,
-        };
-        admin.request(request).await?;
+        changer.change(group, uids, true).await?;
     }
     let took = started.elapsed().as_secs_f64();
     report.add(
@@ -762,11 +762,7 @@ pub async fn memberships(
     }
     let started = Instant::now();
     for (group, uids) in &batches {
-        let request = Request::GroupRemove {
-            group: group.clone(),
-            uids: uids.clone(),
-        };
-        admin.request(request).await?;
+        changer.change(group, uids, false).await?;
     }
     let took = started.elapsed().as_secs_f64();
     report.add(
@@ -779,6 +775,69 @@ pub async fn memberships(
         report.add("server CPU per membership removed", cpu, "µs");
     }
     Ok(report)
+}
+
+/// Where `memberships` sends its changes.
+enum Changer {
+    Admin(pushd_ctl::client::Client),
+    Http {
+        addr: std::net::SocketAddr,
+        sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    },
+}
+
+impl Changer {
+    async fn http(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await.context("HTTP API")?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Changer::Http { addr, sender })
+    }
+
+    /// Adds `uids` to `group` (`add`), or removes them.
+    async fn change(
+        &mut self,
+        group: &pushd_proto::uid::Uid,
+        uids: &[pushd_proto::uid::Uid],
+        add: bool,
+    ) -> anyhow::Result<()> {
+        match self {
+            Changer::Admin(admin) => {
+                let request = match add {
+                    true => Request::GroupAdd {
+                        group: group.clone(),
+                        uids: uids.to_vec(),
+                        ttl_ms: None,
+                    },
+                    false => Request::GroupRemove {
+                        group: group.clone(),
+                        uids: uids.to_vec(),
+                    },
+                };
+                admin.request(request).await?;
+            }
+            Changer::Http { addr, sender } => {
+                use http_body_util::BodyExt;
+                let key = if add { "add" } else { "remove" };
+                let body = serde_json::to_vec(&json!({ key: uids }))?;
+                let request = hyper::Request::post(format!("/v1/groups/{group}/members"))
+                    .header("host", addr.to_string())
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                anyhow::ensure!(
+                    status == 200,
+                    "the bulk endpoint answered {status}: {body:?}"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `admin`: `list` and `kick` latency with `clients` online, in-process

@@ -200,8 +200,10 @@ pub(crate) struct Lines {
 enum Prepared {
     /// A push to a uid, finished with the batch (in cluster mode, routed).
     Push(Push),
-    /// A push to a group: the last line of its batch, pushed once the pushes
-    /// before it are finished (in cluster mode it reaches even this node's
+    /// A push to a group on a single node: done, with its outcome.
+    GroupDone(push::Delivered),
+    /// A push to a group in cluster mode: the last line of its batch, pushed
+    /// once the pushes before it are finished (it reaches even this node's
     /// connections through Redis, so the lines after it wait).
     Group {
         group: Uid,
@@ -282,6 +284,7 @@ impl Lines {
                 let delivered = match prepared {
                     Prepared::Push(_) => finished.next().unwrap_or_default(),
                     Prepared::Group { .. } => group.next().unwrap_or_default(),
+                    Prepared::GroupDone(delivered) => delivered,
                     Prepared::Bad => push::Delivered::default(),
                 };
                 let (counter, reply): (_, &[u8]) = if delivered.connections > 0 {
@@ -306,7 +309,7 @@ impl Lines {
 }
 
 /// Parses one request line and delivers it to the uid's connections here
-/// (or to its group's members).
+/// (or, on a single node, to its group's members: at once, in line order).
 fn prepare(node: &Node, line: &[u8]) -> Prepared {
     // The line's own bytes become the frame: one allocation, shared by every
     // recipient's queue, and the only UTF-8 check (the parser reads the same text).
@@ -327,6 +330,14 @@ fn prepare(node: &Node, line: &[u8]) -> Prepared {
     let message = Payload::from(text);
     match line.to {
         Target::Uid(uid) => Prepared::Push(push::to_uid(node, uid, message, line.transient)),
+        Target::Group(group) if node.cluster.is_none() => {
+            let pushed = node.registry.push_group(&group, &message, line.transient);
+            Prepared::GroupDone(push::Delivered {
+                connections: pushed.delivered,
+                queued: pushed.queued > 0,
+                incomplete: Vec::new(),
+            })
+        }
         Target::Group(group) => Prepared::Group {
             group,
             message,
