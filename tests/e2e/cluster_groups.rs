@@ -284,3 +284,40 @@ async fn the_http_api_of_any_node_manages_the_cluster_s_groups() {
         (200, r#"[{"group":"team x","members":1,"online":1}]"#)
     );
 }
+
+/// Bans apply per member in cluster mode too: a uid banned through a
+/// cluster-wide kick keeps no group push in its mailbox, whichever node
+/// pushes. With Redis gone, a group push answers `fail` and a membership
+/// change is refused with a reason that names Redis, never a false answer.
+#[tokio::test]
+async fn bans_apply_per_member_and_without_redis_nothing_is_promised() {
+    let Some(mut three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let [a, b] = [&three.nodes[0], &three.nodes[1]];
+    assert_eq!(a.ctl(&["kick", "--ban", "1h", "banned"]).await.status, 1);
+    assert_eq!(a.ctl(&["group", "add", "bg", "banned"]).await.status, 0);
+    let mut backend = b.text_client().await;
+    assert_eq!(backend.request(r#"{"group":"bg"}"#).await, "fail");
+    assert_eq!(a.ctl(&["group", "add", "bg", "free"]).await.status, 0);
+    assert_eq!(backend.request(r#"{"group":"bg","n":2}"#).await, "queued");
+    let mailboxes = a.ctl(&["--json", "mailbox"]).await.json();
+    let uids: Vec<&str> = (mailboxes.as_array().unwrap().iter())
+        .map(|m| m["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uids, ["free"], "{mailboxes}");
+
+    let mut on_b = b.bound_client("free").await;
+    assert_eq!(on_b.recv_text().await, r#"{"group":"bg","n":2}"#);
+
+    three.redis.kill().await;
+    assert_eq!(backend.request(r#"{"group":"bg","n":3}"#).await, "fail");
+    let refused = a.ctl(&["group", "add", "bg", "x"]).await;
+    assert_eq!(refused.status, 2, "{refused:?}");
+    assert!(refused.stderr.contains("unreachable"), "{refused:?}");
+    assert_eq!(
+        on_b.recv_text_within(Duration::from_millis(200)).await,
+        None,
+        "nothing was promised, nothing arrives"
+    );
+}
