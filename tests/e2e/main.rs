@@ -8,6 +8,7 @@ mod http_api;
 
 mod auth;
 mod browser;
+mod clients;
 mod cluster;
 mod cluster_groups;
 mod cluster_harness;
