@@ -107,3 +107,69 @@ async fn the_python_client_does_every_operation_against_the_daemon() {
 async fn the_python_asyncio_client_does_every_operation_against_the_daemon() {
     python_check("async").await;
 }
+
+#[tokio::test]
+async fn the_php_client_does_every_operation_against_the_daemon() {
+    if !php_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_pushd, mut page, env) = pushd_and_page(dir.path()).await;
+    let out = run("php", &["clients/php/tests/check.php"], &env).await;
+    assert_eq!(out.trim(), "php: every check passed");
+    page_got_everything(&mut page).await;
+}
+
+/// Whether php-cli is here; panics when it must be (PUSHD_REQUIRE_PHP, set by CI) and is not.
+fn php_available() -> bool {
+    let present = Path::new("/usr/bin/php").exists();
+    if !present {
+        assert!(
+            std::env::var_os("PUSHD_REQUIRE_PHP").is_none(),
+            "PUSHD_REQUIRE_PHP is set but /usr/bin/php is missing (apt-get install php-cli)"
+        );
+        eprintln!("skipped: /usr/bin/php is missing");
+    }
+    present
+}
+
+/// The code block after `<!-- example: LANG -->` in the README, and the `text` block after it
+/// (what it prints).
+fn readme_example(lang: &str) -> (String, String) {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let marker = format!("<!-- example: {lang} -->\n```{lang}\n");
+    let start = readme.find(&marker).expect("the example's marker") + marker.len();
+    let (code, rest) = readme[start..].split_once("\n```\n").unwrap();
+    let output_start = rest.find("```text\n").expect("its output") + "```text\n".len();
+    let output = rest[output_start..].split_once("\n```\n").unwrap().0;
+    (format!("{code}\n"), format!("{output}\n"))
+}
+
+/// Each client's README example prints what the README shows, against the state it describes.
+#[tokio::test]
+async fn the_readme_examples_of_the_clients_print_what_they_show() {
+    for lang in ["python", "php"] {
+        if lang == "php" && !php_available() {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (pushd, _page, mut env) = pushd_and_page(dir.path()).await;
+        let added = pushd.ctl(&["group", "add", "team-7", "42", "carol"]).await;
+        assert_eq!(added.status, 0, "{added:?}");
+        let (code, shown) = readme_example(lang);
+        let out = match lang {
+            "python" => {
+                env.push(("PYTHONPATH".into(), "clients/python/src".into()));
+                run("python3", &["-c", &code], &env).await
+            }
+            _ => {
+                let autoload = repo().join("clients/php/autoload.php");
+                let code = code.replace("vendor/autoload.php", autoload.to_str().unwrap());
+                let script = dir.path().join("example.php");
+                std::fs::write(&script, code).unwrap();
+                run("php", &[script.to_str().unwrap()], &env).await
+            }
+        };
+        assert_eq!(out, shown, "the {lang} example");
+    }
+}

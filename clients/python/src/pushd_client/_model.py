@@ -20,6 +20,9 @@ class Reply(str, enum.Enum):
     def __bool__(self) -> bool:
         return self is not Reply.FAIL
 
+    def __str__(self) -> str:
+        return self.value
+
 
 @dataclass(frozen=True)
 class Sent:
