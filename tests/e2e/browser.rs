@@ -405,3 +405,115 @@ async fn the_browser_client_resumes_across_reloads_with_every_message_exactly_on
         .await
         .expect("close session");
 }
+
+/// The admin page at `/` of the HTTP API: it loads without the token, asks for it, then shows
+/// the online uids (live: a uid that binds appears without a reload, from the event stream),
+/// the groups, the counters and the events; its send and kick forms act on the pages. With
+/// PUSHD_ADMIN_SCREENSHOT=PATH the test saves what it shows there (docs/admin-page.png).
+#[tokio::test]
+async fn the_admin_page_shows_presence_live_and_sends_and_kicks() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("http-token");
+    let token = "an-operator-token-for-the-admin-page";
+    std::fs::write(&token_file, token).unwrap();
+    let args = [
+        "--http-listen",
+        "127.0.0.1:0",
+        "--http-token-file",
+        token_file.to_str().unwrap(),
+    ];
+    let pushd = Pushd::start(&args).await;
+    let mut alice = pushd.bound_client("alice").await;
+    assert_eq!(
+        pushd
+            .ctl(&["group", "add", "team-7", "alice", "carol"])
+            .await
+            .status,
+        0
+    );
+    let driver = Chromedriver::start().await;
+    let browser = driver.session(&dir.path().join("profile")).await;
+    let url = format!("http://{}/", pushd.listener("http"));
+    within(STEP, "the admin page to load", browser.goto(&url))
+        .await
+        .expect("goto");
+    let shown = |code: &'static str| {
+        let browser = &browser;
+        async move { script(browser, code).await }
+    };
+    eventually(STEP, "the page to ask for the token", || async {
+        shown("return !document.getElementById('login').hidden").await == json!(true)
+    })
+    .await;
+    let typed = format!(
+        "document.getElementById('token').value = {};
+         document.getElementById('login').requestSubmit();",
+        json!(token)
+    );
+    script(&browser, &typed).await;
+    let uids = "return Array.from(document.querySelectorAll('#uids tr'), r => r.dataset.uid)";
+    eventually(STEP, "alice listed", || async {
+        shown(uids).await == json!(["alice"])
+    })
+    .await;
+    let groups = "return Array.from(document.querySelectorAll('#groups tr'), r => r.textContent)";
+    assert_eq!(
+        shown(groups).await,
+        json!(["team-721"]),
+        "team-7, 2 members, 1 online"
+    );
+    eventually(STEP, "the events stream to be followed", || async {
+        shown("return document.getElementById('status').textContent").await == json!("live")
+    })
+    .await;
+    // Live: bob binds, and the page lists him from the event stream.
+    let _bob = pushd.bound_client("bob").await;
+    eventually(STEP, "bob listed without a reload", || async {
+        shown(uids).await == json!(["alice", "bob"])
+    })
+    .await;
+    let events = "return document.getElementById('events').textContent";
+    assert!(
+        shown(events)
+            .await
+            .as_str()
+            .unwrap()
+            .contains("connect bob"),
+        "{}",
+        shown(events).await
+    );
+    let counters = "return document.getElementById('counters').textContent";
+    eventually(STEP, "the counters to follow", || async {
+        shown(counters)
+            .await
+            .as_str()
+            .unwrap()
+            .contains("connections2")
+    })
+    .await;
+    if let Some(path) = std::env::var_os("PUSHD_ADMIN_SCREENSHOT") {
+        let png = within(STEP, "a screenshot", browser.screenshot())
+            .await
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
+    let send = "const f = document.getElementById('send');
+                f.uid.value = 'alice'; f.message.value = 'from the admin page'; f.requestSubmit();";
+    script(&browser, send).await;
+    assert_eq!(alice.recv_text().await, "from the admin page");
+    let kick = "const f = document.getElementById('kick');
+                f.uid.value = 'alice'; f.reason.value = 'bye'; f.requestSubmit();";
+    script(&browser, kick).await;
+    let closed = alice.closed(STEP).await;
+    assert_eq!((closed.code, closed.reason.as_str()), (Some(4000), "bye"));
+    eventually(STEP, "alice gone from the list", || async {
+        shown(uids).await == json!(["bob"])
+    })
+    .await;
+    let result = "return document.getElementById('result').textContent";
+    assert_eq!(shown(result).await, json!(r#"kicked: {"kicked":1}"#));
+}

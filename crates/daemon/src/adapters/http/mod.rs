@@ -8,6 +8,7 @@
 //! stream. The endpoints and their answers are in docs/http-api.md, where
 //! every example is run by a test.
 
+mod admin;
 mod auth;
 mod groups;
 mod idle;
@@ -214,7 +215,7 @@ impl HttpServer {
                 );
             }
         };
-        if self.routes == Routes::Api && !route.is_probe() {
+        if self.routes == Routes::Api && !route.is_probe() && !route.is_page() {
             let token = self.node.secrets.http_token();
             let token = token.as_deref().map(String::as_str);
             if let Err(refusal) = auth::authorize(token, request.headers(), peer) {

@@ -48,6 +48,9 @@ pub(super) enum Route {
     GroupSend(String),
     /// `/v1/uids/{uid}/groups`.
     UidGroups(String),
+    /// `/` and `/admin.js`: the admin page (`admin`).
+    AdminPage,
+    AdminScript,
 }
 
 const GET: &[Method] = &[Method::GET];
@@ -60,10 +63,19 @@ impl Route {
         matches!(self, Route::Health | Route::Ready)
     }
 
+    /// Whether it is the admin page's own files, which hold nothing secret and
+    /// load without the token (every call the page makes carries it).
+    pub(super) fn is_page(&self) -> bool {
+        matches!(self, Route::AdminPage | Route::AdminScript)
+    }
+
     /// The route of `path` and the methods it takes.
     pub(super) fn of(path: &str) -> Option<(&'static [Method], Route)> {
-        if path == "/metrics" {
-            return Some((GET, Route::Metrics));
+        match path {
+            "/metrics" => return Some((GET, Route::Metrics)),
+            "/" => return Some((GET, Route::AdminPage)),
+            "/admin.js" => return Some((GET, Route::AdminScript)),
+            _ => {}
         }
         let rest = path.strip_prefix("/v1/")?;
         if let Some(found) = Route::of_groups(rest) {
@@ -132,6 +144,8 @@ impl HttpServer {
         let transient = url::flag(query.as_deref(), "transient");
         match route {
             Route::Metrics => Ok(self.metrics()),
+            Route::AdminPage => Ok(super::admin::page()),
+            Route::AdminScript => Ok(super::admin::script()),
             Route::Health => Ok(json_response(
                 StatusCode::OK,
                 json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
