@@ -1482,3 +1482,65 @@ async fn an_upgraded_node_keeps_its_presence_and_its_pages_miss_nothing() {
     assert_eq!(backend_after.request(r#"{"uid":"ur","n":1}"#).await, "ok");
     assert_eq!(raw.recv_text().await, r#"{"uid":"ur","n":1}"#);
 }
+
+/// A subscription that stays open but hears nothing (a silently broken path to Redis) is
+/// noticed by the node's own probe and made again, logged and counted: pushes routed to the
+/// node reach its pages again without anyone restarting anything.
+#[tokio::test]
+async fn a_node_that_stops_hearing_the_bus_subscribes_again() {
+    if !crate::cluster_harness::redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = crate::cluster_harness::Redis::start(dir.path()).await;
+    let proxy = crate::cluster_harness::WedgeProxy::start(&redis).await;
+    let options = NodeOptions::default();
+    let a = crate::cluster_harness::start_node(&redis, dir.path(), "a", &options).await;
+    let through_proxy = format!("redis://{}", proxy.addr);
+    let b_args = [
+        "--cluster",
+        &through_proxy,
+        "--node-name",
+        "b",
+        "--cluster-lease",
+        options.lease,
+        "--cluster-timeout",
+        options.timeout,
+    ];
+    let b = crate::harness::Pushd::start_at(&dir.path().join("b.sock"), &b_args).await;
+    crate::cluster_harness::wait_for_nodes(&a, 2).await;
+    let mut page = b.bound_client("w").await;
+    eventually(STEP, "a to see w", || a.is_online("w")).await;
+    let mut backend = a.text_client().await;
+    assert_eq!(backend.request(r#"{"uid":"w","n":1}"#).await, "ok");
+    assert_eq!(page.recv_text().await, r#"{"uid":"w","n":1}"#);
+
+    proxy.wedge_subscribers();
+    // (Asked with pushctl: until b hears the bus again, its stats lack a's part, exit 3.)
+    eventually(STEP, "b to notice and subscribe again", || async {
+        let stats = b.ctl(&["--json", "stats"]).await;
+        stats.json()["counters"]["bus_resubscribes"].as_u64() >= Some(1)
+    })
+    .await;
+    // Pushes while the subscription was wedged were lost (the reason for the check); once
+    // it is made again, they arrive.
+    let deadline = Instant::now() + STEP;
+    let again = r#"{"uid":"w","n":2}"#;
+    loop {
+        assert!(Instant::now() < deadline, "b's page never got a push again");
+        assert_eq!(backend.request(again).await, "ok");
+        if page
+            .recv_text_within(Duration::from_millis(300))
+            .await
+            .as_deref()
+            == Some(again)
+        {
+            break;
+        }
+    }
+    let log = b.log.lock().unwrap().clone();
+    assert!(
+        log.contains("did not hear its own probe"),
+        "the log says why"
+    );
+}

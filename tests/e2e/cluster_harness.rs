@@ -242,3 +242,80 @@ impl Three {
 pub async fn pause_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
+
+/// A TCP proxy in front of a Redis's Unix socket that can wedge subscriptions: after
+/// [`WedgeProxy::wedge_subscribers`], the connections that had sent `SUBSCRIBE` stay open but
+/// pass nothing more from Redis to the node, as a silently broken path would.
+pub struct WedgeProxy {
+    /// Where nodes connect (`redis://ADDR`).
+    pub addr: std::net::SocketAddr,
+    wedged: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicU8>>>>,
+}
+
+/// A proxied connection's state: 0 plain, 1 a subscriber, 2 a wedged subscriber.
+const SUBSCRIBER: u8 = 1;
+const WEDGED: u8 = 2;
+
+impl WedgeProxy {
+    pub async fn start(redis: &Redis) -> WedgeProxy {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = redis.socket.clone();
+        let states = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let all = states.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::UnixStream::connect(&socket).await else {
+                    continue;
+                };
+                let state = std::sync::Arc::new(AtomicU8::new(0));
+                all.lock().unwrap().push(state.clone());
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = state.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 16 * 1024];
+                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                        // The command itself, as RESP: `$9\r\nSUBSCRIBE\r\n`.
+                        if buf[..n].windows(15).any(|w| w == b"$9\r\nSUBSCRIBE\r\n") {
+                            let _ = up.compare_exchange(
+                                0,
+                                SUBSCRIBER,
+                                Ordering::SeqCst,
+                                Ordering::SeqCst,
+                            );
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 16 * 1024];
+                    while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                        if state.load(Ordering::SeqCst) == WEDGED {
+                            continue;
+                        }
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        WedgeProxy {
+            addr,
+            wedged: states,
+        }
+    }
+
+    /// From now on the subscriptions made so far hear nothing; the connections stay open.
+    pub fn wedge_subscribers(&self) {
+        use std::sync::atomic::Ordering;
+        for state in self.wedged.lock().unwrap().iter() {
+            let _ = state.compare_exchange(SUBSCRIBER, WEDGED, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+}

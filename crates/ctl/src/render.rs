@@ -218,6 +218,7 @@ pub fn stats(stats: &Stats) -> String {
         ("text idle closed", c.text_idle_closed.to_string()),
         ("refused (http)", c.http_refused.to_string()),
         ("http idle closed", c.http_idle_closed.to_string()),
+        ("bus resubscribes", c.bus_resubscribes.to_string()),
     ];
     let mut lines = lines.to_vec();
     if let Some(cluster) = &stats.cluster {

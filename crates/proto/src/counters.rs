@@ -229,6 +229,9 @@ counters! {
     HttpRefused http_refused => In(Refused, "http_capacity");
     /// HTTP connections closed after `--http-idle-timeout` without a byte either way.
     HttpIdleClosed http_idle_closed => In(Disconnects, "http_idle");
+    /// Cluster mode: times this node did not hear its own probe on the bus (or Redis
+    /// delivered it to nobody) and subscribed again.
+    BusResubscribes bus_resubscribes => Alone;
 }
 
 #[cfg(test)]

@@ -79,6 +79,13 @@ pub enum Header {
         /// The uids kicked.
         uids: Vec<Uid>,
     },
+    /// To the sender's own inbox: the bus health check's probe (`health`).
+    Probe {
+        /// Sender node id (the receiver).
+        from: String,
+        /// Which probe.
+        nonce: u64,
+    },
     /// On `P:all`: the sender is shutting down; do not wait for its replies.
     Leave {
         /// Sender node id.
@@ -95,6 +102,7 @@ impl Header {
             | Header::Request { from, .. }
             | Header::Reply { from, .. }
             | Header::KickDone { from, .. }
+            | Header::Probe { from, .. }
             | Header::Leave { from } => from,
         }
     }

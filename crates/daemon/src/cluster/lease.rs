@@ -91,6 +91,7 @@ pub async fn run(
                 .invoke_async(&mut cluster.conn())
                 .await;
         }
+        cluster.health.check(&cluster, registry.counters()).await;
         // Group memberships whose TTL passed, a thousand a call.
         while let Ok(ended @ 1..) = cluster.expire_groups().await {
             (registry.counters()).add(Counter::GroupMembershipsExpired, ended);

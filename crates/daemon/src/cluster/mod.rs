@@ -26,6 +26,7 @@ mod catch_up;
 mod fanout;
 mod group_scripts;
 mod groups;
+mod health;
 mod keys;
 mod lease;
 mod mailbox;
@@ -139,6 +140,8 @@ pub(crate) struct Cluster {
     mailbox: Option<MailboxLimits>,
     /// The groups' bounds, over the memberships in Redis.
     groups: GroupLimits,
+    /// The bus health check's probes.
+    health: health::BusHealth,
 }
 
 /// The presence writer's end of its command channel, made by [`Cluster::new`] and
@@ -214,6 +217,7 @@ impl Cluster {
             presence,
             mailbox,
             groups,
+            health: health::BusHealth::default(),
         };
         Ok((cluster, PresenceInbox(presence_rx)))
     }

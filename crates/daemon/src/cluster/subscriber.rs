@@ -64,6 +64,9 @@ pub async fn run(
                 loop {
                     tokio::select! {
                         () = token.cancelled() => return,
+                        // The health check did not hear this node's probe: this
+                        // subscription is dropped and made again.
+                        () = cluster.health.resubscribe.notified() => break,
                         message = messages.next() => match message {
                             Some(message) => {
                                 serve(&cluster, &registry, &local, message.get_payload_bytes());
@@ -112,7 +115,11 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
         }
     };
     let own = header.from() == cluster.id;
-    if own && !matches!(header, Header::Send { .. } | Header::SendGroup { .. }) {
+    let for_me = matches!(
+        header,
+        Header::Send { .. } | Header::SendGroup { .. } | Header::Probe { .. }
+    );
+    if own && !for_me {
         // Our own requests and announcements on P:all.
         return;
     }
@@ -192,6 +199,8 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
             }
         }
         Header::Leave { from } => cluster.pending.drop_nodes(&|node| node == from),
+        Header::Probe { nonce, .. } if own => cluster.health.heard(nonce),
+        Header::Probe { .. } => {}
     }
 }
 
