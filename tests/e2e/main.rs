@@ -25,6 +25,7 @@ mod pushctl;
 mod reliability;
 mod resume;
 mod service;
+mod sse_pages;
 mod state;
 mod text_port;
 mod upgrade;

@@ -19,13 +19,17 @@ pub fn connections(n: u64) -> String {
 /// The `pushctl list` table: one row per uid. IDLE is the least idle of its
 /// connections, ONLINE FOR the oldest, ADDRESS the oldest connection's peer
 /// followed by `+N` when the uid has N more connections. In cluster mode a NODE
-/// column names the nodes holding the uid (comma-separated, sorted).
+/// column names the nodes holding the uid (comma-separated, sorted); when any
+/// connection is a page's event stream, an SSE column counts each uid's.
 pub fn uid_table(uids: &[UidInfo]) -> String {
-    let clustered = uids
-        .iter()
-        .flat_map(|info| &info.connections)
-        .any(|conn| conn.node.is_some());
-    let mut header = vec!["UID", "CONNS", "IDLE", "ONLINE FOR"];
+    let all = || uids.iter().flat_map(|info| &info.connections);
+    let clustered = all().any(|conn| conn.node.is_some());
+    let streams = all().any(|conn| conn.kind.is_some());
+    let mut header = vec!["UID", "CONNS"];
+    if streams {
+        header.push("SSE");
+    }
+    header.extend(["IDLE", "ONLINE FOR"]);
     if clustered {
         header.push("NODE");
     }
@@ -37,12 +41,15 @@ pub fn uid_table(uids: &[UidInfo]) -> String {
             continue;
         };
         let more = info.connections.len() - 1;
-        let mut row = vec![
-            info.uid.clone(),
-            info.connections.len().to_string(),
+        let mut row = vec![info.uid.clone(), info.connections.len().to_string()];
+        if streams {
+            let sse = info.connections.iter().filter(|c| c.kind.is_some()).count();
+            row.push(sse.to_string());
+        }
+        row.extend([
             duration_ms(info.least_idle_ms()),
             duration_ms(oldest.connected_ms),
-        ];
+        ]);
         if clustered {
             let mut nodes: Vec<&str> = (info.connections.iter())
                 .filter_map(|conn| conn.node.as_deref())
@@ -265,6 +272,7 @@ mod tests {
             idle_ms,
             connected_ms,
             node: None,
+            kind: None,
         }
     }
 

@@ -503,6 +503,9 @@ pub struct ConnInfo {
     /// In cluster mode, the `--node-name` of the node holding the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// `sse` for a page's event stream; absent for a WebSocket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// A uid and a number of its connections.

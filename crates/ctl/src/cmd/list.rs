@@ -53,6 +53,7 @@ mod tests {
             idle_ms,
             connected_ms: 0,
             node: None,
+            kind: None,
         };
         UidInfo {
             uid: name.into(),

@@ -198,6 +198,8 @@ pub(crate) struct ConnHandle {
     pub(crate) id: ConnId,
     /// Speaks `pushd.v2`: its frames are `ID PAYLOAD`, and it can resume.
     pub(crate) v2: bool,
+    /// A page's event stream (Server-Sent Events), not a WebSocket.
+    pub(crate) sse: bool,
     /// The client's address.
     pub(crate) peer: SocketAddr,
     /// When the handshake completed, on the daemon's [`Clock`](super::clock::Clock).
@@ -239,6 +241,7 @@ impl ConnHandle {
         crate::core::events::ConnRef {
             id: self.id,
             peer: self.peer,
+            sse: self.sse,
         }
     }
 }
@@ -249,6 +252,7 @@ impl ConnHandle {
         ConnHandle {
             id,
             v2,
+            sse: false,
             peer,
             connected_ms: now_ms,
             last_activity_ms: AtomicU64::new(now_ms),
@@ -505,8 +509,8 @@ impl ConnHandle {
         (word != 0).then_some(word & !PLACE_ONLY)
     }
 
-    /// Takes the next queued push (the tests' way of reading a connection).
-    #[cfg(test)]
+    /// Takes the next queued push, unless held (how a page's event stream,
+    /// which no pusher writes to, and the tests read a connection).
     pub(crate) fn pop(&self) -> Option<Payload> {
         if self.is_held() {
             return None;

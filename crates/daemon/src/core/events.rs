@@ -91,6 +91,9 @@ struct Wire<'a> {
     peer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    /// `sse` for a page's event stream; absent for a WebSocket.
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    conn_kind: Option<&'static str>,
 }
 
 /// Where events are made and published.
@@ -137,6 +140,8 @@ pub(crate) const MAX_GRACES: usize = 100_000;
 pub(crate) struct ConnRef {
     pub(crate) id: u64,
     pub(crate) peer: SocketAddr,
+    /// A page's event stream, not a WebSocket.
+    pub(crate) sse: bool,
 }
 
 impl Events {
@@ -228,6 +233,7 @@ impl Events {
             conn: conn.map(|c| c.id),
             peer: conn.map(|c| c.peer.to_string()),
             reason,
+            conn_kind: conn.and_then(|c| c.sse.then_some("sse")),
         };
         let json = serde_json::to_vec(&wire).expect("events serialize");
         let _ = self.sender.send(Published {
@@ -434,6 +440,7 @@ mod tests {
         let conn = ConnRef {
             id: 3,
             peer: "192.0.2.7:4711".parse().unwrap(),
+            sse: false,
         };
         events.disconnected("42", conn, "heartbeat");
         let event = receiver.try_recv().unwrap();

@@ -31,6 +31,7 @@ pub(super) fn local(node: &Node) -> Response {
                     idle_ms: conn.idle_ms,
                     connected_ms: conn.connected_ms,
                     node: node.name().map(str::to_owned),
+                    kind: conn.sse.then(|| "sse".to_owned()),
                 })
                 .collect(),
         })
@@ -68,6 +69,7 @@ mod tests {
             idle_ms: 0,
             connected_ms: 0,
             node: Some(node.into()),
+            kind: None,
         };
         Response::List {
             uids: uids

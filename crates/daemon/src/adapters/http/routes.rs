@@ -448,6 +448,8 @@ mod tests {
         assert_eq!(Route::of("/v1/send/a/b"), None);
         assert_eq!(Route::of("/v1/list/x"), None);
         assert_eq!(Route::of("/v2/list"), None);
-        assert_eq!(Route::of("/"), None);
+        assert_eq!(Route::of("/"), Some((GET, Route::AdminPage)));
+        assert_eq!(Route::of("/admin.js"), Some((GET, Route::AdminScript)));
+        assert_eq!(Route::of("/index.html"), None);
     }
 }

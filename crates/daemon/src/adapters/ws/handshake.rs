@@ -18,6 +18,16 @@ use super::stream::ClientStream;
 /// as a failed handshake. nginx's default for a request's headers is the same.
 pub(crate) const MAX_REQUEST: usize = 8 * 1024;
 
+/// What a handshake opened.
+#[derive(Debug)]
+pub(super) enum Opened {
+    /// A WebSocket: the 101 went out.
+    WebSocket,
+    /// A page's event stream (`GET` without `Upgrade`, accepting
+    /// `text/event-stream`): nothing was answered yet (`sse` does).
+    EventStream(Box<Request>),
+}
+
 /// Why a handshake did not open a WebSocket.
 #[derive(Debug)]
 pub(super) enum Failure {
@@ -28,11 +38,12 @@ pub(super) enum Failure {
 }
 
 /// Reads the request, lets `verdict` accept it (adding to the 101) or refuse
-/// it (with its answer), and writes the answer.
+/// it (with its answer), and writes the answer. A page's event stream is
+/// returned as it came, unanswered.
 pub(super) async fn accept(
     stream: &mut ClientStream,
     verdict: impl FnOnce(&Request, Response) -> Result<Response, ErrorResponse>,
-) -> Result<(), Failure> {
+) -> Result<Opened, Failure> {
     let broken = |err: &dyn std::fmt::Display| Failure::Broken(err.to_string());
     let mut buf = Vec::with_capacity(1024);
     let request = loop {
@@ -50,12 +61,15 @@ pub(super) async fn accept(
             break request;
         }
     };
+    if is_event_stream(&request) {
+        return Ok(Opened::EventStream(Box::new(request)));
+    }
     let response = create_response(&request).map_err(|e| broken(&e))?;
     let mut answer = Vec::new();
     let outcome = match verdict(&request, response) {
         Ok(response) => {
             write_response(&mut answer, &response).map_err(|e| broken(&e))?;
-            Ok(())
+            Ok(Opened::WebSocket)
         }
         Err(refusal) => {
             write_response(&mut answer, &refusal).map_err(|e| broken(&e))?;
@@ -66,4 +80,14 @@ pub(super) async fn accept(
     stream.write_all(&answer).await.map_err(|e| broken(&e))?;
     stream.flush().await.map_err(|e| broken(&e))?;
     outcome
+}
+
+/// A `GET` that does not ask to upgrade and accepts `text/event-stream`.
+fn is_event_stream(request: &Request) -> bool {
+    let headers = request.headers();
+    request.method() == "GET"
+        && !headers.contains_key("upgrade")
+        && (headers.get_all("accept").iter())
+            .filter_map(|value| value.to_str().ok())
+            .any(|value| value.contains("text/event-stream"))
 }

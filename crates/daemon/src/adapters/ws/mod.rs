@@ -15,6 +15,7 @@ mod handover;
 mod handshake;
 mod io;
 mod session;
+mod sse;
 mod stream;
 
 use std::future::Future;
@@ -226,18 +227,21 @@ async fn opening(
     };
     // Pushes are small and latency-bound; Nagle would hold them back.
     let _ = stream.set_nodelay(true);
-    let (
-        stream,
-        Facts {
-            client,
-            v2,
-            since,
-            url_token,
-        },
-    ) = tokio::select! {
+    let (stream, facts, event_stream) = tokio::select! {
         _ = shutdown.cancelled() => None,
         opened = open(stream, peer, &server, &mut ticket) => opened,
     }?;
+    if let Some(request) = event_stream {
+        // A page without WebSocket: its whole life is here (`sse`).
+        sse::serve(stream, facts.client, *request, server, ticket, shutdown).await;
+        return None;
+    }
+    let Facts {
+        client,
+        v2,
+        since,
+        url_token,
+    } = facts;
     // The ticket lives as long as the connection.
     let handle = server.node.registry.open(client, v2);
     let since = since
@@ -287,13 +291,14 @@ struct Facts {
 /// The way in, every step within one `--handshake-timeout`: the PROXY
 /// header (`--proxy-protocol`), TLS (`--tls-cert`), the WebSocket handshake
 /// with its admission verdict. `None` when the connection ends there, each
-/// way counted.
+/// way counted. A page's event stream comes out admitted but unanswered,
+/// with its request.
 async fn open(
     mut stream: TcpStream,
     peer: SocketAddr,
     server: &WsServer,
     ticket: &mut Ticket,
-) -> Option<(ClientStream, Facts)> {
+) -> Option<(ClientStream, Facts, Option<Box<Request>>)> {
     let deadline = Instant::now() + server.settings.handshake_timeout;
     let counters = &*server.node.counters;
     // A step that fails or runs out of time ends the connection, counted.
@@ -349,7 +354,31 @@ async fn open(
     };
     let handshake = handshake::accept(&mut stream, verdict);
     match timeout_at(deadline, handshake).await {
-        Ok(Ok(())) => Some((stream, facts)),
+        Ok(Ok(handshake::Opened::WebSocket)) => Some((stream, facts, None)),
+        Ok(Ok(handshake::Opened::EventStream(request))) => {
+            let client = match proxied.headers_name_the_client {
+                true => server.edge.client(peer, &request),
+                false => peer,
+            };
+            let facts = Facts {
+                client,
+                v2: true,
+                since: None,
+                url_token: None,
+            };
+            match server
+                .admission
+                .verdict(ticket, client.ip(), &request, counters)
+            {
+                Ok(()) => Some((stream, facts, Some(request))),
+                Err(refusal) => {
+                    use tokio::io::AsyncWriteExt;
+                    let answer = stream.write_all(refusal.raw_response());
+                    let _ = timeout_at(deadline, answer).await;
+                    None
+                }
+            }
+        }
         // Refused by `verdict`, already counted.
         Ok(Err(handshake::Failure::Refused)) => None,
         Ok(Err(handshake::Failure::Broken(err))) => {

@@ -22,6 +22,16 @@ pub(crate) enum ClientStream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+impl ClientStream {
+    /// The TCP socket under it.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        match self {
+            ClientStream::Plain(tcp) => tcp,
+            ClientStream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
 macro_rules! both {
     ($self:ident, $stream:ident => $call:expr) => {
         match $self.get_mut() {

@@ -244,8 +244,28 @@ impl Registry {
     /// Registers a new, unbound connection.
     /// `v2`: it speaks `pushd.v2` (frames `ID PAYLOAD`, resumable).
     pub(crate) fn open(&self, peer: SocketAddr, v2: bool) -> Arc<ConnHandle> {
-        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let handle = Arc::new(ConnHandle::new(id, v2, peer, self.clock.now_ms()));
+        self.open_handle(ConnHandle::new(
+            self.next_id(),
+            v2,
+            peer,
+            self.clock.now_ms(),
+        ))
+    }
+
+    /// Registers a page's event stream: a `pushd.v2` connection that only
+    /// its task writes to.
+    pub(crate) fn open_sse(&self, peer: SocketAddr) -> Arc<ConnHandle> {
+        let mut handle = ConnHandle::new(self.next_id(), true, peer, self.clock.now_ms());
+        handle.sse = true;
+        self.open_handle(handle)
+    }
+
+    fn next_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn open_handle(&self, handle: ConnHandle) -> Arc<ConnHandle> {
+        let handle = Arc::new(handle);
         self.lock().conns.insert(Entry(handle.clone()));
         self.counters.bump(Counter::ConnectionsOpened);
         handle

@@ -28,6 +28,8 @@ pub(crate) struct ConnSnapshot {
     pub(crate) idle_ms: u64,
     /// Milliseconds since it connected.
     pub(crate) connected_ms: u64,
+    /// A page's event stream, not a WebSocket.
+    pub(crate) sse: bool,
 }
 
 /// How much the registry holds.
@@ -113,6 +115,7 @@ impl Registry {
                         peer: h.peer,
                         idle_ms: now_ms.saturating_sub(h.last_activity_ms()),
                         connected_ms: now_ms.saturating_sub(h.connected_ms),
+                        sse: h.sse,
                     })
                     .collect();
                 connections.sort_unstable_by_key(|c| c.id);
