@@ -17,6 +17,12 @@
  * --mailbox-ttl, or pushd restarted), `onGap` is called first: reload what the
  * page shows from the backend then. `resume: false` turns this off.
  *
+ * Behind a proxy that refuses WebSocket it falls back to Server-Sent Events on the
+ * same address (`transports`, default ["websocket", "sse"]): after two WebSocket
+ * attempts in a row that fail before opening, it connects with EventSource, with the
+ * same callbacks, states and resume; the next page load tries WebSocket again.
+ * `client.transport` (and `info.transport` when online) says which is in use.
+ *
  *   const client = new PushdClient("ws://push.example.com:1234/", {
  *     uid: "42",                                   // or token: "..." / async () => "..."
  *     onMessage: (text, { id }) => show(JSON.parse(text)),
@@ -51,6 +57,7 @@
     maxDelay: 30000,
     stableAfter: 10000,
     resume: true,
+    transports: ["websocket", "sse"],
     storage: null,
     onMessage: function () {},
     onGap: function () {},
@@ -62,6 +69,14 @@
 
   /** What pushd sends first when it no longer holds everything after `since`. */
   var GAP = "!gap";
+
+  /** WebSocket attempts in a row that fail before opening, after which SSE is used. */
+  var WEBSOCKET_FAILURES_BEFORE_SSE = 2;
+
+  /** The event stream's URL for a WebSocket URL: same host, port and path, over HTTP. */
+  function eventStreamUrl(url) {
+    return url.replace(/^ws(s?):/i, "http$1:");
+  }
 
   /** sessionStorage when the page may use it, else a map that lasts as long as the page. */
   function defaultStorage() {
@@ -116,6 +131,12 @@
     this._running = false;
     this._onBrowserOnline = this._reconnectNow.bind(this);
     this._storage = this.options.storage || defaultStorage();
+    this._transports = this.options.transports.filter(function (t) {
+      return t === "websocket" || t === "sse";
+    });
+    if (this._transports.length === 0) throw new Error("PushdClient needs a transport");
+    this.transport = this._transports[0];
+    this._websocketFailures = 0;
     this._sinceKey = "pushd-client:since:" + url + "#" +
       (this.options.uid != null ? "uid:" + this.options.uid : "token");
   }
@@ -187,9 +208,12 @@
     if (root.removeEventListener) root.removeEventListener("online", this._onBrowserOnline);
     var socket = this._socket;
     this._socket = null;
-    if (socket) {
+    if (socket && typeof socket.send === "function") {
       socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
       if (socket.readyState <= 1) socket.close(1000, "client stopped");
+    } else if (socket) {
+      socket.onopen = socket.onmessage = socket.onerror = null;
+      socket.close();
     }
     this._setState(state, info);
   };
@@ -215,7 +239,9 @@
     this._setState("connecting", { attempt: this._attempt });
     this._credential().then(
       function (credential) {
-        if (self._running) self._open(credential);
+        if (!self._running) return;
+        if (self.transport === "sse") self._openEventStream(credential);
+        else self._open(credential);
       },
       function (error) {
         if (self._running) self._retry({ error: String(error) });
@@ -245,8 +271,9 @@
     socket.onopen = function () {
       if (!viaQuery) socket.send(credential);
       self._openedAt = Date.now();
+      self._websocketFailures = 0;
       // pushd sends no bind acknowledgement: open + uid sent is as online as it gets.
-      self._setState("online", { attempt: self._attempt });
+      self._setState("online", { attempt: self._attempt, transport: "websocket" });
     };
     socket.onmessage = function (event) {
       self._deliver(socket, event);
@@ -259,14 +286,88 @@
         self._halt(final, info);
         return;
       }
-      // Only a connection that stayed up resets the backoff, so a server that accepts
-      // and at once closes (shutting down, overloaded) is not hammered.
-      if (self._openedAt && Date.now() - self._openedAt >= self.options.stableAfter) {
-        self._attempt = 0;
+      // Refused before opening, again: a proxy in the way that will not carry
+      // WebSocket. The event stream goes through such proxies; use it at once.
+      if (!self._openedAt && (self._websocketFailures += 1) >= WEBSOCKET_FAILURES_BEFORE_SSE &&
+          self._transports.indexOf("sse") >= 0) {
+        self.transport = "sse";
+        self._connect();
+        return;
       }
-      self._openedAt = 0;
-      self._retry(info);
+      self._closed(info);
     };
+  };
+
+  /** After a connection ended without a final state: back off, then connect again. */
+  PushdClient.prototype._closed = function (info) {
+    // Only a connection that stayed up resets the backoff, so a server that accepts
+    // and at once closes (shutting down, overloaded) is not hammered.
+    if (this._openedAt && Date.now() - this._openedAt >= this.options.stableAfter) {
+      this._attempt = 0;
+    }
+    this._openedAt = 0;
+    this._retry(info);
+  };
+
+  /**
+   * The Server-Sent Events transport: the uid (or token) in the URL, the place in
+   * `?since=`; each event is a push (its id the push's), `gap` and `close` are pushd's.
+   * EventSource would reconnect by itself; it is closed instead at every error, so that
+   * one backoff, one set of states and one resume serve both transports.
+   */
+  PushdClient.prototype._openEventStream = function (credential) {
+    var self = this;
+    var url = eventStreamUrl(this.url);
+    var addParameter = function (name, value) {
+      url += (url.indexOf("?") < 0 ? "?" : "&") + name + "=" + encodeURIComponent(value);
+    };
+    addParameter(this.options.token != null ? "token" : "uid", credential);
+    this._sentSince = this.options.resume ? this.lastId() : null;
+    if (this._sentSince) addParameter("since", this._sentSince);
+    var source;
+    try {
+      source = new EventSource(url);
+    } catch (error) {
+      this._halt("refused", { error: String(error) });
+      return;
+    }
+    this._socket = source;
+    source.onopen = function () {
+      self._openedAt = Date.now();
+      self._setState("online", { attempt: self._attempt, transport: "sse" });
+    };
+    source.onmessage = function (event) {
+      if (self.options.resume && event.lastEventId) self._remember(event.lastEventId);
+      self.options.onMessage(event.data, { id: event.lastEventId || null, event: event });
+    };
+    source.addEventListener("gap", function () {
+      self.options.onGap({ since: self._sentSince });
+    });
+    source.addEventListener("close", function (event) {
+      var info = {};
+      try {
+        info = JSON.parse(event.data);
+      } catch (error) {
+        // Not pushd's: treat it as a lost connection.
+      }
+      self._endEventStream(source, { code: info.code, reason: info.reason });
+    });
+    source.onerror = function () {
+      self._endEventStream(source, {});
+    };
+  };
+
+  PushdClient.prototype._endEventStream = function (source, info) {
+    if (this._socket !== source) return;
+    source.onopen = source.onmessage = source.onerror = null;
+    source.close();
+    this._socket = null;
+    var final = finalStateFor(info.code);
+    if (final) {
+      this._halt(final, info);
+      return;
+    }
+    this._closed(info);
   };
 
   PushdClient.prototype._retry = function (info) {

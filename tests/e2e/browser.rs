@@ -517,3 +517,70 @@ async fn the_admin_page_shows_presence_live_and_sends_and_kicks() {
     let result = "return document.getElementById('result').textContent";
     assert_eq!(shown(result).await, json!(r#"kicked: {"kicked":1}"#));
 }
+
+/// Behind a proxy that refuses WebSocket (nginx answering 403 to any `Upgrade`, as some
+/// corporate proxies do), the demo page falls back to Server-Sent Events after two failed
+/// attempts, gets what waited for it and later pushes, and resumes across a reload with
+/// every message once. Prints the time from page load to the first push shown.
+#[tokio::test]
+async fn behind_a_proxy_that_refuses_websocket_the_page_falls_back_to_sse_and_resumes() {
+    if !browser_available() || !crate::proxies::nginx_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pushd = Pushd::start_at(&dir.path().join("pushd.sock"), &[]).await;
+    let site = format!(
+        "server {{\n  listen LISTEN;\n  location / {{\n    if ($http_upgrade) {{ return 403; }}\n    \
+         proxy_pass http://{};\n    proxy_http_version 1.1;\n    \
+         proxy_set_header Connection \"\";\n    proxy_read_timeout 1h;\n  }}\n}}\n",
+        pushd.ws
+    );
+    let proxy = crate::proxies::Nginx::with_site("http", &site).await;
+    let web = serve_static(PathBuf::from(env!("CARGO_MANIFEST_DIR"))).await;
+    let uid = "behind-proxy";
+    // Waiting for the page before it loads: the first push it will show.
+    let sent = pushd.ctl(&["send", uid, "m0"]).await;
+    assert!(sent.stdout.contains("queued"), "{sent:?}");
+
+    let driver = Chromedriver::start().await;
+    let browser = driver.session(&dir.path().join("profile")).await;
+    let url = format!(
+        "http://{web}/examples/browser/index.html?ws=ws://{}/&uid={uid}",
+        proxy.addr
+    );
+    let loaded = std::time::Instant::now();
+    within(STEP, "the demo page to load", browser.goto(&url))
+        .await
+        .expect("goto");
+    wait_for_message(&browser, "m0").await;
+    eprintln!(
+        "fallback behind a proxy that refuses Upgrade: page load to first push shown in {} ms",
+        loaded.elapsed().as_millis()
+    );
+    let transport = "return document.getElementById('transport').textContent";
+    assert_eq!(script(&browser, transport).await, json!("sse"));
+    wait_for_state(&browser, "online").await;
+    let list = pushd.ctl(&["--json", "list"]).await.json();
+    assert_eq!(list[0]["connections"][0]["kind"], "sse", "{list}");
+    assert_eq!(pushd.ctl(&["send", uid, "m1"]).await.status, 0);
+    wait_for_message(&browser, "m1").await;
+
+    // Away (a reload): what is pushed meanwhile comes after it, once.
+    within(STEP, "a blank page", browser.goto("about:blank"))
+        .await
+        .unwrap();
+    eventually(STEP, "the page to be gone", || async {
+        !pushd.is_online(uid).await
+    })
+    .await;
+    assert_eq!(pushd.ctl(&["send", uid, "m2"]).await.status, 0);
+    within(STEP, "the demo page again", browser.goto(&url))
+        .await
+        .expect("goto");
+    wait_for_message(&browser, "m2").await;
+    wait_for_state(&browser, "online").await;
+    assert_eq!(pushd.ctl(&["send", uid, "m3"]).await.status, 0);
+    wait_for_message(&browser, "m3").await;
+    let (_, messages) = page(&browser).await;
+    assert_eq!(messages, ["m0", "m1", "m2", "m3"], "each once, in order");
+}

@@ -24,7 +24,7 @@ use crate::harness::{Pushd, STEP, WsClient, eventually, within};
 const NGINX: &str = "/usr/sbin/nginx";
 const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
-fn nginx_available() -> bool {
+pub(crate) fn nginx_available() -> bool {
     let present = Path::new(NGINX).exists() && Path::new(STREAM_MODULE).exists();
     if !present {
         assert!(
@@ -44,10 +44,10 @@ fn free_port() -> u16 {
 }
 
 /// nginx in the foreground with its own prefix and logs, killed when dropped.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
     /// Where clients connect.
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -60,8 +60,6 @@ impl Drop for Nginx {
 impl Nginx {
     /// Runs `contrib/nginx/FILE` in the `http` or `stream` block, in front of `pushd`.
     async fn start(block: &str, file: &str, pushd: SocketAddr) -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let shipped = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("contrib/nginx")
@@ -72,9 +70,18 @@ impl Nginx {
         // listener a free port.
         let site = shipped
             .replace("server 127.0.0.1:1234;", &format!("server {pushd};"))
-            .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
-            .replace("listen 443;", &format!("listen 127.0.0.1:{port};"));
+            .replace("listen 80;", "listen LISTEN;")
+            .replace("listen 443;", "listen LISTEN;");
         assert_ne!(site, shipped, "contrib/nginx/{file} changed shape");
+        Self::with_site(block, &site).await
+    }
+
+    /// Runs `site` (whose `LISTEN` becomes a free loopback address) in the
+    /// `http` or `stream` block.
+    pub(crate) async fn with_site(block: &str, site: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let site = site.replace("LISTEN", &format!("127.0.0.1:{port}"));
         std::fs::write(dir.path().join("site.conf"), site).unwrap();
         let d = dir.path().display();
         let temp_paths = if block == "http" {
