@@ -70,6 +70,7 @@ pub fn tls_connector(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
 /// TLS, checking the name `localhost`, with `tls`), binds client `i` to
 /// `uid(prefix, i)`, and starts a reader task for each that records text frames
 /// into `receipts`. Fails if it takes longer than `limit`.
+#[allow(clippy::too_many_arguments)]
 pub async fn open(
     targets: &[SocketAddr],
     prefix: &str,
@@ -78,7 +79,9 @@ pub async fn open(
     receipts: Arc<Receipts>,
     limit: Duration,
     tls: Option<TlsConnector>,
+    sse: bool,
 ) -> anyhow::Result<(Vec<JoinHandle<()>>, Duration)> {
+    anyhow::ensure!(!(sse && tls.is_some()), "--sse is plain HTTP only");
     let started = Instant::now();
     let opened = futures_util::stream::iter(0..count)
         .map(|i| {
@@ -90,6 +93,10 @@ pub async fn open(
                     .await
                     .with_context(|| format!("client {i}: connect"))?;
                 let reader = match tls {
+                    None if sse => {
+                        let stream = event_stream(tcp, target, &uid, i).await?;
+                        tokio::spawn(read_events(stream, i, receipts))
+                    }
                     None => {
                         let url = format!("ws://{target}/");
                         let ws = handshake(url, tcp, &uid, i).await?;
@@ -165,6 +172,64 @@ where
             .with_context(|| format!("client {i}: handshake"))?;
     ws.send(Message::text(uid)).await?;
     Ok(ws)
+}
+
+/// A page's event stream (Server-Sent Events) for `uid`: the request, and
+/// the response head read away.
+async fn event_stream(
+    mut tcp: TcpStream,
+    target: SocketAddr,
+    uid: &str,
+    i: usize,
+) -> anyhow::Result<tokio::io::BufReader<TcpStream>> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let request =
+        format!("GET /?uid={uid} HTTP/1.1\r\nHost: {target}\r\nAccept: text/event-stream\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
+    // Small: thousands of idle clients each hold one.
+    let mut reader = tokio::io::BufReader::with_capacity(1024, tcp);
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    anyhow::ensure!(
+        line.starts_with("HTTP/1.1 200"),
+        "client {i}: event stream: {line:?}"
+    );
+    while line != "\r\n" {
+        line.clear();
+        anyhow::ensure!(
+            reader.read_line(&mut line).await? > 0,
+            "client {i}: cut head"
+        );
+    }
+    Ok(reader)
+}
+
+/// Reads events until the stream ends: each event's data lines are one push.
+async fn read_events(
+    mut reader: tokio::io::BufReader<TcpStream>,
+    client: usize,
+    receipts: Arc<Receipts>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    let mut data = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let line = line.trim_end_matches('\n');
+        if let Some(value) = line.strip_prefix("data: ") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(value);
+        } else if line.is_empty() && !data.is_empty() {
+            receipts.record(&data, client);
+            data.clear();
+        }
+    }
 }
 
 /// Reads until the connection ends; tungstenite answers pings by itself.

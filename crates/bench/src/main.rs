@@ -62,6 +62,10 @@ struct Common {
     /// with --pid's in the CPU figures (`broadcast`).
     #[arg(long = "also-pid", global = true, value_name = "PID")]
     also_pid: Vec<u32>,
+    /// Clients are pages' event streams (Server-Sent Events) instead of
+    /// WebSockets (plain HTTP; `idle`, `push`, `broadcast`).
+    #[arg(long, global = true)]
+    sse: bool,
     /// Redis's Unix socket, in cluster mode: Redis's CPU time and its
     /// commands per push (`broadcast`), read with redis-cli `INFO`.
     #[arg(long, global = true, value_name = "PATH")]

@@ -53,6 +53,7 @@ async fn crowd(
         receipts.clone(),
         common.timeout,
         tls,
+        common.sse,
     )
     .await?;
     if common.bind_probe {

@@ -147,11 +147,35 @@ fn connection(
 ) -> impl Future<Output = ()> + Send {
     let opening = Box::pin(opening(stream, peer, server, shutdown));
     async move {
-        let Some(session) = opening.await else {
-            return;
+        // What `opening` returned must not live on beside the session's
+        // state: in a block of its own, matched twice so that no await
+        // happens while it is the scrutinee (either way this future grew to
+        // 208 bytes, past the 144 below).
+        let session = {
+            let page = match opening.await {
+                Some(Opened::Session(session)) => Ok(session),
+                Some(Opened::Page(page)) => Err(Some(page)),
+                None => Err(None),
+            };
+            match page {
+                Ok(session) => session,
+                Err(page) => {
+                    if let Some(page) = page {
+                        // Boxed on its own: the way in is freed while a page listens.
+                        Box::pin(sse::serve(*page)).await;
+                    }
+                    return;
+                }
+            }
         };
         serve_session(session).await;
     }
+}
+
+/// What came in: a WebSocket's session, or a page's event stream.
+enum Opened {
+    Session(Session),
+    Page(Box<sse::Page>),
 }
 
 /// A session until it is over. Its way out is boxed, as its way in: it is
@@ -197,7 +221,7 @@ async fn opening(
     peer: SocketAddr,
     server: Arc<WsServer>,
     shutdown: CancellationToken,
-) -> Option<Session> {
+) -> Option<Opened> {
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     // A trusted proxy's clients are counted by address at their handshake.
     let direct = (!server.edge.trusts(peer.ip())).then_some(peer.ip());
@@ -232,9 +256,15 @@ async fn opening(
         opened = open(stream, peer, &server, &mut ticket) => opened,
     }?;
     if let Some(request) = event_stream {
-        // A page without WebSocket: its whole life is here (`sse`).
-        sse::serve(stream, facts.client, *request, server, ticket, shutdown).await;
-        return None;
+        let page = sse::Page {
+            stream,
+            client: facts.client,
+            request,
+            server,
+            ticket,
+            shutdown,
+        };
+        return Some(Opened::Page(Box::new(page)));
     }
     let Facts {
         client,
@@ -261,7 +291,7 @@ async fn opening(
         conn.close(end).await;
         return None;
     }
-    Some(session)
+    Some(Opened::Session(session))
 }
 
 /// Refuses a connection as soon as it is accepted: on a plain listener the

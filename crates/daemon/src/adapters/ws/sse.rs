@@ -32,7 +32,7 @@ use super::stream::ClientStream;
 use super::{WsServer, query_param};
 use crate::bind::Refused;
 use crate::core::clock::Clock;
-use crate::core::conn::ConnHandle;
+use crate::core::conn::{CloseRequest, ConnHandle};
 use crate::core::payload::Payload;
 
 /// Longest a write may wait for a page that does not read.
@@ -41,15 +41,28 @@ const WRITE_LIMIT: Duration = Duration::from_secs(10);
 /// Most events written in one go.
 const BATCH: usize = 64;
 
+/// A page's admitted request, not answered yet.
+pub(super) struct Page {
+    pub(super) stream: ClientStream,
+    /// Its address, as the trusted proxies in front of pushd report it.
+    pub(super) client: SocketAddr,
+    pub(super) request: Box<Request>,
+    pub(super) server: Arc<WsServer>,
+    /// Its admission slot, given back when it ends.
+    pub(super) ticket: Ticket,
+    pub(super) shutdown: CancellationToken,
+}
+
 /// Serves one page's event stream until it ends.
-pub(super) async fn serve(
-    mut stream: ClientStream,
-    client: SocketAddr,
-    request: Request,
-    server: Arc<WsServer>,
-    ticket: Ticket,
-    shutdown: CancellationToken,
-) {
+pub(super) async fn serve(page: Page) {
+    let Page {
+        mut stream,
+        client,
+        request,
+        server,
+        ticket,
+        shutdown,
+    } = page;
     keep_alive(&stream);
     let node = &server.node;
     let handle = node.registry.open_sse(client);
@@ -60,6 +73,9 @@ pub(super) async fn serve(
         }
         Err(refused) => Err(refused),
     };
+    let head = response_head(&request);
+    // The request is not needed past here: its headers go back to the allocator.
+    drop(request);
     if let Err((status, why)) = opened {
         node.registry.close(handle.id);
         debug!(peer = %client, why, "event stream refused");
@@ -67,9 +83,9 @@ pub(super) async fn serve(
         let _ = timeout(WRITE_LIMIT, stream.write_all(answer.as_bytes())).await;
         return;
     }
-    let head = response_head(&request);
     let end = match write(&mut stream, &handle, &node.clock, head.as_bytes()).await {
-        Ok(()) => follow(&mut stream, &handle, &server, &shutdown).await,
+        Ok(()) if shutdown.is_cancelled() => End::requested(CloseRequest::Shutdown),
+        Ok(()) => follow(&mut stream, &handle, &server).await,
         Err(()) => End::Lost,
     };
     node.registry.close(handle.id);
@@ -92,16 +108,13 @@ pub(super) async fn serve(
 }
 
 /// Writes the queued pushes as they come, and a comment every ping
-/// interval, until something ends the stream.
-async fn follow(
-    stream: &mut ClientStream,
-    handle: &Arc<ConnHandle>,
-    server: &WsServer,
-    shutdown: &CancellationToken,
-) -> End {
+/// interval, until something ends the stream (shutdown is a close request,
+/// as for every registered connection).
+async fn follow(stream: &mut ClientStream, handle: &Arc<ConnHandle>, server: &WsServer) -> End {
     let interval = server.settings.ping_interval;
     let mut next_ping = interval.map(|every| Instant::now() + every);
-    let mut scratch = [0u8; 256];
+    // What a page sends after its request is only ever noise, read away.
+    let mut scratch = [0u8; 32];
     let mut out = Vec::new();
     loop {
         let ping = async {
@@ -133,9 +146,6 @@ async fn follow(
                 if write(stream, handle, &server.node.clock, b": ping\n\n").await.is_err() {
                     return End::Lost;
                 }
-            }
-            () = shutdown.cancelled() => {
-                return End::Close(code::GOING_AWAY, "server shutting down".into());
             }
         }
     }
