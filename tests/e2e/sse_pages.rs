@@ -98,11 +98,13 @@ impl Stream {
 }
 
 /// A page's stream gets every push as one event (its id, a `data:` line per line), is
-/// listed as `sse`, counts as online, and a kick ends it with `event: close` (4000 and the
-/// reason) and the end of the response.
+/// listed as `sse` and told so in presence events, counts as online, and a kick ends it
+/// with `event: close` (4000 and the reason) and the end of the response.
 #[tokio::test]
 async fn a_page_stream_gets_pushes_as_events_is_listed_and_kicked() {
-    let pushd = Pushd::start(&["--ping-interval", "200ms"]).await;
+    let args = ["--ping-interval", "200ms", "--http-listen", "127.0.0.1:0"];
+    let pushd = Pushd::start(&args).await;
+    let mut presence = crate::http::Sse::open(&pushd, "?type=connect,disconnect").await;
     let mut page = Stream::open(pushd.ws, "/?uid=42", &[]).await;
     assert_eq!(page.status(), 200, "{}", page.head);
     let head = page.head.to_ascii_lowercase();
@@ -117,6 +119,11 @@ async fn a_page_stream_gets_pushes_as_events_is_listed_and_kicked() {
     pushd.wait_connections("42", 1).await;
     let list = pushd.ctl(&["--json", "list"]).await.json();
     assert_eq!(list[0]["connections"][0]["kind"], "sse", "{list}");
+    let connect = presence.next().await;
+    assert_eq!(
+        (&connect["type"], &connect["kind"]),
+        (&"connect".into(), &"sse".into())
+    );
     let mut backend = pushd.text_client().await;
     let line = r#"{"uid":42,"text":"hi"}"#;
     assert_eq!(backend.request(line).await, "ok");
@@ -143,6 +150,11 @@ async fn a_page_stream_gets_pushes_as_events_is_listed_and_kicked() {
     assert_eq!(close, serde_json::json!({"code": 4000, "reason": "bye"}));
     assert_eq!(page.next().await, None, "the response ends");
     pushd.wait_connections("42", 0).await;
+    let gone = presence.next().await;
+    assert_eq!(
+        (&gone["reason"], &gone["kind"]),
+        (&"kicked".into(), &"sse".into())
+    );
 }
 
 /// `Last-Event-ID` (what a browser sends when it reconnects by itself) resumes exactly
