@@ -34,10 +34,11 @@ async fn sse_tells_connect_online_disconnect_and_offline_after_the_grace() {
     let pushd = Pushd::start(&["--http-listen", "127.0.0.1:0", "--offline-grace", "300ms"]).await;
     let mut sse = Sse::open(&pushd, "").await;
     let client = pushd.bound_client("42").await;
-    let online = sse.next().await;
-    assert_eq!(kind_uid(&online), pair("online", "42"));
+    // The connection first, then what it caused.
     let connect = sse.next().await;
     assert_eq!(kind_uid(&connect), pair("connect", "42"));
+    let online = sse.next().await;
+    assert_eq!(kind_uid(&online), pair("online", "42"));
     assert!(
         connect["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
         "{connect}"
@@ -56,6 +57,30 @@ async fn sse_tells_connect_online_disconnect_and_offline_after_the_grace() {
     assert_eq!(kind_uid(&offline), pair("offline", "42"));
     let waited = offline["at_ms"].as_u64().unwrap() - disconnect["at_ms"].as_u64().unwrap();
     assert!(waited >= 250, "offline came {waited} ms after the close");
+}
+
+/// Every stream tells a connection before what it causes: `connect` before its `online`,
+/// `disconnect` before its `offline`, also without a grace and for a kick (where the
+/// uid goes offline before its connection's task has closed the socket).
+#[tokio::test]
+async fn connect_comes_before_online_and_disconnect_before_offline() {
+    let pushd = Pushd::start(&["--http-listen", "127.0.0.1:0", "--offline-grace", "0"]).await;
+    let mut sse = Sse::open(&pushd, "").await;
+    for round in 0..3 {
+        let uid = format!("o{round}");
+        let mut client = pushd.bound_client(&uid).await;
+        assert_eq!(kind_uid(&sse.next().await), pair("connect", &uid));
+        assert_eq!(kind_uid(&sse.next().await), pair("online", &uid));
+        match round {
+            0 => drop(client),
+            _ => {
+                assert_eq!(pushd.ctl(&["kick", &uid]).await.status, 0);
+                assert_eq!(client.closed(STEP).await.code, Some(4000));
+            }
+        }
+        assert_eq!(kind_uid(&sse.next().await), pair("disconnect", &uid));
+        assert_eq!(kind_uid(&sse.next().await), pair("offline", &uid));
+    }
 }
 
 #[tokio::test]
@@ -244,7 +269,7 @@ async fn the_webhook_signs_batches_and_retries_through_500s_and_while_the_receiv
         }
     }
     let kinds: Vec<&str> = seen.iter().map(|(_, kind)| kind.as_str()).collect();
-    assert_eq!(kinds, ["online", "connect", "disconnect", "offline"]);
+    assert_eq!(kinds, ["connect", "online", "disconnect", "offline"]);
     let stats = pushd.stats().await;
     assert!(
         stats["counters"]["webhook_posts"].as_u64() >= Some(1),

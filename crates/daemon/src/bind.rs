@@ -71,7 +71,6 @@ pub(crate) fn bind(
     counters.bump(Counter::Binds);
     count(counters, &bound.handed);
     debug!(peer = %handle.peer, uid = %bound.uid, "connection bound");
-    node.events.connected(&bound.uid, handle.event_ref());
     take_from_cluster(node, &bound.uid, handle, since);
     Ok(())
 }

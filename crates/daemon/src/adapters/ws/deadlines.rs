@@ -143,7 +143,7 @@ mod tests {
         // Earlier than the entry the runner sleeps for: it must look again.
         deadlines.wake_at(now + Duration::from_millis(20), &soon);
         deadlines.wake_at(now + Duration::from_millis(20), &gone);
-        registry.close(gone.id);
+        registry.close(gone.id, "client");
         let woken = tokio::time::timeout(Duration::from_secs(10), async {
             while !soon.timer_due() {
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -251,14 +251,10 @@ impl Conn {
             self.handle.uid().map_or("", |u| u.as_str()),
         );
         debug!(%peer, uid, ?end, "connection closed");
-        // Unbind first, so pushes stop targeting a connection that is closing.
+        // Unbind first, so pushes stop targeting a connection that is closing
+        // (its `disconnect` is told there, if it was still bound).
         let node = &self.server.node;
-        node.registry.close(self.handle.id);
-        if let Some(uid) = self.handle.uid() {
-            let reason = end.reason();
-            node.events
-                .disconnected(uid, self.handle.event_ref(), reason);
-        }
+        node.registry.close(self.handle.id, end.reason());
         let max_message = self.server.settings.max_message_size;
         end.finish(&mut self.ws, &self.handle, max_message).await;
     }

@@ -77,7 +77,7 @@ pub(super) async fn serve(page: Page) {
     // The request is not needed past here: its headers go back to the allocator.
     drop(request);
     if let Err((status, why)) = opened {
-        node.registry.close(handle.id);
+        node.registry.close(handle.id, "policy");
         debug!(peer = %client, why, "event stream refused");
         let answer = http_error(status, why);
         let _ = timeout(WRITE_LIMIT, stream.write_all(answer.as_bytes())).await;
@@ -88,11 +88,7 @@ pub(super) async fn serve(page: Page) {
         Ok(()) => follow(&mut stream, &handle, &server).await,
         Err(()) => End::Lost,
     };
-    node.registry.close(handle.id);
-    if let Some(uid) = handle.uid() {
-        node.events
-            .disconnected(uid, handle.event_ref(), end.reason());
-    }
+    node.registry.close(handle.id, end.reason());
     if let End::Close(code, reason) = &end {
         // What was queued first, then the close, as a WebSocket gets them.
         let mut rest = Vec::new();

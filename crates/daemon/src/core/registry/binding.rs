@@ -100,7 +100,7 @@ impl Registry {
                         oldest.sort_unstable();
                         oldest.truncate(bound + 1 - limit);
                         for old in oldest {
-                            state.unbind(old);
+                            state.unbind(old, "replaced");
                             if let Some(Entry(old)) = state.conns.get(&old) {
                                 old.request_close(CloseRequest::Replaced);
                             }
@@ -157,6 +157,11 @@ impl Registry {
         if self.hold_at_bind {
             // Before it is listed: nothing pushed to it can be written ahead of its mailbox.
             handle.hold();
+        }
+        // Told under the lock, so that every stream has the connection before
+        // the `online` it causes.
+        if let Some(events) = &state.events {
+            events.connected(&key, handle.event_ref());
         }
         if state.uids.insert(handle) {
             state.groups.uid_online(&key, true);

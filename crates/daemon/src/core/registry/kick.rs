@@ -74,6 +74,9 @@ impl Registry {
         };
         state.groups.uid_online(&key, false);
         if let Some(events) = &state.events {
+            for handle in &handles {
+                events.disconnected(&key, handle.event_ref(), "kicked");
+            }
             events.last_unbound(&key);
         }
         for handle in &handles {
@@ -118,7 +121,7 @@ impl Registry {
             .collect();
         let mut per_uid: HashMap<Uid, u64> = HashMap::new();
         for &id in &idle {
-            if let Some(uid) = state.unbind(id) {
+            if let Some(uid) = state.unbind(id, "kicked") {
                 *per_uid.entry(uid).or_default() += 1;
             }
             let request = CloseRequest::Kicked {

@@ -146,13 +146,17 @@ struct State {
 }
 
 impl State {
-    /// Removes a connection from its uid's list, if it is there.
-    fn unbind(&mut self, id: ConnId) -> Option<Uid> {
+    /// Removes a connection from its uid's list, if it is there, for
+    /// `reason` (its `disconnect` event's, told before any `offline` it causes).
+    fn unbind(&mut self, id: ConnId, reason: &str) -> Option<Uid> {
         let handle = &self.conns.get(&id)?.0;
         if !handle.set_listed(false) {
             return None;
         }
         let uid = handle.uid()?.clone();
+        if let Some(events) = &self.events {
+            events.disconnected(&uid, handle.event_ref(), reason);
+        }
         if self.uids.remove_one(handle) {
             self.groups.uid_online(&uid, false);
             if let Some(events) = &self.events {
@@ -167,7 +171,7 @@ impl State {
     fn disconnect_slow(&mut self, slow: &[ConnId]) -> Vec<Uid> {
         let mut unbound = Vec::new();
         for &id in slow {
-            unbound.extend(self.unbind(id));
+            unbound.extend(self.unbind(id, "slow_consumer"));
             if let Some(Entry(handle)) = self.conns.get(&id) {
                 handle.request_close(CloseRequest::SlowConsumer);
             }
@@ -271,14 +275,15 @@ impl Registry {
         handle
     }
 
-    /// Forgets a connection whose task is ending. If it was its uid's last
+    /// Forgets a connection whose task is ending, for `reason` (its
+    /// `disconnect` event's, if it was still bound). If it was its uid's last
     /// connection and closed for a reason its uid may come back from (not a
     /// kick, not shutdown), the messages it had taken but not written go back
     /// to the front of the uid's mailbox.
-    pub(crate) fn close(&self, id: ConnId) {
+    pub(crate) fn close(&self, id: ConnId, reason: &str) {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let uid = state.unbind(id);
+        let uid = state.unbind(id, reason);
         let Some(Entry(handle)) = state.conns.take(&id) else {
             drop(guard);
             self.mark_changed(uid);

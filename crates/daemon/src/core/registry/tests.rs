@@ -109,7 +109,7 @@ fn what_the_last_connection_did_not_write_goes_back_to_the_front() {
     push(&registry, "42", "1");
     push(&registry, "42", "2");
     assert_eq!(a.pop().unwrap(), "1", "written");
-    registry.close(a.id);
+    registry.close(a.id, "client");
     assert_eq!(
         registry.push_to_uid(&uid("42"), &"3".into(), false),
         Pushed::Queued
@@ -124,7 +124,7 @@ fn a_kick_empties_the_mailbox_and_its_connections_give_nothing_back() {
     let a = bound(&registry, "42");
     push(&registry, "42", "unwritten");
     registry.kick(&uid("42"), "bye", Some(Duration::from_secs(60)));
-    registry.close(a.id);
+    registry.close(a.id, "client");
     assert_eq!(registry.mailbox_totals(), MailboxTotals::default());
     assert_eq!(
         registry.push_to_uid(&uid("42"), &"x".into(), false),
@@ -151,7 +151,7 @@ fn a_slow_consumer_unlisted_by_a_push_leaves_that_push_in_the_mailbox() {
         registry.push_to_uid(&uid("42"), &"8".into(), false),
         Pushed::Queued
     );
-    registry.close(a.id);
+    registry.close(a.id, "client");
     let b = bound(&registry, "42");
     let got = drain(&b);
     assert_eq!(got.len(), 9, "{got:?}");
@@ -261,8 +261,8 @@ fn kick_takes_the_uid_offline_before_the_tasks_close() {
         }
     );
     assert!(registry.bind(a.id, &uid("42"), None).is_err());
-    registry.close(a.id);
-    registry.close(b.id);
+    registry.close(a.id, "client");
+    registry.close(b.id, "client");
     assert_eq!(
         registry.sizes(),
         Sizes {
@@ -320,9 +320,9 @@ fn close_unbinds_and_keeps_the_other_connections() {
     let registry = registry(limits(8), None);
     let a = bound(&registry, "42");
     let b = bound(&registry, "42");
-    registry.close(a.id);
+    registry.close(a.id, "client");
     assert_eq!(registry.online("42"), 1);
-    registry.close(b.id);
+    registry.close(b.id, "client");
     assert_eq!(registry.online("42"), 0);
     assert!(registry.list().is_empty());
 }
@@ -372,7 +372,7 @@ fn binds_and_closes_mark_the_uid_changed() {
     let tracking = Registry::new(limits, Clock::new(), Arc::default(), Some(changed.clone()));
     let a = bound(&tracking, "42");
     assert_eq!(changed.take(), vec![uid("42")]);
-    tracking.close(a.id);
+    tracking.close(a.id, "client");
     assert_eq!(changed.take(), vec![uid("42")]);
     assert!(changed.take().is_empty());
 }
