@@ -191,6 +191,9 @@ fn number_in(word: u64) -> MessageId {
     if word & PLACE_ONLY != 0 { 0 } else { word }
 }
 
+/// The top bit of [`ConnHandle`]'s `slot`: a page's event stream.
+const SSE: u32 = 1 << 31;
+
 /// Registry-side view of one WebSocket connection.
 #[derive(Debug)]
 pub(crate) struct ConnHandle {
@@ -198,8 +201,6 @@ pub(crate) struct ConnHandle {
     pub(crate) id: ConnId,
     /// Speaks `pushd.v2`: its frames are `ID PAYLOAD`, and it can resume.
     pub(crate) v2: bool,
-    /// A page's event stream (Server-Sent Events), not a WebSocket.
-    pub(crate) sse: bool,
     /// The client's address.
     pub(crate) peer: SocketAddr,
     /// When the handshake completed, on the daemon's [`Clock`](super::clock::Clock).
@@ -218,7 +219,10 @@ pub(crate) struct ConnHandle {
     timer_due: AtomicBool,
     /// Its place in its uid's list while listed, so that leaving the list
     /// costs the same however long it is. Changed under the registry's lock
-    /// only. (In the handle's padding: it costs no byte.)
+    /// only. (In the handle's padding: it costs no byte.) Its top bit,
+    /// [`SSE`], says the connection is a page's event stream: a field of its
+    /// own would move the handle up a jemalloc size class (216 + 16 bytes of
+    /// `Arc` counts pass 224: 32 bytes per connection).
     slot: AtomicU32,
     /// Cluster mode, `pushd.v2`: the number of the newest message queued (ids are
     /// `ms-N`), which a broadcast, having no number of its own, repeats; or,
@@ -241,7 +245,7 @@ impl ConnHandle {
         crate::core::events::ConnRef {
             id: self.id,
             peer: self.peer,
-            sse: self.sse,
+            sse: self.is_sse(),
         }
     }
 }
@@ -252,7 +256,6 @@ impl ConnHandle {
         ConnHandle {
             id,
             v2,
-            sse: false,
             peer,
             connected_ms: now_ms,
             last_activity_ms: AtomicU64::new(now_ms),
@@ -282,12 +285,23 @@ impl ConnHandle {
 
     /// Its place in its uid's list (see the field).
     pub(crate) fn slot(&self) -> usize {
-        self.slot.load(Ordering::Relaxed) as usize
+        (self.slot.load(Ordering::Relaxed) & !SSE) as usize
     }
 
     /// Sets its place in its uid's list.
     pub(crate) fn set_slot(&self, slot: usize) {
-        self.slot.store(slot as u32, Ordering::Relaxed);
+        let kind = self.slot.load(Ordering::Relaxed) & SSE;
+        self.slot.store(slot as u32 | kind, Ordering::Relaxed);
+    }
+
+    /// A page's event stream (Server-Sent Events), not a WebSocket.
+    pub(crate) fn is_sse(&self) -> bool {
+        self.slot.load(Ordering::Relaxed) & SSE != 0
+    }
+
+    /// Makes it a page's event stream, before it is shared.
+    pub(crate) fn mark_sse(&mut self) {
+        *self.slot.get_mut() |= SSE;
     }
 
     /// Whether it is in its uid's list.
@@ -571,5 +585,28 @@ mod tests {
         );
         handle.note_number(4);
         assert_eq!(handle.last_number(), 6);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// Every connection holds one in an `Arc` (16 bytes of counts before it):
+    /// at 208 bytes or less that is jemalloc's 224-byte class; one byte more
+    /// and it is 256 (docs/PERFORMANCE.md, "Where the bytes go").
+    #[test]
+    fn a_handle_fits_in_its_size_class() {
+        let size = std::mem::size_of::<super::ConnHandle>();
+        assert!(size <= 208, "ConnHandle grew to {size} bytes");
+    }
+
+    #[test]
+    fn the_stream_bit_leaves_the_slot_alone() {
+        let mut handle = super::ConnHandle::new(1, true, "127.0.0.1:1".parse().unwrap(), 0);
+        handle.set_slot(5);
+        handle.mark_sse();
+        assert!(handle.is_sse());
+        assert_eq!(handle.slot(), 5);
+        handle.set_slot(7);
+        assert_eq!((handle.slot(), handle.is_sse()), (7, true));
     }
 }

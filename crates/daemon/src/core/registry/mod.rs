@@ -260,7 +260,7 @@ impl Registry {
     /// its task writes to.
     pub(crate) fn open_sse(&self, peer: SocketAddr) -> Arc<ConnHandle> {
         let mut handle = ConnHandle::new(self.next_id(), true, peer, self.clock.now_ms());
-        handle.sse = true;
+        handle.mark_sse();
         self.open_handle(handle)
     }
 

@@ -115,7 +115,7 @@ impl Registry {
                         peer: h.peer,
                         idle_ms: now_ms.saturating_sub(h.last_activity_ms()),
                         connected_ms: now_ms.saturating_sub(h.connected_ms),
-                        sse: h.sse,
+                        sse: h.is_sse(),
                     })
                     .collect();
                 connections.sort_unstable_by_key(|c| c.id);
