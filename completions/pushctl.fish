@@ -125,7 +125,7 @@ complete -c pushctl -n "__fish_pushctl_using_subcommand mailbox" -s h -l help -d
 complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand bans" -s h -l help -d 'Print help'
-complete -c pushctl -n "__fish_pushctl_using_subcommand events" -l type -d 'Only these types (comma-separated or repeated): connect, disconnect, online, offline' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand events" -l type -d 'Only these types (comma-separated or repeated): connect, disconnect, online, offline, message' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand events" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand events" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand events" -s h -l help -d 'Print help'

@@ -33,6 +33,8 @@ complete -c pushd -l http-token-file -d 'Every API request must carry `Authoriza
 complete -c pushd -l max-http-connections -d 'Most connections to each HTTP listener (the API, the metrics) at once; one more is closed at once and counted' -r
 complete -c pushd -l http-idle-timeout -d 'An HTTP connection with no byte either way for this long is closed and counted (an event stream sends a comment every 15 s). 0: never' -r
 complete -c pushd -l offline-grace -d 'A uid whose last connection closed is announced `offline` only if it has not bound again within this (so a page navigation is not offline/online)' -r
+complete -c pushd -l upstream-rate -d 'With --upstream: messages per second one connection may send (a bucket refilled at this rate); more are dropped, counted' -r
+complete -c pushd -l upstream-burst -d 'With --upstream: the bucket\'s size, the most messages a connection may send at once after a quiet while' -r
 complete -c pushd -l webhook -d 'POST events to URL (http:// or https://) in batches, retried with backoff while the receiver fails' -r
 complete -c pushd -l webhook-secret-file -d 'Sign each webhook body: `X-Pushd-Signature: sha256=<hex HMAC-SHA256 of the body>` with the secret in this file (at least 32 bytes)' -r -F
 complete -c pushd -l log-format -d 'Log lines as text for people, or as one JSON object per line for log shippers. The level comes from RUST_LOG (default `info`; `debug` adds a line per connection bound and closed)' -r -f -a "human\t'Text for people (colour only on a terminal)'
@@ -49,5 +51,6 @@ complete -c pushd -l cluster-timeout -d 'Longest wait for Redis and for the othe
 complete -c pushd -l text-confirm -d 'When the text port answers `ok` for a uid held by another node: once that node `received` the message from Redis, or once it `delivered` it to a connection (a round trip more). pushctl send always waits for delivery' -r -f -a "received\t'The node holding the uid received the message from Redis'
 delivered\t'The node holding the uid queued it to at least one connection'"
 complete -c pushd -l proxy-protocol -d 'Every WebSocket connection starts with a PROXY protocol header (v1 or v2, as HAProxy, nginx and load balancers send it) from a --trusted-proxy; a connection without one, or from another peer, is dropped and counted'
+complete -c pushd -l upstream -d 'Messages from pages: a bound client\'s text messages become `message` events (uid, connection, seq, data), on every event consumer'
 complete -c pushd -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pushd -s V -l version -d 'Print version'

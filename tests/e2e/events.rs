@@ -356,3 +356,64 @@ async fn the_webhook_is_told_of_the_shutdown_before_pushd_exits() {
         ]
     );
 }
+
+/// `--upstream`: a bound page's text messages are `message` events with the uid, the
+/// connection, its number on the connection and the text, in order; past
+/// `--upstream-rate` (after its burst) they are dropped, counted. Without `--upstream` a
+/// page's messages are only activity, as they always were.
+#[tokio::test]
+async fn pages_talk_back_as_message_events_within_their_rate() {
+    let args = [
+        "--http-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "--upstream-rate",
+        "1",
+        "--upstream-burst",
+        "5",
+    ];
+    let pushd = Pushd::start(&args).await;
+    let mut sse = Sse::open(&pushd, "?type=connect,message").await;
+    let mut page = pushd.bound_client("talker").await;
+    let connect = sse.next().await;
+    for n in 1..=3 {
+        page.send_text(&format!("hello {n}\nsecond line")).await;
+    }
+    for n in 1..=3u64 {
+        let message = sse.next().await;
+        assert_eq!(kind_uid(&message), pair("message", "talker"));
+        assert_eq!(message["seq"], n);
+        assert_eq!(message["data"], format!("hello {n}\nsecond line"));
+        assert_eq!(message["conn"], connect["conn"]);
+        assert!(message["node"].is_string() && message["id"].is_string());
+    }
+    // A flood: the bucket has 2 left, and refills at one a second.
+    for _ in 0..50 {
+        page.send_text("flood").await;
+    }
+    eventually(STEP, "the flood to be judged", || async {
+        let counters = pushd.stats().await["counters"].clone();
+        counters["upstream_messages"].as_u64().unwrap()
+            + counters["upstream_dropped"].as_u64().unwrap()
+            == 53
+    })
+    .await;
+    let counters = pushd.stats().await["counters"].clone();
+    let told = counters["upstream_messages"].as_u64().unwrap();
+    assert!((5..=8).contains(&told), "{counters}");
+    for _ in 3..told {
+        assert_eq!(sse.next().await["data"], "flood");
+    }
+
+    let quiet = Pushd::start(&[]).await;
+    let mut page = quiet.bound_client("talker").await;
+    page.send_text("nobody listens").await;
+    let counters = quiet.stats().await["counters"].clone();
+    assert_eq!(
+        (
+            counters["upstream_messages"].as_u64(),
+            counters["upstream_dropped"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+}

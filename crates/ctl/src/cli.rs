@@ -159,7 +159,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  pushctl events --type online,offline\n  \
                       pushctl --json events | jq -c 'select(.uid == \"42\")'")]
     Events {
-        /// Only these types (comma-separated or repeated): connect, disconnect, online, offline.
+        /// Only these types (comma-separated or repeated): connect, disconnect, online, offline, message.
         #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
         types: Vec<String>,
     },

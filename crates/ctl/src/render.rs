@@ -226,6 +226,8 @@ pub fn stats(stats: &Stats) -> String {
         ("refused (http)", c.http_refused.to_string()),
         ("http idle closed", c.http_idle_closed.to_string()),
         ("bus resubscribes", c.bus_resubscribes.to_string()),
+        ("upstream messages", c.upstream_messages.to_string()),
+        ("upstream dropped", c.upstream_dropped.to_string()),
     ];
     let mut lines = lines.to_vec();
     if let Some(cluster) = &stats.cluster {

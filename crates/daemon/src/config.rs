@@ -293,6 +293,23 @@ pub struct DaemonArgs {
           value_parser = duration, help_heading = "Events")]
     pub offline_grace: Duration,
 
+    /// Messages from pages: a bound client's text messages become `message`
+    /// events (uid, connection, seq, data), on every event consumer.
+    #[arg(long, env = "PUSHD_UPSTREAM", help_heading = "Events")]
+    pub upstream: bool,
+
+    /// With --upstream: messages per second one connection may send (a bucket
+    /// refilled at this rate); more are dropped, counted.
+    #[arg(long, env = "PUSHD_UPSTREAM_RATE", default_value_t = 10.0, value_name = "N",
+          value_parser = positive_rate, help_heading = "Events")]
+    pub upstream_rate: f64,
+
+    /// With --upstream: the bucket's size, the most messages a connection may
+    /// send at once after a quiet while.
+    #[arg(long, env = "PUSHD_UPSTREAM_BURST", default_value_t = 20, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = "Events")]
+    pub upstream_burst: u32,
+
     /// POST events to URL (http:// or https://) in batches, retried with backoff
     /// while the receiver fails.
     #[arg(
@@ -473,6 +490,16 @@ fn parse_cidr(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{text:?} is not an address or a CIDR range like 10.0.0.0/8"))
 }
 
+/// A rate above zero (messages per second).
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate above 0 (messages per second)"
+        )),
+    }
+}
+
 /// A duration option (`30s`, `5m`, `1h 30m`): humantime's syntax, at most
 /// [`LONGEST`], so that no deadline computed from it can overflow.
 fn duration(text: &str) -> Result<Duration, String> {
@@ -528,6 +555,8 @@ pub struct Config {
     pub http_token_file: Option<PathBuf>,
     /// How long a uid stays unannounced after its last connection closed.
     pub offline_grace: Duration,
+    /// `--upstream`: pages' messages become events, within this rate.
+    pub(crate) upstream: Option<crate::core::upstream::UpstreamLimit>,
     /// Where events are POSTed, and the file of the secret that signs them.
     pub webhook: Option<(String, Option<PathBuf>)>,
     /// This node's name in events and, in cluster mode, in `list` and `stats`.
@@ -609,6 +638,12 @@ impl From<DaemonArgs> for Config {
             http_listen: args.http_listen,
             http_token_file: args.http_token_file,
             offline_grace: args.offline_grace,
+            upstream: args
+                .upstream
+                .then_some(crate::core::upstream::UpstreamLimit {
+                    per_second: args.upstream_rate,
+                    burst: args.upstream_burst,
+                }),
             webhook: args.webhook.map(|url| (url, args.webhook_secret_file)),
             node_name: args.node_name.clone().unwrap_or_else(host_name),
             handshake_timeout: args.handshake_timeout,

@@ -478,6 +478,7 @@ pub async fn run(
         handshake_timeout: config.handshake_timeout,
         max_message_size: config.max_message_size,
         timer_grain: config.timer_grain(),
+        upstream: config.upstream,
     };
     let edge = ws::Edge::new(config.trusted_proxies.clone(), config.proxy_protocol);
     let ws_server = Arc::new(WsServer::new(node.clone(), admission, edge, settings));

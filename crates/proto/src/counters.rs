@@ -232,6 +232,10 @@ counters! {
     /// Cluster mode: times this node did not hear its own probe on the bus (or Redis
     /// delivered it to nobody) and subscribed again.
     BusResubscribes bus_resubscribes => Alone;
+    /// Messages from pages told as `message` events (`--upstream`).
+    UpstreamMessages upstream_messages => Alone;
+    /// Messages from pages dropped: over `--upstream-rate`.
+    UpstreamDropped upstream_dropped => Alone;
 }
 
 #[cfg(test)]

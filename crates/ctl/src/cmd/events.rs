@@ -35,7 +35,8 @@ pub async fn run(
     Ok(Answer::Positive)
 }
 
-/// `TIME TYPE UID [conn=N peer=ADDR] [reason=R]`, the time in UTC.
+/// `TIME TYPE UID [conn=N peer=ADDR] [reason=R] [seq=N data=TEXT]`, the
+/// time in UTC, a message's text JSON-quoted (it may hold newlines).
 fn render(event: &Value) -> String {
     let text = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
     let at = event["at_ms"].as_u64().unwrap_or_default();
@@ -48,6 +49,9 @@ fn render(event: &Value) -> String {
     }
     if let Some(reason) = event["reason"].as_str() {
         line.push_str(&format!(" reason={reason}"));
+    }
+    if let Some(seq) = event["seq"].as_u64() {
+        line.push_str(&format!(" seq={seq} data={}", event["data"]));
     }
     line
 }
@@ -65,6 +69,14 @@ mod tests {
         assert_eq!(
             render(&event),
             "2025-12-02T14:00:00.123Z  disconnect 42  conn=3 peer=127.0.0.1:5000 reason=client"
+        );
+        let message = serde_json::json!({
+            "type": "message", "uid": "42", "at_ms": 1_764_684_000_123u64, "conn": 3,
+            "peer": "127.0.0.1:5000", "seq": 2, "data": "hi\nthere"
+        });
+        assert_eq!(
+            render(&message),
+            "2025-12-02T14:00:00.123Z  message    42  conn=3 peer=127.0.0.1:5000 seq=2 data=\"hi\\nthere\""
         );
         let online = serde_json::json!({"type": "online", "uid": "42", "at_ms": 0});
         assert_eq!(render(&online), "1970-01-01T00:00:00.000Z  online     42");

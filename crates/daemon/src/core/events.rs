@@ -45,6 +45,8 @@ pub(crate) enum Kind {
     Online,
     /// The uid's last connection closed, and `--offline-grace` passed.
     Offline,
+    /// A bound connection sent a text message (`--upstream`).
+    Message,
 }
 
 impl Kind {
@@ -55,14 +57,21 @@ impl Kind {
             Kind::Disconnect => "disconnect",
             Kind::Online => "online",
             Kind::Offline => "offline",
+            Kind::Message => "message",
         }
     }
 
     /// The kind named `name`.
     pub(crate) fn parse(name: &str) -> Option<Kind> {
-        [Kind::Connect, Kind::Disconnect, Kind::Online, Kind::Offline]
-            .into_iter()
-            .find(|kind| kind.name() == name)
+        [
+            Kind::Connect,
+            Kind::Disconnect,
+            Kind::Online,
+            Kind::Offline,
+            Kind::Message,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
     }
 }
 
@@ -94,6 +103,12 @@ struct Wire<'a> {
     /// `sse` for a page's event stream; absent for a WebSocket.
     #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
     conn_kind: Option<&'static str>,
+    /// A message's number on its connection, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    /// A message's text, as the page sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
 }
 
 /// Where events are made and published.
@@ -213,8 +228,24 @@ impl Events {
         self.sender.receiver_count() as u64
     }
 
+    /// Connection `conn` of `uid` sent message number `seq`, `data`.
+    pub(crate) fn message(&self, uid: &str, conn: ConnRef, seq: u64, data: &str) {
+        self.publish(Kind::Message, uid, Some(conn), None, Some((seq, data)));
+    }
+
     /// Makes and publishes one event, unless nobody listens.
     fn emit(&self, kind: Kind, uid: &str, conn: Option<ConnRef>, reason: Option<&str>) {
+        self.publish(kind, uid, conn, reason, None);
+    }
+
+    fn publish(
+        &self,
+        kind: Kind,
+        uid: &str,
+        conn: Option<ConnRef>,
+        reason: Option<&str>,
+        message: Option<(u64, &str)>,
+    ) {
         if self.sender.receiver_count() == 0 {
             return;
         }
@@ -234,6 +265,8 @@ impl Events {
             peer: conn.map(|c| c.peer.to_string()),
             reason,
             conn_kind: conn.and_then(|c| c.sse.then_some("sse")),
+            seq: message.map(|(seq, _)| seq),
+            data: message.map(|(_, data)| data),
         };
         let json = serde_json::to_vec(&wire).expect("events serialize");
         let _ = self.sender.send(Published {
@@ -378,7 +411,9 @@ pub(crate) fn parse_kinds(list: &str) -> Result<Vec<Kind>, String> {
         .filter(|name| !name.is_empty())
         .map(|name| {
             Kind::parse(name).ok_or_else(|| {
-                format!("unknown event type {name:?} (connect, disconnect, online, offline)")
+                format!(
+                    "unknown event type {name:?} (connect, disconnect, online, offline, message)"
+                )
             })
         })
         .collect()

@@ -16,3 +16,4 @@ pub(crate) mod mailbox;
 pub(crate) mod payload;
 pub(crate) mod registry;
 pub(crate) mod saved;
+pub(crate) mod upstream;

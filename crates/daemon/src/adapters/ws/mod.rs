@@ -64,6 +64,8 @@ pub(crate) struct Settings {
     pub(crate) max_message_size: usize,
     /// Deadlines are rounded up to a multiple of this, so timers coincide.
     pub(crate) timer_grain: Duration,
+    /// `--upstream`: pages' messages become events, within this rate.
+    pub(crate) upstream: Option<crate::core::upstream::UpstreamLimit>,
 }
 
 /// What every WebSocket connection shares.

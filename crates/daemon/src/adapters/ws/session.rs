@@ -26,6 +26,7 @@ use crate::bind::Refused;
 use crate::core::conn::ConnHandle;
 use crate::core::counters::Counter;
 use crate::core::ids::Since;
+use crate::core::upstream::Upstream;
 
 /// A connection's life after its handshake, as a future that ends with how
 /// the connection ends. Written by hand rather than as an `async fn`: its
@@ -49,6 +50,8 @@ pub(super) struct Conn {
     /// When the next ping is due, with `--ping-interval`. (The last inbound
     /// frame's time is the handle's, in clock milliseconds.)
     next_ping: Option<Instant>,
+    /// Its messages to the backend (`--upstream`), from the first one on.
+    upstream: Option<Box<Upstream>>,
     /// Its admission slot, given back last, once the socket has closed (a
     /// plain socket closes with the handle, the field before).
     _ticket: Ticket,
@@ -68,6 +71,7 @@ impl Session {
             server,
             since: since.map(Box::new),
             next_ping: None,
+            upstream: None,
             _ticket: ticket,
         };
         let ping_interval = conn.server.settings.ping_interval;
@@ -92,6 +96,7 @@ impl Session {
             handle,
             since: since.map(Box::new),
             next_ping: next_ping.filter(|_| ping_interval.is_some()),
+            upstream: None,
             server,
             _ticket: ticket,
         };
@@ -233,6 +238,10 @@ impl Conn {
         self.handle.touch(self.server.node.clock.now_ms());
         match inbound {
             Inbound::Text(text) if self.handle.uid().is_none() => self.bind(&text).err(),
+            Inbound::Text(text) => {
+                self.upstream(&text);
+                None
+            }
             Inbound::Close(code) => {
                 // Answer with the same code, as RFC 6455 §5.5.1 has it.
                 self.ws.queue_close(code, "");
@@ -241,6 +250,27 @@ impl Conn {
             // Later text, binary, ping (already answered) and pong frames
             // only count as activity.
             _ => None,
+        }
+    }
+
+    /// A bound page's text message: with `--upstream` a `message` event,
+    /// within its rate (past it dropped, counted); without, only activity,
+    /// as it always was (the original recipe's pages send heartbeats so).
+    fn upstream(&mut self, text: &str) {
+        let node = &self.server.node;
+        let (Some(limit), Some(uid)) = (self.server.settings.upstream, self.handle.uid()) else {
+            return;
+        };
+        let now = Instant::now();
+        let upstream = self
+            .upstream
+            .get_or_insert_with(|| Box::new(Upstream::new(limit, now)));
+        match upstream.admit(limit, now) {
+            Some(seq) => {
+                node.counters.bump(Counter::UpstreamMessages);
+                node.events.message(uid, self.handle.event_ref(), seq, text);
+            }
+            None => node.counters.bump(Counter::UpstreamDropped),
         }
     }
 
