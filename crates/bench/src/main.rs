@@ -11,6 +11,7 @@ mod receipts;
 mod redis_info;
 mod scenarios;
 mod upgrade;
+mod upstream;
 
 // Shared with the end-to-end tests, through the library.
 use pushbench::{promise, report, sys};
@@ -201,6 +202,24 @@ enum Scenario {
         #[arg(long)]
         group: bool,
     },
+    /// Pages talking back (pushd with --upstream): P pages each send M text
+    /// messages at once; a consumer counts the `message` events (the HTTP
+    /// API's stream with --events, or a webhook receiver on --webhook-port);
+    /// reports the rate, server CPU per message and what pushd told and dropped.
+    Upstream {
+        /// Pages.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        pages: usize,
+        /// Messages each page sends.
+        #[arg(long, short = 'm', default_value_t = 10)]
+        messages: usize,
+        /// The HTTP API's address, to read `GET /v1/events?type=message`.
+        #[arg(long, value_name = "ADDR", conflicts_with = "webhook_port")]
+        events: Option<SocketAddr>,
+        /// Receive the events as pushd's webhook on this loopback port.
+        #[arg(long, value_name = "PORT")]
+        webhook_port: Option<u16>,
+    },
     /// Group memberships: M uids (offline) added to G groups through the admin
     /// socket, a thousand per request, then removed; reports changes per
     /// second, server CPU per change (with --pid) and RSS per membership.
@@ -344,7 +363,8 @@ fn main() -> ExitCode {
         | Scenario::Admin { clients: n, .. }
         | Scenario::Drain { clients: n, .. }
         | Scenario::Upgrade { clients: n, .. }
-        | Scenario::Fanout { clients: n, .. } => *n as u64 + 64,
+        | Scenario::Fanout { clients: n, .. }
+        | Scenario::Upstream { pages: n, .. } => *n as u64 + 64,
         Scenario::Mailbox { .. } | Scenario::Memberships { .. } => 64,
         Scenario::Navigate { pages, .. } => *pages as u64 + 64,
         Scenario::Promise { uids, .. } => *uids as u64 + 64,
@@ -437,6 +457,21 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
             groups,
             http,
         } => scenarios::memberships(common, *memberships, *groups, *http).await,
+        Scenario::Upstream {
+            pages,
+            messages,
+            events,
+            webhook_port,
+        } => {
+            let consumer = match (events, webhook_port) {
+                (Some(addr), _) => upstream::Consumer::Stream(*addr),
+                (None, Some(port)) => upstream::Consumer::Webhook(*port),
+                (None, None) => {
+                    anyhow::bail!("upstream needs --events ADDR or --webhook-port PORT")
+                }
+            };
+            upstream::upstream(common, *pages, *messages, consumer).await
+        }
         Scenario::Fanout {
             clients,
             pushes,
