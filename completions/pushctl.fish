@@ -54,6 +54,7 @@ complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l socket -d 'Admi
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l group -d 'Kick every member of GROUP' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l connection -d 'Kick exactly one connection: ID is its `connection` in `list --json` or in events (that tab, not every tab of its uid), on any node' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l idle-over -d 'Kick every connection (bound or not) idle for longer than DUR (e.g. 10m)' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l ban -d 'Also ban the uids for DUR (e.g. 1h): they cannot bind again until it ends (close code 4003), even if they were not online' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l reason -d 'Reason text sent in the close frame (at most 123 bytes)' -r

@@ -12,6 +12,7 @@ mod clients;
 mod cluster;
 mod cluster_groups;
 mod cluster_harness;
+mod connections;
 mod deploy;
 mod edge;
 mod events;

@@ -286,14 +286,19 @@ pub struct KickArgs {
     /// The uids to kick.
     #[arg(
         value_name = "UID",
-        required_unless_present_any = ["idle_over", "group"],
-        conflicts_with_all = ["idle_over", "group"]
+        required_unless_present_any = ["idle_over", "group", "connection"],
+        conflicts_with_all = ["idle_over", "group", "connection"]
     )]
     pub uids: Vec<String>,
 
     /// Kick every member of GROUP.
-    #[arg(long, value_name = "GROUP", conflicts_with = "idle_over")]
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["idle_over", "connection"])]
     pub group: Option<String>,
+
+    /// Kick exactly one connection: ID is its `connection` in `list --json` or
+    /// in events (that tab, not every tab of its uid), on any node.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["idle_over", "ban"])]
+    pub connection: Option<String>,
 
     /// Kick every connection (bound or not) idle for longer than DUR (e.g. 10m).
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]

@@ -275,6 +275,7 @@ mod tests {
             connected_ms,
             node: None,
             kind: None,
+            connection: "n.1".into(),
         }
     }
 

@@ -414,10 +414,17 @@ pub async fn run(
         Some((url, secret)) => Some(webhook::Webhook::new(url, secret.as_deref())?),
         None => None,
     };
+    // Connection ids are unique in the cluster: the node's id, or this
+    // process's start, in front of the connection's number.
+    let connection_prefix = match &cluster {
+        Some((cluster, ..)) => cluster.id().to_owned(),
+        None => format!("{:x}", crate::core::ids::boot_ms()),
+    };
     let events = Events::new(
         config.node_name.clone(),
         config.offline_grace,
         config.cluster.is_some(),
+        connection_prefix,
     );
     let mut registry = Registry::new(
         config.registry_limits(),

@@ -53,6 +53,17 @@ impl Node {
         }
     }
 
+    /// The id of connection number `n` of this process: unique in the cluster
+    /// (its node's id in front), for `kick --connection`.
+    pub(crate) fn connection_id(&self, n: u64) -> String {
+        self.events.connection_id(n)
+    }
+
+    /// What every connection id of this process starts with.
+    pub(crate) fn connection_prefix(&self) -> &str {
+        self.events.connection_prefix()
+    }
+
     /// `--node-name` in cluster mode.
     pub(crate) fn name(&self) -> Option<&str> {
         self.cluster.as_deref().map(Cluster::name)
@@ -93,7 +104,12 @@ pub(crate) fn test_node() -> Node {
         text_addr: "127.0.0.1:2".parse().unwrap(),
         socket: PathBuf::from("/tmp/test.sock"),
         secrets: Secrets::default(),
-        events: Events::new("test".into(), std::time::Duration::from_secs(5), false),
+        events: Events::new(
+            "test".into(),
+            std::time::Duration::from_secs(5),
+            false,
+            "test".into(),
+        ),
         drain: Drain::new(std::time::Duration::ZERO),
         // No one carries out upgrades in these tests.
         upgrades: tokio::sync::mpsc::channel(1).0,

@@ -52,6 +52,15 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ban_ms: Option<u64>,
     },
+    /// Close exactly one connection, by its id (`connection` in `list` and
+    /// events), with 4000 ([`Response::Kicked`]).
+    KickConnection {
+        /// The connection's id.
+        connection: String,
+        /// Reason text for the close frame (at most [`MAX_CLOSE_REASON`] bytes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Lift the bans on these uids ([`Response::Unbanned`]).
     Unban {
         /// The uids to unban.
@@ -506,6 +515,9 @@ pub struct ConnInfo {
     /// `sse` for a page's event stream; absent for a WebSocket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Its id, unique in the cluster: what `kick --connection` takes.
+    #[serde(default)]
+    pub connection: String,
 }
 
 /// A uid and a number of its connections.

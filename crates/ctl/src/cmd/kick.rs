@@ -1,4 +1,5 @@
-//! `pushctl kick UID...` and `pushctl kick --idle-over DUR`.
+//! `pushctl kick UID...`, `pushctl kick --connection ID` and `pushctl kick
+//! --idle-over DUR`.
 
 use std::io::Write;
 
@@ -21,12 +22,16 @@ pub async fn run(
     let by_idle = args.idle_over.is_some();
     let ban = args.ban;
     let mut banned = Vec::new();
-    let request = match args.idle_over {
-        Some(idle) => Request::KickIdle {
+    let request = match (args.idle_over, args.connection) {
+        (Some(idle), _) => Request::KickIdle {
             idle_over_ms: idle.as_millis() as u64,
             reason: args.reason,
         },
-        None => {
+        (None, Some(connection)) => Request::KickConnection {
+            connection,
+            reason: args.reason,
+        },
+        (None, None) => {
             let listed = match &args.group {
                 Some(group) => {
                     let members = super::group::member_uids(client, group).await?;

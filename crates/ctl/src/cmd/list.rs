@@ -54,6 +54,7 @@ mod tests {
             connected_ms: 0,
             node: None,
             kind: None,
+            connection: "n.1".into(),
         };
         UidInfo {
             uid: name.into(),

@@ -96,6 +96,9 @@ struct Wire<'a> {
     at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     conn: Option<u64>,
+    /// The connection's id, unique in the cluster (`kick --connection`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +119,8 @@ struct Wire<'a> {
 pub(crate) struct Events {
     sender: broadcast::Sender<Published>,
     node: String,
+    /// What connection ids start with.
+    connections: String,
     /// First part of every id: this process's start, in ms since the epoch.
     boot: u64,
     next: AtomicU64,
@@ -162,11 +167,19 @@ pub(crate) struct ConnRef {
 impl Events {
     /// Events of node `node`, with `offline` after `grace`; `cluster_wide` in
     /// cluster mode, where `online` and `offline` come from [`Events::announce`].
-    pub(crate) fn new(node: String, grace: Duration, cluster_wide: bool) -> Arc<Self> {
+    /// `connections`: what the ids of this process's connections start with
+    /// (`Node::connection_prefix`).
+    pub(crate) fn new(
+        node: String,
+        grace: Duration,
+        cluster_wide: bool,
+        connections: String,
+    ) -> Arc<Self> {
         let (sender, _) = broadcast::channel(RING);
         Arc::new(Events {
             sender,
             node,
+            connections,
             boot: crate::core::ids::boot_ms(),
             next: AtomicU64::new(1),
             grace,
@@ -199,6 +212,16 @@ impl Events {
     /// Returns once [`Events::end`] was called.
     pub(crate) async fn ending(&self) {
         self.ended.cancelled().await;
+    }
+
+    /// The id of this process's connection number `n`, unique in the cluster.
+    pub(crate) fn connection_id(&self, n: u64) -> String {
+        format!("{}.{n}", self.connections)
+    }
+
+    /// What the ids of this process's connections start with.
+    pub(crate) fn connection_prefix(&self) -> &str {
+        &self.connections
     }
 
     /// `--offline-grace`.
@@ -262,6 +285,7 @@ impl Events {
             node: &self.node,
             at_ms,
             conn: conn.map(|c| c.id),
+            connection: conn.map(|c| self.connection_id(c.id)),
             peer: conn.map(|c| c.peer.to_string()),
             reason,
             conn_kind: conn.and_then(|c| c.sse.then_some("sse")),
@@ -434,7 +458,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_rebind_within_the_grace_is_neither_offline_nor_online() {
-        let events = Events::new("n1".into(), Duration::from_secs(5), false);
+        let events = Events::new("n1".into(), Duration::from_secs(5), false, "p".into());
         tokio::spawn(events.clone().run_offline());
         let mut receiver = events.sender.subscribe();
         let uid = Uid::parse("42").unwrap();
@@ -452,7 +476,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_the_latest_close_counts() {
-        let events = Events::new("n1".into(), Duration::from_secs(5), false);
+        let events = Events::new("n1".into(), Duration::from_secs(5), false, "p".into());
         tokio::spawn(events.clone().run_offline());
         let mut receiver = events.sender.subscribe();
         let uid = Uid::parse("7").unwrap();
@@ -470,7 +494,7 @@ mod tests {
 
     #[test]
     fn events_are_one_json_object_with_the_documented_fields() {
-        let events = Events::new("n1".into(), Duration::from_secs(5), false);
+        let events = Events::new("n1".into(), Duration::from_secs(5), false, "p".into());
         let mut receiver = events.sender.subscribe();
         let conn = ConnRef {
             id: 3,
@@ -492,7 +516,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn closes_waiting_for_their_grace_are_bounded() {
-        let events = Events::new("n1".into(), Duration::from_secs(5), false);
+        let events = Events::new("n1".into(), Duration::from_secs(5), false, "p".into());
         let mut receiver = events.sender.subscribe();
         for i in 0..MAX_GRACES {
             events.last_unbound(&Uid::parse(&format!("u{i}")).unwrap());

@@ -129,6 +129,36 @@ fn local(node: &Node, uids: &[Uid], reason: Option<&str>, ban_ms: Option<u64>) -
     }
 }
 
+/// `kick --connection`: every node closes the connection if it is its own
+/// (its id names the node), so the asker needs no routing.
+pub(super) fn handle_connection(
+    node: Arc<Node>,
+    asker: Asker,
+    connection: String,
+    reason: Option<String>,
+) -> Answer {
+    let reason = reason.unwrap_or_else(|| DEFAULT_KICK_REASON.to_owned());
+    let mine = connection
+        .rsplit_once('.')
+        .filter(|(prefix, _)| *prefix == node.connection_prefix())
+        .and_then(|(_, n)| n.parse().ok());
+    let kicked = mine.and_then(|n| node.registry.kick_connection(n, &reason));
+    let local = Response::Kicked {
+        connections: u64::from(kicked.is_some()),
+        uids: (kicked.into_iter())
+            .map(|uid| UidCount {
+                uid: uid.to_string(),
+                connections: 1,
+            })
+            .collect(),
+    };
+    let request = Request::KickConnection {
+        connection,
+        reason: Some(reason),
+    };
+    super::each_node(node, asker, request, Ok(local), absorb)
+}
+
 /// Counts add up per uid; shared with `kick --idle-over`.
 pub(super) fn absorb(total: &mut Response, more: Response) -> bool {
     let (

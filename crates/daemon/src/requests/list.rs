@@ -32,6 +32,7 @@ pub(super) fn local(node: &Node) -> Response {
                     connected_ms: conn.connected_ms,
                     node: node.name().map(str::to_owned),
                     kind: conn.sse.then(|| "sse".to_owned()),
+                    connection: node.connection_id(conn.id),
                 })
                 .collect(),
         })
@@ -70,6 +71,7 @@ mod tests {
             connected_ms: 0,
             node: Some(node.into()),
             kind: None,
+            connection: "n.1".into(),
         };
         Response::List {
             uids: uids

@@ -42,9 +42,9 @@ const DEFAULT_KICK_REASON: &str = "kicked";
 /// answer 400 rather than 503.
 pub(crate) fn check(request: &Request) -> Result<(), String> {
     match request {
-        Request::Kick { reason, .. } | Request::KickIdle { reason, .. } => {
-            kick::check_reason(reason.as_deref())
-        }
+        Request::Kick { reason, .. }
+        | Request::KickIdle { reason, .. }
+        | Request::KickConnection { reason, .. } => kick::check_reason(reason.as_deref()),
         Request::Drain {
             over_ms: Some(over_ms),
         }
@@ -94,6 +94,9 @@ fn dispatch(node: &Arc<Node>, request: Request, asker: Asker) -> Answer {
             idle_over_ms,
             reason,
         } => kick_idle::handle(node, asker, idle_over_ms, reason),
+        Request::KickConnection { connection, reason } => {
+            kick::handle_connection(node, asker, connection, reason)
+        }
         Request::Unban { uids } => bans::handle_unban(node, asker, uids),
         Request::Bans => bans::handle_list(node, asker),
         Request::Send {

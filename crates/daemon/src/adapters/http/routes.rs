@@ -19,6 +19,14 @@ use super::{Body, HttpServer, Refusal, full, json_response, metrics, unexpected}
 use crate::adapters::text::Lines;
 use crate::adapters::url;
 
+/// The optional body of `POST /v1/kick/{uid}` and `POST /v1/connections/{id}/kick`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickBody {
+    reason: Option<String>,
+    ban: Option<String>,
+}
+
 /// `/v1/push` bodies may hold this many lines of `--max-message-size` each.
 pub(crate) const PUSH_BODY_LINES: usize = 16;
 
@@ -48,6 +56,8 @@ pub(super) enum Route {
     GroupSend(String),
     /// `/v1/uids/{uid}/groups`.
     UidGroups(String),
+    /// `/v1/connections/{id}/kick`.
+    KickConnection(String),
     /// `/` and `/admin.js`: the admin page (`admin`).
     AdminPage,
     AdminScript,
@@ -102,7 +112,8 @@ impl Route {
         })
     }
 
-    /// The group routes (`groups/...`, `uids/{uid}/groups`): `None` when
+    /// The group routes (`groups/...`, `uids/{uid}/groups`) and
+    /// `connections/{id}/kick`: `None` when
     /// `rest` is not one of their paths at all, `Some(None)` for a path
     /// under them that names nothing.
     #[allow(clippy::option_option)]
@@ -111,7 +122,7 @@ impl Route {
         let named = |s: &&str| !s.is_empty();
         if !segments.iter().all(named) && segments != ["groups"] {
             return match segments[0] {
-                "groups" | "uids" => Some(None),
+                "groups" | "uids" | "connections" => Some(None),
                 _ => None,
             };
         }
@@ -120,6 +131,7 @@ impl Route {
         let owned = |s: &str| s.to_owned();
         Some(match segments.as_slice() {
             ["groups"] => Some((GET, Route::Groups)),
+            ["connections", id, "kick"] => Some((POST, Route::KickConnection(owned(id)))),
             ["groups", group] => Some((GET_DELETE, Route::Group(owned(group)))),
             ["groups", group, "members"] => Some((POST, Route::GroupMembers(owned(group)))),
             ["groups", group, "members", uid] => {
@@ -163,6 +175,7 @@ impl HttpServer {
             Route::Push => self.push(request.into_body()).await,
             Route::Broadcast => self.broadcast(request.into_body()).await,
             Route::Kick(uid) => self.kick(&uid, request.into_body()).await,
+            Route::KickConnection(id) => self.kick_connection(&id, request.into_body()).await,
             Route::Online(uid) => self.online(&uid).await,
             Route::List => self.list().await,
             Route::Stats => self.stats().await,
@@ -253,26 +266,8 @@ impl HttpServer {
     }
 
     async fn kick(&self, uid: &str, body: Incoming) -> Result<Response<Body>, Refusal> {
-        /// The optional body of `POST /v1/kick/{uid}`.
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct KickBody {
-            reason: Option<String>,
-            ban: Option<String>,
-        }
         let uid = path_uid(uid)?;
-        let body = read_body(body, 4096, self.request_timeout).await?;
-        let KickBody { reason, ban } = if body.iter().all(u8::is_ascii_whitespace) {
-            KickBody {
-                reason: None,
-                ban: None,
-            }
-        } else {
-            serde_json::from_slice(&body).map_err(|err| {
-                let why = format!("the body is not {{\"reason\": ..., \"ban\": ...}}: {err}");
-                Refusal::new(StatusCode::BAD_REQUEST, why)
-            })?
-        };
+        let KickBody { reason, ban } = self.kick_body(body).await?;
         let ban_ms = match ban {
             Some(ban) => {
                 let ban = humantime::parse_duration(&ban).map_err(|err| {
@@ -287,6 +282,40 @@ impl HttpServer {
             reason,
             ban_ms,
         };
+        self.kicked(request).await
+    }
+
+    /// `POST /v1/connections/{id}/kick`: that connection only (a ban, which
+    /// is a uid's, is refused).
+    async fn kick_connection(&self, id: &str, body: Incoming) -> Result<Response<Body>, Refusal> {
+        let connection = url::decode(id, false)
+            .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "the id is not UTF-8"))?;
+        let KickBody { reason, ban } = self.kick_body(body).await?;
+        if ban.is_some() {
+            let why = "a ban is a uid's: POST /v1/kick/{uid}";
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, why));
+        }
+        self.kicked(AdminRequest::KickConnection { connection, reason })
+            .await
+    }
+
+    /// The optional body of the kicks.
+    async fn kick_body(&self, body: Incoming) -> Result<KickBody, Refusal> {
+        let body = read_body(body, 4096, self.request_timeout).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(KickBody {
+                reason: None,
+                ban: None,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|err| {
+            let why = format!("the body is not {{\"reason\": ..., \"ban\": ...}}: {err}");
+            Refusal::new(StatusCode::BAD_REQUEST, why)
+        })
+    }
+
+    /// A kick's answer: 200 with the connections closed, 404 with none.
+    async fn kicked(&self, request: AdminRequest) -> Result<Response<Body>, Refusal> {
         let (result, incomplete) = self.ask(request).await?;
         let AdminResponse::Kicked { connections, .. } = result else {
             return Err(unexpected(&result));

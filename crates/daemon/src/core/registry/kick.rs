@@ -109,6 +109,21 @@ impl Registry {
         self.lock().kicking.remove(uid);
     }
 
+    /// Closes connection `id` with 4000 and `reason`, if it is bound; its uid.
+    pub(crate) fn kick_connection(&self, id: ConnId, reason: &str) -> Option<Uid> {
+        let mut state = self.lock();
+        let uid = state.unbind(id, "kicked")?;
+        if let Some(Entry(handle)) = state.conns.get(&id) {
+            handle.request_close(CloseRequest::Kicked {
+                reason: reason.to_owned(),
+            });
+        }
+        drop(state);
+        self.counters.bump(Counter::Kicked);
+        self.mark_changed([uid.clone()]);
+        Some(uid)
+    }
+
     /// Kicks every connection, bound or not, idle for longer than `idle_over_ms`.
     pub(crate) fn kick_idle(&self, idle_over_ms: u64, reason: &str) -> KickedIdle {
         let now = self.clock.now_ms();
