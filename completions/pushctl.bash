@@ -962,13 +962,17 @@ _pushctl() {
             return 0
             ;;
         pushctl__subcmd__send)
-            opts="-h --group --transient --socket --json --help"
+            opts="-h --group --connection --transient --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connection)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -62,6 +62,7 @@ complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l socket -d 'Admi
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c pushctl -n "__fish_pushctl_using_subcommand kick" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l group -d 'Push to every member of GROUP instead of one uid: `pushctl send --group GROUP MESSAGE` (exit 0 when delivered or queued for any member)' -r
+complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l connection -d 'Push to exactly one connection (its `connection` id in `list --json` or events), on any node: `pushctl send --connection ID MESSAGE` (exit 0 when it took it; nothing is kept for later)' -r
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l socket -d 'Admin socket of the daemon [default: $XDG_RUNTIME_DIR/pushd.sock, else /tmp/pushd-EUID/pushd.sock]' -r -F
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l transient -d 'Deliver now or not at all: never keep it in the mailbox of an offline uid'
 complete -c pushctl -n "__fish_pushctl_using_subcommand send" -l json -d 'Print machine-readable JSON on stdout instead of text'

@@ -81,3 +81,60 @@ async fn a_connection_on_another_node_is_kicked_by_its_id() {
     assert_eq!(a.ctl(&["send", "7", "a's tab stays"]).await.status, 0);
     assert_eq!(on_a.recv_text().await, "a's tab stays");
 }
+
+/// A push to one connection by id, three ways: a text-port line `{"connection": ...}`
+/// (the whole line is the frame, as for a uid), `pushctl send --connection`, and the HTTP
+/// API; the other tab of the uid gets none of them; an unknown id is `fail`, exit 1, 404.
+#[tokio::test]
+async fn a_push_by_connection_id_reaches_that_tab_alone() {
+    let pushd = Pushd::start(&["--http-listen", "127.0.0.1:0"]).await;
+    let mut first = pushd.bound_client("42").await;
+    let mut second = pushd.bound_client("42").await;
+    let tabs = ids(&pushd, "42").await;
+    let mut backend = pushd.text_client().await;
+    let line = format!(r#"{{"connection":"{}","n":1}}"#, tabs[1]);
+    assert_eq!(backend.request(&line).await, "ok");
+    assert_eq!(second.recv_text().await, line);
+    assert_eq!(
+        backend.request(r#"{"connection":"nobody.1"}"#).await,
+        "fail"
+    );
+    let sent = pushd
+        .ctl(&["send", "--connection", &tabs[0], "just you"])
+        .await;
+    assert_eq!(sent.status, 0, "{sent:?}");
+    assert_eq!(first.recv_text().await, "just you");
+    let nobody = pushd.ctl(&["send", "--connection", "nobody.1", "x"]).await;
+    assert_eq!(nobody.status, 1, "{nobody:?}");
+    let api = format!("http://{}", pushd.listener("http"));
+    let path = format!("/v1/connections/{}/send", tabs[0]);
+    let (status, body) = http(&api, "POST", &path, "over http").await;
+    assert_eq!((status, body.trim()), (200, r#"{"delivered":1}"#));
+    assert_eq!(first.recv_text().await, "over http");
+    let (status, _) = http(&api, "POST", "/v1/connections/nobody.1/send", "x").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        second
+            .recv_text_within(std::time::Duration::from_millis(200))
+            .await,
+        None,
+        "the other tab got only its own"
+    );
+}
+
+/// In cluster mode a connection line through any node's text port reaches the connection
+/// on the node that has it.
+#[tokio::test]
+async fn a_connection_line_reaches_a_connection_on_another_node() {
+    let Some(three) = Three::start_if_available(NodeOptions::default()).await else {
+        return;
+    };
+    let [a, b] = [&three.nodes[0], &three.nodes[1]];
+    let mut on_b = b.bound_client("9").await;
+    let id = ids(b, "9").await.remove(0);
+    let mut backend = a.text_client().await;
+    let line = format!(r#"{{"connection":"{id}","hello":true}}"#);
+    assert_eq!(backend.request(&line).await, "ok");
+    assert_eq!(on_b.recv_text().await, line);
+    assert_eq!(backend.request(r#"{"connection":"b-0-0.1"}"#).await, "fail");
+}

@@ -63,16 +63,21 @@ pub enum Command {
                             pushctl send --transient 42 typing || echo 'user 42 is offline'"
     )]
     Send {
-        /// The addressed uid (with --group, the message instead).
+        /// The addressed uid (with --group or --connection, the message instead).
         #[arg(allow_hyphen_values = true)]
         uid: String,
         /// The message; `-` reads it from stdin (one trailing newline is dropped).
-        #[arg(allow_hyphen_values = true, required_unless_present = "group")]
+        #[arg(allow_hyphen_values = true, required_unless_present_any = ["group", "connection"])]
         message: Option<String>,
         /// Push to every member of GROUP instead of one uid: `pushctl send --group
         /// GROUP MESSAGE` (exit 0 when delivered or queued for any member).
-        #[arg(long, value_name = "GROUP")]
+        #[arg(long, value_name = "GROUP", conflicts_with = "connection")]
         group: Option<String>,
+        /// Push to exactly one connection (its `connection` id in `list --json` or
+        /// events), on any node: `pushctl send --connection ID MESSAGE` (exit 0 when
+        /// it took it; nothing is kept for later).
+        #[arg(long, value_name = "ID", conflicts_with = "transient")]
+        connection: Option<String>,
         /// Deliver now or not at all: never keep it in the mailbox of an offline uid.
         #[arg(long)]
         transient: bool,

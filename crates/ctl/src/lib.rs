@@ -79,17 +79,21 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
             uid,
             message,
             group,
+            connection,
             transient,
-        } => match (group, message) {
-            (Some(group), None) => {
+        } => match (group, connection, message) {
+            (Some(group), None, None) => {
                 // With --group the one value is the message.
                 cmd::group::send(&mut client, &group, uid, transient, json, out).await
             }
-            (None, Some(message)) => {
+            (None, Some(connection), None) => {
+                cmd::push::send_connection(&mut client, connection, uid, json, out).await
+            }
+            (None, None, Some(message)) => {
                 cmd::push::send(&mut client, &uid, message, transient, json, out).await
             }
             _ => Err(CtlError::Usage(
-                "send: give UID MESSAGE, or --group GROUP MESSAGE".into(),
+                "send: give UID MESSAGE, --group GROUP MESSAGE or --connection ID MESSAGE".into(),
             )),
         },
         Command::Group(GroupCommand::Add { group, uids, ttl }) => {

@@ -59,9 +59,12 @@ impl Node {
         self.events.connection_id(n)
     }
 
-    /// What every connection id of this process starts with.
-    pub(crate) fn connection_prefix(&self) -> &str {
-        self.events.connection_prefix()
+    /// The number of connection `id`, when it is one of this process's.
+    pub(crate) fn connection_number(&self, id: &str) -> Option<u64> {
+        let (prefix, n) = id.rsplit_once('.')?;
+        (prefix == self.events.connection_prefix())
+            .then(|| n.parse().ok())
+            .flatten()
     }
 
     /// `--node-name` in cluster mode.

@@ -82,6 +82,45 @@ pub(crate) async fn to_group(
     pushed
 }
 
+/// Pushes `message` to connection `connection` (an id from `list` or
+/// events) wherever it is: here, or in cluster mode on the node that has it
+/// (every node is asked; the one whose id it is pushes).
+pub(crate) async fn to_connection(node: &Node, connection: &str, message: &Payload) -> Delivered {
+    if to_connection_here(node, connection, message) {
+        return Delivered {
+            connections: 1,
+            ..Delivered::default()
+        };
+    }
+    let Some(cluster) = &node.cluster else {
+        return Delivered::default();
+    };
+    let request = pushd_proto::admin::Request::SendConnection {
+        connection: connection.to_owned(),
+        message: message.as_str().to_owned(),
+    };
+    let gathered = cluster.fan_out(request).await;
+    let connections = (gathered.value.replies.values())
+        .map(|reply| match &reply.result {
+            Ok(pushd_proto::admin::Response::Delivered { connections, .. }) => *connections,
+            _ => 0,
+        })
+        .sum();
+    Delivered {
+        connections,
+        queued: false,
+        incomplete: gathered.incomplete,
+    }
+}
+
+/// Queues `message` for connection `connection` (an id from `list` or
+/// events) if this node has it; whether it took it. Other nodes' are theirs
+/// (`requests::send` asks every node).
+pub(crate) fn to_connection_here(node: &Node, connection: &str, message: &Payload) -> bool {
+    (node.connection_number(connection))
+        .is_some_and(|n| node.registry.push_to_connection(n, message))
+}
+
 /// Queues `message` for every connection of this node; returns how many took
 /// it. In cluster mode every node is asked to do the same (`requests::broadcast`)
 /// and the counts add up.

@@ -52,6 +52,14 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ban_ms: Option<u64>,
     },
+    /// Push one text message to exactly one connection, by its id
+    /// ([`Response::Delivered`]).
+    SendConnection {
+        /// The connection's id.
+        connection: String,
+        /// The message.
+        message: String,
+    },
     /// Close exactly one connection, by its id (`connection` in `list` and
     /// events), with 4000 ([`Response::Kicked`]).
     KickConnection {

@@ -54,6 +54,9 @@ pub enum Target {
     /// A line without `uid`: every member of the group in its `group` field
     /// (group names follow the uid rules).
     Group(Uid),
+    /// A line with neither: exactly the connection whose id (from `list` or
+    /// events) is its `connection` field, a string.
+    Connection(String),
 }
 
 impl PushLine {
@@ -61,7 +64,7 @@ impl PushLine {
     pub fn uid(&self) -> Option<&Uid> {
         match &self.to {
             Target::Uid(uid) => Some(uid),
-            Target::Group(_) => None,
+            Target::Group(_) | Target::Connection(_) => None,
         }
     }
 }
@@ -74,6 +77,8 @@ struct Fields<'a> {
     uid: Raw<'a>,
     #[serde(borrow, default)]
     group: Raw<'a>,
+    #[serde(borrow, default)]
+    connection: Raw<'a>,
     #[serde(borrow, default)]
     transient: Raw<'a>,
 }
@@ -107,10 +112,14 @@ pub fn parse_push_line(line: &str) -> Result<PushLine, LineError> {
     let fields: Fields<'_> = serde_json::from_str(line).map_err(invalid)?;
     // A line with `uid` is a push to it, whatever else it holds (the original
     // protocol, byte for byte); `group` addresses a group only without `uid`.
-    let to = match (fields.uid.0, fields.group.0) {
-        (Some(raw), _) => Target::Uid(name(raw.get())?),
-        (None, Some(raw)) => Target::Group(name(raw.get())?),
-        (None, None) => return Err(LineError::MissingUid),
+    // `connection`, only without either.
+    let to = match (fields.uid.0, fields.group.0, fields.connection.0) {
+        (Some(raw), _, _) => Target::Uid(name(raw.get())?),
+        (None, Some(raw), _) => Target::Group(name(raw.get())?),
+        (None, None, Some(raw)) => {
+            Target::Connection(serde_json::from_str(raw.get()).map_err(|_| LineError::UidType)?)
+        }
+        (None, None, None) => return Err(LineError::MissingUid),
     };
     let transient = fields.transient.0.is_some_and(|raw| raw.get() == "true");
     Ok(PushLine { to, transient })
@@ -161,6 +170,28 @@ mod tests {
 
     fn uid(line: &str) -> Result<String, LineError> {
         parse_push_line(line).map(|line| line.uid().expect("a uid line").as_str().to_owned())
+    }
+
+    #[test]
+    fn connection_addresses_one_connection_only_in_a_line_without_uid_or_group() {
+        let to = |line: &str| parse_push_line(line).unwrap().to;
+        let name = |text: &str| Uid::parse(text).unwrap();
+        assert_eq!(
+            to(r#"{"connection":"n.3","x":1}"#),
+            Target::Connection("n.3".into())
+        );
+        assert_eq!(
+            to(r#"{"uid":"u","connection":"n.3"}"#),
+            Target::Uid(name("u"))
+        );
+        assert_eq!(
+            to(r#"{"group":"g","connection":"n.3"}"#),
+            Target::Group(name("g"))
+        );
+        assert!(matches!(
+            parse_push_line(r#"{"connection":3}"#),
+            Err(LineError::UidType)
+        ));
     }
 
     #[test]

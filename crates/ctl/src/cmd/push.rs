@@ -10,6 +10,35 @@ use crate::client::Client;
 use crate::error::CtlError;
 use crate::render;
 
+/// `pushctl send --connection ID MESSAGE`: positive when the connection took it.
+pub async fn send_connection(
+    client: &mut Client,
+    connection: String,
+    message: String,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Answer, CtlError> {
+    let message = message_argument(message)?;
+    let request = Request::SendConnection {
+        connection: connection.clone(),
+        message,
+    };
+    let Response::Delivered { connections, .. } = client.request(request).await? else {
+        return Err(CtlError::Protocol("expected a delivery count".into()));
+    };
+    if json {
+        print_json(
+            out,
+            &json!({ "connection": connection, "delivered": connections }),
+        )?;
+    } else if connections > 0 {
+        writeln!(out, "delivered to connection {connection}")?;
+    } else {
+        writeln!(out, "no node has connection {connection}")?;
+    }
+    Ok(Answer::from_bool(connections > 0))
+}
+
 /// Pushes to one uid; positive when a connection took it or it waits in the
 /// uid's mailbox.
 pub async fn send(

@@ -200,8 +200,11 @@ pub(crate) struct Lines {
 enum Prepared {
     /// A push to a uid, finished with the batch (in cluster mode, routed).
     Push(Push),
-    /// A push to a group on a single node: done, with its outcome.
-    GroupDone(push::Delivered),
+    /// A push to a group or a connection on a single node: done, with its outcome.
+    Done(push::Delivered),
+    /// A push to one connection in cluster mode: the last line of its batch,
+    /// as a group push is (every node is asked; the one that has it pushes).
+    Connection { id: String, message: Payload },
     /// A push to a group in cluster mode: the last line of its batch, pushed
     /// once the pushes before it are finished (it reaches even this node's
     /// connections through Redis, so the lines after it wait).
@@ -248,7 +251,10 @@ impl Lines {
                     Line::Complete(line) => prepare(node, &line),
                     Line::TooLong => Prepared::Bad,
                 };
-                ends_at_group = matches!(prepared, Prepared::Group { .. });
+                ends_at_group = matches!(
+                    prepared,
+                    Prepared::Group { .. } | Prepared::Connection { .. }
+                );
                 batch.push(prepared);
             }
             if batch.is_empty() {
@@ -274,6 +280,9 @@ impl Lines {
                         incomplete: pushed.incomplete,
                     })
                 }
+                Some(Prepared::Connection { id, message }) => {
+                    Some(push::to_connection(node, id, message).await)
+                }
                 _ => None,
             };
             let mut group = group.into_iter();
@@ -283,8 +292,10 @@ impl Lines {
             for prepared in batch.drain(..) {
                 let delivered = match prepared {
                     Prepared::Push(_) => finished.next().unwrap_or_default(),
-                    Prepared::Group { .. } => group.next().unwrap_or_default(),
-                    Prepared::GroupDone(delivered) => delivered,
+                    Prepared::Group { .. } | Prepared::Connection { .. } => {
+                        group.next().unwrap_or_default()
+                    }
+                    Prepared::Done(delivered) => delivered,
                     Prepared::Bad => push::Delivered::default(),
                 };
                 let (counter, reply): (_, &[u8]) = if delivered.connections > 0 {
@@ -332,12 +343,17 @@ fn prepare(node: &Node, line: &[u8]) -> Prepared {
         Target::Uid(uid) => Prepared::Push(push::to_uid(node, uid, message, line.transient)),
         Target::Group(group) if node.cluster.is_none() => {
             let pushed = node.registry.push_group(&group, &message, line.transient);
-            Prepared::GroupDone(push::Delivered {
+            Prepared::Done(push::Delivered {
                 connections: pushed.delivered,
                 queued: pushed.queued > 0,
                 incomplete: Vec::new(),
             })
         }
+        Target::Connection(id) if node.cluster.is_none() => Prepared::Done(push::Delivered {
+            connections: u64::from(push::to_connection_here(node, &id, &message)),
+            ..push::Delivered::default()
+        }),
+        Target::Connection(id) => Prepared::Connection { id, message },
         Target::Group(group) => Prepared::Group {
             group,
             message,

@@ -138,11 +138,8 @@ pub(super) fn handle_connection(
     reason: Option<String>,
 ) -> Answer {
     let reason = reason.unwrap_or_else(|| DEFAULT_KICK_REASON.to_owned());
-    let mine = connection
-        .rsplit_once('.')
-        .filter(|(prefix, _)| *prefix == node.connection_prefix())
-        .and_then(|(_, n)| n.parse().ok());
-    let kicked = mine.and_then(|n| node.registry.kick_connection(n, &reason));
+    let kicked = (node.connection_number(&connection))
+        .and_then(|n| node.registry.kick_connection(n, &reason));
     let local = Response::Kicked {
         connections: u64::from(kicked.is_some()),
         uids: (kicked.into_iter())

@@ -94,6 +94,10 @@ fn dispatch(node: &Arc<Node>, request: Request, asker: Asker) -> Answer {
             idle_over_ms,
             reason,
         } => kick_idle::handle(node, asker, idle_over_ms, reason),
+        Request::SendConnection {
+            connection,
+            message,
+        } => send::handle_connection(node, asker, connection, message),
         Request::KickConnection { connection, reason } => {
             kick::handle_connection(node, asker, connection, reason)
         }

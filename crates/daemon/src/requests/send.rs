@@ -24,6 +24,25 @@ pub(super) fn handle(
     })
 }
 
+/// `send --connection`: every node pushes to the connection if it is its
+/// own (its id names the node), so the asker needs no routing.
+pub(super) fn handle_connection(
+    node: Arc<Node>,
+    asker: Asker,
+    connection: String,
+    message: String,
+) -> Answer {
+    let local = push::frame(&node, message.clone()).map(|frame| Response::Delivered {
+        connections: u64::from(push::to_connection_here(&node, &connection, &frame)),
+        queued: false,
+    });
+    let request = pushd_proto::admin::Request::SendConnection {
+        connection,
+        message,
+    };
+    super::each_node(node, asker, request, local, super::broadcast::absorb)
+}
+
 async fn answer(node: &Node, uid: Uid, message: String, transient: bool) -> ReplyLine {
     let message = match push::frame(node, message) {
         Ok(message) => message,

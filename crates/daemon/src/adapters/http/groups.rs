@@ -8,7 +8,7 @@ use pushd_proto::uid::Uid;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::{path_uid, read_body, text_body};
+use super::routes::{found, path_uid, read_body, text_body};
 use super::{Body, HttpServer, Refusal, json_response, unexpected};
 
 /// Largest membership body: a bulk change of some thousands of uids.
@@ -224,15 +224,6 @@ impl HttpServer {
             AdminResponse::GroupRemoved { removed } => Ok(removed),
             other => Err(unexpected(&other)),
         }
-    }
-}
-
-/// 200, or 404 when there was nothing.
-fn found(any: bool) -> StatusCode {
-    if any {
-        StatusCode::OK
-    } else {
-        StatusCode::NOT_FOUND
     }
 }
 

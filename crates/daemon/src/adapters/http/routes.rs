@@ -27,6 +27,21 @@ struct KickBody {
     ban: Option<String>,
 }
 
+/// A connection id from a path segment, percent-decoded.
+fn connection_id(segment: &str) -> Result<String, Refusal> {
+    url::decode(segment, false)
+        .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "the connection id is not UTF-8"))
+}
+
+/// 200, or 404 when nothing was found.
+pub(super) fn found(any: bool) -> StatusCode {
+    if any {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
 /// `/v1/push` bodies may hold this many lines of `--max-message-size` each.
 pub(crate) const PUSH_BODY_LINES: usize = 16;
 
@@ -58,6 +73,8 @@ pub(super) enum Route {
     UidGroups(String),
     /// `/v1/connections/{id}/kick`.
     KickConnection(String),
+    /// `/v1/connections/{id}/send`.
+    SendConnection(String),
     /// `/` and `/admin.js`: the admin page (`admin`).
     AdminPage,
     AdminScript,
@@ -132,6 +149,7 @@ impl Route {
         Some(match segments.as_slice() {
             ["groups"] => Some((GET, Route::Groups)),
             ["connections", id, "kick"] => Some((POST, Route::KickConnection(owned(id)))),
+            ["connections", id, "send"] => Some((POST, Route::SendConnection(owned(id)))),
             ["groups", group] => Some((GET_DELETE, Route::Group(owned(group)))),
             ["groups", group, "members"] => Some((POST, Route::GroupMembers(owned(group)))),
             ["groups", group, "members", uid] => {
@@ -176,6 +194,7 @@ impl HttpServer {
             Route::Broadcast => self.broadcast(request.into_body()).await,
             Route::Kick(uid) => self.kick(&uid, request.into_body()).await,
             Route::KickConnection(id) => self.kick_connection(&id, request.into_body()).await,
+            Route::SendConnection(id) => self.send_connection(&id, request.into_body()).await,
             Route::Online(uid) => self.online(&uid).await,
             Route::List => self.list().await,
             Route::Stats => self.stats().await,
@@ -285,11 +304,30 @@ impl HttpServer {
         self.kicked(request).await
     }
 
+    /// `POST /v1/connections/{id}/send`: that connection only; 404 when no
+    /// node has it (nothing is kept for later).
+    async fn send_connection(&self, id: &str, body: Incoming) -> Result<Response<Body>, Refusal> {
+        let connection = connection_id(id)?;
+        let message = text_body(body, self.node.max_message_size, self.request_timeout).await?;
+        let request = AdminRequest::SendConnection {
+            connection,
+            message,
+        };
+        let (result, incomplete) = self.ask(request).await?;
+        let AdminResponse::Delivered { connections, .. } = result else {
+            return Err(unexpected(&result));
+        };
+        Ok(json_response(
+            found(connections > 0),
+            json!({ "delivered": connections }),
+            incomplete,
+        ))
+    }
+
     /// `POST /v1/connections/{id}/kick`: that connection only (a ban, which
     /// is a uid's, is refused).
     async fn kick_connection(&self, id: &str, body: Incoming) -> Result<Response<Body>, Refusal> {
-        let connection = url::decode(id, false)
-            .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "the id is not UTF-8"))?;
+        let connection = connection_id(id)?;
         let KickBody { reason, ban } = self.kick_body(body).await?;
         if ban.is_some() {
             let why = "a ban is a uid's: POST /v1/kick/{uid}";

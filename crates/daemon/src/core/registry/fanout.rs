@@ -15,6 +15,7 @@ use super::{Registry, State};
 use crate::core::conn::{ConnHandle, ConnId, QueueLimits};
 use crate::core::counters::Counter;
 use crate::core::ids::{self, MessageId};
+use crate::core::index::Entry;
 use crate::core::mailbox::Stored;
 
 /// What became of a push to one uid.
@@ -253,6 +254,30 @@ impl Registry {
                 Pushed::NotKept
             }
         }
+    }
+
+    /// Queues `message` for bound connection `id` alone (as a broadcast
+    /// frames it: a `pushd.v2` one gets an id, kept nowhere); whether it took it.
+    pub(crate) fn push_to_connection(&self, id: ConnId, message: &Payload) -> bool {
+        let handle = {
+            let state = self.lock();
+            match state.conns.get(&id) {
+                Some(Entry(handle)) if handle.is_listed() && !state.frozen => handle.clone(),
+                _ => return false,
+            }
+        };
+        let n = match self.ids.cluster_wide() {
+            true => handle.last_number(),
+            false => self.ids.next(),
+        };
+        let frame = match (handle.v2, self.ids.cluster_wide()) {
+            (false, _) => message.clone(),
+            (true, true) => ids::broadcast_frame(n, message),
+            (true, false) => self.ids.frame(n, message),
+        };
+        let mut offered = Offered::direct();
+        offered.queue(&handle, n, &frame, self.queue);
+        self.finish_push(offered) > 0
     }
 
     /// Queues `message` for every bound connection; returns how many took it.
