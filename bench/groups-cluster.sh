@@ -16,10 +16,7 @@ pushes=${2:-50}
 churn=${CHURN:-5000}
 # shellcheck source=bench/nodes.sh
 . bench/nodes.sh
-redis-server --port 0 --unixsocket "$dir/redis.sock" --save "" --appendonly no --dir "$dir" \
-    >"$dir/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis
 cluster=(--cluster "redis+unix://$dir/redis.sock")
 start a 21234 25678 "${cluster[@]}" --node-name a
 start b 22234 26678 "${cluster[@]}" --node-name b
