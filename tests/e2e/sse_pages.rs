@@ -201,6 +201,12 @@ async fn bans_origins_and_tokens_hold_for_page_streams() {
         "{}",
         page.head
     );
+    // A stream is bound by its URL, never by cookies: no credentialed reads for other sites.
+    assert!(
+        !page.head.contains("Access-Control-Allow-Credentials"),
+        "{}",
+        page.head
+    );
     pushd.wait_connections("u1", 1).await;
     let other = Stream::open(pushd.ws, "/?uid=u2", &[("Origin", "https://evil.example")]).await;
     assert_eq!(other.status(), 403);

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::admission::Ticket;
-use super::close::{End, code};
+use super::close::End;
 use super::stream::ClientStream;
 use super::{WsServer, query_param};
 use crate::bind::Refused;
@@ -160,8 +160,7 @@ async fn next_work(handle: &ConnHandle, server: &WsServer) -> Work {
     std::future::poll_fn(|cx| {
         handle.register(cx);
         if server.handover.requested() {
-            let restart = (code::SERVICE_RESTART, "service restart".to_owned());
-            return std::task::Poll::Ready(Work::End(End::Close(restart.0, restart.1)));
+            return std::task::Poll::Ready(Work::End(End::requested(CloseRequest::Restart)));
         }
         if let Some(request) = handle.close_request() {
             return std::task::Poll::Ready(Work::End(End::requested(request.clone())));
@@ -271,15 +270,14 @@ fn http_error(status: u16, why: &str) -> String {
 
 /// The 200 that opens the stream: no caching, no proxy buffering
 /// (`X-Accel-Buffering`, which nginx obeys), CORS for the page's origin (the
-/// admission checked it against `--allow-origin`), and a first comment so the
+/// admission checked it against `--allow-origin`; never with credentials: a
+/// stream is bound by its URL, not by cookies), and a first comment so the
 /// page knows at once that it is subscribed.
 fn response_head(request: &Request) -> String {
     let origin = request.headers().get("origin");
     let origin = origin.and_then(|value| value.to_str().ok());
     let cors = match origin {
-        Some(origin) => format!(
-            "Access-Control-Allow-Origin: {origin}\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
-        ),
+        Some(origin) => format!("Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n"),
         None => "Access-Control-Allow-Origin: *\r\n".to_owned(),
     };
     format!(
