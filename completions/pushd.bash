@@ -23,7 +23,7 @@ _pushd() {
 
     case "${cmd}" in
         pushd)
-            opts="-h -V --ws-listen --text-listen --max-text-connections --text-idle-timeout --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --auth-public-key-file --tls-cert --tls-key --trusted-proxy --proxy-protocol --handshake-timeout --drain --max-groups-per-uid --max-memberships --state-file --metrics-listen --http-listen --http-token-file --max-http-connections --http-idle-timeout --offline-grace --upstream --upstream-rate --upstream-burst --webhook --webhook-secret-file --log-format --bind-timeout --mailbox-ttl --mailbox-size --mailbox-memory --cluster --cluster-prefix --node-name --cluster-lease --cluster-timeout --text-confirm --help --version"
+            opts="-h -V --ws-listen --text-listen --max-text-connections --text-idle-timeout --socket --socket-group --heartbeat --ping-interval --max-message-size --max-queue --max-queue-bytes --max-connections --max-connections-per-ip --max-connections-per-uid --per-uid-policy --allow-origin --auth --auth-secret-file --auth-public-key-file --tls-cert --tls-key --trusted-proxy --proxy-protocol --handshake-timeout --drain --max-groups-per-uid --max-memberships --state-file --metrics-listen --http-listen --http-token-file --max-http-connections --http-idle-timeout --offline-grace --upstream --upstream-rate --upstream-burst --events-retain --webhook --webhook-secret-file --log-format --bind-timeout --mailbox-ttl --mailbox-size --mailbox-memory --cluster --cluster-prefix --node-name --cluster-lease --cluster-timeout --text-confirm --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +166,10 @@ _pushd() {
                     return 0
                     ;;
                 --upstream-burst)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events-retain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

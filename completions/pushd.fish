@@ -34,7 +34,8 @@ complete -c pushd -l max-http-connections -d 'Most connections to each HTTP list
 complete -c pushd -l http-idle-timeout -d 'An HTTP connection with no byte either way for this long is closed and counted (an event stream sends a comment every 15 s). 0: never' -r
 complete -c pushd -l offline-grace -d 'A uid whose last connection closed is announced `offline` only if it has not bound again within this (so a page navigation is not offline/online)' -r
 complete -c pushd -l upstream-rate -d 'With --upstream: messages per second one connection may send (a bucket refilled at this rate); more are dropped, counted' -r
-complete -c pushd -l upstream-burst -d 'With --upstream: the bucket\'s size, the most messages a connection may send at once after a quiet while' -r
+complete -c pushd -l upstream-burst -d 'With --upstream: the bucket\'s size, the most messages a connection may send at once after a quiet while [default: the rate, rounded up]' -r
+complete -c pushd -l events-retain -d 'Events kept for consumers that come back (`Last-Event-ID`, `?since=`, `pushctl events --since`); in cluster mode, the length of the cluster\'s event stream in Redis. 0 keeps none (and a single node then makes no event while nobody listens)' -r
 complete -c pushd -l webhook -d 'POST events to URL (http:// or https://) in batches, retried with backoff while the receiver fails' -r
 complete -c pushd -l webhook-secret-file -d 'Sign each webhook body: `X-Pushd-Signature: sha256=<hex HMAC-SHA256 of the body>` with the secret in this file (at least 32 bytes)' -r -F
 complete -c pushd -l log-format -d 'Log lines as text for people, or as one JSON object per line for log shippers. The level comes from RUST_LOG (default `info`; `debug` adds a line per connection bound and closed)' -r -f -a "human\t'Text for people (colour only on a terminal)'

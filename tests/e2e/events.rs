@@ -2,21 +2,14 @@
 //! offline after `--offline-grace`; read as Server-Sent Events with hyper, by
 //! `pushctl events`, and POSTed to a real HTTP receiver by `--webhook`.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::harness::{Pushd, STEP, WsClient, eventually, within};
-use crate::http::Sse;
+use crate::http::{Receiver, Sse};
 
 fn kind_uid(event: &Value) -> (String, String) {
     (
@@ -144,67 +137,6 @@ async fn pushctl_events_prints_them_as_they_happen() {
     assert!(bad.stderr.contains("unknown event type"), "{bad:?}");
 }
 
-/// A real HTTP receiver: answers each POST with the next status of `script`
-/// (then 200), and keeps what it was sent.
-struct Receiver {
-    posts: Arc<Mutex<Vec<Post>>>,
-}
-
-/// One POST as received: its `X-Pushd-Signature`, and its body.
-type Post = (Option<String>, Bytes);
-
-impl Receiver {
-    async fn start_at(addr: SocketAddr, script: Vec<u16>) -> Receiver {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let posts = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(script.into_iter()));
-        let kept = posts.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (kept, script) = (kept.clone(), script.clone());
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                            let (kept, script) = (kept.clone(), script.clone());
-                            async move {
-                                let signature = request
-                                    .headers()
-                                    .get("x-pushd-signature")
-                                    .map(|v| v.to_str().unwrap().to_owned());
-                                let body = request.into_body().collect().await.unwrap().to_bytes();
-                                kept.lock().unwrap().push((signature, body));
-                                let status = script.lock().unwrap().next().unwrap_or(200);
-                                let mut response = hyper::Response::new(Full::new(Bytes::new()));
-                                *response.status_mut() =
-                                    hyper::StatusCode::from_u16(status).unwrap();
-                                Ok::<_, Infallible>(response)
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Receiver { posts }
-    }
-
-    /// Every event received, in order, duplicates included.
-    fn events(&self) -> Vec<Value> {
-        let posts = self.posts.lock().unwrap();
-        posts
-            .iter()
-            .flat_map(|(_, body)| {
-                let batch: Value = serde_json::from_slice(body).unwrap();
-                batch["events"].as_array().unwrap().clone()
-            })
-            .collect()
-    }
-}
-
 const WEBHOOK_SECRET: &str = "a webhook secret of at least thirty-two bytes";
 
 fn hex_hmac(body: &[u8]) -> String {
@@ -285,7 +217,10 @@ async fn a_reader_that_stops_reading_loses_events_not_pushd_memory() {
         .await
         .unwrap();
     let answer = stalled
-        .request(pushd_proto::admin::Request::Events { types: Vec::new() })
+        .request(pushd_proto::admin::Request::Events {
+            types: Vec::new(),
+            since: None,
+        })
         .await
         .unwrap();
     assert_eq!(answer, pushd_proto::admin::Response::Events);

@@ -1,6 +1,10 @@
 //! The one HTTP client and the one SSE reader of the end-to-end tests: hyper's
-//! pooled client (keep-alive, as a backend would use it) over plain HTTP.
+//! pooled client (keep-alive, as a backend would use it) over plain HTTP; and
+//! a real webhook receiver.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
 use crate::harness::{Pushd, STEP, within};
@@ -160,5 +164,66 @@ impl Sse {
         })
         .await
         .ok()
+    }
+}
+
+/// A real HTTP receiver: answers each POST with the next status of `script`
+/// (then 200), and keeps what it was sent.
+pub struct Receiver {
+    pub posts: Arc<Mutex<Vec<Post>>>,
+}
+
+/// One POST as received: its `X-Pushd-Signature`, and its body.
+pub type Post = (Option<String>, Bytes);
+
+impl Receiver {
+    pub async fn start_at(addr: SocketAddr, script: Vec<u16>) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let kept = posts.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (kept, script) = (kept.clone(), script.clone());
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                            let (kept, script) = (kept.clone(), script.clone());
+                            async move {
+                                let signature = request
+                                    .headers()
+                                    .get("x-pushd-signature")
+                                    .map(|v| v.to_str().unwrap().to_owned());
+                                let body = request.into_body().collect().await.unwrap().to_bytes();
+                                kept.lock().unwrap().push((signature, body));
+                                let status = script.lock().unwrap().next().unwrap_or(200);
+                                let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                                *response.status_mut() =
+                                    hyper::StatusCode::from_u16(status).unwrap();
+                                Ok::<_, Infallible>(response)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver { posts }
+    }
+
+    /// Every event received, in order, duplicates included.
+    pub fn events(&self) -> Vec<Value> {
+        let posts = self.posts.lock().unwrap();
+        posts
+            .iter()
+            .flat_map(|(_, body)| {
+                let batch: Value = serde_json::from_slice(body).unwrap();
+                batch["events"].as_array().unwrap().clone()
+            })
+            .collect()
     }
 }

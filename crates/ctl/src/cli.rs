@@ -159,14 +159,19 @@ pub enum Command {
     #[command(after_help = "Example:\n  pushctl --json bans | jq -r '.[].uid'")]
     Bans,
     /// Print presence events as they happen (connect, disconnect, online,
-    /// offline), one line each, until interrupted; `--json`: one JSON object
-    /// per line. This node's events.
+    /// offline; message with --upstream), one line each, until interrupted;
+    /// `--json`: one JSON object per line. In cluster mode, every node's.
     #[command(after_help = "Examples:\n  pushctl events --type online,offline\n  \
-                      pushctl --json events | jq -c 'select(.uid == \"42\")'")]
+                      pushctl --json events | jq -c 'select(.uid == \"42\")'\n  \
+                      pushctl events --since 1765000000000-41   # what came after event 1765000000000-41")]
     Events {
         /// Only these types (comma-separated or repeated): connect, disconnect, online, offline, message.
         #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
         types: Vec<String>,
+        /// First every event pushd still holds after this event id (a `gap`
+        /// event first when some of them are gone), then new ones.
+        #[arg(long, value_name = "ID")]
+        since: Option<String>,
     },
     /// Make pushd read its TLS certificate and key and its token secret or
     /// public key again, without closing a connection. Exit status 2, with

@@ -126,7 +126,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Answer, CtlError> {
         Command::Upgrade { binary, or_drain } => {
             cmd::upgrade::run(&mut client, binary, or_drain, json, out).await
         }
-        Command::Events { types } => cmd::events::run(&mut client, types, json, out).await,
+        Command::Events { types, since } => {
+            cmd::events::run(&mut client, types, since, json, out).await
+        }
         Command::Token { .. } => unreachable!("handled before connecting"),
         Command::Watch {
             interval,

@@ -300,15 +300,23 @@ pub struct DaemonArgs {
 
     /// With --upstream: messages per second one connection may send (a bucket
     /// refilled at this rate); more are dropped, counted.
-    #[arg(long, env = "PUSHD_UPSTREAM_RATE", default_value_t = 10.0, value_name = "N",
+    #[arg(long, env = "PUSHD_UPSTREAM_RATE", default_value_t = 20.0, value_name = "N",
           value_parser = positive_rate, help_heading = "Events")]
     pub upstream_rate: f64,
 
     /// With --upstream: the bucket's size, the most messages a connection may
-    /// send at once after a quiet while.
-    #[arg(long, env = "PUSHD_UPSTREAM_BURST", default_value_t = 20, value_name = "N",
+    /// send at once after a quiet while [default: the rate, rounded up].
+    #[arg(long, env = "PUSHD_UPSTREAM_BURST", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = "Events")]
-    pub upstream_burst: u32,
+    pub upstream_burst: Option<u32>,
+
+    /// Events kept for consumers that come back (`Last-Event-ID`, `?since=`,
+    /// `pushctl events --since`); in cluster mode, the length of the cluster's
+    /// event stream in Redis. 0 keeps none (and a single node then makes no
+    /// event while nobody listens).
+    #[arg(long, env = "PUSHD_EVENTS_RETAIN", default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000), help_heading = "Events")]
+    pub events_retain: u32,
 
     /// POST events to URL (http:// or https://) in batches, retried with backoff
     /// while the receiver fails.
@@ -434,7 +442,13 @@ pub struct ClusterConfig {
     pub timeout: Duration,
     /// Text-port confirmation mode.
     pub text_confirm: Confirm,
+    /// The events stream's length in Redis (`--events-retain`, at least
+    /// [`MIN_CLUSTER_EVENTS`]: the stream carries the events between nodes).
+    pub events_retain: usize,
 }
+
+/// The cluster's events stream keeps at least this many.
+pub const MIN_CLUSTER_EVENTS: usize = 1000;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -555,6 +569,8 @@ pub struct Config {
     pub http_token_file: Option<PathBuf>,
     /// How long a uid stays unannounced after its last connection closed.
     pub offline_grace: Duration,
+    /// `--events-retain`.
+    pub events_retain: usize,
     /// `--upstream`: pages' messages become events, within this rate.
     pub(crate) upstream: Option<crate::core::upstream::UpstreamLimit>,
     /// Where events are POSTed, and the file of the secret that signs them.
@@ -638,11 +654,14 @@ impl From<DaemonArgs> for Config {
             http_listen: args.http_listen,
             http_token_file: args.http_token_file,
             offline_grace: args.offline_grace,
+            events_retain: args.events_retain as usize,
             upstream: args
                 .upstream
                 .then_some(crate::core::upstream::UpstreamLimit {
                     per_second: args.upstream_rate,
-                    burst: args.upstream_burst,
+                    burst: args
+                        .upstream_burst
+                        .unwrap_or(args.upstream_rate.ceil().min(f64::from(u32::MAX)) as u32),
                 }),
             webhook: args.webhook.map(|url| (url, args.webhook_secret_file)),
             node_name: args.node_name.clone().unwrap_or_else(host_name),
@@ -673,6 +692,7 @@ impl From<DaemonArgs> for Config {
                 lease: args.cluster_lease.max(Duration::from_millis(300)),
                 timeout: args.cluster_timeout.max(Duration::from_millis(50)),
                 text_confirm: args.text_confirm,
+                events_retain: (args.events_retain as usize).max(MIN_CLUSTER_EVENTS),
             }),
         }
     }

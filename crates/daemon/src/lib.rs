@@ -52,7 +52,7 @@ use crate::cluster::Cluster;
 use crate::config::SHUTDOWN_GRACE;
 use crate::core::clock::Clock;
 use crate::core::counters::Counters;
-use crate::core::events::Events;
+use crate::core::events::{Events, EventsSetup};
 use crate::core::registry::{ChangedUids, Registry};
 use crate::node::Node;
 use crate::upgrade::wire::ListenerKind;
@@ -420,12 +420,17 @@ pub async fn run(
         Some((cluster, ..)) => cluster.id().to_owned(),
         None => format!("{:x}", crate::core::ids::boot_ms()),
     };
-    let events = Events::new(
-        config.node_name.clone(),
-        config.offline_grace,
-        config.cluster.is_some(),
-        connection_prefix,
-    );
+    let events = Events::new(EventsSetup {
+        node: config.node_name.clone(),
+        grace: config.offline_grace,
+        cluster: config.cluster.is_some(),
+        connections: connection_prefix,
+        retain: config
+            .cluster
+            .as_ref()
+            .map_or(config.events_retain, |cluster| cluster.events_retain),
+        counters: counters.clone(),
+    });
     let mut registry = Registry::new(
         config.registry_limits(),
         clock,
@@ -525,15 +530,28 @@ pub async fn run(
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    // Subscribed before any connection is served, so that it misses nothing.
-    if let Some(webhook) = webhook {
-        let events = node.events.subscribe(Vec::new(), node.counters.clone());
-        tracker.spawn(webhook::run(webhook, events, node.clone()));
-    }
+    // A single node's is subscribed before any connection is served, so that
+    // it misses nothing; a cluster's reads the cluster's events stream.
+    let webhook = match (webhook, &cluster) {
+        (Some(webhook), None) => {
+            let events = node.events.subscribe(Vec::new(), None);
+            tracker.spawn(webhook::run(webhook, events, node.clone()));
+            None
+        }
+        (webhook, _) => webhook,
+    };
     let cluster_tasks = cluster.map(|(cluster, inbox, changed)| {
         let local = node.clone();
         let events = node.events.clone();
-        let tasks = cluster.spawn(registry.clone(), changed, local, inbox, events, &tracker);
+        let tasks = cluster.spawn(
+            registry.clone(),
+            changed,
+            local,
+            inbox,
+            events,
+            webhook,
+            &tracker,
+        );
         std::sync::Mutex::new(Some(tasks))
     });
     let serving = Serving {

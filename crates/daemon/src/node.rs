@@ -99,7 +99,7 @@ pub(crate) fn test_node() -> Node {
     };
     Node {
         registry: Arc::new(Registry::new(limits, clock, counters.clone(), None)),
-        counters,
+        counters: counters.clone(),
         clock,
         cluster: None,
         max_message_size: 64,
@@ -107,12 +107,14 @@ pub(crate) fn test_node() -> Node {
         text_addr: "127.0.0.1:2".parse().unwrap(),
         socket: PathBuf::from("/tmp/test.sock"),
         secrets: Secrets::default(),
-        events: Events::new(
-            "test".into(),
-            std::time::Duration::from_secs(5),
-            false,
-            "test".into(),
-        ),
+        events: Events::new(crate::core::events::EventsSetup {
+            node: "test".into(),
+            grace: std::time::Duration::from_secs(5),
+            cluster: false,
+            connections: "test".into(),
+            retain: 100,
+            counters: counters.clone(),
+        }),
         drain: Drain::new(std::time::Duration::ZERO),
         // No one carries out upgrades in these tests.
         upgrades: tokio::sync::mpsc::channel(1).0,

@@ -1,15 +1,19 @@
 //! `--webhook URL`: presence events POSTed to the backend in batches.
 //!
-//! One task reads the events like any other consumer, gathers up to [`BATCH`]
-//! of them (waiting [`LINGER`] for more after the first), and POSTs
-//! `{"events": [...]}`, signed with `--webhook-secret-file`. A batch that
-//! fails (no answer within [`TIMEOUT`], or not 2xx) is sent again, whole,
-//! with a backoff from [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`], for as
-//! long as the receiver fails: the backlog meanwhile is the events ring,
-//! fixed in size, so a receiver down for an hour costs no more memory than one
-//! down for a second; what overflows it is counted in `events_dropped`.
-//! Retries can deliver a batch twice; each event's `id` lets the receiver
-//! drop the duplicates.
+//! Batches of up to [`BATCH`] events (waiting [`LINGER`] for more after the
+//! first) are POSTed as `{"events": [...]}`, signed with
+//! `--webhook-secret-file`. A batch that fails (no answer within [`TIMEOUT`],
+//! or not 2xx) is sent again, whole, with a backoff from [`BACKOFF_MIN`]
+//! doubling to [`BACKOFF_MAX`], for as long as the receiver fails. Retries can
+//! deliver a batch twice; each event's `id` lets the receiver drop the
+//! duplicates.
+//!
+//! A single node reads its events like any other consumer ([`run`]): the
+//! backlog while the receiver fails is the events ring, fixed in size, so a
+//! receiver down for an hour costs no more memory than one down for a second;
+//! what overflows it is counted in `events_dropped`. In cluster mode the
+//! batches come from the cluster's events stream, posted by one node at a
+//! time (`cluster::events`), with this module's [`Poster`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +26,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tracing::{info, warn};
 
-use crate::core::counters::Counter;
-use crate::core::events::Subscription;
+use crate::core::counters::{Counter, Counters};
+use crate::core::events::{Published, Subscription};
 use crate::logging::Throttled;
 use crate::node::Node;
 
@@ -33,9 +37,9 @@ use crate::node::Node;
 pub(crate) const AT_SHUTDOWN: Duration = Duration::from_secs(3);
 
 /// Most events in one POST.
-const BATCH: usize = 100;
+pub(crate) const BATCH: usize = 100;
 /// How long the first event of a batch waits for others.
-const LINGER: Duration = Duration::from_millis(50);
+pub(crate) const LINGER: Duration = Duration::from_millis(50);
 /// Longest wait for the receiver's answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// First pause after a failure; it doubles up to [`BACKOFF_MAX`].
@@ -79,37 +83,135 @@ fn signature(key: &ring::hmac::Key, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// Posts the events of `events` until they end (at shutdown, after the
-/// shutdown's own events, which get [`AT_SHUTDOWN`] to be taken).
-pub(crate) async fn run(webhook: Webhook, mut events: Subscription, node: Arc<Node>) {
-    let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(builder) => builder.https_or_http().enable_http1().build(),
-        Err(err) => {
-            warn!(%err, "webhook: no system CA certificates; https receivers will fail");
-            let roots = tokio_rustls::rustls::RootCertStore::empty();
-            let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-            let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("rustls's defaults")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config)
-                .https_or_http()
-                .enable_http1()
-                .build()
+/// Makes POSTs to the webhook and says how they went.
+pub(crate) struct Poster {
+    webhook: Webhook,
+    client: Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    >,
+    counters: Arc<Counters>,
+    failing: Throttled,
+    /// Scheme and host only, for logs: hook URLs often carry a secret in their path.
+    pub(crate) shown: String,
+}
+
+impl Poster {
+    /// An HTTP(S) client for `webhook`, counting in `counters`.
+    pub(crate) fn new(webhook: Webhook, counters: Arc<Counters>) -> Self {
+        let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(builder) => builder.https_or_http().enable_http1().build(),
+            Err(err) => {
+                warn!(%err, "webhook: no system CA certificates; https receivers will fail");
+                let roots = tokio_rustls::rustls::RootCertStore::empty();
+                let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+                let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .expect("rustls's defaults")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_or_http()
+                    .enable_http1()
+                    .build()
+            }
+        };
+        let shown = format!(
+            "{}://{}/…",
+            webhook.url.scheme_str().unwrap_or("http"),
+            webhook.url.authority().map_or("", |a| a.as_str())
+        );
+        Poster {
+            webhook,
+            client: Client::builder(TokioExecutor::new()).build(https),
+            counters,
+            failing: Throttled::new("webhook", "its events are kept and retried"),
+            shown,
         }
-    };
-    let client = Client::builder(TokioExecutor::new()).build(https);
-    let counters = &node.counters;
-    let mut failing = Throttled::new("webhook", "its events are kept and retried");
-    // Only scheme and host in logs: hook URLs often carry a secret in their path.
-    let shown = format!(
-        "{}://{}/…",
-        webhook.url.scheme_str().unwrap_or("http"),
-        webhook.url.authority().map_or("", |a| a.as_str())
-    );
-    info!(url = %shown, "webhook: posting events");
+    }
+
+    /// Where it counts.
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// One attempt to post `body`, until `deadline` at the latest; a failure
+    /// is counted and logged (throttled).
+    pub(crate) async fn post(
+        &mut self,
+        body: &Bytes,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), String> {
+        let mut request = hyper::Request::post(self.webhook.url.clone())
+            .header("content-type", "application/json")
+            .header("user-agent", concat!("pushd/", env!("CARGO_PKG_VERSION")));
+        if let Some(key) = &self.webhook.secret {
+            request = request.header("x-pushd-signature", signature(key, body));
+        }
+        let request = request
+            .body(Full::new(body.clone()))
+            .expect("a valid request");
+        let deadline = deadline.min(tokio::time::Instant::now() + TIMEOUT);
+        let outcome = tokio::time::timeout_at(deadline, self.client.request(request)).await;
+        let failure = match outcome {
+            Ok(Ok(response)) if response.status().is_success() => None,
+            Ok(Ok(response)) => Some(format!("answered {}", response.status())),
+            Ok(Err(err)) => Some(format!("{err:#}")),
+            Err(_) => Some(format!("no answer within {TIMEOUT:?}")),
+        };
+        match failure {
+            None => {
+                self.counters.bump(Counter::WebhookPosts);
+                Ok(())
+            }
+            Some(failure) => {
+                self.counters.bump(Counter::WebhookFailures);
+                let shown = &self.shown;
+                self.failing
+                    .warn(&format_args!("POST {shown} failed: {failure}"));
+                Err(failure)
+            }
+        }
+    }
+}
+
+/// The pause after each failure in a row: [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`].
+#[derive(Debug)]
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff(BACKOFF_MIN)
+    }
+
+    /// The next pause.
+    pub(crate) fn next(&mut self) -> Duration {
+        let pause = self.0;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        pause
+    }
+}
+
+/// The body of one POST: `{"events":[...]}`.
+pub(crate) fn body(batch: &[Published]) -> Bytes {
+    let mut body = Vec::with_capacity(batch.iter().map(|e| e.body.len() + 40).sum::<usize>() + 16);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, event) in batch.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        event.write_json(&mut body);
+    }
+    body.extend_from_slice(b"]}");
+    Bytes::from(body)
+}
+
+/// A single node: posts the events of `events` until they end (at shutdown,
+/// after the shutdown's own events, which get [`AT_SHUTDOWN`] to be taken).
+pub(crate) async fn run(webhook: Webhook, mut events: Subscription, node: Arc<Node>) {
+    let mut poster = Poster::new(webhook, node.counters.clone());
+    info!(url = %poster.shown, "webhook: posting events");
     // When the events ended, and so when posting must give up.
     let mut last_call: Option<tokio::time::Instant> = None;
     loop {
@@ -128,53 +230,21 @@ pub(crate) async fn run(webhook: Webhook, mut events: Subscription, node: Arc<No
                 },
             }
         }
-        let mut body =
-            Vec::with_capacity(batch.iter().map(|e| e.json.len() + 1).sum::<usize>() + 16);
-        body.extend_from_slice(b"{\"events\":[");
-        for (i, event) in batch.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(&event.json);
-        }
-        body.extend_from_slice(b"]}");
-        let body = Bytes::from(body);
-        let signed = webhook.secret.as_ref().map(|key| signature(key, &body));
-        let mut backoff = BACKOFF_MIN;
+        let body = body(&batch);
+        let mut backoff = Backoff::new();
         loop {
-            let mut request = hyper::Request::post(webhook.url.clone())
-                .header("content-type", "application/json")
-                .header("user-agent", concat!("pushd/", env!("CARGO_PKG_VERSION")));
-            if let Some(signed) = &signed {
-                request = request.header("x-pushd-signature", signed);
-            }
-            let request = request
-                .body(Full::new(body.clone()))
-                .expect("a valid request");
             if node.events.has_ended() {
                 last_call.get_or_insert_with(|| tokio::time::Instant::now() + AT_SHUTDOWN);
             }
-            let deadline = last_call.map_or(tokio::time::Instant::now() + TIMEOUT, |end| {
-                end.min(tokio::time::Instant::now() + TIMEOUT)
-            });
-            let outcome = tokio::time::timeout_at(deadline, client.request(request)).await;
-            let failure = match outcome {
-                Ok(Ok(response)) if response.status().is_success() => None,
-                Ok(Ok(response)) => Some(format!("answered {}", response.status())),
-                Ok(Err(err)) => Some(format!("{err:#}")),
-                Err(_) => Some(format!("no answer within {TIMEOUT:?}")),
-            };
-            let Some(failure) = failure else {
-                counters.bump(Counter::WebhookPosts);
+            let deadline = last_call.unwrap_or_else(|| tokio::time::Instant::now() + TIMEOUT);
+            if poster.post(&body, deadline).await.is_ok() {
                 break;
-            };
-            counters.bump(Counter::WebhookFailures);
-            failing.warn(&format_args!("POST {shown} failed: {failure}"));
-            let retry_at = tokio::time::Instant::now() + backoff;
+            }
+            let retry_at = tokio::time::Instant::now() + backoff.next();
             if last_call.is_some_and(|end| retry_at >= end) {
                 warn!(
                     events = batch.len(),
-                    "webhook: shutting down; the last events were not taken by {shown}"
+                    "webhook: shutting down; the last events were not taken by {}", poster.shown
                 );
                 return;
             }
@@ -183,7 +253,6 @@ pub(crate) async fn run(webhook: Webhook, mut events: Subscription, node: Arc<No
                 () = tokio::time::sleep_until(retry_at) => {}
                 () = node.events.ending() => {}
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 }

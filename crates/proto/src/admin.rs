@@ -189,12 +189,16 @@ pub enum Request {
         drain_if_refused_ms: Option<u64>,
     },
     /// Stream presence events ([`Response::Events`], then one JSON event per
-    /// line until the client hangs up); this node's, as it sees them.
+    /// line until the client hangs up): the whole cluster's in cluster mode.
     Events {
         /// The event types wanted (`connect`, `disconnect`, `online`,
-        /// `offline`); every type when empty.
+        /// `offline`, `message`); every type when empty.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         types: Vec<String>,
+        /// First every event held after this id (`MS-N`), and a `gap` event
+        /// when some of those are gone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
     },
 }
 

@@ -14,10 +14,11 @@ use crate::error::CtlError;
 pub async fn run(
     client: &mut Client,
     types: Vec<String>,
+    since: Option<String>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Answer, CtlError> {
-    let Response::Events = client.request(Request::Events { types }).await? else {
+    let Response::Events = client.request(Request::Events { types, since }).await? else {
         return Err(CtlError::Protocol("expected the events stream".into()));
     };
     while let Some(line) = client.next_line().await? {
@@ -36,13 +37,20 @@ pub async fn run(
 }
 
 /// `TIME TYPE UID [conn=N peer=ADDR] [reason=R] [seq=N data=TEXT]`, the
-/// time in UTC, a message's text JSON-quoted (it may hold newlines).
+/// time in UTC, a message's text JSON-quoted (it may hold newlines); a gap
+/// as `TIME gap after=ID`.
 fn render(event: &Value) -> String {
     let text = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
     let at = event["at_ms"].as_u64().unwrap_or_default();
     let time = humantime::format_rfc3339_millis(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(at),
     );
+    if event["type"] == "gap" {
+        return format!(
+            "{time}  gap        after={}: some events are gone",
+            text("after")
+        );
+    }
     let mut line = format!("{time}  {:<10} {}", text("type"), text("uid"));
     if let Some(conn) = event["conn"].as_u64() {
         line.push_str(&format!("  conn={conn} peer={}", text("peer")));

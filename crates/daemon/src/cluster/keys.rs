@@ -67,4 +67,15 @@ impl Keys {
     pub fn memberships(&self) -> String {
         format!("{}:gcount", self.prefix)
     }
+
+    /// `P:events`: stream of the cluster's events; an entry's id is the
+    /// event's, field `t` its type, `e` its JSON without the id.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// `P:hook`: the id of the node posting to the webhook, with a TTL.
+    pub fn webhook(&self) -> String {
+        format!("{}:hook", self.prefix)
+    }
 }

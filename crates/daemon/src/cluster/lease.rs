@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::Cluster;
 use super::presence::PresenceCommand;
 use crate::core::counters::Counter;
-use crate::core::events::{Events, Kind};
+use crate::core::events::Events;
 use crate::core::registry::Registry;
 
 /// Renews the lease every third of its length and reaps dead nodes, until cancelled.
@@ -74,12 +74,14 @@ pub async fn run(
                 continue;
             }
         }
-        let reaped: redis::RedisResult<(Vec<String>, Vec<String>)> = cluster
+        let reaped: redis::RedisResult<Vec<String>> = cluster
             .scripts
             .reap
             .key(cluster.keys.nodes())
             .arg(cluster.keys.prefix())
             .arg(events.grace().as_millis() as u64)
+            .arg(&cluster.name)
+            .arg(cluster.events_retain)
             .invoke_async(&mut cluster.conn())
             .await;
         if cluster.mailbox.is_some() {
@@ -99,16 +101,8 @@ pub async fn run(
                 break;
             }
         }
-        let dead = match reaped {
-            Ok((dead, offline)) => {
-                // Taken from Redis by this node alone: announced once in the cluster.
-                for uid in offline {
-                    events.announce(Kind::Offline, &uid);
-                }
-                dead
-            }
-            Err(_) => Vec::new(),
-        };
+        // The uids that went offline with it are in the events stream.
+        let dead = reaped.unwrap_or_default();
         if !dead.is_empty() {
             info!(nodes = ?dead, "cluster: reaped nodes whose lease ran out");
             cluster

@@ -11,7 +11,8 @@
 //! sees only `core`: what it must do for other nodes it asks of a [`Local`],
 //! handed to it at [`Cluster::spawn`].
 //!
-//! Files by job: `routes` sends pushes to the nodes that hold their uids,
+//! Files by job: `events` carries the cluster's events through a Redis stream
+//! (and posts them to the webhook, once), `routes` sends pushes to the nodes that hold their uids,
 //! `fanout` asks every node to carry out a request and gathers the replies,
 //! `mailbox` takes and lists mailboxes in Redis, `bus` is the wire format of
 //! bus messages, `scripts` the Lua that runs in Redis, `keys` its key names.
@@ -23,6 +24,7 @@
 
 mod bus;
 mod catch_up;
+mod events;
 mod fanout;
 mod group_scripts;
 mod groups;
@@ -142,6 +144,10 @@ pub(crate) struct Cluster {
     groups: GroupLimits,
     /// The bus health check's probes.
     health: health::BusHealth,
+    /// The events stream's length in Redis.
+    events_retain: usize,
+    /// `--webhook`: posted from the events stream by one node at a time.
+    webhook: std::sync::OnceLock<crate::webhook::Webhook>,
 }
 
 /// The presence writer's end of its command channel, made by [`Cluster::new`] and
@@ -218,13 +224,17 @@ impl Cluster {
             mailbox,
             groups,
             health: health::BusHealth::default(),
+            events_retain: config.events_retain,
+            webhook: std::sync::OnceLock::new(),
         };
         Ok((cluster, PresenceInbox(presence_rx)))
     }
 
-    /// Starts the lease, subscriber and presence tasks; the presence writer joins
-    /// `tracker` (it ends with [`Cluster::leave`]), the others are returned.
-    /// `changed` is where `registry` marks the uids whose presence must be written.
+    /// Starts the lease, subscriber, events and presence tasks (and the
+    /// webhook's, with `webhook`); the presence writer joins `tracker` (it
+    /// ends with [`Cluster::leave`]), the others are returned. `changed` is
+    /// where `registry` marks the uids whose presence must be written.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn spawn(
         self: &Arc<Self>,
         registry: Arc<Registry>,
@@ -232,8 +242,12 @@ impl Cluster {
         local: Arc<dyn Local>,
         inbox: PresenceInbox,
         events: Arc<Events>,
+        webhook: Option<crate::webhook::Webhook>,
         tracker: &TaskTracker,
     ) -> ClusterTasks {
+        if let Some(webhook) = webhook {
+            let _ = self.webhook.set(webhook);
+        }
         let tasks = ClusterTasks {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -274,6 +288,15 @@ impl Cluster {
             catch_up_at_start,
         );
         (tasks.tracker).spawn(subscriber);
+        (tasks.tracker).spawn(events::read(
+            self.clone(),
+            events.clone(),
+            tasks.token.clone(),
+        ));
+        if let Some(webhook) = self.webhook.get() {
+            let poster = crate::webhook::Poster::new(webhook.clone(), events.counters());
+            (tasks.tracker).spawn(events::post(self.clone(), poster, tasks.token.clone()));
+        }
         let lease = lease::run(self.clone(), registry, events, tasks.token.clone());
         (tasks.tracker).spawn(lease);
         tasks.tracker.close();

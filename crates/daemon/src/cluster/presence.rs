@@ -15,7 +15,7 @@ use tracing::debug;
 use pushd_proto::uid::Uid;
 
 use super::{Bind, Cluster, Taken};
-use crate::core::events::{Events, Kind};
+use crate::core::events::Events;
 use crate::core::registry::{ChangedUids, Registry};
 
 /// Uids per `HSET` in a full rewrite.
@@ -54,6 +54,7 @@ pub async fn run(
             Some(command) => Some(command),
             None => tokio::select! {
                 () = changed.notify.notified() => None,
+                () = events.outgoing_ready() => None,
                 command = commands.recv() => match command {
                     Some(command) => Some(command),
                     None => return,
@@ -122,6 +123,8 @@ pub async fn run(
                 let _ = done.send(write(&cluster, &registry, changed, &events, &mut resync).await);
             }
             Some(PresenceCommand::Leave(done)) => {
+                // The last `disconnect`s go before the `offline`s that leaving causes.
+                let _ = super::events::write(&cluster, &events).await;
                 let grace = events.grace().as_millis() as u64;
                 let left: redis::RedisResult<()> = cluster
                     .leave_pipeline(grace)
@@ -138,8 +141,9 @@ pub async fn run(
 }
 
 /// Writes the changed uids (or everything, when `resync`); on failure the next
-/// write is a full rewrite, since Redis may hold anything by then. The uids that
-/// came online in the whole cluster with it are announced.
+/// write is a full rewrite, since Redis may hold anything by then. This node's
+/// events go first; the uids that came online in the whole cluster with it are
+/// told by the script.
 async fn write(
     cluster: &Cluster,
     registry: &Registry,
@@ -147,6 +151,11 @@ async fn write(
     events: &Events,
     resync: &mut bool,
 ) -> Result<(), String> {
+    // This node's events first: a `connect` before the `online` it causes.
+    if let Err(err) = super::events::write(cluster, events).await {
+        *resync = true;
+        return Err(err);
+    }
     let key = cluster.keys.node(&cluster.id);
     let counts: Vec<(Uid, u64)> = if *resync {
         // Taken first: anything that changes after the snapshot is marked again.
@@ -185,19 +194,14 @@ async fn write(
         script
             .arg(cluster.keys.prefix())
             .arg(&cluster.id)
-            .arg(grace);
+            .arg(grace)
+            .arg(&cluster.name)
+            .arg(cluster.events_retain);
         for (uid, n) in chunk {
             script.arg(uid.as_str()).arg(*n);
         }
-        match script
-            .invoke_async::<Vec<String>>(&mut cluster.conn())
-            .await
-        {
-            Ok(online) => {
-                for uid in online {
-                    events.announce(Kind::Online, &uid);
-                }
-            }
+        match script.invoke_async::<u64>(&mut cluster.conn()).await {
+            Ok(_online) => {}
             Err(err) => {
                 *resync = true;
                 return Err(format!("Redis: {err}"));

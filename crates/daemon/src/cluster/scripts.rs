@@ -24,19 +24,21 @@ pub struct Scripts {
     /// had joined, presence is unsure until every node has had a lease's time to
     /// notice the same and write its presence again (`P:settle`).
     pub renew: Script,
-    /// `KEYS[1]` nodes; ARGV prefix, offline grace ms. Removes expired nodes and their
-    /// hashes, and puts every uid that only they held in `P:gone` (due after the grace);
-    /// then takes the due uids of `P:gone` that no live node holds. Returns
-    /// `[dead node ids, uids now offline]`: the caller announces those, once in the cluster.
+    /// `KEYS[1]` nodes; ARGV prefix, offline grace ms, my name, events retained.
+    /// Removes expired nodes and their hashes, and puts every uid that only they held
+    /// in `P:gone` (due after the grace); then takes the due uids of `P:gone` that no
+    /// live node holds, and adds their `offline` to the events stream, once in the
+    /// cluster. Returns the dead node ids.
     pub reap: Script,
-    /// `KEYS[1]` nodes; ARGV prefix, my id, offline grace ms, then uid and count pairs.
-    /// Writes this node's counts (0 deletes) to `P:node:<id>`; a uid that becomes held by
-    /// no live node goes in `P:gone` (offline once the grace passes), and one that becomes
-    /// held where no other live node held it is returned, to be announced `online`,
-    /// unless it was in `P:gone` (back within the grace: neither event).
+    /// `KEYS[1]` nodes; ARGV prefix, my id, offline grace ms, my name, events
+    /// retained, then uid and count pairs. Writes this node's counts (0 deletes) to
+    /// `P:node:<id>`; a uid that becomes held by no live node goes in `P:gone` (offline
+    /// once the grace passes), and one that becomes held where no other live node held
+    /// it gets its `online` in the events stream, unless it was in `P:gone` (back
+    /// within the grace: neither event). Returns how many came online.
     pub presence: Script,
     /// `KEYS[1]` nodes; ARGV prefix, my id, offline grace ms. This node leaves: its hash
-    /// goes, and the uids only it held go in `P:gone`.
+    /// goes, the uids only it held go in `P:gone`, and the webhook's lease if it held it.
     pub leave: Script,
     /// `KEYS[1]` nodes; no ARGV. The live node ids.
     pub live: Script,
@@ -90,11 +92,18 @@ pub struct Scripts {
     pub groups: super::group_scripts::GroupScripts,
 }
 
-/// Lua shared by the presence scripts: whether a live node other than `me` (`''`
-/// for none) holds `uid`; and the end of node `id`'s hash, whose uids that no
+/// Lua shared by the presence scripts: `tell` adds an `online` or `offline`
+/// event to the cluster's stream (`cluster::events`; its id is the entry's);
+/// `held_elsewhere` says whether a live node other than `me` (`''` for none)
+/// holds `uid`; and the end of node `id`'s hash, whose uids that no
 /// live node holds go in `P:gone` (offline once `grace` passes), for a dead
 /// node (`reap`) and a leaving one (`leave`) alike.
-const PRESENCE_LUA: &str = "local function held_elsewhere(nodes, prefix, now, me, uid)
+const PRESENCE_LUA: &str = "local function tell(prefix, retain, node, now, kind, uid)
+  redis.call('XADD', prefix .. ':events', 'MAXLEN', '~', retain, '*', 't', kind, 'e',
+    '{\"type\":\"' .. kind .. '\",\"uid\":' .. cjson.encode(uid) .. ',\"node\":' .. cjson.encode(node)
+    .. ',\"at_ms\":' .. string.format('%d', now) .. '}')
+end
+local function held_elsewhere(nodes, prefix, now, me, uid)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', nodes, '(' .. now, '+inf')) do
     if id ~= me and redis.call('HEXISTS', prefix .. ':node:' .. id, uid) == 1 then return true end
   end
@@ -268,14 +277,13 @@ impl Scripts {
                      local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
                      for _, id in ipairs(dead) do redis.call('ZREM', KEYS[1], id) end
                      for _, id in ipairs(dead) do drop_node(KEYS[1], ARGV[1], now, grace, id) end
-                     local offline = {}
                      for _, uid in ipairs(redis.call('ZRANGEBYSCORE', gone, '-inf', now, 'LIMIT', 0, 1000)) do
                        redis.call('ZREM', gone, uid)
                        if not held_elsewhere(KEYS[1], ARGV[1], now, '', uid) then
-                         table.insert(offline, uid)
+                         tell(ARGV[1], ARGV[4], ARGV[3], now, 'offline', uid)
                        end
                      end
-                     return {dead, offline}"
+                     return dead"
                 )
             )),
             presence: Script::new(&format!(
@@ -283,14 +291,17 @@ impl Scripts {
                 with_clock!(
                     "local me, grace = ARGV[2], tonumber(ARGV[3])
                      local mine, gone = ARGV[1] .. ':node:' .. me, ARGV[1] .. ':gone'
-                     local online = {}
-                     for i = 4, #ARGV, 2 do
+                     local online = 0
+                     for i = 6, #ARGV, 2 do
                        local uid, n = ARGV[i], tonumber(ARGV[i + 1])
                        local was = redis.call('HEXISTS', mine, uid) == 1
                        if n > 0 then redis.call('HSET', mine, uid, n) else redis.call('HDEL', mine, uid) end
                        if was ~= (n > 0) and not held_elsewhere(KEYS[1], ARGV[1], now, me, uid) then
                          if n > 0 then
-                           if redis.call('ZREM', gone, uid) == 0 then table.insert(online, uid) end
+                           if redis.call('ZREM', gone, uid) == 0 then
+                             tell(ARGV[1], ARGV[5], ARGV[4], now, 'online', uid)
+                             online = online + 1
+                           end
                          else
                            redis.call('ZADD', gone, now + grace, uid)
                          end
@@ -304,6 +315,10 @@ impl Scripts {
                 with_clock!(
                     "redis.call('ZREM', KEYS[1], ARGV[2])
                      drop_node(KEYS[1], ARGV[1], now, tonumber(ARGV[3]), ARGV[2])
+                     -- Another node takes over the webhook at once.
+                     if redis.call('GET', ARGV[1] .. ':hook') == ARGV[2] then
+                       redis.call('DEL', ARGV[1] .. ':hook')
+                     end
                      return 0"
                 )
             )),

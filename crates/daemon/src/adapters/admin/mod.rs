@@ -20,7 +20,7 @@ pub use socket::NotPrivate;
 pub(crate) use socket::bind;
 
 use super::lines::{Line, LineSplitter, read_more};
-use crate::core::events::parse_kinds;
+use crate::core::events::{EventId, parse_kinds};
 use crate::node::Node;
 
 /// Accepts admin clients until shutdown. Dropping the listener on return
@@ -56,8 +56,8 @@ async fn session(
         while let Some(line) = splitter.next_line(&mut input) {
             let reply = match line {
                 Line::Complete(line) => match parse(&line) {
-                    Ok(Request::Events { types }) => {
-                        return stream_events(stream, node, &types).await;
+                    Ok(Request::Events { types, since }) => {
+                        return stream_events(stream, node, &types, since.as_deref()).await;
                     }
                     Ok(request) => crate::requests::answer(node, request).await,
                     Err(refusal) => refusal,
@@ -78,13 +78,27 @@ async fn write_reply(stream: &mut Stream, reply: &ReplyLine) -> std::io::Result<
 
 /// `events`: the connection becomes a stream of events, one JSON object per
 /// line, until the client hangs up or pushd shuts down. A reader slower than
-/// the events loses the oldest (counted), never pushd's memory.
-async fn stream_events(mut stream: Stream, node: &Node, types: &[String]) -> std::io::Result<()> {
+/// the events loses the oldest (counted), never pushd's memory. With `since`,
+/// the events held after that id come first.
+async fn stream_events(
+    mut stream: Stream,
+    node: &Node,
+    types: &[String],
+    since: Option<&str>,
+) -> std::io::Result<()> {
     let kinds = match parse_kinds(&types.join(",")) {
         Ok(kinds) => kinds,
         Err(why) => return write_reply(&mut stream, &ReplyLine::error(why)).await,
     };
-    let mut events = node.events.subscribe(kinds, node.counters.clone());
+    let since = match since.map(|id| (id, EventId::parse(id))) {
+        None => None,
+        Some((_, Some(id))) => Some(id),
+        Some((id, None)) => {
+            let why = format!("{id:?} is not an event id (MS-N, as events carry them)");
+            return write_reply(&mut stream, &ReplyLine::error(why)).await;
+        }
+    };
+    let mut events = node.events.subscribe(kinds, since);
     write_reply(&mut stream, &ReplyLine::ok(Response::Events)).await?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut sink = [0u8; 64];
@@ -101,8 +115,8 @@ async fn stream_events(mut stream: Stream, node: &Node, types: &[String]) -> std
                 None => return Ok(()),
             },
         };
-        let mut line = Vec::with_capacity(event.json.len() + 1);
-        line.extend_from_slice(&event.json);
+        let mut line = Vec::with_capacity(event.body.len() + 48);
+        event.write_json(&mut line);
         line.push(b'\n');
         writer.write_all(&line).await?;
     }

@@ -198,7 +198,7 @@ impl HttpServer {
             Route::Online(uid) => self.online(&uid).await,
             Route::List => self.list().await,
             Route::Stats => self.stats().await,
-            Route::Events => self.events(query.as_deref()),
+            Route::Events => self.events(query.as_deref(), request.headers()),
             Route::Groups => self.groups().await,
             Route::Group(group) if request.method() == Method::DELETE => {
                 self.drop_group(&group).await

@@ -5,6 +5,14 @@
 //! that every consumer (SSE streams, `pushctl events`, the webhook) reads at
 //! its own pace; one that falls more than [`RING`] events behind loses the
 //! oldest, counted in `events_dropped` when it reads on, and memory stays put.
+//! The last `--events-retain` are kept too ([`history`]), so that a consumer
+//! that comes back with the id of the last event it saw gets what it missed.
+//!
+//! In cluster mode a node does not publish its events itself: they go to the
+//! cluster's Redis stream (`cluster::events` writes what [`Events::outgoing`]
+//! gathers), whose entry ids are the events' ids, and every node publishes
+//! what it reads there ([`Events::deliver`]), its own events included: every
+//! node's consumers see the whole cluster's events, in one order.
 //!
 //! `online` and `offline` come from the registry, called under its lock at
 //! the moment a uid gains its first bound connection or loses its last one,
@@ -12,8 +20,11 @@
 //! `--offline-grace`: a uid that binds again within it (a page navigation, a
 //! reload) was never offline, and neither event is emitted. In cluster mode
 //! both describe the whole cluster instead: Redis decides them as each node's
-//! presence is written (`cluster::presence`, `cluster::lease`), and the node
-//! that saw the change announces it, once.
+//! presence is written (`cluster::presence`, `cluster::lease`), and the same
+//! script adds them to the cluster's stream, once, so that a node killed just
+//! after does not take them with it.
+
+mod history;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -29,6 +40,8 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::counters::{Counter, Counters};
+pub(crate) use history::EventId;
+use history::History;
 
 /// Events kept for consumers that fall behind.
 pub(crate) const RING: usize = 4096;
@@ -47,6 +60,8 @@ pub(crate) enum Kind {
     Offline,
     /// A bound connection sent a text message (`--upstream`).
     Message,
+    /// A resume started before the oldest event still held: some are missing.
+    Gap,
 }
 
 impl Kind {
@@ -58,10 +73,11 @@ impl Kind {
             Kind::Online => "online",
             Kind::Offline => "offline",
             Kind::Message => "message",
+            Kind::Gap => "gap",
         }
     }
 
-    /// The kind named `name`.
+    /// The kind named `name`, of those a consumer can ask for.
     pub(crate) fn parse(name: &str) -> Option<Kind> {
         [
             Kind::Connect,
@@ -75,20 +91,63 @@ impl Kind {
     }
 }
 
-/// One event as published: its kind, for filtering, and its JSON.
+/// One event as published: its kind, for filtering, its id and its JSON.
 #[derive(Debug, Clone)]
 pub(crate) struct Published {
     pub(crate) kind: Kind,
-    /// The event's id, for SSE's `id:` line.
-    pub(crate) id: Arc<str>,
-    /// One JSON object, without a newline.
-    pub(crate) json: Bytes,
+    pub(crate) id: EventId,
+    /// One JSON object without its `id` (which is known only once the event
+    /// is in the cluster's stream), and without a newline.
+    pub(crate) body: Bytes,
 }
 
-/// The wire form of an event (docs/http-api.md, "Events").
+impl Published {
+    /// Appends the event's JSON, `{"id":"ID",` then the rest of the body.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        out.reserve(self.body.len() + 32);
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(self.id.to_string().as_bytes());
+        out.push(b'"');
+        match self.body.get(1..) {
+            Some(b"}") | None => out.push(b'}'),
+            Some(rest) => {
+                out.push(b',');
+                out.extend_from_slice(rest);
+            }
+        }
+    }
+
+    /// The event's JSON, with its id.
+    #[cfg(test)]
+    pub(crate) fn json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        out
+    }
+}
+
+/// An event made on this node in cluster mode, for the cluster's stream.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) kind: Kind,
+    /// As [`Published::body`].
+    pub(crate) body: Bytes,
+}
+
+/// Events made here waiting to go to the cluster's stream. Bounded: while
+/// Redis is away the newest beyond [`OUTBOX`] are dropped, counted.
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: Mutex<Vec<Outgoing>>,
+    ready: Notify,
+}
+
+/// Events waiting for the cluster's stream at most.
+pub(crate) const OUTBOX: usize = 65_536;
+
+/// The wire form of an event (docs/http-api.md, "Events"), but for its id.
 #[derive(Serialize)]
 struct Wire<'a> {
-    id: &'a str,
     #[serde(rename = "type")]
     kind: Kind,
     uid: &'a str,
@@ -123,7 +182,13 @@ pub(crate) struct Events {
     connections: String,
     /// First part of every id: this process's start, in ms since the epoch.
     boot: u64,
+    /// The next event's number, taken under the history's lock so that ids
+    /// are published in order.
     next: AtomicU64,
+    /// `--events-retain`.
+    retain: usize,
+    history: Mutex<History>,
+    counters: Arc<Counters>,
     grace: Duration,
     /// Uids whose last connection closed and whose grace has not passed, with
     /// a generation that a rebind or a later close changes.
@@ -135,9 +200,9 @@ pub(crate) struct Events {
     /// A close was queued while none waited: the grace task looks again.
     graces_queued: Notify,
     generation: AtomicU64,
-    /// In cluster mode `online` and `offline` describe the whole cluster and
-    /// come from Redis ([`Events::announce`]), not from this node's registry.
-    cluster_wide: bool,
+    /// Cluster mode: events go to the cluster's stream, and `online` and
+    /// `offline` describe the whole cluster: Redis decides and tells them.
+    outbox: Option<Outbox>,
     /// Cancelled at shutdown once the last events are out: every consumer
     /// reads what is left, then its stream ends.
     ended: CancellationToken,
@@ -164,30 +229,46 @@ pub(crate) struct ConnRef {
     pub(crate) sse: bool,
 }
 
-impl Events {
-    /// Events of node `node`, with `offline` after `grace`; `cluster_wide` in
-    /// cluster mode, where `online` and `offline` come from [`Events::announce`].
-    /// `connections`: what the ids of this process's connections start with
+/// How a node's events are made.
+#[derive(Debug)]
+pub(crate) struct EventsSetup {
+    /// The node's name, in every event.
+    pub(crate) node: String,
+    /// `--offline-grace`.
+    pub(crate) grace: Duration,
+    /// Cluster mode: events go to the cluster's stream (see the module's doc).
+    pub(crate) cluster: bool,
+    /// What the ids of this process's connections start with
     /// (`Node::connection_prefix`).
-    pub(crate) fn new(
-        node: String,
-        grace: Duration,
-        cluster_wide: bool,
-        connections: String,
-    ) -> Arc<Self> {
+    pub(crate) connections: String,
+    /// `--events-retain`: events kept for resumes.
+    pub(crate) retain: usize,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Events {
+    /// A node's events, as `setup` says.
+    pub(crate) fn new(setup: EventsSetup) -> Arc<Self> {
         let (sender, _) = broadcast::channel(RING);
+        let boot = crate::core::ids::boot_ms();
+        // Events of an earlier process (or, in cluster mode, before this node
+        // read the stream: `cluster::events` says what it holds) are gone.
+        let lost = (!setup.cluster).then_some(EventId::new(boot, 0));
         Arc::new(Events {
             sender,
-            node,
-            connections,
-            boot: crate::core::ids::boot_ms(),
+            node: setup.node,
+            connections: setup.connections,
+            boot,
             next: AtomicU64::new(1),
-            grace,
+            retain: setup.retain,
+            history: Mutex::new(History::new(setup.retain, lost)),
+            counters: setup.counters,
+            grace: setup.grace,
             pending: Mutex::new(HashMap::new()),
             graces: Mutex::new(VecDeque::new()),
             graces_queued: Notify::new(),
             generation: AtomicU64::new(1),
-            cluster_wide,
+            outbox: setup.cluster.then(Outbox::default),
             ended: CancellationToken::new(),
         })
     }
@@ -229,20 +310,54 @@ impl Events {
         self.grace
     }
 
-    /// Cluster mode: `uid` came online, or went offline, in the whole cluster
-    /// (Redis decided, once for all nodes).
-    pub(crate) fn announce(&self, kind: Kind, uid: &str) {
-        self.emit(kind, uid, None, None);
+    /// `--events-retain`.
+    pub(crate) fn retain(&self) -> usize {
+        self.retain
     }
 
-    /// A new consumer of the `kinds` given (every kind when empty), reading
-    /// from now on; what it falls behind by is counted in `counters`.
-    pub(crate) fn subscribe(&self, kinds: Vec<Kind>, counters: Arc<Counters>) -> Subscription {
+    /// Where consumers count what they miss.
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// A new consumer of the `kinds` given (every kind when empty): from now
+    /// on, or first every event held after `since` (and a `gap` event when
+    /// some of those are gone). What it falls behind by is counted.
+    pub(crate) fn subscribe(&self, kinds: Vec<Kind>, since: Option<EventId>) -> Subscription {
+        let history = self.lock_history();
+        // Under the history's lock: nothing is published between the two.
+        let receiver = self.sender.subscribe();
+        let mut backlog = VecDeque::new();
+        if let Some(since) = since {
+            let held = history.since(since);
+            backlog = held.events;
+            if let Some(lost) = held.gap {
+                backlog.push_front(self.gap(since, lost));
+            }
+        }
+        drop(history);
         Subscription {
-            receiver: self.sender.subscribe(),
+            receiver,
+            backlog,
             kinds,
-            counters,
+            counters: self.counters.clone(),
             ended: self.ended.clone(),
+        }
+    }
+
+    /// The `gap` event of a resume from `since` when events up to `lost` are
+    /// gone. Its id is `lost`'s: a client that resumes from it again has no gap.
+    fn gap(&self, since: EventId, lost: EventId) -> Published {
+        let body = serde_json::json!({
+            "type": "gap",
+            "after": since.to_string(),
+            "node": self.node,
+            "at_ms": crate::core::ids::unix_ms(),
+        });
+        Published {
+            kind: Kind::Gap,
+            id: lost,
+            body: serde_json::to_vec(&body).expect("events serialize").into(),
         }
     }
 
@@ -256,7 +371,7 @@ impl Events {
         self.publish(Kind::Message, uid, Some(conn), None, Some((seq, data)));
     }
 
-    /// Makes and publishes one event, unless nobody listens.
+    /// Makes and publishes one event.
     fn emit(&self, kind: Kind, uid: &str, conn: Option<ConnRef>, reason: Option<&str>) {
         self.publish(kind, uid, conn, reason, None);
     }
@@ -269,21 +384,14 @@ impl Events {
         reason: Option<&str>,
         message: Option<(u64, &str)>,
     ) {
-        if self.sender.receiver_count() == 0 {
+        if self.outbox.is_none() && self.retain == 0 && self.sender.receiver_count() == 0 {
             return;
         }
-        let id = format!(
-            "{}-{}",
-            self.boot,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        );
-        let at_ms = crate::core::ids::unix_ms();
         let wire = Wire {
-            id: &id,
             kind,
             uid,
             node: &self.node,
-            at_ms,
+            at_ms: crate::core::ids::unix_ms(),
             conn: conn.map(|c| c.id),
             connection: conn.map(|c| self.connection_id(c.id)),
             peer: conn.map(|c| c.peer.to_string()),
@@ -292,12 +400,90 @@ impl Events {
             seq: message.map(|(seq, _)| seq),
             data: message.map(|(_, data)| data),
         };
-        let json = serde_json::to_vec(&wire).expect("events serialize");
-        let _ = self.sender.send(Published {
-            kind,
-            id: id.into(),
-            json: json.into(),
-        });
+        let body = Bytes::from(serde_json::to_vec(&wire).expect("events serialize"));
+        match &self.outbox {
+            Some(outbox) => {
+                let mut queue = outbox.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if queue.len() >= OUTBOX {
+                    drop(queue);
+                    self.counters.bump(Counter::EventsDropped);
+                    return;
+                }
+                queue.push(Outgoing { kind, body });
+                let first = queue.len() == 1;
+                drop(queue);
+                if first {
+                    outbox.ready.notify_one();
+                }
+            }
+            None => {
+                let mut history = self.lock_history();
+                let id = EventId::new(self.boot, self.next.fetch_add(1, Ordering::Relaxed));
+                self.keep_and_send(&mut history, Published { kind, id, body });
+            }
+        }
+    }
+
+    fn keep_and_send(&self, history: &mut History, event: Published) {
+        history.push(event.clone());
+        let _ = self.sender.send(event);
+    }
+
+    /// Cluster mode: the events made here since the last call, for the
+    /// cluster's stream, oldest first.
+    pub(crate) fn outgoing(&self) -> Vec<Outgoing> {
+        match &self.outbox {
+            Some(outbox) => {
+                std::mem::take(&mut *outbox.queue.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Cluster mode: returns once an event waits for [`Events::outgoing`].
+    pub(crate) async fn outgoing_ready(&self) {
+        match &self.outbox {
+            Some(outbox) => outbox.ready.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Cluster mode: an event read from the cluster's stream, published here.
+    /// One already held (read again after a reconnection) is skipped.
+    pub(crate) fn deliver(&self, kind: Kind, id: EventId, body: Bytes) {
+        let mut history = self.lock_history();
+        if history.newest().is_some_and(|newest| id <= newest) {
+            return;
+        }
+        self.keep_and_send(&mut history, Published { kind, id, body });
+    }
+
+    /// Cluster mode: the events up to `lost` are out of reach (the stream
+    /// let them go before this node could read them).
+    pub(crate) fn lost_through(&self, lost: EventId) {
+        self.lock_history().lose_through(lost);
+    }
+
+    /// Cluster mode: events [`Events::outgoing`] gave that could not be
+    /// written, to go first next time (what is over the bound is dropped, counted).
+    pub(crate) fn put_back(&self, mut unsent: Vec<Outgoing>) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        let mut queue = outbox.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let room = OUTBOX.saturating_sub(queue.len());
+        if unsent.len() > room {
+            let over = unsent.len() - room;
+            self.counters.add(Counter::EventsDropped, over as u64);
+            unsent.truncate(room);
+        }
+        unsent.append(&mut queue);
+        *queue = unsent;
+    }
+
+    /// The newest event held, where reading the cluster's stream goes on from.
+    pub(crate) fn newest(&self) -> Option<EventId> {
+        self.lock_history().newest()
     }
 
     /// A connection bound to `uid`.
@@ -313,7 +499,7 @@ impl Events {
     /// `uid` gained its first bound connection (called under the registry's
     /// lock): `online`, unless it was only within its grace.
     pub(crate) fn first_bound(&self, uid: &Uid) {
-        if self.cluster_wide {
+        if self.outbox.is_some() {
             return;
         }
         let was_pending = self.lock_pending().remove(uid).is_some();
@@ -325,7 +511,7 @@ impl Events {
     /// `uid` lost its last bound connection (called under the registry's
     /// lock): `offline` once the grace passes without a rebind.
     pub(crate) fn last_unbound(&self, uid: &Uid) {
-        if self.cluster_wide {
+        if self.outbox.is_some() {
             return;
         }
         let mut graces = self.lock_graces();
@@ -379,6 +565,10 @@ impl Events {
         }
     }
 
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock_graces(&self) -> std::sync::MutexGuard<'_, VecDeque<Grace>> {
         self.graces.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -392,6 +582,8 @@ impl Events {
 #[derive(Debug)]
 pub(crate) struct Subscription {
     receiver: broadcast::Receiver<Published>,
+    /// What a resume gets before the events published from now on.
+    backlog: VecDeque<Published>,
     kinds: Vec<Kind>,
     counters: Arc<Counters>,
     ended: CancellationToken,
@@ -401,6 +593,11 @@ impl Subscription {
     /// The next event of the kinds asked for; `None` once events ended
     /// (shutdown) and every event published before that was read.
     pub(crate) async fn next(&mut self) -> Option<Published> {
+        while let Some(event) = self.backlog.pop_front() {
+            if self.wants(event.kind) {
+                return Some(event);
+            }
+        }
         loop {
             let received = tokio::select! {
                 biased;
@@ -414,9 +611,7 @@ impl Subscription {
                 },
             };
             match received {
-                Ok(event) if self.kinds.is_empty() || self.kinds.contains(&event.kind) => {
-                    return Some(event);
-                }
+                Ok(event) if self.wants(event.kind) => return Some(event),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     self.counters.add(Counter::EventsDropped, missed);
@@ -424,6 +619,13 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
+    }
+}
+
+impl Subscription {
+    /// Whether the consumer asked for `kind`; every consumer is told of a gap.
+    fn wants(&self, kind: Kind) -> bool {
+        self.kinds.is_empty() || kind == Kind::Gap || self.kinds.contains(&kind)
     }
 }
 
@@ -447,10 +649,21 @@ pub(crate) fn parse_kinds(list: &str) -> Result<Vec<Kind>, String> {
 mod tests {
     use super::*;
 
+    fn single_node() -> Arc<Events> {
+        Events::new(EventsSetup {
+            node: "n1".into(),
+            grace: Duration::from_secs(5),
+            cluster: false,
+            connections: "p".into(),
+            retain: 100,
+            counters: Arc::default(),
+        })
+    }
+
     fn kinds(receiver: &mut broadcast::Receiver<Published>) -> Vec<(Kind, String)> {
         let mut seen = Vec::new();
         while let Ok(event) = receiver.try_recv() {
-            let json: serde_json::Value = serde_json::from_slice(&event.json).unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&event.json()).unwrap();
             seen.push((event.kind, json["uid"].as_str().unwrap().to_owned()));
         }
         seen
@@ -458,7 +671,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_rebind_within_the_grace_is_neither_offline_nor_online() {
-        let events = Events::new("n1".into(), Duration::from_secs(5), false, "p".into());
+        let events = single_node();
         tokio::spawn(events.clone().run_offline());
         let mut receiver = events.sender.subscribe();
         let uid = Uid::parse("42").unwrap();
@@ -476,7 +689,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_the_latest_close_counts() {
-        let events = Events::new("n1".into(), Duration::from_secs(5), false, "p".into());
+        let events = single_node();
         tokio::spawn(events.clone().run_offline());
         let mut receiver = events.sender.subscribe();
         let uid = Uid::parse("7").unwrap();
@@ -494,7 +707,7 @@ mod tests {
 
     #[test]
     fn events_are_one_json_object_with_the_documented_fields() {
-        let events = Events::new("n1".into(), Duration::from_secs(5), false, "p".into());
+        let events = single_node();
         let mut receiver = events.sender.subscribe();
         let conn = ConnRef {
             id: 3,
@@ -503,20 +716,20 @@ mod tests {
         };
         events.disconnected("42", conn, "heartbeat");
         let event = receiver.try_recv().unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&event.json).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&event.json()).unwrap();
         assert_eq!(json["type"], "disconnect");
         assert_eq!(json["uid"], "42");
         assert_eq!(json["node"], "n1");
         assert_eq!(json["conn"], 3);
         assert_eq!(json["peer"], "192.0.2.7:4711");
         assert_eq!(json["reason"], "heartbeat");
-        assert_eq!(json["id"].as_str(), Some(&*event.id));
+        assert_eq!(json["id"].as_str(), Some(&*event.id.to_string()));
         assert!(json["at_ms"].as_u64().unwrap() > 1_700_000_000_000);
     }
 
     #[tokio::test(start_paused = true)]
     async fn closes_waiting_for_their_grace_are_bounded() {
-        let events = Events::new("n1".into(), Duration::from_secs(5), false, "p".into());
+        let events = single_node();
         let mut receiver = events.sender.subscribe();
         for i in 0..MAX_GRACES {
             events.last_unbound(&Uid::parse(&format!("u{i}")).unwrap());
