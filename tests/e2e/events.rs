@@ -352,3 +352,90 @@ async fn pages_talk_back_as_message_events_within_their_rate() {
         (Some(0), Some(0))
     );
 }
+
+/// SPEC "Resume", on one node: a consumer that comes back with the id of the
+/// last event it saw gets what came after it; one from before the oldest
+/// event held (`--events-retain`) or from an earlier process first gets a
+/// `gap` event.
+#[tokio::test]
+async fn a_consumer_that_comes_back_gets_what_it_missed_or_is_told_of_a_gap() {
+    let pushd = Pushd::start(&[
+        "--http-listen",
+        "127.0.0.1:0",
+        "--offline-grace",
+        "0",
+        "--events-retain",
+        "4",
+    ])
+    .await;
+    let id = |event: &Value| event["id"].as_str().unwrap().to_owned();
+    let mut live = Sse::open(&pushd, "").await;
+    let page = pushd.bound_client("r1").await;
+    let connect = live.next().await;
+    let online = live.next().await;
+    assert_eq!(kind_uid(&online), pair("online", "r1"));
+    drop(page);
+    let mut next_kinds = Vec::new();
+    for _ in 0..2 {
+        next_kinds.push(kind_uid(&live.next().await));
+    }
+    assert_eq!(
+        next_kinds,
+        [pair("disconnect", "r1"), pair("offline", "r1")]
+    );
+
+    let mut back = Sse::open_with(&pushd, "", &[("Last-Event-ID", &id(&online))]).await;
+    assert_eq!(kind_uid(&back.next().await), pair("disconnect", "r1"));
+    assert_eq!(kind_uid(&back.next().await), pair("offline", "r1"));
+    assert!(back.next_within(Duration::from_millis(300)).await.is_none());
+
+    // Four more: the history (4) no longer reaches back to the first.
+    drop(pushd.bound_client("r2").await);
+    for _ in 0..4 {
+        live.next().await;
+    }
+    let mut late = Sse::open(&pushd, &format!("?since={}", id(&connect))).await;
+    let gap = late.next().await;
+    assert_eq!(gap["type"], "gap", "{gap}");
+    assert_eq!(gap["after"], id(&connect).as_str());
+    let mut told = Vec::new();
+    for _ in 0..4 {
+        told.push(kind_uid(&late.next().await));
+    }
+    assert_eq!(
+        told,
+        [
+            pair("connect", "r2"),
+            pair("online", "r2"),
+            pair("disconnect", "r2"),
+            pair("offline", "r2")
+        ]
+    );
+    // An id of an earlier process: a gap, then what this one holds.
+    let mut older = Sse::open(&pushd, "?since=1000-1").await;
+    assert_eq!(older.next().await["type"], "gap");
+
+    // pushctl, for people: the gap says so.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushctl"));
+    command
+        .arg("--socket")
+        .arg(&pushd.socket)
+        .args(["events", "--since", &id(&connect)])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut events = command.spawn().unwrap();
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    let line = within(STEP, "the gap", lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        line.contains("gap") && line.contains(&id(&connect)),
+        "{line}"
+    );
+    let line = within(STEP, "the next", lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(line.contains("connect") && line.contains("r2"), "{line}");
+}

@@ -93,8 +93,13 @@ pub struct Sse {
 
 impl Sse {
     pub async fn open(pushd: &Pushd, query: &str) -> Sse {
+        Self::open_with(pushd, query, &[]).await
+    }
+
+    /// [`Sse::open`] with request `headers` (`Last-Event-ID`).
+    pub async fn open_with(pushd: &Pushd, query: &str, headers: &[(&str, &str)]) -> Sse {
         let url = format!("http://{}/v1/events{query}", pushd.listener("http"));
-        let response = Http::new().send("GET", &url, None, "").await;
+        let response = Http::new().send_with("GET", &url, headers, "").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         let mut sse = Sse {
