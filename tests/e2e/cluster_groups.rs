@@ -219,6 +219,12 @@ async fn a_pushd_v2_member_resumes_group_pushes_on_another_node() {
     assert_eq!(a.ctl(&["group", "add", "rg", "r"]).await.status, 0);
     let mut backend = a.text_client().await;
     let mut page = bound_v2(b, "r", None).await;
+    // Resumable once b's take made it so in Redis (a push before that is
+    // delivered, not kept: a resume from it would be a gap).
+    eventually(STEP, "r to be resumable", || async {
+        three.redis.cli(&["EXISTS", "pushd:v2:r"]).await.trim() == "1"
+    })
+    .await;
     let mut ids = Vec::new();
     for n in 1..=2 {
         let line = format!(r#"{{"group":"rg","n":{n}}}"#);

@@ -1,8 +1,9 @@
 //! The cluster's events travel through one Redis stream, `P:events`.
 //!
-//! Every node adds the events it makes there ([`write`], one `XADD ... MAXLEN
-//! ~ N` each, in one pipeline, by the presence writer so that a `connect` goes
-//! before the `online` it causes); `online` and `offline` are added by the
+//! Every node adds the events it makes there (one `XADD ... MAXLEN ~ N`
+//! each, [`add`]ed by the presence writer to the pipeline of its presence
+//! write, so that a `connect` goes before the `online` it causes, in one
+//! round trip); `online` and `offline` are added by the
 //! presence scripts themselves, once for the cluster, in the same step that
 //! decides them. Every node reads the whole stream back ([`read`]) and
 //! publishes it to its consumers, its own events included: every node's
@@ -31,10 +32,10 @@ use tracing::{info, warn};
 
 use super::Cluster;
 use crate::core::counters::Counter;
-use crate::core::events::{EventId, Events, Kind, Published};
+use crate::core::events::{EventId, Events, Kind, Outgoing, Published};
 use crate::webhook::{self, Backoff, Poster};
 
-/// Events in one `XADD` pipeline, or one read.
+/// Events in one read.
 const CHUNK: usize = 1000;
 /// How long a read waits for new events.
 const BLOCK: Duration = Duration::from_secs(2);
@@ -49,29 +50,31 @@ pub(super) async fn write(cluster: &Cluster, events: &Events) -> Result<(), Stri
     if outgoing.is_empty() {
         return Ok(());
     }
-    let key = cluster.keys.events();
-    for (i, chunk) in outgoing.chunks(CHUNK).enumerate() {
-        let mut pipe = redis::pipe();
-        for event in chunk {
-            pipe.cmd("XADD")
-                .arg(&key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(cluster.events_retain)
-                .arg("*")
-                .arg("t")
-                .arg(event.kind.name())
-                .arg("e")
-                .arg(&event.body[..])
-                .ignore();
-        }
-        if let Err(err) = pipe.query_async::<()>(&mut cluster.conn()).await {
-            let unsent = outgoing.into_iter().skip(i * CHUNK).collect();
-            events.put_back(unsent);
-            return Err(format!("Redis: {err}"));
-        }
+    let mut pipe = redis::pipe();
+    add(&mut pipe, cluster, &outgoing);
+    if let Err(err) = pipe.query_async::<()>(&mut cluster.conn()).await {
+        events.put_back(outgoing);
+        return Err(format!("Redis: {err}"));
     }
     Ok(())
+}
+
+/// One `XADD` per event in `pipe`, oldest first.
+pub(super) fn add(pipe: &mut redis::Pipeline, cluster: &Cluster, outgoing: &[Outgoing]) {
+    let key = cluster.keys.events();
+    for event in outgoing {
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(cluster.events_retain)
+            .arg("*")
+            .arg("t")
+            .arg(event.kind.name())
+            .arg("e")
+            .arg(&event.body[..])
+            .ignore();
+    }
 }
 
 /// A connection of its own for blocking reads (a shared one would wait with them).

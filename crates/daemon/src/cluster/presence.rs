@@ -151,11 +151,6 @@ async fn write(
     events: &Events,
     resync: &mut bool,
 ) -> Result<(), String> {
-    // This node's events first: a `connect` before the `online` it causes.
-    if let Err(err) = super::events::write(cluster, events).await {
-        *resync = true;
-        return Err(err);
-    }
     let key = cluster.keys.node(&cluster.id);
     let counts: Vec<(Uid, u64)> = if *resync {
         // Taken first: anything that changes after the snapshot is marked again.
@@ -182,12 +177,28 @@ async fn write(
         all
     } else {
         let uids = changed.take();
-        if uids.is_empty() {
-            return Ok(());
-        }
         let counts = registry.counts(&uids);
         uids.into_iter().zip(counts).collect()
     };
+    // Taken after the counts: a bind tells its `connect` before it marks its
+    // uid changed, so every connection counted here has its event in these.
+    let mut outgoing = events.outgoing();
+    if counts.is_empty() && outgoing.is_empty() {
+        return Ok(());
+    }
+    // This node's events go first, in the same round trip: a `connect` before
+    // the `online` it causes.
+    let mut pipe = redis::pipe();
+    super::events::add(&mut pipe, cluster, &outgoing);
+    if counts.is_empty() {
+        if let Err(err) = pipe.query_async::<()>(&mut cluster.conn()).await {
+            events.put_back(outgoing);
+            *resync = true;
+            return Err(format!("Redis: {err}"));
+        }
+        *resync = false;
+        return Ok(());
+    }
     let grace = events.grace().as_millis() as u64;
     for chunk in counts.chunks(CHUNK) {
         let mut script = cluster.scripts.presence.key(cluster.keys.nodes());
@@ -200,13 +211,17 @@ async fn write(
         for (uid, n) in chunk {
             script.arg(uid.as_str()).arg(*n);
         }
-        match script.invoke_async::<u64>(&mut cluster.conn()).await {
-            Ok(_online) => {}
-            Err(err) => {
-                *resync = true;
-                return Err(format!("Redis: {err}"));
-            }
+        pipe.invoke_script(&script).ignore();
+        let written = pipe.query_async::<()>(&mut cluster.conn()).await;
+        pipe = redis::pipe();
+        if let Err(err) = written {
+            // Whether the events were added is unknown: they go again (a
+            // consumer may see one twice, with two ids) rather than never.
+            events.put_back(std::mem::take(&mut outgoing));
+            *resync = true;
+            return Err(format!("Redis: {err}"));
         }
+        outgoing.clear();
     }
     *resync = false;
     Ok(())
