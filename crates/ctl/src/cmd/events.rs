@@ -36,7 +36,7 @@ pub async fn run(
     Ok(Answer::Positive)
 }
 
-/// `TIME TYPE UID [conn=N peer=ADDR] [reason=R] [seq=N data=TEXT]`, the
+/// `TIME TYPE UID [node=NODE conn=N peer=ADDR] [reason=R] [seq=N data=TEXT]`, the
 /// time in UTC, a message's text JSON-quoted (it may hold newlines); a gap
 /// as `TIME gap after=ID`.
 fn render(event: &Value) -> String {
@@ -53,7 +53,7 @@ fn render(event: &Value) -> String {
     }
     let mut line = format!("{time}  {:<10} {}", text("type"), text("uid"));
     if let Some(conn) = event["conn"].as_u64() {
-        line.push_str(&format!("  conn={conn} peer={}", text("peer")));
+        line.push_str(&format!("  node={} conn={conn} peer={}", text("node"), text("peer")));
     }
     if let Some(reason) = event["reason"].as_str() {
         line.push_str(&format!(" reason={reason}"));
@@ -76,15 +76,15 @@ mod tests {
         });
         assert_eq!(
             render(&event),
-            "2025-12-02T14:00:00.123Z  disconnect 42  conn=3 peer=127.0.0.1:5000 reason=client"
+            "2025-12-02T14:00:00.123Z  disconnect 42  node=n conn=3 peer=127.0.0.1:5000 reason=client"
         );
         let message = serde_json::json!({
-            "type": "message", "uid": "42", "at_ms": 1_764_684_000_123u64, "conn": 3,
+            "type": "message", "uid": "42", "node": "n", "at_ms": 1_764_684_000_123u64, "conn": 3,
             "peer": "127.0.0.1:5000", "seq": 2, "data": "hi\nthere"
         });
         assert_eq!(
             render(&message),
-            "2025-12-02T14:00:00.123Z  message    42  conn=3 peer=127.0.0.1:5000 seq=2 data=\"hi\\nthere\""
+            "2025-12-02T14:00:00.123Z  message    42  node=n conn=3 peer=127.0.0.1:5000 seq=2 data=\"hi\\nthere\""
         );
         let online = serde_json::json!({"type": "online", "uid": "42", "at_ms": 0});
         assert_eq!(render(&online), "1970-01-01T00:00:00.000Z  online     42");
