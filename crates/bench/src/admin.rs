@@ -34,3 +34,17 @@ pub async fn wait_for_uids(client: &mut Client, uids: u64, limit: Duration) -> a
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The connection id of each uid's (first) connection, by uid.
+pub async fn connection_ids(
+    client: &mut Client,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    match client.request(Request::List).await? {
+        Response::List { uids } => Ok(uids
+            .into_iter()
+            .filter_map(|row| Some((row.connections.first()?.connection.clone(), row.uid)))
+            .map(|(connection, uid)| (uid, connection))
+            .collect()),
+        other => bail!("unexpected reply {other:?}"),
+    }
+}

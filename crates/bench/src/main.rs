@@ -150,6 +150,10 @@ enum Scenario {
         /// each POSTing /v1/push bodies of P lines, one at a time, keep-alive.
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
+        /// Push to each client by its connection id (`{"connection": ID}`,
+        /// read from `pushctl list`) instead of its uid.
+        #[arg(long)]
+        by_connection: bool,
     },
     /// Send B broadcasts to N clients; report the time until the last client has each.
     Broadcast {
@@ -213,9 +217,17 @@ enum Scenario {
         /// Messages each page sends.
         #[arg(long, short = 'm', default_value_t = 10)]
         messages: usize,
-        /// The HTTP API's address, to read `GET /v1/events?type=message`.
+        /// The HTTP API's address, to read `GET /v1/events?type=message`
+        /// (repeat it for several nodes' streams).
         #[arg(long, value_name = "ADDR", conflicts_with = "webhook_port")]
-        events: Option<SocketAddr>,
+        events: Vec<SocketAddr>,
+        /// Event streams read from each --events address.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        readers: usize,
+        /// Messages per second from all pages together (each page paced);
+        /// as fast as they can without it.
+        #[arg(long, value_name = "N")]
+        rate: Option<f64>,
         /// Receive the events as pushd's webhook on this loopback port.
         #[arg(long, value_name = "PORT")]
         webhook_port: Option<u16>,
@@ -363,8 +375,13 @@ fn main() -> ExitCode {
         | Scenario::Admin { clients: n, .. }
         | Scenario::Drain { clients: n, .. }
         | Scenario::Upgrade { clients: n, .. }
-        | Scenario::Fanout { clients: n, .. }
-        | Scenario::Upstream { pages: n, .. } => *n as u64 + 64,
+        | Scenario::Fanout { clients: n, .. } => *n as u64 + 64,
+        Scenario::Upstream {
+            pages: n,
+            events,
+            readers,
+            ..
+        } => (*n + events.len() * readers) as u64 + 64,
         Scenario::Mailbox { .. } | Scenario::Memberships { .. } => 64,
         Scenario::Navigate { pages, .. } => *pages as u64 + 64,
         Scenario::Promise { uids, .. } => *uids as u64 + 64,
@@ -421,9 +438,11 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
             rate,
             padding,
             http,
+            by_connection,
         } => {
             let params = scenarios::PushParams {
                 http: *http,
+                connections: None,
                 clients: *clients,
                 messages: *messages,
                 text_connections: *text_connections,
@@ -431,7 +450,7 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
                 rate: *rate,
                 padding: *padding,
             };
-            scenarios::push(common, params).await
+            scenarios::push(common, params, *by_connection).await
         }
         Scenario::Broadcast {
             clients,
@@ -461,16 +480,23 @@ async fn run(cli: &Cli) -> anyhow::Result<(report::Report, bool)> {
             pages,
             messages,
             events,
+            readers,
+            rate,
             webhook_port,
         } => {
-            let consumer = match (events, webhook_port) {
-                (Some(addr), _) => upstream::Consumer::Stream(*addr),
-                (None, Some(port)) => upstream::Consumer::Webhook(*port),
-                (None, None) => {
+            let consumer = match (events.is_empty(), webhook_port) {
+                (false, _) => upstream::Consumer::Streams(
+                    events
+                        .iter()
+                        .flat_map(|addr| std::iter::repeat_n(*addr, *readers))
+                        .collect(),
+                ),
+                (true, Some(port)) => upstream::Consumer::Webhook(*port),
+                (true, None) => {
                     anyhow::bail!("upstream needs --events ADDR or --webhook-port PORT")
                 }
             };
-            upstream::upstream(common, *pages, *messages, consumer).await
+            upstream::upstream(common, *pages, *messages, consumer, *rate).await
         }
         Scenario::Fanout {
             clients,

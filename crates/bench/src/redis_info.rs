@@ -17,6 +17,8 @@ pub struct RedisSample {
     pub publishes: u64,
     /// Time spent in scripts (`EVALSHA` and `EVAL`), µs.
     pub script_us: u64,
+    /// `XADD` calls (the cluster's events).
+    pub xadds: u64,
 }
 
 /// Samples the Redis listening on `socket`.
@@ -54,5 +56,6 @@ pub fn sample(socket: &Path) -> anyhow::Result<RedisSample> {
         cpu: sys::sample(pid)?.cpu,
         publishes: stat("publish", "calls"),
         script_us: stat("evalsha", "usec") + stat("eval", "usec"),
+        xadds: stat("xadd", "calls"),
     })
 }

@@ -126,19 +126,38 @@ pub struct PushParams {
     /// request of `in_flight` lines at a time per connection, keep-alive)
     /// instead of the text port.
     pub http: Option<std::net::SocketAddr>,
+    /// Push to each client by its connection id (`{"connection": ID}`)
+    /// instead of its uid: client i's id at i. Leaked, to keep the
+    /// parameters `Copy`: a bench process lives for one run.
+    pub connections: Option<&'static [String]>,
 }
 
 /// `push`: text-port pushes to bound clients: rate, latency, loss.
-pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
+pub async fn push(common: &Common, p: PushParams, by_connection: bool) -> anyhow::Result<Report> {
     let mut report = Report::new(
         "push",
         json!({
             "clients": p.clients, "messages": p.messages, "text_connections": p.text_connections,
             "in_flight": p.in_flight, "rate": p.rate, "padding": p.padding,
             "via": if p.http.is_some() { "http" } else { "text" },
+            "to": if by_connection { "connection" } else { "uid" },
         }),
     );
     let crowd = crowd(common, p.clients, p.messages, 0).await?;
+    let mut p = p;
+    if by_connection {
+        let mut admin = admin::connect(&common.socket).await?;
+        let ids = admin::connection_ids(&mut admin).await?;
+        let ids: Vec<String> = (0..p.clients)
+            .map(|i| {
+                let uid = clients::uid(&common.uid_prefix, i);
+                ids.get(&uid)
+                    .cloned()
+                    .with_context(|| format!("no connection of {uid}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        p.connections = Some(Vec::leak(ids));
+    }
     let receipts = crowd.receipts.clone();
     let acked: Arc<Vec<AtomicU64>> = Arc::new(
         (0..p.messages.div_ceil(64))
@@ -146,7 +165,7 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
             .collect(),
     );
     let started_ns = receipts.now_ns();
-    let cpu_before = common.pid.map(sys::sample).transpose()?;
+    let cpu_before = common.servers_cpu()?;
     let writers: Vec<_> = (0..p.text_connections)
         .map(|conn| {
             let (common, receipts, acked) = (common.clone(), receipts.clone(), acked.clone());
@@ -178,8 +197,9 @@ pub async fn push(common: &Common, p: PushParams) -> anyhow::Result<Report> {
         })
         .count();
     let received = receipts.received.load(Ordering::Relaxed);
-    let cpu = match (cpu_before, common.pid) {
-        (Some(before), Some(pid)) => Some(sys::sample(pid)?.cpu.saturating_sub(before.cpu)),
+    // --pid's and every --also-pid's (a cluster's nodes) together.
+    let cpu = match (cpu_before, common.servers_cpu()?) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
         _ => None,
     };
     let span = (receipts
@@ -292,11 +312,15 @@ async fn text_writer(
 
 /// Appends the text-port line of message `seq`, stamped `t`.
 fn push_line(out: &mut Vec<u8>, common: &Common, p: &PushParams, seq: u64, t: u64, padding: &str) {
-    let uid = clients::uid(&common.uid_prefix, (seq % p.clients as u64) as usize);
+    let client = (seq % p.clients as u64) as usize;
+    let (key, target) = match p.connections {
+        Some(ids) => ("connection", ids[client].clone()),
+        None => ("uid", clients::uid(&common.uid_prefix, client)),
+    };
     let line = if padding.is_empty() {
-        format!("{{\"uid\":\"{uid}\",\"s\":{seq},\"t\":{t}}}\n")
+        format!("{{\"{key}\":\"{target}\",\"s\":{seq},\"t\":{t}}}\n")
     } else {
-        format!("{{\"uid\":\"{uid}\",\"s\":{seq},\"t\":{t},\"p\":\"{padding}\"}}\n")
+        format!("{{\"{key}\":\"{target}\",\"s\":{seq},\"t\":{t},\"p\":\"{padding}\"}}\n")
     };
     out.extend_from_slice(line.as_bytes());
 }

@@ -83,8 +83,8 @@ pub(crate) async fn to_group(
 }
 
 /// Pushes `message` to connection `connection` (an id from `list` or
-/// events) wherever it is: here, or in cluster mode on the node that has it
-/// (every node is asked; the one whose id it is pushes).
+/// events) wherever it is: here, or in cluster mode on the node that has it,
+/// which its id names (that node alone is asked, through its inbox).
 pub(crate) async fn to_connection(node: &Node, connection: &str, message: &Payload) -> Delivered {
     if to_connection_here(node, connection, message) {
         return Delivered {
@@ -95,11 +95,17 @@ pub(crate) async fn to_connection(node: &Node, connection: &str, message: &Paylo
     let Some(cluster) = &node.cluster else {
         return Delivered::default();
     };
+    let Some((owner, _)) = connection.rsplit_once('.') else {
+        return Delivered::default();
+    };
+    if owner == cluster.id() || owner.is_empty() {
+        return Delivered::default();
+    }
     let request = pushd_proto::admin::Request::SendConnection {
         connection: connection.to_owned(),
         message: message.as_str().to_owned(),
     };
-    let gathered = cluster.fan_out(request).await;
+    let gathered = cluster.ask(owner, request).await;
     let connections = (gathered.value.replies.values())
         .map(|reply| match &reply.result {
             Ok(pushd_proto::admin::Response::Delivered { connections, .. }) => *connections,

@@ -53,7 +53,11 @@ fn render(event: &Value) -> String {
     }
     let mut line = format!("{time}  {:<10} {}", text("type"), text("uid"));
     if let Some(conn) = event["conn"].as_u64() {
-        line.push_str(&format!("  node={} conn={conn} peer={}", text("node"), text("peer")));
+        line.push_str(&format!(
+            "  node={} conn={conn} peer={}",
+            text("node"),
+            text("peer")
+        ));
     }
     if let Some(reason) = event["reason"].as_str() {
         line.push_str(&format!(" reason={reason}"));

@@ -35,8 +35,8 @@ use crate::core::counters::Counter;
 use crate::core::events::{EventId, Events, Kind, Outgoing, Published};
 use crate::webhook::{self, Backoff, Poster};
 
-/// Events in one read.
-const CHUNK: usize = 1000;
+/// Events in one read, or one round trip of `XADD`s.
+pub(super) const CHUNK: usize = 1000;
 /// How long a read waits for new events.
 const BLOCK: Duration = Duration::from_secs(2);
 /// The webhook's consumer group, and the one consumer name every node reads as.
@@ -46,10 +46,26 @@ const CONSUMER: &str = "pushd";
 /// Adds the events this node made to the stream; on failure they are kept
 /// (up to the outbox's bound) for the next write.
 pub(super) async fn write(cluster: &Cluster, events: &Events) -> Result<(), String> {
-    let outgoing = events.outgoing();
-    if outgoing.is_empty() {
-        return Ok(());
+    let mut outgoing = events.outgoing();
+    while !outgoing.is_empty() {
+        let rest = outgoing.split_off(outgoing.len().min(CHUNK));
+        if let Err(err) = write_these(cluster, events, outgoing).await {
+            events.put_back(rest);
+            return Err(err);
+        }
+        outgoing = rest;
     }
+    Ok(())
+}
+
+/// Adds `outgoing` to the stream in one round trip; on failure they are put
+/// back (whether Redis added them is unknown: a consumer may see one twice,
+/// with two ids, rather than never).
+pub(super) async fn write_these(
+    cluster: &Cluster,
+    events: &Events,
+    outgoing: Vec<Outgoing>,
+) -> Result<(), String> {
     let mut pipe = redis::pipe();
     add(&mut pipe, cluster, &outgoing);
     if let Err(err) = pipe.query_async::<()>(&mut cluster.conn()).await {

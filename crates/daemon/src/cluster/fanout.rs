@@ -73,6 +73,50 @@ impl Cluster {
         }
     }
 
+    /// Asks node `node` alone to carry out `request`, through its inbox, and
+    /// waits at most `--cluster-timeout` for its reply. A node that is gone
+    /// (nobody listens on its inbox) replies nothing, and that is no note:
+    /// its connections are gone with it.
+    pub(crate) async fn ask(&self, node: &str, request: Request) -> Partial<Gathered> {
+        let nothing = || Gathered {
+            replies: Default::default(),
+            missing: Vec::new(),
+        };
+        if !self.is_up() {
+            return self.partial(nothing(), self.unreachable_note(None));
+        }
+        let (id, wake) = self.pending.open();
+        let header = Header::Request {
+            from: self.id.clone(),
+            id,
+            request,
+        };
+        self.pending.expect(id, [node.to_owned()]);
+        match self
+            .publish(&self.keys.inbox(node), bus::encode(&header, b""))
+            .await
+        {
+            Ok(0) => {
+                self.pending.close(id);
+                return Partial {
+                    value: nothing(),
+                    incomplete: Vec::new(),
+                };
+            }
+            Ok(_) => {}
+            Err(err) => {
+                self.pending.close(id);
+                return self.partial(nothing(), self.unreachable_note(Some(&err)));
+            }
+        }
+        let gathered = self.wait(id, &wake).await;
+        let incomplete = self.missing_notes(&gathered);
+        Partial {
+            value: gathered,
+            incomplete,
+        }
+    }
+
     /// Waits until request `id` is complete or the timeout passes, dropping nodes
     /// whose lease ran out meanwhile.
     pub(super) async fn wait(&self, id: u64, wake: &tokio::sync::Notify) -> Gathered {
