@@ -2,7 +2,7 @@
 # Pages talking back (--upstream), one sitting: PAGES pages each send MSGS text messages at
 # once; the message events are counted by an event-stream reader (GET /v1/events) and, in
 # another round, by a webhook receiver; the rate limits are lifted for those two. Then one page
-# floods 10,000 messages under the default limits (10 a second after a burst of 20).
+# floods 10,000 messages under the default limits (20 a second after a burst of 20).
 #
 #   bench/upstream.sh [PAGES] [MSGS]      defaults: 5000 20
 set -euo pipefail

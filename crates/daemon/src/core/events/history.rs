@@ -118,6 +118,12 @@ impl History {
     pub(super) fn newest(&self) -> Option<EventId> {
         self.held.back().map(|event| event.id)
     }
+
+    /// Where a consumer that starts now stands: after the newest event held,
+    /// or known to be gone.
+    pub(super) fn position(&self) -> Option<EventId> {
+        self.newest().or(self.lost)
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //!
 //! Each event is serialized once and published on a bounded broadcast ring
 //! that every consumer (SSE streams, `pushctl events`, the webhook) reads at
-//! its own pace; one that falls more than [`RING`] events behind loses the
-//! oldest, counted in `events_dropped` when it reads on, and memory stays put.
-//! The last `--events-retain` are kept too ([`history`]), so that a consumer
-//! that comes back with the id of the last event it saw gets what it missed.
+//! its own pace. The last `--events-retain` are kept too ([`history`]), so
+//! that a consumer that comes back with the id of the last event it saw gets
+//! what it missed, and one that falls more than [`RING`] events behind reads
+//! on from there; one that falls behind the history too is told of a gap,
+//! counted in `events_dropped`, and memory stays put.
 //!
 //! In cluster mode a node does not publish its events itself: they go to the
 //! cluster's Redis stream (`cluster::events` writes what [`Events::outgoing`]
@@ -322,8 +323,13 @@ impl Events {
 
     /// A new consumer of the `kinds` given (every kind when empty): from now
     /// on, or first every event held after `since` (and a `gap` event when
-    /// some of those are gone). What it falls behind by is counted.
-    pub(crate) fn subscribe(&self, kinds: Vec<Kind>, since: Option<EventId>) -> Subscription {
+    /// some of those are gone). One that falls more than the ring behind
+    /// reads on from the history; past that it is told of a gap, counted.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        kinds: Vec<Kind>,
+        since: Option<EventId>,
+    ) -> Subscription {
         let history = self.lock_history();
         // Under the history's lock: nothing is published between the two.
         let receiver = self.sender.subscribe();
@@ -335,13 +341,14 @@ impl Events {
                 backlog.push_front(self.gap(since, lost));
             }
         }
+        let last = since.or_else(|| history.position());
         drop(history);
         Subscription {
+            events: self.clone(),
             receiver,
             backlog,
             kinds,
-            counters: self.counters.clone(),
-            ended: self.ended.clone(),
+            last,
         }
     }
 
@@ -581,28 +588,34 @@ impl Events {
 /// One consumer's view of the events.
 #[derive(Debug)]
 pub(crate) struct Subscription {
+    events: Arc<Events>,
     receiver: broadcast::Receiver<Published>,
-    /// What a resume gets before the events published from now on.
+    /// What a resume (or a catch-up after falling behind) gets before the
+    /// events the ring brings.
     backlog: VecDeque<Published>,
     kinds: Vec<Kind>,
-    counters: Arc<Counters>,
-    ended: CancellationToken,
+    /// The newest event this consumer was given (or passed over): what the
+    /// ring brings again after a catch-up is skipped.
+    last: Option<EventId>,
 }
 
 impl Subscription {
     /// The next event of the kinds asked for; `None` once events ended
     /// (shutdown) and every event published before that was read.
     pub(crate) async fn next(&mut self) -> Option<Published> {
-        while let Some(event) = self.backlog.pop_front() {
-            if self.wants(event.kind) {
-                return Some(event);
-            }
-        }
         loop {
+            while let Some(event) = self.backlog.pop_front() {
+                if event.kind != Kind::Gap {
+                    self.last = Some(event.id);
+                }
+                if self.wants(event.kind) {
+                    return Some(event);
+                }
+            }
             let received = tokio::select! {
                 biased;
                 received = self.receiver.recv() => received,
-                () = self.ended.cancelled() => match self.receiver.try_recv() {
+                () = self.events.ended.cancelled() => match self.receiver.try_recv() {
                     Ok(event) => Ok(event),
                     Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                         Err(broadcast::error::RecvError::Lagged(missed))
@@ -611,13 +624,33 @@ impl Subscription {
                 },
             };
             match received {
-                Ok(event) if self.wants(event.kind) => return Some(event),
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    self.counters.add(Counter::EventsDropped, missed);
+                // Given already, from the history.
+                Ok(event) if self.last.is_some_and(|last| event.id <= last) => {}
+                Ok(event) => {
+                    self.last = Some(event.id);
+                    if self.wants(event.kind) {
+                        return Some(event);
+                    }
                 }
+                Err(broadcast::error::RecvError::Lagged(missed)) => self.catch_up(missed),
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
+        }
+    }
+
+    /// The ring went on without this consumer: what it missed comes from the
+    /// history, and a `gap` event first when the history no longer has all
+    /// of it (then the `missed` are counted as dropped).
+    fn catch_up(&mut self, missed: u64) {
+        let Some(last) = self.last else {
+            self.events.counters.add(Counter::EventsDropped, missed);
+            return;
+        };
+        let held = self.events.lock_history().since(last);
+        self.backlog = held.events;
+        if let Some(lost) = held.gap {
+            self.events.counters.add(Counter::EventsDropped, missed);
+            self.backlog.push_front(self.events.gap(last, lost));
         }
     }
 }
@@ -649,15 +682,19 @@ pub(crate) fn parse_kinds(list: &str) -> Result<Vec<Kind>, String> {
 mod tests {
     use super::*;
 
-    fn single_node() -> Arc<Events> {
-        Events::new(EventsSetup {
+    fn setup() -> EventsSetup {
+        EventsSetup {
             node: "n1".into(),
             grace: Duration::from_secs(5),
             cluster: false,
             connections: "p".into(),
             retain: 100,
             counters: Arc::default(),
-        })
+        }
+    }
+
+    fn single_node() -> Arc<Events> {
+        Events::new(setup())
     }
 
     fn kinds(receiver: &mut broadcast::Receiver<Published>) -> Vec<(Kind, String)> {
@@ -725,6 +762,54 @@ mod tests {
         assert_eq!(json["reason"], "heartbeat");
         assert_eq!(json["id"].as_str(), Some(&*event.id.to_string()));
         assert!(json["at_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_falls_behind_the_ring_reads_on_from_the_history() {
+        let events = Events::new(EventsSetup {
+            retain: 3 * RING,
+            ..setup()
+        });
+        let conn = ConnRef {
+            id: 1,
+            peer: "192.0.2.7:4711".parse().unwrap(),
+            sse: false,
+        };
+        let mut slow = events.subscribe(Vec::new(), None);
+        for seq in 1..=(2 * RING) as u64 {
+            events.message("42", conn, seq, "hi");
+        }
+        let mut seqs = Vec::new();
+        for _ in 0..2 * RING {
+            let event = slow.next().await.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&event.json()).unwrap();
+            seqs.push(json["seq"].as_u64().unwrap());
+        }
+        assert_eq!(
+            seqs,
+            (1..=(2 * RING) as u64).collect::<Vec<_>>(),
+            "none lost, none twice"
+        );
+        assert_eq!(events.counters.get(Counter::EventsDropped), 0);
+
+        // Further behind than the history: told of the gap, counted.
+        let small = Events::new(EventsSetup {
+            retain: 10,
+            ..setup()
+        });
+        let mut slow = small.subscribe(Vec::new(), None);
+        for seq in 1..=(RING + 100) as u64 {
+            small.message("42", conn, seq, "hi");
+        }
+        assert_eq!(slow.next().await.unwrap().kind, Kind::Gap);
+        let next: serde_json::Value =
+            serde_json::from_slice(&slow.next().await.unwrap().json()).unwrap();
+        assert_eq!(
+            next["seq"].as_u64(),
+            Some((RING + 100 - 9) as u64),
+            "the history's oldest"
+        );
+        assert!(small.counters.get(Counter::EventsDropped) > 0);
     }
 
     #[tokio::test(start_paused = true)]
