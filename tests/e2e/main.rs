@@ -26,6 +26,7 @@ mod proxies;
 mod pushctl;
 mod reliability;
 mod resume;
+mod sentinel;
 mod service;
 mod sse_pages;
 mod state;

@@ -101,7 +101,7 @@ async fn blocking_connection(
         .set_connection_timeout(Some(cluster.timeout))
         .set_response_timeout(Some(BLOCK + cluster.timeout));
     cluster
-        .client
+        .client()
         .get_multiplexed_async_connection_with_config(&config)
         .await
 }
@@ -139,7 +139,9 @@ pub(super) async fn read(cluster: Arc<Cluster>, events: Arc<Events>, token: Canc
             },
         };
         failing = false;
-        loop {
+        let master = cluster.master_changes();
+        // Until the master moves (Sentinel): then read the new one.
+        while cluster.master_changes() == master {
             let from = events
                 .newest()
                 .map_or_else(|| "0-0".to_owned(), |id| id.to_string());
@@ -310,10 +312,15 @@ pub(super) async fn post(cluster: Arc<Cluster>, mut poster: Poster, token: Cance
     let counters = poster.counters();
     let mut holding = false;
     let mut conn = None;
+    let mut master = cluster.master_changes();
     loop {
         if token.is_cancelled() {
             return;
         }
+        if conn.is_some() && cluster.master_changes() != master {
+            conn = None;
+        }
+        master = cluster.master_changes();
         let holds = lease.hold(&cluster).await;
         if holds != holding {
             holding = holds;

@@ -1,4 +1,5 @@
-//! This node's lease in `P:nodes`, and the reaping of nodes whose lease ran out.
+//! This node's lease in `P:nodes`, and the reaping of nodes whose lease ran out;
+//! with Sentinel, following the master first at every renewal.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,6 +31,11 @@ pub async fn run(
         tokio::select! {
             () = token.cancelled() => return,
             _ = ticker.tick() => {}
+        }
+        // With Sentinel: a master that moved is joined again, as Redis after an
+        // outage (scripts loaded, presence rewritten; the subscriber follows).
+        if cluster.follow_master().await {
+            cluster.lease_ok.store(false, Ordering::Relaxed);
         }
         let renewed: redis::RedisResult<i64> = cluster
             .scripts

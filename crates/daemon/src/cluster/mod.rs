@@ -38,6 +38,7 @@ mod resumable;
 mod routes;
 mod scripts;
 mod subscriber;
+mod target;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +67,7 @@ use pending::Pending;
 use presence::PresenceCommand;
 pub(crate) use routes::Route;
 use scripts::Scripts;
+use target::Target;
 
 /// When a push routed to another node counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +126,13 @@ pub(crate) struct Cluster {
     /// The Redis URL without credentials, for `stats`.
     redis_display: String,
     keys: Keys,
-    client: redis::Client,
-    conn: ConnectionManager,
+    /// The Redis URL, or the sentinels that name the master.
+    target: Target,
+    /// The Redis in use now (with Sentinel, replaced when the master moves).
+    redis: std::sync::Mutex<Redis>,
+    /// How many times the master moved: connections of their own (the
+    /// events reader's, the webhook's) connect again when it changes.
+    master_changes: std::sync::atomic::AtomicU64,
     scripts: Scripts,
     pending: Pending,
     lease: Duration,
@@ -148,6 +155,26 @@ pub(crate) struct Cluster {
     events_retain: usize,
     /// `--webhook`: posted from the events stream by one node at a time.
     webhook: std::sync::OnceLock<crate::webhook::Webhook>,
+}
+
+/// The Redis a node talks to now.
+struct Redis {
+    client: redis::Client,
+    /// Shared by every command (pipelined); reconnects by itself.
+    conn: ConnectionManager,
+    /// With Sentinel, the master's address.
+    master: Option<String>,
+}
+
+/// A connection manager for `client`, every call bounded by `timeout`.
+fn manager(client: &redis::Client, timeout: Duration) -> anyhow::Result<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+        .context("--cluster: cannot set up the Redis connection")
 }
 
 /// The presence writer's end of its command channel, made by [`Cluster::new`] and
@@ -191,15 +218,15 @@ impl Cluster {
         groups: GroupLimits,
         id: Option<String>,
     ) -> anyhow::Result<(Self, PresenceInbox)> {
-        let client = redis::Client::open(config.url.as_str())
-            .with_context(|| format!("--cluster: invalid Redis URL {:?}", redacted(&config.url)))?;
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .context("--cluster: cannot set up the Redis connection")?;
+        let target = Target::parse(&config.url)
+            .with_context(|| format!("--cluster {:?}", redacted(&config.url)))?;
+        // With Sentinel the master is not known before the first lease tick
+        // asks: until then commands fail at once, as with a Redis that is down.
+        let client = match target.direct() {
+            Some(client) => client.clone(),
+            None => redis::Client::open("redis://127.0.0.1:0/").expect("a valid URL"),
+        };
+        let conn = manager(&client, config.timeout)?;
         let started = crate::core::ids::boot_ms();
         let (presence, presence_rx) = mpsc::channel(64);
         let cluster = Cluster {
@@ -210,8 +237,13 @@ impl Cluster {
             name: config.node_name.clone(),
             redis_display: redacted(&config.url),
             keys: Keys::new(&config.prefix),
-            client,
-            conn,
+            target,
+            redis: std::sync::Mutex::new(Redis {
+                client,
+                conn,
+                master: None,
+            }),
+            master_changes: std::sync::atomic::AtomicU64::new(0),
             scripts: Scripts::new(),
             pending: Pending::default(),
             lease: config.lease,
@@ -338,9 +370,64 @@ impl Cluster {
         &self.id
     }
 
-    /// The Redis address, without credentials.
-    pub(crate) fn redis_display(&self) -> &str {
-        &self.redis_display
+    /// The Redis address, without credentials (with Sentinel, and the
+    /// master's address in use).
+    pub(crate) fn redis_display(&self) -> String {
+        match &self.lock_redis().master {
+            Some(master) => format!("{} (master {master})", self.redis_display),
+            None => self.redis_display.clone(),
+        }
+    }
+
+    fn lock_redis(&self) -> std::sync::MutexGuard<'_, Redis> {
+        self.redis.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client of the Redis in use, for connections of their own.
+    pub(super) fn client(&self) -> redis::Client {
+        self.lock_redis().client.clone()
+    }
+
+    /// How many times the master moved so far.
+    pub(super) fn master_changes(&self) -> u64 {
+        self.master_changes.load(Ordering::Relaxed)
+    }
+
+    /// With Sentinel: asks the sentinels for the master and, when it moved,
+    /// sends every connection there (the subscriber subscribes again; the
+    /// caller joins the new master). Whether it moved.
+    pub(super) async fn follow_master(&self) -> bool {
+        let Some(found) = self.target.master().await else {
+            return false;
+        };
+        let (client, address) = match found {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::debug!(%err, "cluster: the sentinels name no reachable master");
+                return false;
+            }
+        };
+        if self.lock_redis().master.as_deref() == Some(address.as_str()) {
+            return false;
+        }
+        let Ok(conn) = manager(&client, self.timeout) else {
+            return false;
+        };
+        let before = {
+            let mut redis = self.lock_redis();
+            let before = redis.master.replace(address.clone());
+            redis.client = client;
+            redis.conn = conn;
+            before
+        };
+        self.master_changes.fetch_add(1, Ordering::Relaxed);
+        match before {
+            Some(before) => tracing::warn!(from = %before, to = %address,
+                "cluster: the sentinels moved the master; following it"),
+            None => tracing::info!(master = %address, "cluster: the sentinels name the master"),
+        }
+        self.health.resubscribe.notify_waiters();
+        true
     }
 
     /// The text port's confirmation mode.
@@ -384,7 +471,7 @@ impl Cluster {
     }
 
     pub(super) fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.lock_redis().conn.clone()
     }
 
     /// The mailbox's TTL in ms, size and memory, as the scripts that keep

@@ -36,7 +36,7 @@ pub async fn run(
     let mut ever_subscribed = false;
     loop {
         let subscribed = tokio::time::timeout(cluster.timeout, async {
-            let mut pubsub = cluster.client.get_async_pubsub().await?;
+            let mut pubsub = cluster.client().get_async_pubsub().await?;
             pubsub.subscribe(&channels).await?;
             redis::RedisResult::Ok(pubsub)
         })

@@ -77,7 +77,7 @@ fn local(node: &Node) -> Response {
         cluster: node.cluster.as_ref().map(|cluster| ClusterInfo {
             node: cluster.name().to_owned(),
             node_id: cluster.id().to_owned(),
-            redis: cluster.redis_display().to_owned(),
+            redis: cluster.redis_display(),
             redis_up: cluster.is_up(),
             nodes: vec![NodeStats {
                 name: cluster.name().to_owned(),
