@@ -44,7 +44,7 @@ complete -c pushd -l bind-timeout -d 'Close a connection that has not sent its u
 complete -c pushd -l mailbox-ttl -d 'How long a push waits in the mailbox of a uid that has no connection, for its next connection (a page reload or navigation); 0 turns the mailbox off: such a push answers `fail`, as in the original recipe' -r
 complete -c pushd -l mailbox-size -d 'Most messages waiting for one uid; one more pushes the oldest out (counted)' -r
 complete -c pushd -l mailbox-memory -d 'Bytes kept by all mailboxes together (each message: its payload plus 160 bytes; each uid\'s store: 256); past it a push that would be kept answers `fail` (counted)' -r
-complete -c pushd -l cluster -d 'Cluster mode: share presence and routing with other nodes through the Redis at URL (`redis://HOST:PORT`, `redis+unix:///PATH`). Off by default: a single node' -r
+complete -c pushd -l cluster -d 'Cluster mode: share presence and routing with other nodes through the Redis at URL (`redis://HOST:PORT`, `redis+unix:///PATH`, or `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER` to find and follow the master through Redis Sentinel). Off by default: a single node' -r
 complete -c pushd -l cluster-prefix -d 'Key and channel prefix in Redis, so several clusters can share one Redis' -r
 complete -c pushd -l node-name -d 'This node\'s name in `list` and `stats` [default: the host name]' -r
 complete -c pushd -l cluster-lease -d 'A node whose lease (renewed every third of it, on Redis\'s clock) runs out is taken for dead and its uids leave presence' -r

@@ -370,7 +370,9 @@ pub struct DaemonArgs {
     pub mailbox_memory: u64,
 
     /// Cluster mode: share presence and routing with other nodes through the Redis at URL
-    /// (`redis://HOST:PORT`, `redis+unix:///PATH`). Off by default: a single node.
+    /// (`redis://HOST:PORT`, `redis+unix:///PATH`, or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER` to find and follow the
+    /// master through Redis Sentinel). Off by default: a single node.
     #[arg(
         long,
         env = "PUSHD_CLUSTER",
