@@ -28,6 +28,22 @@ pub fn redis_available() -> bool {
     present
 }
 
+/// redis-cli reaching a Redis by `at` (`-s SOCKET`, `-p PORT`) with `args`:
+/// its trimmed output, `None` when it failed.
+pub async fn redis_cli(at: &[&str], args: &[&str]) -> Option<String> {
+    let output = Command::new(REDIS_CLI)
+        .args(at)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
 /// A redis-server child, killed when dropped.
 pub struct Redis {
     child: Option<Child>,
@@ -82,18 +98,8 @@ impl Redis {
     }
 
     async fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let output = Command::new(REDIS_CLI)
-            .arg("-s")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        let socket = self.socket.display().to_string();
+        redis_cli(&["-s", &socket], args).await
     }
 
     /// Runs one redis-cli command and returns its output.

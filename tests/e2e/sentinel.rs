@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use crate::cluster_harness::{REDIS_CLI, redis_available, wait_for_nodes};
+use crate::cluster_harness::{redis_available, redis_cli, wait_for_nodes};
 use crate::harness::{Pushd, STEP, WsClient, eventually};
 
 /// A free loopback TCP port (bound, then let go).
@@ -65,17 +65,7 @@ impl Server {
 }
 
 async fn cli(port: u16, args: &[&str]) -> Option<String> {
-    let output = Command::new(REDIS_CLI)
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    redis_cli(&["-p", &port.to_string()], args).await
 }
 
 /// A master, a replica and three sentinels watching them as `pushd`.

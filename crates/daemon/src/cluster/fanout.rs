@@ -39,38 +39,7 @@ impl Cluster {
     /// Asks every other live node to carry out `request` on its own connections and
     /// gathers the replies, waiting at most `--cluster-timeout`.
     pub(crate) async fn fan_out(&self, request: Request) -> Partial<Gathered> {
-        let nothing = || Gathered {
-            replies: Default::default(),
-            missing: Vec::new(),
-        };
-        if !self.is_up() {
-            return self.partial(nothing(), self.unreachable_note(None));
-        }
-        let (id, wake) = self.pending.open();
-        let header = Header::Request {
-            from: self.id.clone(),
-            id,
-            request,
-        };
-        // The expected nodes are the live ones before publishing: a node joining
-        // later is not waited for (its reply still counts if it comes).
-        let asked = async {
-            let live = self.live_nodes().await?;
-            self.pending
-                .expect(id, live.into_iter().filter(|node| *node != self.id));
-            self.publish(&self.keys.all(), bus::encode(&header, b""))
-                .await
-        };
-        if let Err(err) = asked.await {
-            self.pending.close(id);
-            return self.partial(nothing(), self.unreachable_note(Some(&err)));
-        }
-        let gathered = self.wait(id, &wake).await;
-        let incomplete = self.missing_notes(&gathered);
-        Partial {
-            value: gathered,
-            incomplete,
-        }
+        self.request(request, None).await
     }
 
     /// Asks node `node` alone to carry out `request`, through its inbox, and
@@ -78,6 +47,11 @@ impl Cluster {
     /// (nobody listens on its inbox) replies nothing, and that is no note:
     /// its connections are gone with it.
     pub(crate) async fn ask(&self, node: &str, request: Request) -> Partial<Gathered> {
+        self.request(request, Some(node)).await
+    }
+
+    /// [`Cluster::fan_out`] (`node` is `None`) or [`Cluster::ask`].
+    async fn request(&self, request: Request, node: Option<&str>) -> Partial<Gathered> {
         let nothing = || Gathered {
             replies: Default::default(),
             missing: Vec::new(),
@@ -86,17 +60,33 @@ impl Cluster {
             return self.partial(nothing(), self.unreachable_note(None));
         }
         let (id, wake) = self.pending.open();
-        let header = Header::Request {
-            from: self.id.clone(),
-            id,
-            request,
+        let header = bus::encode(
+            &Header::Request {
+                from: self.id.clone(),
+                id,
+                request,
+            },
+            b"",
+        );
+        let asked = async {
+            match node {
+                Some(node) => {
+                    self.pending.expect(id, [node.to_owned()]);
+                    self.publish(&self.keys.inbox(node), header).await
+                }
+                None => {
+                    // The expected nodes are the live ones before publishing: a node
+                    // joining later is not waited for (its reply still counts if it comes).
+                    let live = self.live_nodes().await?;
+                    self.pending
+                        .expect(id, live.into_iter().filter(|node| *node != self.id));
+                    self.publish(&self.keys.all(), header).await
+                }
+            }
         };
-        self.pending.expect(id, [node.to_owned()]);
-        match self
-            .publish(&self.keys.inbox(node), bus::encode(&header, b""))
-            .await
-        {
-            Ok(0) => {
+        match asked.await {
+            // Nobody listens on that node's inbox: it is gone.
+            Ok(0) if node.is_some() => {
                 self.pending.close(id);
                 return Partial {
                     value: nothing(),
