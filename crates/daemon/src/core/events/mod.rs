@@ -189,6 +189,9 @@ pub(crate) struct Events {
     /// `--events-retain`.
     retain: usize,
     history: Mutex<History>,
+    /// A consumer subscribed once: from then on events are made and kept
+    /// even while none listens (a single node).
+    listened: std::sync::atomic::AtomicBool,
     counters: Arc<Counters>,
     grace: Duration,
     /// Uids whose last connection closed and whose grace has not passed, with
@@ -263,6 +266,7 @@ impl Events {
             next: AtomicU64::new(1),
             retain: setup.retain,
             history: Mutex::new(History::new(setup.retain, lost)),
+            listened: std::sync::atomic::AtomicBool::new(false),
             counters: setup.counters,
             grace: setup.grace,
             pending: Mutex::new(HashMap::new()),
@@ -330,6 +334,7 @@ impl Events {
         kinds: Vec<Kind>,
         since: Option<EventId>,
     ) -> Subscription {
+        self.listened.store(true, Ordering::Relaxed);
         let history = self.lock_history();
         // Under the history's lock: nothing is published between the two.
         let receiver = self.sender.subscribe();
@@ -391,7 +396,11 @@ impl Events {
         reason: Option<&str>,
         message: Option<(u64, &str)>,
     ) {
-        if self.outbox.is_none() && self.retain == 0 && self.sender.receiver_count() == 0 {
+        // A single node makes no event before its first consumer (nobody could
+        // resume from one); then it keeps them for resumes, with or without
+        // consumers, unless `--events-retain 0`.
+        let kept = self.retain > 0 && self.listened.load(Ordering::Relaxed);
+        if self.outbox.is_none() && !kept && self.sender.receiver_count() == 0 {
             return;
         }
         let wire = Wire {
