@@ -393,12 +393,19 @@ pub(super) async fn post(cluster: Arc<Cluster>, mut poster: Poster, token: Cance
                 let _ = acknowledge(&cluster, &key, &ids).await;
                 break;
             }
-            tokio::select! {
-                () = token.cancelled() => return,
-                () = tokio::time::sleep(backoff.next()) => {}
+            // The lease is renewed through the pause (up to 30 s, longer than a
+            // lease); lost anyway, another node took over and posts this batch.
+            let resume_at = tokio::time::Instant::now() + backoff.next();
+            let mut held = true;
+            while held && tokio::time::Instant::now() < resume_at {
+                let step = (cluster.lease / 3).min(resume_at - tokio::time::Instant::now());
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep(step) => {}
+                }
+                held = lease.hold(&cluster).await;
             }
-            // Another node took over meanwhile: it posts this batch.
-            if !lease.hold(&cluster).await {
+            if !held {
                 break;
             }
         }
