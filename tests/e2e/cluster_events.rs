@@ -339,3 +339,34 @@ async fn a_killed_poster_does_not_take_its_events_with_it() {
     let offline = posted.iter().find(|e| said(e) == "offline k").unwrap();
     assert!(order(&id(offline)) > order(&id(&online)));
 }
+
+/// `XREAD` calls Redis has served so far.
+async fn xread_calls(three: &Three) -> u64 {
+    let stats = three.redis.cli(&["INFO", "commandstats"]).await;
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_xread:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+/// An entry this version does not know (a newer node's event type) is passed
+/// over once: the nodes read on past it instead of reading it again and again.
+#[tokio::test]
+async fn an_entry_of_an_unknown_type_is_passed_over_once() {
+    let Some(three) = Three::start_if_available(options(&[])).await else {
+        return;
+    };
+    let mut stream = Sse::open(&three.nodes[0], "").await;
+    three
+        .redis
+        .cli(&["XADD", "pushd:events", "*", "t", "future", "e", "{}"])
+        .await;
+    let before = xread_calls(&three).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = xread_calls(&three).await - before;
+    // Three nodes each waiting up to 2 s per read: a handful, not thousands.
+    assert!(calls < 30, "{calls} reads in a second");
+    let _page = three.nodes[1].bound_client("after").await;
+    assert_eq!(said(&stream.next().await), "connect after");
+}

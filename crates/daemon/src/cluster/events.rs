@@ -140,11 +140,13 @@ pub(super) async fn read(cluster: Arc<Cluster>, events: Arc<Events>, token: Canc
         };
         failing = false;
         let master = cluster.master_changes();
+        // Past every entry read, events or not (one of a newer version's kinds
+        // is passed over, not read again and again).
+        let mut from = events
+            .newest()
+            .map_or_else(|| "0-0".to_owned(), |id| id.to_string());
         // Until the master moves (Sentinel): then read the new one.
         while cluster.master_changes() == master {
-            let from = events
-                .newest()
-                .map_or_else(|| "0-0".to_owned(), |id| id.to_string());
             let mut command = redis::cmd("XREAD");
             command
                 .arg("COUNT")
@@ -162,6 +164,7 @@ pub(super) async fn read(cluster: Arc<Cluster>, events: Arc<Events>, token: Canc
             match read {
                 Ok(value) => {
                     for entry in stream_entries(value) {
+                        from = entry.id.to_string();
                         if let Some((kind, body)) = entry.event {
                             events.deliver(kind, entry.id, body);
                         }
