@@ -1552,3 +1552,55 @@ async fn a_node_that_stops_hearing_the_bus_subscribes_again() {
         "the log says why"
     );
 }
+
+/// SPEC "Several nodes on more than one Redis server": a Redis that kept the
+/// leases while nobody could renew them (a replica promoted by a failover;
+/// here Redis paused past them while node a is paused too, so that its
+/// renewals do not wait in Redis) must not make an open connection's pushes
+/// `queued`: the first node back finds its own lease run out, and presence is
+/// unsure until the others have written theirs again. (Found by the Sentinel
+/// test: the first node back took its expired lease for a live one, reaped
+/// the others, and a push to a uid open on one of them was queued.)
+#[tokio::test]
+async fn after_redis_keeps_expired_leases_a_push_to_an_open_connection_is_never_just_queued() {
+    if !crate::cluster_harness::redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = crate::cluster_harness::Redis::start(dir.path()).await;
+    let options = NodeOptions::default();
+    let a = crate::cluster_harness::start_node(&redis, dir.path(), "a", &options).await;
+    let b = crate::cluster_harness::start_node(&redis, dir.path(), "b", &options).await;
+    crate::cluster_harness::wait_for_nodes(&b, 2).await;
+    let _page = a.bound_client("open").await;
+    b.wait_connections("open", 1).await;
+    let mut backend = b.text_client().await;
+    a.signal(libc::SIGSTOP);
+    redis.signal(libc::SIGSTOP);
+    pause_ms(3000).await;
+    redis.signal(libc::SIGCONT);
+    let mut answers = Vec::new();
+    let started = Instant::now();
+    let mut a_paused = true;
+    while started.elapsed() < STEP {
+        if a_paused && started.elapsed() > Duration::from_millis(300) {
+            a.signal(libc::SIGCONT);
+            a_paused = false;
+        }
+        let answer = backend.request(r#"{"uid":"open","after":"pause"}"#).await;
+        answers.push(answer.clone());
+        if answer == "ok" {
+            break;
+        }
+        pause_ms(5).await;
+    }
+    if a_paused {
+        a.signal(libc::SIGCONT);
+    }
+    assert!(!answers.iter().any(|a| a == "queued"), "{answers:?}");
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some("ok"),
+        "{answers:?}"
+    );
+}

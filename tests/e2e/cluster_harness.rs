@@ -129,6 +129,19 @@ impl Redis {
             .await;
     }
 
+    /// Sends `signal` to redis-server (SIGSTOP, SIGCONT: a pause that its
+    /// clock, and so every lease, goes on through).
+    #[allow(unsafe_code)]
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        // SAFETY: kill(2) on our own child pid has no memory-safety preconditions.
+        assert_eq!(
+            unsafe { libc::kill(pid as i32, signal) },
+            0,
+            "kill({signal})"
+        );
+    }
+
     /// SIGKILLs redis-server and waits for it to be gone.
     pub async fn kill(&mut self) {
         let mut child = self.child.take().expect("running");

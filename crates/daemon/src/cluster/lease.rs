@@ -48,15 +48,18 @@ pub async fn run(
             .invoke_async(&mut cluster.conn())
             .await;
         match renewed {
-            Ok(added) => {
+            Ok(lapsed) => {
                 // Set before the rewrite, so that a uid change arriving meanwhile is
                 // written too instead of waiting for the next change.
                 let was_ok = cluster.lease_ok.swap(true, Ordering::Relaxed);
-                if added == 1 || !was_ok {
-                    // A new Redis, or the same after an outage: it may have forgotten them.
+                // The lease was missing or had run out: a new Redis, the same after
+                // an outage, or a replica promoted by a failover.
+                let rejoin = lapsed == 1 || !was_ok;
+                if rejoin {
+                    // It may have forgotten them.
                     let _ = cluster.scripts.load(&mut cluster.conn()).await;
                 }
-                if (added == 1 || !was_ok) && resync(&cluster).await.is_err() {
+                if rejoin && resync(&cluster).await.is_err() {
                     cluster.lease_ok.store(false, Ordering::Relaxed);
                     continue;
                 }

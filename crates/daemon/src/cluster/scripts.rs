@@ -20,8 +20,9 @@ macro_rules! with_clock {
 #[derive(Debug)]
 pub struct Scripts {
     /// `KEYS[1]` nodes, `KEYS[2]` settle; ARGV id, lease ms, `1` when this node had
-    /// joined before. Returns 1 when the node was not there; then, for a node that
-    /// had joined, presence is unsure until every node has had a lease's time to
+    /// joined before. Returns 1 when the node was not there or its lease had run out
+    /// (a failover to a replica keeps the leases that nobody could renew); then, for a
+    /// node that had joined, presence is unsure until every node has had a lease's time to
     /// notice the same and write its presence again (`P:settle`).
     pub renew: Script,
     /// `KEYS[1]` nodes; ARGV prefix, offline grace ms, my name, events retained.
@@ -264,11 +265,15 @@ impl Scripts {
     pub fn new() -> Self {
         Scripts {
             renew: Script::new(with_clock!(
-                "local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-                 if added == 1 and ARGV[3] == '1' then
+                "local was = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
+                 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+                 -- Missing, or expired: a Redis that lost it, or one that kept it
+                 -- while nobody could renew (a failover to a replica, a pause).
+                 local gone = was <= now
+                 if gone and ARGV[3] == '1' then
                    redis.call('SET', KEYS[2], now + tonumber(ARGV[2]), 'PX', tonumber(ARGV[2]))
                  end
-                 return added"
+                 return gone and 1 or 0"
             )),
             reap: Script::new(&format!(
                 "{PRESENCE_LUA}{}",
