@@ -241,6 +241,9 @@ impl GroupScripts {
                  -- Without its own lease, or while nodes write their presence again,
                  -- a member nobody seems to hold may be online: not queued.
                  unsure = unsure or now < tonumber(redis.call('GET', prefix .. ':settle') or '0')
+                 -- A node whose lease ran out and that nobody reaped yet may only be
+                 -- slow: its pages may be open.
+                 unsure = unsure or #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1) > 0
                  local members = {}
                  local all = redis.call('HGETALL', prefix .. ':g:' .. ARGV[3])
                  for i = 1, #all, 2 do

@@ -91,6 +91,7 @@ pub async fn run(
             .arg(events.grace().as_millis() as u64)
             .arg(&cluster.name)
             .arg(cluster.events_retain)
+            .arg(cluster.lease.as_millis() as u64)
             .invoke_async(&mut cluster.conn())
             .await;
         if cluster.mailbox.is_some() {

@@ -25,9 +25,10 @@ pub struct Scripts {
     /// node that had joined, presence is unsure until every node has had a lease's time to
     /// notice the same and write its presence again (`P:settle`).
     pub renew: Script,
-    /// `KEYS[1]` nodes; ARGV prefix, offline grace ms, my name, events retained.
-    /// Removes expired nodes and their hashes, and puts every uid that only they held
-    /// in `P:gone` (due after the grace); then takes the due uids of `P:gone` that no
+    /// `KEYS[1]` nodes; ARGV prefix, offline grace ms, my name, events retained, lease
+    /// ms. Removes expired nodes and their hashes, puts every uid that only they held
+    /// in `P:gone` (due after the grace) and, having reaped any, makes presence unsure
+    /// for a lease (`P:settle`: a reaped node may come back with its pages); then takes the due uids of `P:gone` that no
     /// live node holds, and adds their `offline` to the events stream, once in the
     /// cluster. Returns the dead node ids.
     pub reap: Script,
@@ -57,7 +58,8 @@ pub struct Scripts {
     /// the flags have `k` (no connection took it on the pusher, not transient), the pushed
     /// bytes (the payload without its bus header) wait in the uid's stream instead, and
     /// the count is -1, or -2 when every mailbox together is at the memory bound, or
-    /// -3 when presence is unsure (`P:settle`, or the pusher itself has no lease):
+    /// -3 when presence is unsure (`P:settle`, the pusher itself has no lease, or a
+    /// node whose lease ran out is not reaped yet):
     /// the uid may be online on a node that has not written its presence again. A push
     /// that was delivered (flag `d`: on the pusher) to a uid with a `P:v2:<uid>` hash is
     /// kept in the stream too, marked `d`, for resumes.
@@ -282,6 +284,15 @@ impl Scripts {
                      local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
                      for _, id in ipairs(dead) do redis.call('ZREM', KEYS[1], id) end
                      for _, id in ipairs(dead) do drop_node(KEYS[1], ARGV[1], now, grace, id) end
+                     if #dead > 0 then
+                       -- A node reaped may only be slow (paused, upgrading, cut off): its
+                       -- pages may still be open. For a lease, a uid nobody seems to hold
+                       -- is not queued for, but answered fail.
+                       local settle, lease = ARGV[1] .. ':settle', tonumber(ARGV[5])
+                       if now + lease > tonumber(redis.call('GET', settle) or '0') then
+                         redis.call('SET', settle, now + lease, 'PX', lease)
+                       end
+                     end
                      for _, uid in ipairs(redis.call('ZRANGEBYSCORE', gone, '-inf', now, 'LIMIT', 0, 1000)) do
                        redis.call('ZREM', gone, uid)
                        if not held_elsewhere(KEYS[1], ARGV[1], now, '', uid) then
@@ -351,6 +362,9 @@ impl Scripts {
                  -- Without its own lease, or while nodes write their presence again,
                  -- a uid nobody seems to hold may be online: not queued, but -3.
                  unsure = unsure or now < tonumber(redis.call('GET', ARGV[1] .. ':settle') or '0')
+                 -- A node whose lease ran out and that nobody reaped yet may only be
+                 -- slow: its pages may be open.
+                 unsure = unsure or #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1) > 0
                  local named = ARGV[3] == '1'
                  local ttl, size, memory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
                  local n = (#ARGV - 6) / 3
