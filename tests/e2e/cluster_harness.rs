@@ -44,6 +44,18 @@ pub async fn redis_cli(at: &[&str], args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// A redis-server child with `args`, its output dropped, killed when dropped.
+pub fn spawn_redis_server<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
+    Command::new(REDIS_SERVER)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn redis-server")
+}
+
 /// A redis-server child, killed when dropped.
 pub struct Redis {
     child: Option<Child>,
@@ -66,25 +78,21 @@ impl Redis {
 
     async fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
-        let child = Command::new(REDIS_SERVER)
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&self.socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn redis-server");
+        let mut args: Vec<std::ffi::OsString> = vec!["--port".into(), "0".into()];
+        args.extend(["--unixsocket".into(), self.socket.clone().into_os_string()]);
+        for arg in [
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ] {
+            args.push(arg.into());
+        }
+        args.push(self.dir.clone().into_os_string());
+        let child = spawn_redis_server(&args);
         self.child = Some(child);
         eventually(STEP, "redis-server to answer PING", || async {
             self.try_cli(&["PING"]).await.as_deref() == Some("PONG")

@@ -6,12 +6,11 @@
 //! seconds and presence is whole; then a failover back.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::cluster_harness::{redis_available, redis_cli, wait_for_nodes};
+use crate::cluster_harness::{redis_available, redis_cli, spawn_redis_server, wait_for_nodes};
 use crate::harness::{Pushd, STEP, WsClient, eventually};
 
 /// A free loopback TCP port (bound, then let go).
@@ -42,15 +41,7 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("/usr/bin/redis-server")
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn redis-server");
-        self.child = Some(child);
+        self.child = Some(spawn_redis_server(&self.args));
         let port = self.port;
         eventually(STEP, "a Redis to answer PING", || async move {
             cli(port, &["PING"]).await.as_deref() == Some("PONG")
