@@ -123,7 +123,8 @@ impl Redis {
         let clients = self.cli(&["CLIENT", "LIST"]).await;
         let subscriber = clients
             .lines()
-            .filter(|line| line.contains(" sub=2 "))
+            // Each node names its subscriber connection `PREFIX:sub:ID`.
+            .filter(|line| line.contains(":sub:"))
             .filter_map(|line| {
                 line.strip_prefix("id=")?
                     .split(' ')

@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod clients;
 mod cluster;
+mod cluster_channels;
 mod cluster_events;
 mod cluster_groups;
 mod cluster_harness;

@@ -138,7 +138,8 @@ pub(crate) fn to_everyone(node: &Node, message: &Payload) -> u64 {
 /// own for its `pushd.v2` connections): this node's connections only (in
 /// cluster mode the uid's mailbox is not this node's to keep).
 pub(crate) fn from_bus(node: &Node, uid: &Uid, message: &Payload, to: &Recipients) -> u64 {
-    (node.registry).push_from_bus(std::slice::from_ref(uid), message, to.id.as_deref(), to.raw)
+    let uids = std::slice::from_ref(uid);
+    (node.registry).push_from_bus(uids, message, to.id.as_deref(), to.raw, to.v2)
 }
 
 impl Push {

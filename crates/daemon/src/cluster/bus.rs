@@ -23,6 +23,11 @@ pub enum Header {
         /// Request id to confirm delivery under.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply: Option<u64>,
+        /// On the uid's own channel (`P:u:<uid>`): the pusher's connections took
+        /// it already, so the pusher, which hears its own push there when it
+        /// holds the uid too, passes it over.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        here: bool,
         /// The message's id, `MS-N`, that the route script puts in front of the
         /// header line (`ID {header}`): what `pushd.v2` connections get before the
         /// payload. Never in the JSON.
@@ -195,6 +200,7 @@ mod tests {
             from: "n1".into(),
             uid: Uid::parse("42").unwrap(),
             reply: None,
+            here: false,
             id: None,
         };
         let message = encode(&header, line);
@@ -210,6 +216,7 @@ mod tests {
                 from: "n1".into(),
                 uid: Uid::parse("42").unwrap(),
                 reply: Some(3),
+                here: false,
                 id: None,
             },
             b"hi",

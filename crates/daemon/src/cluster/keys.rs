@@ -46,6 +46,30 @@ impl Keys {
         format!("{}:n:{id}", self.prefix)
     }
 
+    /// `P:u:<uid>`: the uid's own channel, subscribed by every node that holds
+    /// a raw (not `pushd.v2`) connection of it: a push that needs no id is one
+    /// `PUBLISH` there, and its receiver count says whether a node took it.
+    pub fn uid_channel(&self, uid: &str) -> String {
+        format!("{}:u:{uid}", self.prefix)
+    }
+
+    /// `P:sub:<id>`: the client name of a node's subscriber connection (what
+    /// `CLIENT SETNAME` allows: printable, no spaces), by which a node that
+    /// reaps it finds it in `CLIENT LIST`.
+    pub fn subscriber_name(&self, id: &str) -> String {
+        format!("{}:sub:{id}", self.prefix)
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+            .collect()
+    }
+
+    /// `P:chan`: set of the node ids that subscribe their uids' channels. While
+    /// a live node is missing from it (an older version, in a rolling deploy),
+    /// every push goes through the route script.
+    pub fn channel_nodes(&self) -> String {
+        format!("{}:chan", self.prefix)
+    }
+
     /// `P:v2:<uid>`: hash, the uid is resumable (`l`: the last message number that may be
     /// missing from its stream, `t`: the last one handed over at a bind).
     pub fn v2(&self, uid: &str) -> String {

@@ -42,6 +42,7 @@ pub async fn run(
             .renew
             .key(cluster.keys.nodes())
             .key(cluster.keys.settle())
+            .key(cluster.keys.channel_nodes())
             .arg(&cluster.id)
             .arg(cluster.lease.as_millis() as u64)
             .arg(u8::from(joined))
@@ -83,7 +84,7 @@ pub async fn run(
                 continue;
             }
         }
-        let reaped: redis::RedisResult<Vec<String>> = cluster
+        let reaped: redis::RedisResult<(Vec<String>, Vec<String>)> = cluster
             .scripts
             .reap
             .key(cluster.keys.nodes())
@@ -112,12 +113,61 @@ pub async fn run(
             }
         }
         // The uids that went offline with it are in the events stream.
-        let dead = reaped.unwrap_or_default();
+        let (dead, gone) = reaped.unwrap_or_default();
+        if !gone.is_empty() {
+            cluster.cut_subscribers(&gone).await;
+        }
         if !dead.is_empty() {
             info!(nodes = ?dead, "cluster: reaped nodes whose lease ran out");
             cluster
                 .pending
                 .drop_nodes(&|node| dead.iter().any(|d| d == node));
+        }
+    }
+}
+
+impl Cluster {
+    /// Cuts the subscriber connections of nodes reaped a while ago that did not
+    /// come back (found by their names in `CLIENT LIST`): one left open by a
+    /// machine that is gone would be counted on its uids' channels, and the
+    /// pushes Redis hands it answered `ok`, until Redis noticed (minutes).
+    async fn cut_subscribers(&self, nodes: &[String]) {
+        let listed: redis::RedisResult<String> = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut self.conn())
+            .await;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(err) => {
+                warn!(%err, "cluster: cannot list Redis's clients to cut a dead node's subscription");
+                return;
+            }
+        };
+        let names: Vec<String> = (nodes.iter())
+            .map(|id| self.keys.subscriber_name(id))
+            .collect();
+        for line in listed.lines() {
+            let field = |key: &str| {
+                (line.split(' ')).find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
+            };
+            let (Some(id), Some(name)) = (field("id"), field("name")) else {
+                continue;
+            };
+            if !names.iter().any(|n| n == name) {
+                continue;
+            }
+            let cut: redis::RedisResult<()> = (redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id))
+                .query_async(&mut self.conn())
+                .await;
+            match cut {
+                Ok(()) => info!(
+                    subscriber = name,
+                    "cluster: cut the subscription of a node reaped a while ago"
+                ),
+                Err(err) => {
+                    warn!(%err, subscriber = name, "cluster: cannot cut the subscription of a dead node")
+                }
+            }
         }
     }
 }

@@ -24,6 +24,7 @@
 
 mod bus;
 mod catch_up;
+mod channels;
 mod events;
 mod fanout;
 mod group_scripts;
@@ -109,6 +110,9 @@ pub(crate) struct Recipients {
     pub(crate) id: Option<String>,
     /// Raw connections too (not when this node pushed it: they had it then).
     pub(crate) raw: bool,
+    /// `pushd.v2` connections too (not for a push on a uid's own channel: it
+    /// has no id; such a push goes through the route script).
+    pub(crate) v2: bool,
 }
 
 /// How often a request waiting for replies re-reads the live nodes, so that a
@@ -142,6 +146,11 @@ pub(crate) struct Cluster {
     lease_ok: AtomicBool,
     /// The subscriber connection is subscribed.
     subscribed: AtomicBool,
+    /// The subscriber connection, while its task runs: the presence writer
+    /// subscribes the uids' channels on it (`channels`). Only the subscriber
+    /// task puts it here and takes it away, so that it closes with the task
+    /// (a live upgrade's old process must stop being counted on its channels).
+    subscription: std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// The lease was renewed and presence written once: the node has joined.
     joined: AtomicBool,
     presence: mpsc::Sender<PresenceCommand>,
@@ -251,6 +260,7 @@ impl Cluster {
             text_confirm: config.text_confirm.into(),
             lease_ok: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            subscription: std::sync::Mutex::new(None),
             joined: AtomicBool::new(false),
             presence,
             mailbox,
@@ -448,6 +458,12 @@ impl Cluster {
     /// Whether pushes to uids nobody holds wait in Redis.
     pub(crate) fn mailbox_on(&self) -> bool {
         self.mailbox.is_some()
+    }
+
+    /// The subscriber connection, if its task has one (a handle to it: the
+    /// connection closes once the task drops it and no call is under way).
+    fn subscription(&self) -> Option<redis::aio::MultiplexedConnection> {
+        (self.subscription.lock().unwrap_or_else(|p| p.into_inner())).clone()
     }
 
     /// Whether this node is in the cluster now: lease renewed and subscribed.

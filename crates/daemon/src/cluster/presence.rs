@@ -10,13 +10,14 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use pushd_proto::uid::Uid;
 
+use super::channels::UidChannels;
 use super::{Bind, Cluster, Taken};
 use crate::core::events::Events;
-use crate::core::registry::{ChangedUids, Registry};
+use crate::core::registry::{ChangedUids, Held, Registry};
 
 /// Uids per `HSET` in a full rewrite.
 const CHUNK: usize = 1000;
@@ -32,6 +33,10 @@ pub enum PresenceCommand {
     /// A connection of the uid bound here: write pending changes, then take the uid's
     /// mailbox from Redis. Takes waiting together share one write and one script.
     Take(Bind, oneshot::Sender<Result<Taken, String>>),
+    /// A new subscriber connection ([`Cluster::subscription`]): subscribe this
+    /// node's channels and its uids' (`channels`) on it, and keep the uids' in
+    /// line from now on.
+    Subscribe(oneshot::Sender<Result<(), String>>),
 }
 
 /// Takes handled together at most.
@@ -46,7 +51,14 @@ pub async fn run(
     mut commands: mpsc::Receiver<PresenceCommand>,
 ) {
     let changed = &*changed;
-    let mut resync = true;
+    let mut writer = Writer {
+        cluster: &cluster,
+        registry: &registry,
+        changed,
+        events: &events,
+        channels: UidChannels::default(),
+        resync: true,
+    };
     // A command read while gathering takes, served next.
     let mut deferred = None;
     loop {
@@ -76,12 +88,7 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
-                let written = if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
-                    write(&cluster, &registry, changed, &events, &mut resync).await
-                } else {
-                    resync = true;
-                    Err(cluster.unreachable_note(None))
-                };
+                let written = writer.write_if_leased().await;
                 let binds: Vec<&Bind> = takes.iter().map(|(bind, _)| bind).collect();
                 let taken = match written {
                     Ok(()) => cluster.take_mailboxes(&binds).await,
@@ -101,26 +108,21 @@ pub async fn run(
                 }
             }
             None => {
-                // Without a lease there is nobody to tell; the lease task asks for a
-                // full rewrite once Redis answers again.
-                if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = write(&cluster, &registry, changed, &events, &mut resync).await;
-                } else {
-                    resync = true;
-                }
+                let _ = writer.write_if_leased().await;
             }
             Some(PresenceCommand::Flush(done)) => {
-                let result = if cluster.lease_ok.load(std::sync::atomic::Ordering::Relaxed) {
-                    write(&cluster, &registry, changed, &events, &mut resync).await
-                } else {
-                    resync = true;
-                    Err(cluster.unreachable_note(None))
-                };
-                let _ = done.send(result);
+                let _ = done.send(writer.write_if_leased().await);
+            }
+            Some(PresenceCommand::Subscribe(done)) => {
+                let held = (registry.all_counts().into_iter())
+                    .filter(|(_, held)| held.raw)
+                    .map(|(uid, _)| uid)
+                    .collect();
+                let _ = done.send(writer.channels.attach(&cluster, held).await);
             }
             Some(PresenceCommand::Resync(done)) => {
-                resync = true;
-                let _ = done.send(write(&cluster, &registry, changed, &events, &mut resync).await);
+                writer.resync = true;
+                let _ = done.send(writer.write().await);
             }
             Some(PresenceCommand::Leave(done)) => {
                 // The last `disconnect`s go before the `offline`s that leaving causes.
@@ -140,6 +142,40 @@ pub async fn run(
     }
 }
 
+/// The presence writer's state, and what it writes from.
+struct Writer<'a> {
+    cluster: &'a Cluster,
+    registry: &'a Registry,
+    changed: &'a ChangedUids,
+    events: &'a Events,
+    channels: UidChannels,
+    /// The next write rewrites everything.
+    resync: bool,
+}
+
+impl Writer<'_> {
+    async fn write(&mut self) -> Result<(), String> {
+        let (cluster, registry, events) = (self.cluster, self.registry, self.events);
+        let (channels, resync) = (&mut self.channels, &mut self.resync);
+        write(cluster, registry, self.changed, events, channels, resync).await
+    }
+
+    /// Without a lease there is nobody to tell: the lease task asks for a full
+    /// rewrite once Redis answers again.
+    async fn write_if_leased(&mut self) -> Result<(), String> {
+        if self
+            .cluster
+            .lease_ok
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.write().await
+        } else {
+            self.resync = true;
+            Err(self.cluster.unreachable_note(None))
+        }
+    }
+}
+
 /// Writes the changed uids (or everything, when `resync`); on failure the next
 /// write is a full rewrite, since Redis may hold anything by then. This node's
 /// events go first; the uids that came online in the whole cluster with it are
@@ -149,10 +185,12 @@ async fn write(
     registry: &Registry,
     changed: &ChangedUids,
     events: &Events,
+    channels: &mut UidChannels,
     resync: &mut bool,
 ) -> Result<(), String> {
     let key = cluster.keys.node(&cluster.id);
-    let counts: Vec<(Uid, u64)> = if *resync {
+    let complete = *resync;
+    let counts: Vec<(Uid, Held)> = if *resync {
         // Taken first: anything that changes after the snapshot is marked again.
         changed.take();
         let mut all = registry.all_counts();
@@ -173,7 +211,7 @@ async fn write(
             .filter(|uid| !here.contains(uid.as_str()))
             .filter_map(|uid| Uid::parse(uid).ok())
             .collect();
-        all.extend(gone.into_iter().map(|uid| (uid, 0)));
+        all.extend(gone.into_iter().map(|uid| (uid, Held::default())));
         all
     } else {
         let uids = changed.take();
@@ -182,7 +220,15 @@ async fn write(
     };
     // Taken after the counts: a bind tells its `connect` before it marks its
     // uid changed, so every connection counted here has its event in these.
+    // And right after them: a `disconnect` taken later could be written before
+    // the `online` of a count that still has its connection.
     let mut outgoing = events.outgoing();
+    // The uids' channels before their presence: a bind's take follows this.
+    let raw = counts.iter().map(|(uid, held)| (uid, held.raw));
+    if !(channels.update(cluster, raw, complete)).await {
+        warn!("cluster: could not change the uids' subscriptions; subscribing to Redis again");
+        cluster.health.resubscribe.notify_waiters();
+    }
     if counts.is_empty() && outgoing.is_empty() {
         return Ok(());
     }
@@ -218,8 +264,8 @@ async fn write(
             .arg(grace)
             .arg(&cluster.name)
             .arg(cluster.events_retain);
-        for (uid, n) in chunk {
-            script.arg(uid.as_str()).arg(*n);
+        for (uid, held) in chunk {
+            script.arg(uid.as_str()).arg(held.connections);
         }
         pipe.invoke_script(&script).ignore();
         let written = pipe.query_async::<()>(&mut cluster.conn()).await;

@@ -1,8 +1,20 @@
-//! Routing pushes to the other nodes: one route script for a whole batch
-//! (presence lookup, message ids, the bus message, the mailbox when nobody
-//! holds the uid) and, with [`Confirm::Delivered`], waiting for the holders'
-//! counts.
+//! Routing pushes to the other nodes.
+//!
+//! A push that needs no id (its uid is not resumable: no `pushd.v2` connection
+//! anywhere keeps its place) is one `PUBLISH` on the uid's own channel, which
+//! every node holding a raw connection of the uid subscribes (`channels`): Redis
+//! answers how many nodes took it. That is the cheap path, for the text port's
+//! [`Confirm::Received`]: no Lua, no lookup per push (docs/cluster.md, "Routes").
+//!
+//! Everything else goes through one route script for a whole batch (presence
+//! lookup, message ids, the bus message to each holder's inbox, the mailbox
+//! when nobody holds the uid) and, with [`Confirm::Delivered`], waits for the
+//! holders' counts: a resumable uid's pushes, a push that no node took on its
+//! channel and this node did not take either (the script queues it, or finds a
+//! holder that is not subscribed yet), and every push while a live node does not
+//! subscribe its uids' channels (an older version, in a rolling deploy).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pushd_proto::admin::Response;
@@ -15,7 +27,7 @@ use super::{Cluster, Confirm, Partial};
 /// What became of one push on the other nodes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Routed {
-    /// Connections that took it.
+    /// Connections that took it (on the uids' channels: nodes).
     pub(crate) connections: u64,
     /// Nobody holds the uid: it waits in the uid's mailbox in Redis.
     pub(crate) queued: bool,
@@ -67,16 +79,189 @@ impl Cluster {
         pushes: &[Route<'_>],
         confirm: Confirm,
     ) -> Vec<Partial<Routed>> {
-        let failed = |note: String| {
-            (pushes.iter())
-                .map(|_| self.partial(Routed::default(), note.clone()))
-                .collect()
-        };
+        let failed = |note: String| self.all_failed(pushes.len(), note);
         if pushes.is_empty() {
             return Vec::new();
         }
         if !self.is_up() {
             return failed(self.unreachable_note(None));
+        }
+        if confirm == Confirm::Delivered || !self.mailbox_on() {
+            // Counts per connection, or pushd.v2 ids without a mark in Redis
+            // of which uids have such connections: the script.
+            return self.route_by_script(pushes, confirm).await;
+        }
+        let on_channels = match self.route_on_channels(pushes).await {
+            Ok(routed) => routed,
+            Err(err) => return failed(self.unreachable_note(Some(&err))),
+        };
+        let rest: Vec<Route> = (pushes.iter().zip(&on_channels))
+            .filter(|(_, routed)| routed.is_none())
+            .map(|(push, _)| *push)
+            .collect();
+        let mut by_script = self.route_by_script(&rest, confirm).await.into_iter();
+        (on_channels.into_iter())
+            .map(|routed| match routed {
+                Some(value) => Partial {
+                    value,
+                    incomplete: Vec::new(),
+                },
+                None => by_script
+                    .next()
+                    .expect("a result per push routed by script"),
+            })
+            .collect()
+    }
+
+    /// Publishes on their uids' channels the pushes that need no id, in one
+    /// `MULTI` (a node that subscribes meanwhile sees all of a uid's or none).
+    /// `None` for a push left to the route script: its uid is resumable, or this
+    /// node has `pushd.v2` connections of it, or no node took it on its channel
+    /// and this node did not either; every push while a live node does not
+    /// subscribe its uids' channels.
+    async fn route_on_channels(
+        &self,
+        pushes: &[Route<'_>],
+    ) -> redis::RedisResult<Vec<Option<Routed>>> {
+        // One uid's pushes go one way, so that they keep their order.
+        let mut uids: HashMap<&str, bool> = HashMap::new();
+        for push in pushes {
+            *uids.entry(push.uid.as_str()).or_insert(true) &= !push.v2_here;
+        }
+        let candidates: Vec<&str> = (uids.iter())
+            .filter(|(_, ok)| **ok)
+            .map(|(uid, _)| *uid)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(vec![None; pushes.len()]);
+        }
+        // Whether every node subscribes its uids' channels and is alive, and
+        // how many of these uids are resumable: one command for all of them,
+        // then one each only when some are and some are not.
+        let mut pipe = redis::pipe();
+        pipe.zcard(self.keys.nodes());
+        (pipe.cmd("ZINTERCARD").arg(2))
+            .arg(self.keys.nodes())
+            .arg(self.keys.channel_nodes());
+        pipe.cmd("TIME");
+        (pipe.cmd("ZRANGE").arg(self.keys.nodes()))
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES");
+        pipe.get(self.keys.settle());
+        let v2_keys: Vec<String> = candidates.iter().map(|uid| self.keys.v2(uid)).collect();
+        pipe.exists(&v2_keys);
+        type Answers = (u64, u64, (u64, u64), Vec<(String, f64)>, Option<f64>, usize);
+        let (nodes, subscribing, (secs, micros), first_lease, settle, resumable): Answers =
+            pipe.query_async(&mut self.conn()).await?;
+        let now_ms = (secs * 1000 + micros / 1000) as f64;
+        // A node whose lease ran out may be paused with its subscription open, or
+        // gone with it left behind until Redis notices (it is killed a lease after
+        // the reap: `lease`): its uids' pushes go to the script, which answers
+        // `fail` for them while presence is unsure.
+        let lapsed = first_lease
+            .first()
+            .is_some_and(|(_, until)| *until <= now_ms);
+        let unsure = lapsed || settle.is_some_and(|until| now_ms < until);
+        if nodes != subscribing || unsure || resumable == candidates.len() {
+            return Ok(vec![None; pushes.len()]);
+        }
+        if resumable > 0 {
+            let mut each = redis::pipe();
+            for key in &v2_keys {
+                each.exists(key);
+            }
+            let each: Vec<bool> = each.query_async(&mut self.conn()).await?;
+            for (uid, resumable) in candidates.iter().zip(each) {
+                if resumable {
+                    uids.insert(uid, false);
+                }
+            }
+        }
+        let fast: Vec<usize> = (0..pushes.len())
+            .filter(|&i| uids[pushes[i].uid.as_str()])
+            .collect();
+        if fast.is_empty() {
+            return Ok(vec![None; pushes.len()]);
+        }
+        // A uid pushed more than once in the batch has its pushes in one
+        // `MULTI`, so that a node subscribing meanwhile sees all of them or none
+        // (one taken and an earlier one left to the script would pass it). The
+        // others need none: a transaction costs Redis a reply more per command.
+        let mut times: HashMap<&str, usize> = HashMap::new();
+        for &i in &fast {
+            *times.entry(pushes[i].uid.as_str()).or_default() += 1;
+        }
+        let (together, alone): (Vec<usize>, Vec<usize>) =
+            (fast.iter()).partition(|&&i| times[pushes[i].uid.as_str()] > 1);
+        let mut pipe = redis::pipe();
+        let publish = |pipe: &mut redis::Pipeline, push: &Route| {
+            let header = Header::Send {
+                from: self.id.clone(),
+                uid: push.uid.clone(),
+                reply: None,
+                here: push.delivered_here,
+                id: None,
+            };
+            let channel = self.keys.uid_channel(push.uid.as_str());
+            pipe.publish(channel, bus::encode(&header, push.message));
+        };
+        if !together.is_empty() {
+            pipe.cmd("MULTI").ignore();
+            for &i in &together {
+                publish(&mut pipe, &pushes[i]);
+                pipe.ignore();
+            }
+            pipe.cmd("EXEC");
+        }
+        for &i in &alone {
+            publish(&mut pipe, &pushes[i]);
+        }
+        let answers: Vec<redis::Value> = pipe.query_async(&mut self.conn()).await?;
+        let mut answers = answers.into_iter();
+        let mut counts: Vec<u64> = vec![0; pushes.len()];
+        if !together.is_empty() {
+            let exec: Vec<u64> =
+                redis::from_redis_value(answers.next().unwrap_or(redis::Value::Nil))?;
+            for (&i, count) in together.iter().zip(exec) {
+                counts[i] = count;
+            }
+        }
+        for (&i, answer) in alone.iter().zip(answers) {
+            counts[i] = redis::from_redis_value(answer)?;
+        }
+        Ok((pushes.iter().zip(counts))
+            .map(|(push, nodes)| {
+                if !uids[push.uid.as_str()] {
+                    return None;
+                }
+                // This node hears its own push when it holds the uid too.
+                let others = nodes.saturating_sub(u64::from(push.delivered_here));
+                (nodes > 0 || push.delivered_here).then_some(Routed {
+                    connections: others,
+                    queued: false,
+                    sent: true,
+                })
+            })
+            .collect())
+    }
+
+    /// `n` pushes that did not go out, for the reason `note`.
+    fn all_failed(&self, n: usize, note: String) -> Vec<Partial<Routed>> {
+        (0..n)
+            .map(|_| self.partial(Routed::default(), note.clone()))
+            .collect()
+    }
+
+    /// [`Cluster::route`] through the route script.
+    async fn route_by_script(
+        &self,
+        pushes: &[Route<'_>],
+        confirm: Confirm,
+    ) -> Vec<Partial<Routed>> {
+        let failed = |note: String| self.all_failed(pushes.len(), note);
+        if pushes.is_empty() {
+            return Vec::new();
         }
         let confirming = confirm == Confirm::Delivered;
         let tickets: Vec<Option<(u64, Arc<tokio::sync::Notify>)>> = pushes
@@ -95,6 +280,7 @@ impl Cluster {
                 from: self.id.clone(),
                 uid: push.uid.clone(),
                 reply: ticket.as_ref().map(|(id, _)| *id),
+                here: false,
                 id: None,
             };
             invocation

@@ -19,7 +19,8 @@ macro_rules! with_clock {
 /// Redis restart forgot them).
 #[derive(Debug)]
 pub struct Scripts {
-    /// `KEYS[1]` nodes, `KEYS[2]` settle; ARGV id, lease ms, `1` when this node had
+    /// `KEYS[1]` nodes, `KEYS[2]` settle, `KEYS[3]` the nodes that subscribe their
+    /// uids' channels (this one does); ARGV id, lease ms, `1` when this node had
     /// joined before. Returns 1 when the node was not there or its lease had run out
     /// (a failover to a replica keeps the leases that nobody could renew); then, for a
     /// node that had joined, presence is unsure until every node has had a lease's time to
@@ -28,9 +29,12 @@ pub struct Scripts {
     /// `KEYS[1]` nodes; ARGV prefix, offline grace ms, my name, events retained, lease
     /// ms. Removes expired nodes and their hashes, puts every uid that only they held
     /// in `P:gone` (due after the grace) and, having reaped any, makes presence unsure
-    /// for a lease (`P:settle`: a reaped node may come back with its pages); then takes the due uids of `P:gone` that no
+    /// for a lease (`P:settle`: a reaped node may come back with its pages), and
+    /// drops them (and any an older node reaped) from `P:chan`; then takes the due uids of `P:gone` that no
     /// live node holds, and adds their `offline` to the events stream, once in the
-    /// cluster. Returns the dead node ids.
+    /// cluster. Returns the dead node ids, and those reaped two thirds of a
+    /// lease ago or more that did not come back, whose subscriber connections
+    /// the caller cuts (`P:reaped`: node id → when it was reaped).
     pub reap: Script,
     /// `KEYS[1]` nodes; ARGV prefix, my id, offline grace ms, my name, events
     /// retained, then uid and count pairs. Writes this node's counts (0 deletes) to
@@ -40,7 +44,8 @@ pub struct Scripts {
     /// within the grace: neither event). Returns how many came online.
     pub presence: Script,
     /// `KEYS[1]` nodes; ARGV prefix, my id, offline grace ms. This node leaves: its hash
-    /// goes, the uids only it held go in `P:gone`, and the webhook's lease if it held it.
+    /// goes, the uids only it held go in `P:gone`, and the webhook's lease if it held
+    /// it; it leaves `P:chan`.
     pub leave: Script,
     /// `KEYS[1]` nodes; no ARGV. The live node ids.
     pub live: Script,
@@ -269,6 +274,7 @@ impl Scripts {
             renew: Script::new(with_clock!(
                 "local was = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
                  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+                 redis.call('SADD', KEYS[3], ARGV[1])
                  -- Missing, or expired: a Redis that lost it, or one that kept it
                  -- while nobody could renew (a failover to a replica, a pause).
                  local gone = was <= now
@@ -284,6 +290,27 @@ impl Scripts {
                      local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
                      for _, id in ipairs(dead) do redis.call('ZREM', KEYS[1], id) end
                      for _, id in ipairs(dead) do drop_node(KEYS[1], ARGV[1], now, grace, id) end
+                     local chan = ARGV[1] .. ':chan'
+                     for _, id in ipairs(redis.call('SMEMBERS', chan)) do
+                       if not redis.call('ZSCORE', KEYS[1], id) then redis.call('SREM', chan, id) end
+                     end
+                     -- A reaped node's subscriber connection may outlive it (a
+                     -- machine gone without closing it): still counted on its
+                     -- uids' channels. Unless the node is back, it is cut before
+                     -- presence is sure again (the reap's settle, a lease).
+                     local reaped, cut = ARGV[1] .. ':reaped', {}
+                     for _, id in ipairs(dead) do redis.call('HSET', reaped, id, now) end
+                     local lease = tonumber(ARGV[5])
+                     local pending = redis.call('HGETALL', reaped)
+                     for i = 1, #pending, 2 do
+                       local id, at = pending[i], tonumber(pending[i + 1])
+                       if redis.call('ZSCORE', KEYS[1], id) then
+                         redis.call('HDEL', reaped, id)
+                       elseif now >= at + lease * 2 / 3 then
+                         redis.call('HDEL', reaped, id)
+                         table.insert(cut, id)
+                       end
+                     end
                      if #dead > 0 then
                        -- A node reaped may only be slow (paused, upgrading, cut off): its
                        -- pages may still be open. For a lease, a uid nobody seems to hold
@@ -299,7 +326,7 @@ impl Scripts {
                          tell(ARGV[1], ARGV[4], ARGV[3], now, 'offline', uid)
                        end
                      end
-                     return dead"
+                     return {dead, cut}"
                 )
             )),
             presence: Script::new(&format!(
@@ -330,6 +357,7 @@ impl Scripts {
                 "{PRESENCE_LUA}{}",
                 with_clock!(
                     "redis.call('ZREM', KEYS[1], ARGV[2])
+                     redis.call('SREM', ARGV[1] .. ':chan', ARGV[2])
                      drop_node(KEYS[1], ARGV[1], now, tonumber(ARGV[3]), ARGV[2])
                      -- Another node takes over the webhook at once.
                      if redis.call('GET', ARGV[1] .. ':hook') == ARGV[2] then

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::core::payload::Payload;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -31,18 +33,21 @@ pub async fn run(
     token: CancellationToken,
     catch_up_at_start: bool,
 ) {
-    let channels = [cluster.keys.all(), cluster.keys.inbox(&cluster.id)];
     let mut delay = RETRY.0;
     let mut ever_subscribed = false;
     loop {
-        let subscribed = tokio::time::timeout(cluster.timeout, async {
-            let mut pubsub = cluster.client().get_async_pubsub().await?;
-            pubsub.subscribe(&channels).await?;
-            redis::RedisResult::Ok(pubsub)
-        })
-        .await;
+        let connected = tokio::time::timeout(cluster.timeout, connect(&cluster)).await;
+        let (open, subscribed) = match connected {
+            // The presence writer subscribes: this node's channels and its uids'.
+            Ok(Ok((conn, messages))) => {
+                let open = Open::new(&cluster, conn);
+                (Some(open), subscribe(&cluster).await.map(|()| messages))
+            }
+            Ok(Err(err)) => (None, Err(err.to_string())),
+            Err(_) => (None, Err("timed out".to_owned())),
+        };
         match subscribed {
-            Ok(Ok(pubsub)) => {
+            Ok(mut messages) => {
                 delay = RETRY.0;
                 cluster.subscribed.store(true, Ordering::Relaxed);
                 if ever_subscribed {
@@ -60,18 +65,23 @@ pub async fn run(
                     }
                 }
                 ever_subscribed = true;
-                let mut messages = pubsub.into_on_message();
+                let uid_channels = cluster.keys.uid_channel("");
                 loop {
                     tokio::select! {
                         () = token.cancelled() => return,
                         // The health check did not hear this node's probe: this
                         // subscription is dropped and made again.
                         () = cluster.health.resubscribe.notified() => break,
-                        message = messages.next() => match message {
-                            Some(message) => {
-                                serve(&cluster, &registry, &local, message.get_payload_bytes());
+                        push = messages.recv() => match push {
+                            Some(PushInfo { kind: PushKind::Message, data }) => {
+                                if let [Value::BulkString(channel), Value::BulkString(payload)] = &data[..] {
+                                    let on_uid = channel.starts_with(uid_channels.as_bytes());
+                                    serve(&cluster, &registry, &local, payload, on_uid);
+                                }
                             }
-                            None => break,
+                            Some(PushInfo { kind: PushKind::Disconnection, .. }) | None => break,
+                            // Confirmations of (un)subscribing.
+                            Some(_) => {}
                         },
                     }
                 }
@@ -80,9 +90,9 @@ pub async fn run(
                     "cluster: lost the Redis subscription; pushes to other nodes answer fail until it is back"
                 );
             }
-            Ok(Err(err)) => debug!(%err, "cluster: cannot subscribe"),
-            Err(_) => debug!("cluster: subscribing timed out"),
+            Err(err) => debug!(%err, "cluster: cannot subscribe"),
         }
+        drop(open);
         tokio::select! {
             () = token.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
@@ -91,10 +101,79 @@ pub async fn run(
     }
 }
 
+/// A connection of its own for the subscriptions, in RESP3 (what Redis sends
+/// it comes on the receiver, and it still takes commands), named after this
+/// node (`Keys::subscriber_name`): a node that reaps this one cuts it, so that
+/// a node gone without closing it is no longer counted on its uids' channels.
+async fn connect(
+    cluster: &Cluster,
+) -> redis::RedisResult<(MultiplexedConnection, UnboundedReceiver<PushInfo>)> {
+    let info = cluster.client().get_connection_info().clone();
+    let resp3 = (info.redis_settings().clone()).set_protocol(ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(resp3))?;
+    let (pushes, messages) = tokio::sync::mpsc::unbounded_channel();
+    let config = redis::AsyncConnectionConfig::new()
+        .set_push_sender(pushes)
+        .set_connection_timeout(Some(cluster.timeout))
+        .set_response_timeout(Some(cluster.timeout));
+    let mut conn = (client)
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    (redis::cmd("CLIENT").arg("SETNAME"))
+        .arg(cluster.keys.subscriber_name(&cluster.id))
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok((conn, messages))
+}
+
+/// The subscriber connection in [`Cluster::subscription`] while it is this
+/// task's: it goes with this, whichever way the task leaves it.
+struct Open<'a>(&'a Cluster);
+
+impl<'a> Open<'a> {
+    fn new(cluster: &'a Cluster, conn: MultiplexedConnection) -> Self {
+        *cluster
+            .subscription
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        Open(cluster)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .subscription
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Has the presence writer subscribe this node's channels and its uids' on the
+/// new subscriber connection, within the timeout.
+async fn subscribe(cluster: &Cluster) -> Result<(), String> {
+    let (done, subscribed) = oneshot::channel();
+    let asked = (cluster.presence).send(PresenceCommand::Subscribe(done));
+    let subscribed = async {
+        asked.await.map_err(|_| "stopping".to_owned())?;
+        subscribed.await.map_err(|_| "stopping".to_owned())?
+    };
+    tokio::time::timeout(cluster.timeout * 2, subscribed)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
 /// Serves one bus message. Pushes and kicks are carried out right here, in arrival
 /// order; anything that needs Redis again (replies) runs in its own task so the
-/// subscription is never held up.
-fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, message: &[u8]) {
+/// subscription is never held up. `on_uid`: it came on a uid's own channel.
+fn serve(
+    cluster: &Arc<Cluster>,
+    registry: &Registry,
+    local: &Arc<dyn Local>,
+    message: &[u8],
+    on_uid: bool,
+) {
     let (header, payload) = match bus::decode(message) {
         Ok(decoded) => decoded,
         Err(err) => {
@@ -124,15 +203,35 @@ fn serve(cluster: &Arc<Cluster>, registry: &Registry, local: &Arc<dyn Local>, me
         return;
     }
     match header {
+        Header::Send { here, .. } if on_uid && own && here => {
+            // Our own push, heard on the uid's channel: ours took it already.
+        }
+        Header::Send { uid, .. } if on_uid => {
+            // A push with no id, for raw connections only (a uid that has
+            // pushd.v2 ones goes through the route script).
+            let to = Recipients {
+                id: None,
+                raw: true,
+                v2: false,
+            };
+            if let Ok(message) = Payload::try_from(Bytes::copy_from_slice(payload)) {
+                local.push(&uid, &message, to);
+            }
+        }
         Header::Send {
             from,
             uid,
             reply,
             id,
+            ..
         } => {
             // One of our own pushes comes back for our pushd.v2 connections only:
             // the others had it when it was pushed.
-            let to = Recipients { id, raw: !own };
+            let to = Recipients {
+                id,
+                raw: !own,
+                v2: true,
+            };
             let delivered = match Payload::try_from(Bytes::copy_from_slice(payload)) {
                 Ok(message) => local.push(&uid, &message, to),
                 Err(_) => 0,

@@ -215,7 +215,7 @@ impl cluster::Local for Node {
     }
 
     fn push_members(&self, uids: &[Uid], message: &Payload, id: Option<&str>) -> u64 {
-        self.registry.push_from_bus(uids, message, id, true)
+        self.registry.push_from_bus(uids, message, id, true, true)
     }
 
     fn serve(self: Arc<Self>, request: Request) -> BoxFuture<'static, Result<Response, String>> {

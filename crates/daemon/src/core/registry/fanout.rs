@@ -153,8 +153,8 @@ impl Registry {
 
     /// Queues a push that came over the bus for the connections here of
     /// `uids` (one uid, or the members of a group this node holds): with `id`,
-    /// `pushd.v2` ones get `ID PAYLOAD`, one frame for all; raw ones get the
-    /// message unless `!raw`. Nothing is kept: in cluster mode the mailbox is
+    /// `pushd.v2` ones get `ID PAYLOAD`, one frame for all (none of it with
+    /// `!v2`); raw ones get the message unless `!raw`. Nothing is kept: in cluster mode the mailbox is
     /// in Redis. Returns how many took it (or had it already).
     ///
     /// A `pushd.v2` connection that was given message N or a later one already
@@ -167,6 +167,7 @@ impl Registry {
         message: &Payload,
         id: Option<&str>,
         raw: bool,
+        v2: bool,
     ) -> u64 {
         let n = id.and_then(ids::number_of).unwrap_or(0);
         let mut v2_frame = None;
@@ -182,6 +183,7 @@ impl Registry {
                 (uids.iter()).flat_map(|uid| state.uids.get(uid.as_str()).into_iter().flatten());
             for handle in handles {
                 let frame = match (handle.v2, id) {
+                    (true, _) if !v2 => continue,
                     (true, Some(_)) if n > 0 && n <= handle.last_number() => {
                         offered.delivered += 1;
                         continue;

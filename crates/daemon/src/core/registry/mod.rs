@@ -36,7 +36,7 @@ pub(crate) use binding::{BindError, HandedOver};
 pub(crate) use fanout::{Pushed, PushedHere};
 pub(crate) use groups::{GroupAdded, GroupPushed, Member};
 pub(crate) use kick::KickedIdle;
-pub(crate) use snapshot::{MailboxTotals, Sizes};
+pub(crate) use snapshot::{Held, MailboxTotals, Sizes};
 
 use super::clock::Clock;
 use super::conn::{CloseRequest, ConnHandle, ConnId, QueueLimits};

@@ -52,22 +52,41 @@ pub(crate) struct MailboxTotals {
     pub(crate) bytes: u64,
 }
 
+/// A uid's connections on this node.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// How many (0: offline here).
+    pub(crate) connections: u64,
+    /// Whether any of them is raw (not `pushd.v2`): in cluster mode such a uid
+    /// is subscribed to its own channel (`cluster::channels`).
+    pub(crate) raw: bool,
+}
+
+impl Held {
+    fn of(list: &[Arc<ConnHandle>]) -> Self {
+        Held {
+            connections: list.len() as u64,
+            raw: list.iter().any(|h| !h.v2),
+        }
+    }
+}
+
 impl Registry {
-    /// How many connections each of `uids` has now (0: offline).
-    pub(crate) fn counts(&self, uids: &[Uid]) -> Vec<u64> {
+    /// What each of `uids` has here now.
+    pub(crate) fn counts(&self, uids: &[Uid]) -> Vec<Held> {
         let state = self.lock();
         uids.iter()
-            .map(|uid| state.uids.get(uid).map_or(0, |list| list.len() as u64))
+            .map(|uid| state.uids.get(uid).map_or(Held::default(), |l| Held::of(l)))
             .collect()
     }
 
-    /// Every bound uid with its number of connections.
-    pub(crate) fn all_counts(&self) -> Vec<(Uid, u64)> {
+    /// Every bound uid with what it has here.
+    pub(crate) fn all_counts(&self) -> Vec<(Uid, Held)> {
         let state = self.lock();
         state
             .uids
             .iter()
-            .map(|(uid, list)| (uid.clone(), list.len() as u64))
+            .map(|(uid, list)| (uid.clone(), Held::of(list)))
             .collect()
     }
 
