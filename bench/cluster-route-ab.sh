@@ -43,7 +43,7 @@ run() {
     local before after report
     before=$(cpu_ticks "$redis")
     report=$(timeout 300 "$bench" --json --ws 127.0.0.1:32234 --text 127.0.0.1:35678 \
-        --socket "$dir/a.sock" push -n 800 -m "$messages")
+        --socket "$dir/a.sock" --pid "$redis" push -n 800 -m "$messages")
     after=$(cpu_ticks "$redis")
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -51,7 +51,7 @@ run() {
     local us_per_push
     us_per_push=$(echo "scale=2; ($after - $before) * 1000000 / $ticks / $messages" | bc)
     echo "{\"side\":\"$side\",\"redis_cpu_us_per_push\":$us_per_push,\"report\":$report}" >> "$results"
-    echo "$side: redis ${us_per_push} us/push; $(echo "$report" | jq -c '[.figures[] | select(.name | test("rate|p99"))] | map({(.name): .value}) | add')" >&2
+    echo "$side: redis ${us_per_push} us/push; $(echo "$report" | jq -c '[.figures[] | select(.name | test("rate|p99|CPU"))] | map({(.name): .value}) | add')" >&2
 }
 
 for _ in $(seq "$rounds"); do

@@ -2,7 +2,8 @@
 #
 #   start NAME WS_PORT TEXT_PORT [PUSHD OPTIONS...]   sets $pid_NAME; socket $dir/NAME.sock
 #   start_redis                                        a redis-server on $dir/redis.sock
-#                                                      (persistence off); cli runs redis-cli on it
+#                                                      (persistence off), pid $pid_redis; cli runs
+#                                                      redis-cli on it
 #
 # $bin: BIN (a directory with prebuilt pushd, pushctl and pushbench: an A/B run of two
 # builds), by default this tree's release build. $dir: a temporary directory for
@@ -41,6 +42,7 @@ start_redis() {
     redis-server --port 0 --unixsocket "$dir/redis.sock" --save "" --appendonly no --dir "$dir" \
         >"$dir/redis.log" 2>&1 &
     pids+=($!)
+    pid_redis=$!
     for _ in $(seq 50); do redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
     echo "redis-server did not start" >&2; cat "$dir/redis.log" >&2; exit 1
 }

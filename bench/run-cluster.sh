@@ -9,9 +9,13 @@
 #   1. IDLE connections held open on every node (one pushbench process per node,
 #      IDLE each, default 18000: each node, with 20,000 files, takes 19,168 connections, and b gets 1,000 more);
 #      RSS per connection per node;
-#   2. with all of them online: push rate and latency with 1000 more clients on b,
+#   2. with all of them online (after SETTLE seconds, default 5, so that the binds'
+#      last takes and presence writes are done before RSS is read): push rate and
+#      latency with 800 more clients on b,
 #      pushed through a's text port (cross-node), through b's own (same node, still
-#      cluster mode), and against solo; Redis time per routed send (INFO commandstats);
+#      cluster mode), and against solo; Redis's CPU time per push over the pushes (from
+#      /proc: pushbench --pid, "server CPU per message" in the push-*-node records) and
+#      its commands (INFO commandstats);
 #   3. `pushctl kick` through a of a uid held by b, 20 times (whole process);
 #   4. SIGKILL of c: time until c's uids are offline as seen from a.
 # Every step is bounded by `timeout`. Takes about 5 minutes on a 2-core machine.
@@ -56,6 +60,8 @@ for _ in $(seq 600); do
     sleep 0.5
 done
 echo "online in the cluster: $online" >&2
+# Idle means idle: the binds' last mailbox takes and presence writes finish first.
+sleep "${SETTLE:-5}"
 for node in a b c; do
     pid_var=pid_$node
     after=$(rss_kib "${!pid_var}")
@@ -66,11 +72,18 @@ done
 # 2. Pushes with everybody online: cross-node, same node, solo.
 cli config resetstat >/dev/null
 record push-cross-node "$(bench --ws 127.0.0.1:22234 --text 127.0.0.1:25678 --socket "$dir/a.sock" \
-    --uid-prefix x push -n 800 -m 100000)"
-record redis-commandstats "$(cli info commandstats | tr -d '\r' | grep -E 'evalsha|publish' |
+    --pid "$pid_redis" --uid-prefix x push -n 800 -m 100000)"
+record redis-commandstats "$(cli info commandstats | tr -d '\r' |
+    grep -E 'evalsha|publish|exec|exists|zintercard|subscribe' |
     jq -c -R -s 'split("\n") | map(select(length > 0))')"
 record push-same-node "$(bench --ws 127.0.0.1:22234 --text 127.0.0.1:26678 --socket "$dir/b.sock" \
-    --uid-prefix y push -n 800 -m 100000)"
+    --pid "$pid_redis" --uid-prefix y push -n 800 -m 100000)"
+# The same two at a paced 40,000 pushes a second, below what either path saturates at
+# here: Redis's CPU per push at equal load, with no backlog building anywhere.
+record push-cross-node-paced "$(bench --ws 127.0.0.1:22234 --text 127.0.0.1:25678 --socket "$dir/a.sock" \
+    --pid "$pid_redis" --uid-prefix v push -n 800 -m 100000 --rate 40000)"
+record push-same-node-paced "$(bench --ws 127.0.0.1:22234 --text 127.0.0.1:26678 --socket "$dir/b.sock" \
+    --pid "$pid_redis" --uid-prefix w push -n 800 -m 100000 --rate 40000)"
 record push-solo "$(bench --ws 127.0.0.1:24234 --text 127.0.0.1:28678 --socket "$dir/solo.sock" \
     --uid-prefix z push -n 800 -m 100000)"
 

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use pushd_proto::uid::Uid;
 
-use super::channels::UidChannels;
+use super::channels;
 use super::{Bind, Cluster, Taken};
 use crate::core::events::Events;
 use crate::core::registry::{ChangedUids, Held, Registry};
@@ -56,7 +56,6 @@ pub async fn run(
         registry: &registry,
         changed,
         events: &events,
-        channels: UidChannels::default(),
         resync: true,
     };
     // A command read while gathering takes, served next.
@@ -118,7 +117,7 @@ pub async fn run(
                     .filter(|(_, held)| held.raw)
                     .map(|(uid, _)| uid)
                     .collect();
-                let _ = done.send(writer.channels.attach(&cluster, held).await);
+                let _ = done.send(channels::attach(&cluster, held).await);
             }
             Some(PresenceCommand::Resync(done)) => {
                 writer.resync = true;
@@ -148,7 +147,6 @@ struct Writer<'a> {
     registry: &'a Registry,
     changed: &'a ChangedUids,
     events: &'a Events,
-    channels: UidChannels,
     /// The next write rewrites everything.
     resync: bool,
 }
@@ -156,8 +154,7 @@ struct Writer<'a> {
 impl Writer<'_> {
     async fn write(&mut self) -> Result<(), String> {
         let (cluster, registry, events) = (self.cluster, self.registry, self.events);
-        let (channels, resync) = (&mut self.channels, &mut self.resync);
-        write(cluster, registry, self.changed, events, channels, resync).await
+        write(cluster, registry, self.changed, events, &mut self.resync).await
     }
 
     /// Without a lease there is nobody to tell: the lease task asks for a full
@@ -185,11 +182,9 @@ async fn write(
     registry: &Registry,
     changed: &ChangedUids,
     events: &Events,
-    channels: &mut UidChannels,
     resync: &mut bool,
 ) -> Result<(), String> {
     let key = cluster.keys.node(&cluster.id);
-    let complete = *resync;
     let counts: Vec<(Uid, Held)> = if *resync {
         // Taken first: anything that changes after the snapshot is marked again.
         changed.take();
@@ -222,13 +217,29 @@ async fn write(
     // uid changed, so every connection counted here has its event in these.
     // And right after them: a `disconnect` taken later could be written before
     // the `online` of a count that still has its connection.
-    let mut outgoing = events.outgoing();
-    // The uids' channels before their presence: a bind's take follows this.
+    let outgoing = events.outgoing();
+    // The uids' channels alongside their presence, both before a bind's take
+    // (which follows this), without a round trip more for the binds waiting.
     let raw = counts.iter().map(|(uid, held)| (uid, held.raw));
-    if !(channels.update(cluster, raw, complete)).await {
+    let (subscribed, stored) = tokio::join!(
+        channels::update(cluster, raw),
+        store(cluster, events, &counts, outgoing, resync)
+    );
+    if !subscribed {
         warn!("cluster: could not change the uids' subscriptions; subscribing to Redis again");
         cluster.health.resubscribe.notify_waiters();
     }
+    stored
+}
+
+/// Writes this node's `outgoing` events and the `counts` of its uids.
+async fn store(
+    cluster: &Cluster,
+    events: &Events,
+    counts: &[(Uid, Held)],
+    mut outgoing: Vec<crate::core::events::Outgoing>,
+    resync: &mut bool,
+) -> Result<(), String> {
     if counts.is_empty() && outgoing.is_empty() {
         return Ok(());
     }
