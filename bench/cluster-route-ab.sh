@@ -5,8 +5,9 @@
 #   bench/cluster-route-ab.sh A_PUSHD B_PUSHD [RESULTS.jsonl]
 #
 # For each side and round: a fresh redis-server (Unix socket, persistence off) and
-# two nodes a and b of that pushd; 800 clients on b are pushed MESSAGES (default
-# 100k) through a's text port (cross-node, 4 connections x 64 in flight). Recorded:
+# two nodes a and b of that pushd; CLIENTS (default 800) clients on b are pushed MESSAGES (default
+# 100k) through a's text port (cross-node, 4 connections x 64 in flight; with
+# SAME_NODE=1 through b's own: same node, still cluster mode). Recorded:
 # the push rate and latency (pushbench) and redis-server's whole CPU time (user +
 # system, from /proc) over the run, per push. ROUNDS (default 2) A B pairs. The
 # same pushbench (target/release/pushbench) drives both. Every run is bounded.
@@ -42,8 +43,10 @@ run() {
     sleep 2
     local before after report
     before=$(cpu_ticks "$redis")
-    report=$(timeout 300 "$bench" --json --ws 127.0.0.1:32234 --text 127.0.0.1:35678 \
-        --socket "$dir/a.sock" --pid "$redis" push -n 800 -m "$messages")
+    local text=127.0.0.1:35678
+    [ -n "${SAME_NODE:-}" ] && text=127.0.0.1:36678
+    report=$(timeout 300 "$bench" --json --ws 127.0.0.1:32234 --text "$text" \
+        --socket "$dir/a.sock" --pid "$redis" push -n "${CLIENTS:-800}" -m "$messages")
     after=$(cpu_ticks "$redis")
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
