@@ -133,7 +133,8 @@ async fn a_uid_on_the_pushing_node_and_another_gets_each_push_once_on_each_and_i
 /// a pause) keeps its subscriptions in Redis: its uids' channels still count
 /// it. Reaped, and not back within two thirds of a lease, its subscriber is
 /// cut: a push to its uid is then queued, never answered `ok` into a
-/// subscription nobody reads. Back, the node subscribes again.
+/// subscription nobody reads. Back, the node subscribes again, and its open
+/// page gets what was queued for it while it was taken for dead.
 #[tokio::test]
 async fn a_node_gone_without_closing_its_subscription_is_cut_and_its_uids_pushes_wait() {
     if !redis_available() {
@@ -171,7 +172,9 @@ async fn a_node_gone_without_closing_its_subscription_is_cut_and_its_uids_pushes
         answers.iter().all(|a| a != "ok"),
         "answered ok into a subscription nobody reads: {answers:?}"
     );
-    // b finds its subscription gone and joins again: pushes reach its page.
+    // b finds its subscription gone and joins again: its page gets what was
+    // queued for it meanwhile, then what is pushed now.
+    assert_eq!(page.recv_text().await, r#"{"uid":"away","n":1}"#);
     wait_for_nodes(&a, 2).await;
     eventually(STEP, "a push to b's page to be ok", || async {
         let mut backend = a.text_client().await;

@@ -4,9 +4,18 @@
 //! Redis, every message after the newest it was given (`!gap` first when that
 //! is no longer all there), in front of what arrived meanwhile. Raw
 //! connections have no place to catch up from.
+//!
+//! And what was queued for this node's uids while the cluster took it for dead
+//! (its lease ran out and it was reaped, but it was only paused or cut off, its
+//! pages open): when it joins again, each raw connection here is held, and its
+//! uid's mailbox is taken as a bind takes it and handed to every raw
+//! connection of the uid here, in front of what arrived meanwhile ([`raw`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use pushd_proto::uid::Uid;
 
 use tracing::debug;
 
@@ -20,7 +29,7 @@ use crate::core::registry::Registry;
 /// Connections caught up with one script call.
 const BATCH: usize = 256;
 
-/// Catches up `held` (held by [`Registry::hold_v2_connections`]) and releases
+/// Catches up `held` (held by [`Registry::hold_connections`]) and releases
 /// each, whatever Redis answers.
 pub(super) async fn run(
     cluster: Arc<Cluster>,
@@ -84,6 +93,71 @@ pub(super) async fn run(
             handle.note_place(taken.place);
             let through = frames.last().map(|(n, _)| *n).filter(|n| *n > 0);
             handle.release(frames, through);
+        }
+    }
+}
+
+/// Hands the mailboxes of the uids of `held` (raw connections held by
+/// [`Registry::hold_connections`]) to them, each to every raw connection of its
+/// uid here, and releases each, whatever Redis answers.
+pub(super) async fn raw(
+    cluster: Arc<Cluster>,
+    registry: Arc<Registry>,
+    held: Vec<Arc<ConnHandle>>,
+) {
+    let mut by_uid: HashMap<Uid, Vec<Arc<ConnHandle>>> = HashMap::new();
+    for handle in held {
+        match handle.uid().cloned() {
+            Some(uid) => by_uid.entry(uid).or_default().push(handle),
+            None => handle.release(Vec::new(), None),
+        }
+    }
+    let by_uid: Vec<(Uid, Vec<Arc<ConnHandle>>)> = by_uid.into_iter().collect();
+    for chunk in by_uid.chunks(BATCH) {
+        let binds: Vec<Bind> = (chunk.iter())
+            .map(|(uid, handles)| Bind {
+                uid: uid.clone(),
+                connection: handles[0].id,
+                resume: Resume::Raw,
+                at: Instant::now(),
+            })
+            .collect();
+        let asked: Vec<&Bind> = binds.iter().collect();
+        let taken = match cluster.take_mailboxes(&asked).await {
+            Ok(taken) => taken,
+            Err(err) => {
+                // What waits stays in Redis, for the uid's next bind.
+                debug!(%err, "cluster: could not take what was queued while this node was away");
+                Vec::new()
+            }
+        };
+        let mut answers = taken.into_iter();
+        for ((_, handles), bind) in chunk.iter().zip(&binds) {
+            let Some(taken) = answers.next() else {
+                for handle in handles {
+                    handle.release(Vec::new(), None);
+                }
+                continue;
+            };
+            let messages: Vec<(u64, Payload)> = (taken.messages.iter())
+                .filter_map(|(id, payload)| {
+                    let payload = String::from_utf8(payload.clone()).ok()?;
+                    Some((ids::number_of(id).unwrap_or(0), Payload::from(payload)))
+                })
+                .collect();
+            let handed = messages.len() as u64;
+            let counters = registry.counters();
+            counters.add(Counter::MailboxDelivered, handed);
+            counters.add(Counter::MessagesDelivered, handed * handles.len() as u64);
+            counters.add(Counter::MailboxExpired, taken.expired);
+            for handle in handles {
+                handle.release(messages.clone(), None);
+            }
+            if (handed > 0 || taken.expired > 0)
+                && let Err(err) = cluster.ack_mailbox(bind, taken.last).await
+            {
+                debug!(uid = %bind.uid, %err, "cluster: could not confirm a mailbox handed over");
+            }
         }
     }
 }

@@ -64,6 +64,14 @@ pub async fn run(
                     cluster.lease_ok.store(false, Ordering::Relaxed);
                     continue;
                 }
+                if lapsed == 1 && joined && cluster.mailbox_on() {
+                    // Taken for dead meanwhile: pushes to its uids were queued
+                    // beside its open pages. Now that its presence is back they
+                    // reach them, in front of what arrives from now on.
+                    let held = registry.hold_connections(false);
+                    let (cluster, registry) = (cluster.clone(), registry.clone());
+                    tokio::spawn(super::catch_up::raw(cluster, registry, held));
+                }
                 if !joined {
                     joined = true;
                     cluster.joined.store(true, Ordering::Relaxed);

@@ -60,7 +60,7 @@ pub async fn run(
                     let _ = cluster.presence.try_send(PresenceCommand::Resync(done));
                     if cluster.mailbox_on() {
                         // Held before the first message of the new subscription.
-                        let held = registry.hold_v2_connections();
+                        let held = registry.hold_connections(true);
                         tokio::spawn(catch_up::run(cluster.clone(), registry.clone(), held));
                     }
                 }

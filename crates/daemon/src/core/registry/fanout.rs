@@ -204,12 +204,13 @@ impl Registry {
         self.finish_push(offered)
     }
 
-    /// Holds every listed `pushd.v2` connection that is not held already, and
-    /// returns them: what reaches them waits until each is released.
-    pub(crate) fn hold_v2_connections(&self) -> Vec<Arc<ConnHandle>> {
+    /// Holds every listed `pushd.v2` connection (with `v2`, else every raw
+    /// one) that is not held already, and returns them: what reaches them waits
+    /// until each is released.
+    pub(crate) fn hold_connections(&self, v2: bool) -> Vec<Arc<ConnHandle>> {
         let state = self.lock();
         (state.uids.connections())
-            .filter(|h| h.v2 && !h.is_held())
+            .filter(|h| h.v2 == v2 && !h.is_held())
             .inspect(|h| h.hold())
             .cloned()
             .collect()
