@@ -9,8 +9,10 @@
 //! the presence write and the subscription, no node taking it on the channel,
 //! goes through the route script to the node's inbox), unsubscribes it once
 //! the uid's last raw connection here is gone, and subscribes every held uid's
-//! on a new subscriber connection before the node's own channels: a push never
-//! finds the node listening to its inbox but not yet to its uids.
+//! on a new subscriber connection, once the subscriber has subscribed the
+//! node's own (requests and replies must not wait behind presence writes). A
+//! push meanwhile that no node takes on its uid's channel goes through the
+//! route script to the node's inbox.
 
 use pushd_proto::uid::Uid;
 use redis::aio::MultiplexedConnection;
@@ -23,37 +25,34 @@ use super::Cluster;
 /// buffers would keep that size.
 const CHUNK: usize = 500;
 
-/// A new subscriber connection: subscribes the channel of each uid in `held`,
-/// then this node's own channels (its inbox last: a node that answers on its
-/// inbox hears its uids too).
+/// A new subscriber connection, subscribed to this node's own channels by the
+/// subscriber: subscribes the channel of each uid in `held`.
 pub(super) async fn attach(cluster: &Cluster, held: Vec<Uid>) -> Result<(), String> {
-    let Some(mut conn) = cluster.subscription() else {
+    let Some((made, mut conn)) = cluster.subscription() else {
         return Err("the subscriber connection is gone".into());
     };
-    let keys = &cluster.keys;
-    let subscribed = async {
-        change(cluster, &mut conn, &held, true).await?;
-        conn.subscribe(&[keys.all(), keys.inbox(&cluster.id)]).await
+    let subscribed = change(cluster, &mut conn, &held, true);
+    let failed = match tokio::time::timeout(cluster.timeout, subscribed).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(err)) => format!("Redis: {err}"),
+        Err(_) => "Redis: subscribing timed out".into(),
     };
-    match tokio::time::timeout(cluster.timeout, subscribed).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(format!("Redis: {err}")),
-        Err(_) => Err("Redis: subscribing timed out".into()),
-    }
+    cluster.subscription_failed(made);
+    Err(failed)
 }
 
 /// Brings the subscriptions in line with `changes` (a uid, and whether it has
 /// a raw connection here): subscribed if so, else unsubscribed (both harmless
 /// when already so; nothing else remembers which are). Without a subscriber
 /// connection nothing is done: the next one subscribes what is held then.
-/// False when the change failed: the subscriptions are not what they should be,
-/// and the subscriber connection must be made again.
+/// When the change fails the subscriptions are not what they should be, and
+/// the subscriber connection is made again.
 pub(super) async fn update<'a>(
     cluster: &Cluster,
     changes: impl IntoIterator<Item = (&'a Uid, bool)>,
-) -> bool {
-    let Some(mut conn) = cluster.subscription() else {
-        return true;
+) {
+    let Some((made, mut conn)) = cluster.subscription() else {
+        return;
     };
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for (uid, raw) in changes {
@@ -68,11 +67,11 @@ pub(super) async fn update<'a>(
         change(cluster, &mut conn, &off, false).await
     };
     match tokio::time::timeout(cluster.timeout, changed).await {
-        Ok(Ok(())) => return true,
+        Ok(Ok(())) => return,
         Ok(Err(err)) => debug!(%err, "cluster: could not change the uids' subscriptions"),
         Err(_) => debug!("cluster: changing the uids' subscriptions timed out"),
     }
-    false
+    cluster.subscription_failed(made);
 }
 
 /// Subscribes (`on`) or unsubscribes the channels of `uids`, [`CHUNK`] a command.

@@ -12,13 +12,15 @@
 //! handed to it at [`Cluster::spawn`].
 //!
 //! Files by job: `events` carries the cluster's events through a Redis stream
-//! (and posts them to the webhook, once), `routes` sends pushes to the nodes that hold their uids,
+//! (and posts them to the webhook, once), `routes` sends pushes to the nodes that hold their uids
+//! (on the uids' own channels, which `channels` subscribes, or through the route script),
 //! `fanout` asks every node to carry out a request and gathers the replies,
 //! `mailbox` takes and lists mailboxes in Redis, `bus` is the wire format of
 //! bus messages, `scripts` the Lua that runs in Redis, `keys` its key names.
 //! Tasks: `lease` renews this node's lease and reaps dead nodes, `subscriber`
 //! receives and serves bus messages (`catch_up` gives the `pushd.v2`
-//! connections what the bus lost while it was away), `presence` copies uid counts to Redis,
+//! connections what the bus lost while it was away, and a node taken for dead its raw
+//! connections' queued messages), `presence` copies uid counts to Redis,
 //! `resumable` keeps the uids of `pushd.v2` connections resumable. All stop with
 //! the daemon; [`Cluster::leave`] removes this node at once on SIGTERM.
 
@@ -150,7 +152,9 @@ pub(crate) struct Cluster {
     /// subscribes the uids' channels on it (`channels`). Only the subscriber
     /// task puts it here and takes it away, so that it closes with the task
     /// (a live upgrade's old process must stop being counted on its channels).
-    subscription: std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    subscription: std::sync::Mutex<Option<(u64, redis::aio::MultiplexedConnection)>>,
+    /// Subscriber connections made so far: which one is in use.
+    subscriptions_made: std::sync::atomic::AtomicU64,
     /// The lease was renewed and presence written once: the node has joined.
     joined: AtomicBool,
     presence: mpsc::Sender<PresenceCommand>,
@@ -261,6 +265,7 @@ impl Cluster {
             lease_ok: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             subscription: std::sync::Mutex::new(None),
+            subscriptions_made: std::sync::atomic::AtomicU64::new(0),
             joined: AtomicBool::new(false),
             presence,
             mailbox,
@@ -462,8 +467,25 @@ impl Cluster {
 
     /// The subscriber connection, if its task has one (a handle to it: the
     /// connection closes once the task drops it and no call is under way).
-    fn subscription(&self) -> Option<redis::aio::MultiplexedConnection> {
+    fn subscription(&self) -> Option<(u64, redis::aio::MultiplexedConnection)> {
         (self.subscription.lock().unwrap_or_else(|p| p.into_inner())).clone()
+    }
+
+    /// A change of the uids' subscriptions failed on subscriber connection
+    /// `made`: the subscriptions are not what they should be, so that
+    /// connection is made anew, unless another has replaced it already (a
+    /// change that failed on a connection Redis had closed says nothing of the
+    /// next one).
+    fn subscription_failed(&self, made: u64) {
+        let current = (self.subscription.lock().unwrap_or_else(|p| p.into_inner()))
+            .as_ref()
+            .map(|(made, _)| *made);
+        if current == Some(made) {
+            tracing::warn!(
+                "cluster: could not change the uids' subscriptions; subscribing to Redis again"
+            );
+            self.health.resubscribe.notify_waiters();
+        }
     }
 
     /// Whether this node is in the cluster now: lease renewed and subscribed.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use pushd_proto::uid::Uid;
 
@@ -221,14 +221,10 @@ async fn write(
     // The uids' channels alongside their presence, both before a bind's take
     // (which follows this), without a round trip more for the binds waiting.
     let raw = counts.iter().map(|(uid, held)| (uid, held.raw));
-    let (subscribed, stored) = tokio::join!(
+    let ((), stored) = tokio::join!(
         channels::update(cluster, raw),
         store(cluster, events, &counts, outgoing, resync)
     );
-    if !subscribed {
-        warn!("cluster: could not change the uids' subscriptions; subscribing to Redis again");
-        cluster.health.resubscribe.notify_waiters();
-    }
     stored
 }
 

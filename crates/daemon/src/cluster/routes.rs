@@ -113,16 +113,43 @@ impl Cluster {
             .collect()
     }
 
-    /// Publishes on their uids' channels the pushes that need no id, in one
-    /// `MULTI` (a node that subscribes meanwhile sees all of a uid's or none).
-    /// `None` for a push left to the route script: its uid is resumable, or this
-    /// node has `pushd.v2` connections of it, or no node took it on its channel
-    /// and this node did not either; every push while a live node does not
-    /// subscribe its uids' channels.
+    /// Publishes on their uids' channels the pushes that need no id. `None` for
+    /// a push left to the route script: its uid is resumable, or this node has
+    /// `pushd.v2` connections of it, or no node took it on its channel and this
+    /// node did not either; every push while the checks of [`Cluster::on_channels`]
+    /// say no.
     async fn route_on_channels(
         &self,
         pushes: &[Route<'_>],
     ) -> redis::RedisResult<Vec<Option<Routed>>> {
+        let fast = self.on_channels(pushes).await?;
+        if fast.is_empty() {
+            return Ok(vec![None; pushes.len()]);
+        }
+        let nodes = self.publish_on_channels(pushes, &fast).await?;
+        let mut results = vec![None; pushes.len()];
+        for (i, nodes) in fast.into_iter().zip(nodes) {
+            let push = &pushes[i];
+            // This node hears its own push when it holds the uid too.
+            let others = nodes.saturating_sub(u64::from(push.delivered_here));
+            results[i] = (nodes > 0 || push.delivered_here).then_some(Routed {
+                connections: others,
+                queued: false,
+                sent: true,
+            });
+        }
+        Ok(results)
+    }
+
+    /// Which of `pushes` (their indexes) may go on their uids' channels: none
+    /// unless every node in `P:nodes` subscribes its uids' channels, no lease
+    /// has run out (a node whose lease ran out may be paused with its
+    /// subscription open, or gone with it left behind until its reap cuts it:
+    /// its uids' pushes go to the script, which answers `fail` for them while
+    /// presence is unsure) and presence is not settling; then those of uids
+    /// that are not resumable and have no `pushd.v2` connection here. One round
+    /// trip (and one more only when some of the uids are resumable and some not).
+    async fn on_channels(&self, pushes: &[Route<'_>]) -> redis::RedisResult<Vec<usize>> {
         // One uid's pushes go one way, so that they keep their order.
         let mut uids: HashMap<&str, bool> = HashMap::new();
         for push in pushes {
@@ -133,11 +160,8 @@ impl Cluster {
             .map(|(uid, _)| *uid)
             .collect();
         if candidates.is_empty() {
-            return Ok(vec![None; pushes.len()]);
+            return Ok(Vec::new());
         }
-        // Whether every node subscribes its uids' channels and is alive, and
-        // how many of these uids are resumable: one command for all of them,
-        // then one each only when some are and some are not.
         let mut pipe = redis::pipe();
         pipe.zcard(self.keys.nodes());
         (pipe.cmd("ZINTERCARD").arg(2))
@@ -155,16 +179,10 @@ impl Cluster {
         let (nodes, subscribing, (secs, micros), first_lease, settle, resumable): Answers =
             pipe.query_async(&mut self.conn()).await?;
         let now_ms = (secs * 1000 + micros / 1000) as f64;
-        // A node whose lease ran out may be paused with its subscription open, or
-        // gone with it left behind until Redis notices (it is killed a lease after
-        // the reap: `lease`): its uids' pushes go to the script, which answers
-        // `fail` for them while presence is unsure.
-        let lapsed = first_lease
-            .first()
-            .is_some_and(|(_, until)| *until <= now_ms);
+        let lapsed = (first_lease.first()).is_some_and(|(_, until)| *until <= now_ms);
         let unsure = lapsed || settle.is_some_and(|until| now_ms < until);
         if nodes != subscribing || unsure || resumable == candidates.len() {
-            return Ok(vec![None; pushes.len()]);
+            return Ok(Vec::new());
         }
         if resumable > 0 {
             let mut each = redis::pipe();
@@ -178,22 +196,27 @@ impl Cluster {
                 }
             }
         }
-        let fast: Vec<usize> = (0..pushes.len())
+        Ok((0..pushes.len())
             .filter(|&i| uids[pushes[i].uid.as_str()])
-            .collect();
-        if fast.is_empty() {
-            return Ok(vec![None; pushes.len()]);
-        }
-        // A uid pushed more than once in the batch has its pushes in one
-        // `MULTI`, so that a node subscribing meanwhile sees all of them or none
-        // (one taken and an earlier one left to the script would pass it). The
-        // others need none: a transaction costs Redis a reply more per command.
+            .collect())
+    }
+
+    /// `PUBLISH`es `pushes[i]` for each of `fast` on its uid's channel; how many
+    /// nodes received each. A uid pushed more than once has those pushes in one
+    /// `MULTI`, so that a node subscribing meanwhile sees all of them or none (one
+    /// taken and an earlier one left to the script would pass it); the others
+    /// need none (a transaction costs Redis a reply more per command).
+    async fn publish_on_channels(
+        &self,
+        pushes: &[Route<'_>],
+        fast: &[usize],
+    ) -> redis::RedisResult<Vec<u64>> {
         let mut times: HashMap<&str, usize> = HashMap::new();
-        for &i in &fast {
+        for &i in fast {
             *times.entry(pushes[i].uid.as_str()).or_default() += 1;
         }
         let (together, alone): (Vec<usize>, Vec<usize>) =
-            (fast.iter()).partition(|&&i| times[pushes[i].uid.as_str()] > 1);
+            (0..fast.len()).partition(|&k| times[pushes[fast[k]].uid.as_str()] > 1);
         let mut pipe = redis::pipe();
         let publish = |pipe: &mut redis::Pipeline, push: &Route| {
             let header = Header::Send {
@@ -208,42 +231,29 @@ impl Cluster {
         };
         if !together.is_empty() {
             pipe.cmd("MULTI").ignore();
-            for &i in &together {
-                publish(&mut pipe, &pushes[i]);
+            for &k in &together {
+                publish(&mut pipe, &pushes[fast[k]]);
                 pipe.ignore();
             }
             pipe.cmd("EXEC");
         }
-        for &i in &alone {
-            publish(&mut pipe, &pushes[i]);
+        for &k in &alone {
+            publish(&mut pipe, &pushes[fast[k]]);
         }
         let answers: Vec<redis::Value> = pipe.query_async(&mut self.conn()).await?;
         let mut answers = answers.into_iter();
-        let mut counts: Vec<u64> = vec![0; pushes.len()];
+        let mut nodes = vec![0; fast.len()];
         if !together.is_empty() {
             let exec: Vec<u64> =
                 redis::from_redis_value(answers.next().unwrap_or(redis::Value::Nil))?;
-            for (&i, count) in together.iter().zip(exec) {
-                counts[i] = count;
+            for (&k, count) in together.iter().zip(exec) {
+                nodes[k] = count;
             }
         }
-        for (&i, answer) in alone.iter().zip(answers) {
-            counts[i] = redis::from_redis_value(answer)?;
+        for (&k, answer) in alone.iter().zip(answers) {
+            nodes[k] = redis::from_redis_value(answer)?;
         }
-        Ok((pushes.iter().zip(counts))
-            .map(|(push, nodes)| {
-                if !uids[push.uid.as_str()] {
-                    return None;
-                }
-                // This node hears its own push when it holds the uid too.
-                let others = nodes.saturating_sub(u64::from(push.delivered_here));
-                (nodes > 0 || push.delivered_here).then_some(Routed {
-                    connections: others,
-                    queued: false,
-                    sent: true,
-                })
-            })
-            .collect())
+        Ok(nodes)
     }
 
     /// `n` pushes that did not go out, for the reason `note`.

@@ -1,6 +1,7 @@
-//! The subscriber connection: receives `P:all` and this node's inbox, and serves
-//! what arrives. It has its own reconnect loop (the connection manager does not
-//! resubscribe); after each (re)subscription the presence hash is rewritten, since
+//! The subscriber connection: receives `P:all`, this node's inbox and its uids'
+//! channels (`channels`, which the presence writer keeps), and serves what
+//! arrives. It has its own reconnect loop (a connection's subscriptions end with
+//! it); after each (re)subscription the presence hash is rewritten, since
 //! anything may have happened while it was away.
 
 use std::sync::Arc;
@@ -132,10 +133,11 @@ struct Open<'a>(&'a Cluster);
 
 impl<'a> Open<'a> {
     fn new(cluster: &'a Cluster, conn: MultiplexedConnection) -> Self {
+        let made = cluster.subscriptions_made.fetch_add(1, Ordering::Relaxed) + 1;
         *cluster
             .subscription
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(conn);
+            .unwrap_or_else(|p| p.into_inner()) = Some((made, conn));
         Open(cluster)
     }
 }
@@ -150,18 +152,34 @@ impl Drop for Open<'_> {
     }
 }
 
-/// Has the presence writer subscribe this node's channels and its uids' on the
-/// new subscriber connection, within the timeout.
-async fn subscribe(cluster: &Cluster) -> Result<(), String> {
+/// Subscribes this node's own channels on the new subscriber connection, and
+/// has the presence writer, which keeps the uids' channels, subscribe those:
+/// it may be waiting on Redis, so that goes on in its own task (a failure makes
+/// the subscription anew: [`Cluster::subscription_failed`]).
+async fn subscribe(cluster: &Arc<Cluster>) -> Result<(), String> {
+    let (_, mut conn) = (cluster.subscription()).ok_or("the subscriber connection is gone")?;
+    let own = [cluster.keys.all(), cluster.keys.inbox(&cluster.id)];
+    match tokio::time::timeout(cluster.timeout, conn.subscribe(&own)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => return Err(format!("Redis: {err}")),
+        Err(_) => return Err("Redis: subscribing timed out".into()),
+    }
     let (done, subscribed) = oneshot::channel();
-    let asked = (cluster.presence).send(PresenceCommand::Subscribe(done));
-    let subscribed = async {
-        asked.await.map_err(|_| "stopping".to_owned())?;
-        subscribed.await.map_err(|_| "stopping".to_owned())?
-    };
-    tokio::time::timeout(cluster.timeout * 2, subscribed)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        if (cluster
+            .presence
+            .send(PresenceCommand::Subscribe(done))
+            .await)
+            .is_err()
+        {
+            return;
+        }
+        if let Ok(Err(err)) = subscribed.await {
+            debug!(%err, "cluster: could not subscribe the uids' channels");
+        }
+    });
+    Ok(())
 }
 
 /// Serves one bus message. Pushes and kicks are carried out right here, in arrival
