@@ -139,10 +139,10 @@ pub(super) async fn raw(
                 }
                 continue;
             };
-            let messages: Vec<(u64, Payload)> = (taken.messages.iter())
+            let messages: Vec<(u64, Payload)> = (taken.messages.into_iter())
                 .filter_map(|(id, payload)| {
-                    let payload = String::from_utf8(payload.clone()).ok()?;
-                    Some((ids::number_of(id).unwrap_or(0), Payload::from(payload)))
+                    let payload = String::from_utf8(payload).ok()?;
+                    Some((ids::number_of(&id).unwrap_or(0), Payload::from(payload)))
                 })
                 .collect();
             let handed = messages.len() as u64;
